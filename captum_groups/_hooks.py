@@ -1,0 +1,172 @@
+"""The one place that captures layer outputs; every hook is removed, also on error.
+
+Forward passes that only need a layer's output stop right after that layer
+(the rest of the network is never computed): the capturing hook raises
+:class:`_StopForward`, which :func:`run_to_layer` catches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from captum._utils.common import _run_forward
+from torch import Tensor, nn
+
+from .groups import layer_name
+
+__all__ = ["LayerCapture", "run_to_layer", "layer_calls", "preserve_buffers", "model_of"]
+
+Captured = tuple[Tensor, ...]
+
+
+class _StopForward(Exception):
+    """Raised inside a hook to end a forward pass once the layer has run."""
+
+
+def model_of(forward_func: object, layer: nn.Module | None = None) -> nn.Module | None:
+    """The nn.Module behind a forward function, if there is one."""
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    if isinstance(owner, nn.Module):
+        return owner
+    return layer
+
+
+def _as_tuple(value: Any) -> Captured:
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    tensors = tuple(v for v in values if isinstance(v, Tensor))
+    if not tensors:
+        raise TypeError(f"the layer produced no tensor to attribute to (got {type(value)})")
+    return tensors
+
+
+class LayerCapture:
+    """Records what a layer produces (or receives) during forward passes.
+
+    Parameters
+    ----------
+    layer : nn.Module
+        The module to watch.
+    use_input : bool
+        Record the layer's positional inputs instead of its output.
+    stop : bool
+        End the forward pass as soon as the layer has run.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> with LayerCapture(model[1], stop=True) as cap:
+    ...     cap.run(model, torch.ones(4, 2))
+    >>> cap.output[0].shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(self, layer: nn.Module, use_input: bool = False, stop: bool = False) -> None:
+        self.layer = layer
+        self.use_input = use_input
+        self.stop = stop
+        self.calls: list[Captured] = []
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def _hook(self, module: nn.Module, args: Any, output: Any = None) -> None:
+        self.calls.append(_as_tuple(args if self.use_input else output))
+        if self.stop:
+            raise _StopForward
+
+    def __enter__(self) -> LayerCapture:
+        if self.use_input:
+            self._handle = self.layer.register_forward_pre_hook(self._hook)
+        else:
+            self._handle = self.layer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def run(
+        self,
+        forward_func: Callable[..., Any],
+        inputs: Any,
+        additional_forward_args: Any = None,
+        target: Any = None,
+    ) -> Tensor | None:
+        """Run ``forward_func``; return its (target-selected) output, or None if stopped."""
+        try:
+            return _run_forward(forward_func, inputs, target, additional_forward_args)
+        except _StopForward:
+            return None
+
+    @property
+    def output(self) -> Captured:
+        """What the layer produced in its one call; a clear error otherwise."""
+        if not self.calls:
+            raise RuntimeError(
+                f"layer {layer_name(None, self.layer)} did not run during the forward pass; "
+                f"is it part of the model?"
+            )
+        return self.calls[0]
+
+
+def run_to_layer(
+    forward_func: Callable[..., Any],
+    inputs: Any,
+    layer: nn.Module,
+    additional_forward_args: Any = None,
+    use_input: bool = False,
+) -> Captured:
+    """Run the model up to ``layer`` and return the layer's output (or input).
+
+    Nothing after the layer is computed. Gradients flow if grad mode is on.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> run_to_layer(model, torch.ones(4, 2), model[0])[0].shape
+    torch.Size([4, 3])
+    """
+    with LayerCapture(layer, use_input=use_input, stop=True) as capture:
+        capture.run(forward_func, inputs, additional_forward_args)
+    return capture.output
+
+
+def layer_calls(
+    forward_func: Callable[..., Any],
+    inputs: Any,
+    layer: nn.Module,
+    additional_forward_args: Any = None,
+    use_input: bool = False,
+) -> list[Captured]:
+    """Every output (or input) of ``layer`` in one full forward pass, without gradients.
+
+    Buffers (e.g. BatchNorm running statistics) are restored afterwards.
+    """
+    model = model_of(forward_func, layer)
+    with torch.no_grad(), preserve_buffers(model), LayerCapture(layer, use_input) as capture:
+        capture.run(forward_func, inputs, additional_forward_args)
+    return capture.calls
+
+
+@contextmanager
+def preserve_buffers(model: nn.Module | None) -> Iterator[None]:
+    """Restore the model's buffers on exit when it is in training mode.
+
+    A forward pass in training mode updates BatchNorm running statistics; a
+    pass that only inspects the model must not.
+    """
+    if model is None or not model.training:
+        yield
+        return
+    saved = {name: buf.detach().clone() for name, buf in model.named_buffers()}
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                if name in saved:
+                    buf.copy_(saved[name])

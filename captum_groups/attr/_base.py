@@ -1,0 +1,253 @@
+"""What every group attribution class shares: layers, groups, checks, results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Union
+
+import torch
+from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
+from torch import Tensor, nn
+
+from .._hooks import layer_calls, model_of
+from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ._engine import (
+    Selector,
+    chunks,
+    group_input_gradients,
+    group_values,
+    run_per_group,
+    split_per_group,
+)
+
+GroupArg = Union[
+    NeuronGroup,
+    GroupSet,
+    Sequence[Union[NeuronGroup, Callable[..., Tensor]]],
+    int,
+    tuple,
+    Callable[..., Tensor],
+]
+"""What ``group`` accepts: a group, several groups, or any Captum neuron_selector."""
+
+
+def _index_selector(index: int | tuple, value: Tensor | tuple[Tensor, ...]) -> Tensor:
+    captured = value if isinstance(value, tuple) else (value,)
+    return _verify_select_neuron(captured, index)
+
+
+def _is_index(selector: object) -> bool:
+    if isinstance(selector, bool):
+        return False
+    if isinstance(selector, int):
+        return True
+    return isinstance(selector, tuple) and all(
+        isinstance(i, (int, slice)) and not isinstance(i, bool) for i in selector
+    )
+
+
+class _GroupAttributionMixin:
+    """Group handling shared by all ``captum_groups.attr`` classes.
+
+    Concrete classes also subclass Captum's ``NeuronAttribution`` and
+    ``GradientAttribution`` or ``PerturbationAttribution``.
+    """
+
+    forward_func: Callable[..., Any]
+    layer: nn.Module
+
+    @staticmethod
+    def _resolve(forward_func: Callable[..., Any], layer: Layer) -> nn.Module:
+        if isinstance(forward_func, nn.DataParallel):
+            raise ValueError(
+                "forward_func is an nn.DataParallel; captum_groups captures layers with one "
+                "hook per call and does not gather across replicas; pass the wrapped module"
+            )
+        return resolve_layer(forward_func, layer)
+
+    def _layer_label(self) -> str:
+        return repr(layer_name(model_of(self.forward_func), self.layer))
+
+    def _selectors(self, group: GroupArg) -> tuple[list[Selector], list[object], bool]:
+        """Normalise ``group`` to (selectors, originals, several-groups flag)."""
+        if isinstance(group, NeuronGroup) or callable(group) or _is_index(group):
+            items, several = [group], False
+        elif isinstance(group, (GroupSet, list, tuple)):
+            items, several = list(group), True
+            if not items:
+                raise ValueError("group is an empty sequence; give at least one group")
+        else:
+            raise TypeError(
+                "group must be a NeuronGroup, a GroupSet, a sequence of NeuronGroups, or a "
+                f"Captum neuron_selector (int, tuple of int/slice, callable); got {group!r}"
+            )
+        selectors: list[Selector] = []
+        for item in items:
+            if isinstance(item, NeuronGroup):
+                module = resolve_layer(model_of(self.forward_func, None), item.layer, "group")
+                if module is not self.layer:
+                    raise ValueError(
+                        f"group {item!r} belongs to layer {layer_name(None, item.layer)!r}, "
+                        f"but this attribution is for layer {self._layer_label()}; "
+                        f"all groups of one call must belong to the attributed layer"
+                    )
+                selectors.append(item)
+            elif _is_index(item):
+                selectors.append(partial(_index_selector, item))
+            elif callable(item):
+                selectors.append(item)
+            else:
+                raise TypeError(
+                    f"group holds {item!r}; each element must be a NeuronGroup or a callable"
+                )
+        return selectors, items, several
+
+    def _check_inputs(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        baselines: object = None,
+    ) -> tuple[Tensor, ...]:
+        inputs_tuple = _format_tensor_into_tuples(inputs)
+        model = model_of(self.forward_func, self.layer)
+        reference = next(iter(model.parameters()), None) if model is not None else None
+        named: list[tuple[str, Tensor]] = [("inputs", t) for t in inputs_tuple]
+        if isinstance(baselines, Tensor):
+            named.append(("baselines", baselines))
+        elif isinstance(baselines, tuple):
+            named.extend(("baselines", b) for b in baselines if isinstance(b, Tensor))
+        for parameter, tensor in named:
+            if not isinstance(tensor, Tensor):
+                raise TypeError(f"{parameter} must be tensors, got {type(tensor).__name__}")
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{parameter} contain NaN or infinite values")
+            if reference is not None and tensor.device != reference.device:
+                raise ValueError(
+                    f"{parameter} are on {tensor.device} but the model's parameters are on "
+                    f"{reference.device}; move them to the same device"
+                )
+        return inputs_tuple
+
+    def _check_layer(
+        self,
+        inputs: tuple[Tensor, ...],
+        additional_forward_args: Any,
+        use_input: bool,
+        originals: list[object],
+    ) -> None:
+        """Run the model once (no gradients) to check the layer and the groups against it."""
+        calls = layer_calls(
+            self.forward_func, inputs, self.layer, additional_forward_args, use_input
+        )
+        if not calls:
+            raise ValueError(
+                f"layer {self._layer_label()} did not run in the model's forward pass"
+            )
+        if len(calls) > 1:
+            raise ValueError(
+                f"layer {self._layer_label()} runs {len(calls)} times in one forward pass "
+                f"(a module reused inside the model, like the ReLU of torchvision's "
+                f"BasicBlock), so attributions to its output are ambiguous; choose a module "
+                f"that runs once, e.g. the block's output or the layer before it"
+            )
+        captured = calls[0]
+        for item in originals:
+            if isinstance(item, NeuronGroup):
+                if len(captured) != 1:
+                    raise ValueError(
+                        f"layer {self._layer_label()} produces {len(captured)} tensors; "
+                        f"a NeuronGroup needs one; pass a callable selector instead"
+                    )
+                item.validate_output(captured[0])
+            elif _is_index(item):
+                index = (item,) if isinstance(item, int) else item
+                shape = captured[0].shape[1:]
+                if len(index) > len(shape) or any(
+                    isinstance(i, int) and not -s <= i < s for i, s in zip(index, shape)
+                ):
+                    raise ValueError(
+                        f"group index {item} is out of range for the layer output of shape "
+                        f"{tuple(shape)} (batch axis excluded)"
+                    )
+
+    def _prepare(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        group: GroupArg,
+        additional_forward_args: Any,
+        use_input: bool,
+        baselines: object = None,
+    ) -> tuple[list[Selector], bool]:
+        """Validate everything; return the selectors and whether several groups were asked."""
+        selectors, originals, several = self._selectors(group)
+        inputs_tuple = self._check_inputs(inputs, baselines)
+        self._check_layer(inputs_tuple, additional_forward_args, use_input, originals)
+        return selectors, several
+
+    @staticmethod
+    def _chunks(selectors: list[Selector], group_batch_size: int | None) -> list[Sequence]:
+        if group_batch_size is not None and (
+            isinstance(group_batch_size, bool)
+            or not isinstance(group_batch_size, int)
+            or group_batch_size < 1
+        ):
+            raise ValueError(f"group_batch_size must be a positive int, got {group_batch_size!r}")
+        return chunks(selectors, group_batch_size)
+
+    @staticmethod
+    def _assemble(results: list[Any], several: bool) -> Any:
+        """One result per group -> Captum's shape, plus a leading group axis if several."""
+        if not several:
+            return results[0]
+        if isinstance(results[0], tuple):
+            return tuple(torch.stack([r[i] for r in results]) for i in range(len(results[0])))
+        return torch.stack(results)
+
+    def _run_with_gradient_func(
+        self,
+        algorithm: Callable[[Callable[..., Any]], Any],
+        selectors: list[Selector],
+        several: bool,
+        use_input: bool,
+        group_batch_size: int | None,
+    ) -> Any:
+        """Run a Captum algorithm per group with a shared multi-group ``gradient_func``.
+
+        ``algorithm(gradient_func)`` builds the Captum algorithm, installs the
+        given gradient function and returns its attribution.
+        """
+        results: list[Any] = []
+        for chunk in self._chunks(selectors, group_batch_size):
+
+            def compute_all(
+                forward_fn: Callable[..., Any],
+                inputs: Any,
+                target_ind: Any = None,
+                additional_forward_args: Any = None,
+                chunk: Sequence[Selector] = chunk,
+            ) -> list[tuple[Tensor, ...]]:
+                grads = group_input_gradients(
+                    forward_fn, inputs, self.layer, chunk, additional_forward_args, use_input
+                )
+                return split_per_group(grads)
+
+            results.extend(run_per_group(algorithm, compute_all, len(chunk)))
+        return self._assemble(results, several)
+
+    def _run_with_forward_func(
+        self,
+        algorithm: Callable[[Callable[..., Any]], Any],
+        selectors: list[Selector],
+        several: bool,
+        use_input: bool,
+        group_batch_size: int | None,
+    ) -> Any:
+        """Run a perturbation algorithm per group with a shared multi-group forward function."""
+        results: list[Any] = []
+        for chunk in self._chunks(selectors, group_batch_size):
+
+            def compute_all(*args: Any, chunk: Sequence[Selector] = chunk) -> list[Tensor]:
+                return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
+
+            results.extend(run_per_group(algorithm, compute_all, len(chunk)))
+        return self._assemble(results, several)

@@ -1,0 +1,206 @@
+"""Shared machinery: many groups from one forward pass.
+
+Captum's neuron methods run the whole model once per neuron selector. Here the
+model runs once, up to the layer, for a whole chunk of groups; the gradients of
+all groups come from one batched (vmapped) backward pass. Captum's own
+algorithm (integrated gradients, GradientShap, DeepLift, ...) is then run once
+per group with :class:`_Replay` standing in for its ``gradient_func`` or
+``forward_func``: the first run computes the work for every group of the
+chunk, the following runs read their share back. Random number generators are
+reset between runs, so every group sees exactly the random draws a single
+Captum call would make, and each group's result equals Captum's.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from captum._utils.common import _format_tensor_into_tuples
+from torch import Tensor, nn
+
+from .._hooks import Captured, run_to_layer
+
+Selector = Callable[[Any], Tensor]
+
+
+def selector_value(captured: Captured) -> Tensor | Captured:
+    """What a Captum neuron selector receives: the tensor, or the tuple if several."""
+    return captured[0] if len(captured) == 1 else captured
+
+
+def selector_cotangents(captured: Captured, selectors: Sequence[Selector]) -> Captured:
+    """d selector / d layer output for each selector, stacked: (G, *output.shape) per tensor."""
+    detached = tuple(t.detach().requires_grad_() for t in captured)
+    per_group: list[list[Tensor]] = []
+    with torch.enable_grad():
+        for selector in selectors:
+            value = selector(selector_value(detached))
+            grads = torch.autograd.grad(value.sum(), detached, allow_unused=True)
+            per_group.append(
+                [torch.zeros_like(t) if g is None else g for g, t in zip(grads, detached)]
+            )
+    return tuple(torch.stack([grads[i] for grads in per_group]) for i in range(len(detached)))
+
+
+def batched_vjp(
+    outputs: Captured,
+    inputs: tuple[Tensor, ...],
+    cotangents: Captured,
+    retain_graph: bool = False,
+) -> tuple[Tensor, ...]:
+    """Vector-Jacobian products for G stacked cotangents in one backward pass.
+
+    Returns, per input tensor, a tensor of shape (G, *input.shape).
+    """
+    n_groups = cotangents[0].shape[0]
+    if n_groups == 1:
+        grads = torch.autograd.grad(
+            outputs,
+            inputs,
+            tuple(c[0] for c in cotangents),
+            retain_graph=retain_graph,
+            allow_unused=True,
+        )
+        grads = tuple(None if g is None else g.unsqueeze(0) for g in grads)
+    else:
+        grads = torch.autograd.grad(
+            outputs,
+            inputs,
+            cotangents,
+            retain_graph=retain_graph,
+            allow_unused=True,
+            is_grads_batched=True,
+        )
+    return tuple(
+        inp.new_zeros((n_groups, *inp.shape)) if g is None else g for g, inp in zip(grads, inputs)
+    )
+
+
+def group_input_gradients(
+    forward_fn: Callable[..., Any],
+    inputs: Tensor | tuple[Tensor, ...],
+    layer: nn.Module,
+    selectors: Sequence[Selector],
+    additional_forward_args: Any = None,
+    use_input: bool = False,
+) -> tuple[Tensor, ...]:
+    """Gradients of every selector w.r.t. the inputs: one forward to the layer, one backward."""
+    inputs_tuple = _format_tensor_into_tuples(inputs)
+    with torch.enable_grad():
+        captured = run_to_layer(forward_fn, inputs, layer, additional_forward_args, use_input)
+        cotangents = selector_cotangents(captured, selectors)
+        return batched_vjp(captured, inputs_tuple, cotangents)
+
+
+def group_values(
+    forward_fn: Callable[..., Any],
+    inputs: Any,
+    layer: nn.Module,
+    selectors: Sequence[Selector],
+    additional_forward_args: Any = None,
+    use_input: bool = False,
+) -> list[Tensor]:
+    """Every selector's value, (N,) each, from one gradient-free forward to the layer."""
+    with torch.no_grad():
+        captured = run_to_layer(forward_fn, inputs, layer, additional_forward_args, use_input)
+        value = selector_value(captured)
+        return [selector(value) for selector in selectors]
+
+
+class _RandomState:
+    """Snapshot of the Python, NumPy and torch generators (CUDA too, if in use)."""
+
+    def __init__(self) -> None:
+        self.python = random.getstate()
+        self.numpy = np.random.get_state()
+        self.torch = torch.get_rng_state()
+        in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
+        self.cuda = torch.cuda.get_rng_state_all() if in_use else None
+
+    def restore(self) -> None:
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+def _tensors_in(values: Sequence[Any]) -> list[Tensor]:
+    found: list[Tensor] = []
+    for value in values:
+        if isinstance(value, Tensor):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            found.extend(_tensors_in(value))
+    return found
+
+
+class _Replay:
+    """Stands in for a Captum ``gradient_func`` or ``forward_func`` across groups.
+
+    ``compute_all`` returns one result per group for the arguments of one call.
+    During the first run (group 0) every call is computed and recorded; during
+    later runs call ``i`` returns the recorded result of call ``i`` for the
+    current group, after checking that it got the same tensors.
+    """
+
+    def __init__(self, compute_all: Callable[..., list[Any]]) -> None:
+        self._compute_all = compute_all
+        self._records: list[tuple[list[Tensor], list[Any]]] = []
+        self._group = 0
+        self._call = 0
+
+    def next_group(self) -> None:
+        self._group += 1
+        self._call = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        tensors = _tensors_in([*args, *kwargs.values()])
+        if self._group == 0:
+            results = self._compute_all(*args, **kwargs)
+            self._records.append((tensors, results))
+            return results[0]
+        if self._call >= len(self._records):
+            raise RuntimeError("the attribution algorithm made more calls than when recorded")
+        recorded, results = self._records[self._call]
+        self._call += 1
+        if len(recorded) != len(tensors) or not all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(recorded, tensors)
+        ):
+            raise RuntimeError(
+                "the attribution algorithm was not deterministic across groups; "
+                "results would not match one Captum call per group"
+            )
+        return results[self._group]
+
+
+def run_per_group(
+    algorithm: Callable[[_Replay], Any],
+    compute_all: Callable[..., list[Any]],
+    n_groups: int,
+) -> list[Any]:
+    """Run ``algorithm(replay)`` once per group, computing the shared work once."""
+    state = _RandomState()
+    replay = _Replay(compute_all)
+    results = [algorithm(replay)]
+    for _ in range(1, n_groups):
+        state.restore()
+        replay.next_group()
+        results.append(algorithm(replay))
+    return results
+
+
+def split_per_group(stacked: tuple[Tensor, ...]) -> list[tuple[Tensor, ...]]:
+    """(G, ...) tensors per input -> one tuple of tensors per group."""
+    return [tuple(t[g] for t in stacked) for g in range(stacked[0].shape[0])]
+
+
+def chunks(items: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items (all at once if None)."""
+    if size is None:
+        return [items]
+    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -1,0 +1,213 @@
+"""GroupConductance: the flow of attribution through a neuron group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from captum._utils.common import (
+    _expand_additional_forward_args,
+    _expand_target,
+    _format_additional_forward_args,
+    _format_output,
+    _is_tuple,
+)
+from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
+from captum.attr import GradientAttribution, NeuronAttribution
+from captum.attr._utils.approximation_methods import approximation_parameters
+from captum.attr._utils.batching import _batch_attribution
+from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
+from captum.log import log_usage
+from torch import Tensor
+
+from .._hooks import LayerCapture
+from ..groups import Layer
+from ._base import GroupArg, _GroupAttributionMixin
+from ._engine import Selector, batched_vjp, selector_cotangents, split_per_group
+
+
+class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
+    r"""Conductance of each input feature through a neuron group, for a target.
+
+    The conductance of input :math:`x_i` through hidden element :math:`e`
+    (Dhamdhere et al. 2018, Captum's :class:`~captum.attr.NeuronConductance`)
+    is :math:`(x_i - x'_i) \int_0^1 \frac{\partial F}{\partial y_e}
+    \frac{\partial y_e}{\partial x_i} d\alpha`. Through a group it is the
+    weighted sum of its elements' conductances, each element weighted by
+    how much it counts in the group's value (:math:`\partial g / \partial y_e`:
+    the neuron weight, divided by the number of positions for the spatial
+    mean). Captum refuses aggregating selectors here; this class computes the
+    aggregate exactly. A single element (a group with a position reduction)
+    gives Captum's result.
+
+    All groups share each full forward pass and the backward pass from the
+    target to the layer; the passes from the layer to the inputs run batched.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model.
+    layer : nn.Module or str
+        The layer of the groups (module or dotted name).
+    device_ids : list of int, optional
+        Accepted for signature compatibility with Captum.
+    multiply_by_inputs : bool
+        Multiply by ``inputs - baselines``, as in Captum.
+
+    Examples
+    --------
+    >>> from captum_groups import NeuronGroup
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> cond = GroupConductance(model, "conv3")
+    >>> cond.attribute(x[:2], NeuronGroup("conv3", [4, 8]), target=y[:2], n_steps=20).shape
+    torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Layer,
+        device_ids: list[int] | None = None,
+        multiply_by_inputs: bool = True,
+    ) -> None:
+        module = self._resolve(forward_func, layer)
+        NeuronAttribution.__init__(self, forward_func, module, device_ids)
+        GradientAttribution.__init__(self, forward_func)
+        self._multiply_by_inputs = multiply_by_inputs
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: TensorOrTupleOfTensorsGeneric,
+        group: GroupArg,
+        baselines: BaselineType = None,
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_trapezoid",
+        internal_batch_size: int | None = None,
+        attribute_to_neuron_input: bool = False,
+        grad_kwargs: dict[str, Any] | None = None,
+        group_batch_size: int | None = None,
+    ) -> TensorOrTupleOfTensorsGeneric:
+        """Conductance through the group(s).
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Model inputs, batch first.
+        group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
+            What to attribute through. Several groups add a leading group axis.
+        baselines : scalar, Tensor or tuple, optional
+            Integration start point (zeros by default).
+        target : int, tuple, Tensor or list, optional
+            The output to explain, as Captum's ``target``.
+        additional_forward_args : optional
+            Extra arguments for ``forward_func``.
+        n_steps : int
+            Integration steps.
+        method : str
+            Captum's approximation method.
+        internal_batch_size : int, optional
+            Examples x steps evaluated per forward pass, as in Captum.
+        attribute_to_neuron_input : bool
+            Select the groups from the layer's input instead of its output.
+        grad_kwargs : dict, optional
+            Passed to ``torch.autograd.grad`` for the target's gradient.
+        group_batch_size : int, optional
+            Groups per shared pass; bounds memory (all at once if None).
+
+        Returns
+        -------
+        Tensor or tuple of Tensor
+            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+        """
+        selectors, several = self._prepare(
+            inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
+        )
+        is_tuple = _is_tuple(inputs)
+        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
+        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
+        num_examples = formatted_inputs[0].shape[0]
+        results: list[Any] = []
+        for chunk in self._chunks(selectors, group_batch_size):
+            kwargs = dict(
+                inputs=formatted_inputs,
+                selectors=chunk,
+                baselines=formatted_baselines,
+                target=target,
+                additional_forward_args=additional_forward_args,
+                method=method,
+                attribute_to_neuron_input=attribute_to_neuron_input,
+                grad_kwargs=grad_kwargs,
+            )
+            if internal_batch_size is not None:
+                attrs = _batch_attribution(
+                    self, num_examples, internal_batch_size, n_steps, **kwargs
+                )
+            else:
+                attrs = self._attribute(n_steps=n_steps, **kwargs)
+            results.extend(_format_output(is_tuple, a) for a in split_per_group(attrs))
+        return self._assemble(results, several)
+
+    def _attribute(
+        self,
+        inputs: tuple[Tensor, ...],
+        selectors: Sequence[Selector],
+        baselines: tuple[Tensor | int | float, ...],
+        target: TargetType = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "riemann_trapezoid",
+        attribute_to_neuron_input: bool = False,
+        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        grad_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[Tensor, ...]:
+        """Conductance of a chunk of groups over some integration steps: (G, N, ...)."""
+        num_examples = inputs[0].shape[0]
+        if step_sizes_and_alphas is None:
+            step_sizes_func, alphas_func = approximation_parameters(method)
+            step_sizes, alphas = step_sizes_func(n_steps), alphas_func(n_steps)
+        else:
+            step_sizes, alphas = step_sizes_and_alphas
+        scaled = tuple(
+            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
+            for inp, base in zip(inputs, baselines)
+        )
+        extra = _format_additional_forward_args(additional_forward_args)
+        extra = _expand_additional_forward_args(extra, n_steps) if extra is not None else None
+        with torch.enable_grad(), LayerCapture(self.layer, attribute_to_neuron_input) as capture:
+            output = capture.run(self.forward_func, scaled, extra, _expand_target(target, n_steps))
+            captured = capture.output
+            if output.numel() != output.shape[0]:
+                raise ValueError(
+                    "target must select one output per example for conductance; the model "
+                    f"output selected by target has shape {tuple(output.shape)}"
+                )
+            target_grads = torch.autograd.grad(
+                torch.unbind(output), captured, retain_graph=True, **(grad_kwargs or {})
+            )
+            cotangents = tuple(
+                c * g.unsqueeze(0)
+                for c, g in zip(selector_cotangents(captured, selectors), target_grads)
+            )
+            input_grads = batched_vjp(captured, scaled, cotangents)
+        n_groups = len(selectors)
+        weights = torch.tensor(step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
+        attributions = []
+        for grad, inp, base in zip(input_grads, inputs, baselines):
+            per_step = grad.reshape(n_groups, n_steps, -1) * weights.view(1, n_steps, 1)
+            total = torch.stack(
+                [
+                    _reshape_and_sum(per_step[g], n_steps, num_examples, tuple(inp.shape[1:]))
+                    for g in range(n_groups)
+                ]
+            )
+            attributions.append(total * (inp - base) if self.multiplies_by_inputs else total)
+        return tuple(attributions)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._multiply_by_inputs

@@ -1,0 +1,453 @@
+"""What a neuron group is and how it reduces a layer output to one scalar.
+
+A :class:`NeuronGroup` names a layer and some of its neurons (channels of a
+conv layer, units of a linear layer, features of a sequence layer). Called on
+that layer's output it returns one number per example, so it is a valid Captum
+``neuron_selector``. A :class:`GroupSet` is an ordered collection of groups of
+one layer.
+
+The value of a group on an example is the weighted sum over its neurons of
+each neuron's activation, where a neuron's activation is its slice of the
+layer output reduced over the remaining (spatial or sequence) axes::
+
+    group(output) = sum_k  weights[k] * reduce(output[:, indices[k]])
+
+Groups of neurons that fire together are the unit of NeurFlow (Cao et al.,
+ICLR 2025), of neuronal assemblies (BEAN, Gao et al. 2021) and of the NMF
+"neuron groups" of Building Blocks of Interpretability (Olah et al. 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Union, overload
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NeuronGroup", "GroupSet", "resolve_layer", "layer_name"]
+
+Layer = Union[str, nn.Module]
+Reduction = Union[str, tuple[int, ...]]
+_REDUCTIONS = ("mean", "sum", "max")
+
+
+def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.Module:
+    """Return the module a layer refers to.
+
+    Parameters
+    ----------
+    model : nn.Module or callable
+        The model; needed only when ``layer`` is a dotted name.
+    layer : str or nn.Module
+        A module, or a dotted name such as ``"layer3.1.conv2"``.
+    parameter : str
+        Name of the argument, used in error messages.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> resolve_layer(model, "1")
+    ReLU()
+    """
+    if isinstance(layer, nn.Module):
+        return layer
+    if not isinstance(layer, str):
+        raise TypeError(f"{parameter} must be an nn.Module or a dotted module name, got {layer!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"{parameter}={layer!r} is a name, so the model must be an nn.Module to look it "
+            f"up in; got {type(model).__name__}. Pass the module itself instead."
+        )
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [name for name, _ in model.named_modules() if name]
+        hint = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise ValueError(
+            f"{parameter}={layer!r} is not a submodule of {type(model).__name__}; "
+            f"known names: {hint}"
+        ) from None
+
+
+def layer_name(model: object, layer: Layer) -> str:
+    """Dotted name of ``layer`` inside ``model`` (or the class name if not found).
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> layer_name(model, model[1])
+    '1'
+    """
+    if isinstance(layer, str):
+        return layer
+    if isinstance(model, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name
+    return type(layer).__name__
+
+
+def _as_int_tuple(values: object, parameter: str) -> tuple[int, ...]:
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().tolist()
+    elif isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (int, np.integer)):
+        values = [values]
+    if not isinstance(values, Iterable) or isinstance(values, (str, bytes)):
+        raise TypeError(f"{parameter} must be a sequence of integers, got {values!r}")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{parameter} must hold integers, got {value!r}")
+        out.append(int(value))
+    return tuple(out)
+
+
+class NeuronGroup:
+    """A group of neurons of one layer, usable as a Captum ``neuron_selector``.
+
+    Parameters
+    ----------
+    layer : str or nn.Module
+        The layer, as a module or a dotted name (resolved with
+        ``model.get_submodule``).
+    indices : sequence of int
+        Neuron indices along the channel axis ``dim`` of the layer output.
+        Must be non-empty, non-negative and free of duplicates.
+    weights : sequence of float, optional
+        One weight per neuron (a direction, e.g. an NMF component). All ones
+        by default, so the group value is the sum of its neurons.
+    name : str, optional
+        Short identifier, e.g. ``"g3"``.
+    label : str, optional
+        Human-readable concept label, e.g. ``"loops"``.
+    reduction : {"mean", "sum", "max"} or tuple of int
+        How each neuron's slice is reduced over the remaining axes (space for
+        conv outputs, time for sequence outputs): spatial mean (default, as in
+        NeurFlow), sum, max, or one position such as ``(h, w)``. Ignored for
+        outputs without such axes, e.g. linear outputs (N, F).
+    dim : int
+        Channel axis of the layer output: 1 for (N, C, H, W) and (N, F);
+        2 or -1 for channels-last sequences (N, T, F).
+
+    Examples
+    --------
+    >>> import torch
+    >>> group = NeuronGroup("conv2", [0, 3], weights=[1.0, 0.5], name="edges")
+    >>> out = torch.ones(4, 8, 5, 5)
+    >>> group(out)
+    tensor([1.5000, 1.5000, 1.5000, 1.5000])
+    >>> NeuronGroup("fc", [2])(torch.arange(6.0).reshape(2, 3))
+    tensor([2., 5.])
+    """
+
+    __slots__ = ("_layer", "_indices", "_weights", "_name", "_label", "_reduction", "_dim")
+
+    def __init__(
+        self,
+        layer: Layer,
+        indices: Sequence[int] | Tensor | np.ndarray | int,
+        weights: Sequence[float] | Tensor | np.ndarray | None = None,
+        *,
+        name: str | None = None,
+        label: str | None = None,
+        reduction: Reduction = "mean",
+        dim: int = 1,
+    ) -> None:
+        if not isinstance(layer, (str, nn.Module)):
+            raise TypeError(f"layer must be an nn.Module or a dotted module name, got {layer!r}")
+        idx = _as_int_tuple(indices, "indices")
+        if not idx:
+            raise ValueError("indices must name at least one neuron; got an empty group")
+        if min(idx) < 0:
+            raise ValueError(f"indices must be non-negative, got {min(idx)}")
+        if len(set(idx)) != len(idx):
+            dupes = sorted({i for i in idx if idx.count(i) > 1})
+            raise ValueError(f"indices must not repeat a neuron; duplicated: {dupes}")
+        wts: tuple[float, ...] | None = None
+        if weights is not None:
+            if isinstance(weights, (Tensor, np.ndarray)):
+                weights = weights.tolist()
+            wts = tuple(float(w) for w in weights)
+            if len(wts) != len(idx):
+                raise ValueError(
+                    f"weights must have one entry per index: got {len(wts)} weights "
+                    f"for {len(idx)} indices"
+                )
+            if not all(math.isfinite(w) for w in wts):
+                raise ValueError("weights must be finite numbers")
+        if isinstance(reduction, str):
+            if reduction not in _REDUCTIONS:
+                raise ValueError(
+                    f"reduction must be one of {_REDUCTIONS} or a position tuple, "
+                    f"got {reduction!r}"
+                )
+        else:
+            reduction = _as_int_tuple(reduction, "reduction")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
+            raise ValueError(f"dim must be a non-zero integer (axis 0 is the batch), got {dim!r}")
+        for slot, value in zip(
+            self.__slots__, (layer, idx, wts, name, label, reduction, dim), strict=True
+        ):
+            object.__setattr__(self, slot, value)
+
+    layer = property(lambda self: self._layer, doc="The layer, as given (module or name).")
+    indices = property(lambda self: self._indices, doc="Neuron indices, a tuple of int.")
+    weights = property(lambda self: self._weights, doc="Per-neuron weights, or None (all ones).")
+    name = property(lambda self: self._name, doc="Short identifier, or None.")
+    label = property(lambda self: self._label, doc="Human-readable label, or None.")
+    reduction = property(lambda self: self._reduction, doc="Reduction over non-channel axes.")
+    dim = property(lambda self: self._dim, doc="Channel axis of the layer output.")
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def _key(self) -> tuple:
+        return (
+            self._layer,
+            self._indices,
+            self._weights,
+            self._name,
+            self._label,
+            self._reduction,
+            self._dim,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NeuronGroup):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("NeuronGroup is immutable; use replace() to derive a new group")
+
+    def __repr__(self) -> str:
+        layer = self._layer if isinstance(self._layer, str) else f"<{type(self._layer).__name__}>"
+        parts = [repr(layer), repr(list(self._indices))]
+        if self._weights is not None:
+            parts.append(f"weights={[round(w, 4) for w in self._weights]}")
+        for key in ("name", "label"):
+            if getattr(self, key) is not None:
+                parts.append(f"{key}={getattr(self, key)!r}")
+        if self._reduction != "mean":
+            parts.append(f"reduction={self._reduction!r}")
+        if self._dim != 1:
+            parts.append(f"dim={self._dim}")
+        return f"NeuronGroup({', '.join(parts)})"
+
+    def replace(self, **changes: object) -> NeuronGroup:
+        """Return a copy with some fields changed.
+
+        Examples
+        --------
+        >>> NeuronGroup("fc1", [1, 2]).replace(label="curves")
+        NeuronGroup('fc1', [1, 2], label='curves')
+        """
+        fields = dict(
+            layer=self._layer,
+            indices=self._indices,
+            weights=self._weights,
+            name=self._name,
+            label=self._label,
+            reduction=self._reduction,
+            dim=self._dim,
+        )
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"unknown NeuronGroup field(s): {sorted(unknown)}")
+        fields.update(changes)
+        layer, indices, weights = fields.pop("layer"), fields.pop("indices"), fields.pop("weights")
+        return NeuronGroup(layer, indices, weights, **fields)  # type: ignore[arg-type]
+
+    def resolve(self, model: object) -> nn.Module:
+        """The module this group's layer refers to inside ``model``."""
+        return resolve_layer(model, self._layer, "group.layer")
+
+    def channel_axis(self, ndim: int) -> int:
+        """The channel axis for a layer output with ``ndim`` dimensions."""
+        axis = self._dim if self._dim > 0 else ndim + self._dim
+        if not 1 <= axis < ndim:
+            raise ValueError(
+                f"dim={self._dim} does not name a non-batch axis of a {ndim}-d layer output"
+            )
+        return axis
+
+    def validate_output(self, output: Tensor) -> None:
+        """Raise a clear error if this group does not fit a layer output."""
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"the layer output must be a tensor to select a group from, got "
+                f"{type(output).__name__}; pass a callable selector for layers with "
+                f"tuple outputs"
+            )
+        if output.ndim < 2:
+            raise ValueError(f"the layer output must be batched (N, ...), got shape {output.shape}")
+        axis = self.channel_axis(output.ndim)
+        size = output.shape[axis]
+        if max(self._indices) >= size:
+            raise ValueError(
+                f"indices out of range: the layer has {size} neurons along dim {axis}, "
+                f"group {self!r} asks for index {max(self._indices)}"
+            )
+        if isinstance(self._reduction, tuple):
+            rest = [s for a, s in enumerate(output.shape[1:], 1) if a != axis]
+            if len(self._reduction) != len(rest) or any(
+                not -s <= p < s for p, s in zip(self._reduction, rest)
+            ):
+                raise ValueError(
+                    f"reduction position {self._reduction} does not fit the non-channel "
+                    f"axes {tuple(rest)} of the layer output"
+                )
+
+    def neuron_activations(self, output: Tensor) -> Tensor:
+        """Each member neuron's activation, shape (N, len(group)).
+
+        Examples
+        --------
+        >>> out = torch.arange(8.0).reshape(1, 2, 2, 2)
+        >>> NeuronGroup("conv", [1, 0]).neuron_activations(out)
+        tensor([[5.5000, 1.5000]])
+        """
+        self.validate_output(output)
+        axis = self.channel_axis(output.ndim)
+        index = torch.tensor(self._indices, device=output.device)
+        selected = output.index_select(axis, index).movedim(axis, 1)
+        if selected.ndim == 2:
+            return selected
+        if isinstance(self._reduction, tuple):
+            return selected[(slice(None), slice(None), *self._reduction)]
+        flat = selected.flatten(2)
+        if self._reduction == "mean":
+            return flat.mean(2)
+        if self._reduction == "sum":
+            return flat.sum(2)
+        return flat.amax(2)
+
+    def __call__(self, output: Tensor) -> Tensor:
+        """The group's value per example, shape (N,)."""
+        acts = self.neuron_activations(output)
+        if self._weights is None:
+            return acts.sum(1)
+        return acts @ torch.tensor(self._weights, dtype=acts.dtype, device=acts.device)
+
+
+class GroupSet(Sequence[NeuronGroup]):
+    """The groups of one layer, ordered; they may overlap or partition the layer.
+
+    Parameters
+    ----------
+    groups : iterable of NeuronGroup
+        At least one group; all must refer to the same layer.
+
+    Examples
+    --------
+    >>> gs = GroupSet.from_labels("conv2", [0, 0, 1, 2, 1])
+    >>> len(gs), gs[1].indices
+    (3, (2, 4))
+    >>> gs.layer
+    'conv2'
+    """
+
+    __slots__ = ("_groups",)
+
+    def __init__(self, groups: Iterable[NeuronGroup]) -> None:
+        items = tuple(groups)
+        if not items:
+            raise ValueError("groups must hold at least one NeuronGroup")
+        for group in items:
+            if not isinstance(group, NeuronGroup):
+                raise TypeError(f"groups must hold NeuronGroup objects, got {group!r}")
+        first = items[0].layer
+        for group in items[1:]:
+            if not _same_layer(group.layer, first):
+                raise ValueError(
+                    f"groups must all belong to one layer; got {first!r} and {group.layer!r}"
+                )
+        object.__setattr__(self, "_groups", items)
+
+    @classmethod
+    def from_labels(
+        cls,
+        layer: Layer,
+        labels: Sequence[int] | np.ndarray | Tensor,
+        *,
+        names: Sequence[str] | None = None,
+        **group_kwargs: object,
+    ) -> GroupSet:
+        """Build a partition from one cluster label per neuron.
+
+        Neuron ``i`` joins group ``labels[i]``; labels are sorted, and negative
+        labels (noise, as in DBSCAN) leave the neuron out.
+
+        Examples
+        --------
+        >>> GroupSet.from_labels("fc1", [1, 0, 1])
+        GroupSet(layer='fc1', groups=[[1], [0, 2]])
+        """
+        labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
+        if labels.ndim != 1 or labels.size == 0:
+            raise ValueError("labels must be a non-empty 1-d sequence, one label per neuron")
+        values = [v for v in np.unique(labels) if v >= 0]
+        if names is not None and len(names) != len(values):
+            raise ValueError(f"names must have one entry per group ({len(values)})")
+        groups = [
+            NeuronGroup(
+                layer,
+                np.flatnonzero(labels == v),
+                name=names[i] if names is not None else f"g{i}",
+                **group_kwargs,  # type: ignore[arg-type]
+            )
+            for i, v in enumerate(values)
+        ]
+        return cls(groups)
+
+    @property
+    def layer(self) -> Layer:
+        """The layer all groups belong to."""
+        return self._groups[0].layer
+
+    @overload
+    def __getitem__(self, index: int) -> NeuronGroup: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> GroupSet: ...
+
+    def __getitem__(self, index: int | slice) -> NeuronGroup | GroupSet:
+        if isinstance(index, slice):
+            return GroupSet(self._groups[index])
+        return self._groups[index]
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def __iter__(self) -> Iterator[NeuronGroup]:
+        return iter(self._groups)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GroupSet):
+            return NotImplemented
+        return self._groups == other._groups
+
+    def __hash__(self) -> int:
+        return hash(self._groups)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("GroupSet is immutable")
+
+    def __repr__(self) -> str:
+        layer = self.layer if isinstance(self.layer, str) else f"<{type(self.layer).__name__}>"
+        shown = ", ".join(str(list(g.indices)) for g in self._groups[:8])
+        if len(self) > 8:
+            shown += f", ... ({len(self)} groups)"
+        return f"GroupSet(layer={layer!r}, groups=[{shown}])"
+
+
+def _same_layer(a: Layer, b: Layer) -> bool:
+    return a is b if isinstance(a, nn.Module) or isinstance(b, nn.Module) else a == b
