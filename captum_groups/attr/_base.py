@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from .._hooks import layer_calls, model_of
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._engine import (
+    RandomState,
     Selector,
     chunks,
     group_input_gradients,
@@ -217,6 +218,7 @@ class _GroupAttributionMixin:
         given gradient function and returns its attribution.
         """
         results: list[Any] = []
+        random_state = RandomState()
         for chunk in self._chunks(selectors, group_batch_size):
 
             def compute_all(
@@ -231,7 +233,7 @@ class _GroupAttributionMixin:
                 )
                 return split_per_group(grads)
 
-            results.extend(run_per_group(algorithm, compute_all, len(chunk)))
+            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
         return self._assemble(results, several)
 
     def _run_with_forward_func(
@@ -244,10 +246,11 @@ class _GroupAttributionMixin:
     ) -> Any:
         """Run a perturbation algorithm per group with a shared multi-group forward function."""
         results: list[Any] = []
+        random_state = RandomState()
         for chunk in self._chunks(selectors, group_batch_size):
 
             def compute_all(*args: Any, chunk: Sequence[Selector] = chunk) -> list[Tensor]:
                 return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
 
-            results.extend(run_per_group(algorithm, compute_all, len(chunk)))
+            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
         return self._assemble(results, several)

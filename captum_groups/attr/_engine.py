@@ -111,7 +111,7 @@ def group_values(
         return [selector(value) for selector in selectors]
 
 
-class _RandomState:
+class RandomState:
     """Snapshot of the Python, NumPy and torch generators (CUDA too, if in use)."""
 
     def __init__(self) -> None:
@@ -182,14 +182,19 @@ def run_per_group(
     algorithm: Callable[[_Replay], Any],
     compute_all: Callable[..., list[Any]],
     n_groups: int,
+    random_state: RandomState,
 ) -> list[Any]:
-    """Run ``algorithm(replay)`` once per group, computing the shared work once."""
-    state = _RandomState()
+    """Run ``algorithm(replay)`` once per group, computing the shared work once.
+
+    The generators are reset to ``random_state`` before every run, so every
+    group (of every chunk) sees the draws of one plain Captum call.
+    """
     replay = _Replay(compute_all)
-    results = [algorithm(replay)]
-    for _ in range(1, n_groups):
-        state.restore()
-        replay.next_group()
+    results = []
+    for group in range(n_groups):
+        if group:
+            replay.next_group()
+        random_state.restore()
         results.append(algorithm(replay))
     return results
 

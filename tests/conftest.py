@@ -1,0 +1,95 @@
+"""Shared fixtures: small models, small data, and a model-state snapshot."""
+
+from __future__ import annotations
+
+import types
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from captum_groups.datasets import digits_cnn, load_digits
+
+warnings.filterwarnings("ignore", message=".*Setting forward, backward hooks.*")
+
+
+@pytest.fixture(scope="session")
+def digits_test() -> tuple[Tensor, Tensor]:
+    return load_digits("test")
+
+
+@pytest.fixture
+def digits_model() -> nn.Module:
+    return digits_cnn()
+
+
+@pytest.fixture
+def digits_model64() -> nn.Module:
+    """The digits CNN in float64, so parity checks can be tight."""
+    return digits_cnn().double()
+
+
+def _basic_block_forward(self: nn.Module, x: Tensor) -> Tensor:
+    identity = x if self.downsample is None else self.downsample(x)
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    return self.relu_out(out + identity)
+
+
+def make_resnet18(distinct_relus: bool = False, seed: int = 0) -> nn.Module:
+    """torchvision resnet18 (no weights), in eval mode.
+
+    With ``distinct_relus`` every BasicBlock calls two separate, non-inplace
+    ReLU modules, which DeepLIFT needs (torchvision reuses one ReLU per block).
+    """
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(weights=None)
+    if distinct_relus:
+        for module in list(model.modules()):
+            if isinstance(module, torchvision.models.resnet.BasicBlock):
+                module.relu = nn.ReLU()
+                module.relu_out = nn.ReLU()
+                module.forward = types.MethodType(_basic_block_forward, module)
+        model.relu = nn.ReLU()
+    return model.eval()
+
+
+@pytest.fixture
+def resnet18() -> nn.Module:
+    return make_resnet18()
+
+
+@pytest.fixture
+def resnet18_distinct() -> nn.Module:
+    return make_resnet18(distinct_relus=True).double()
+
+
+def model_state(model: nn.Module) -> dict:
+    """Everything a public call must leave unchanged."""
+    return {
+        "hooks": {
+            name: (
+                len(m._forward_hooks),
+                len(m._forward_pre_hooks),
+                len(m._backward_hooks),
+                len(getattr(m, "_backward_pre_hooks", {})),
+            )
+            for name, m in model.named_modules()
+        },
+        "attributes": {name: sorted(vars(m)) for name, m in model.named_modules()},
+        "training": {name: m.training for name, m in model.named_modules()},
+        "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
+        "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
+        "buffers": {name: b.detach().clone() for name, b in model.named_buffers()},
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    for key in ("hooks", "attributes", "training", "requires_grad"):
+        assert before[key] == after[key], key
+    for key in ("parameters", "buffers"):
+        assert before[key].keys() == after[key].keys()
+        for name, value in before[key].items():
+            assert torch.equal(value, after[key][name]), f"{key} {name} changed"
