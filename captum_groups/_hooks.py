@@ -17,7 +17,14 @@ from torch import Tensor, nn
 
 from .groups import layer_name
 
-__all__ = ["LayerCapture", "run_to_layer", "layer_calls", "preserve_buffers", "model_of"]
+__all__ = [
+    "LayerCapture",
+    "drop_new_attributes",
+    "layer_calls",
+    "model_of",
+    "preserve_buffers",
+    "run_to_layer",
+]
 
 Captured = tuple[Tensor, ...]
 
@@ -170,3 +177,21 @@ def preserve_buffers(model: nn.Module | None) -> Iterator[None]:
             for name, buf in model.named_buffers():
                 if name in saved:
                     buf.copy_(saved[name])
+
+
+@contextmanager
+def drop_new_attributes(model: nn.Module, names: tuple[str, ...]) -> Iterator[None]:
+    """Delete attributes in ``names`` that modules of ``model`` gain inside the block.
+
+    Captum's DeepLift stores each nonlinearity's input and output on the module
+    and deletes them in the backward pass; when no backward pass reaches a
+    module (an error, or a module after the layer), they would stay behind.
+    """
+    had = {(id(m), n) for m in model.modules() for n in names if n in vars(m)}
+    try:
+        yield
+    finally:
+        for module in model.modules():
+            for name in names:
+                if name in vars(module) and (id(module), name) not in had:
+                    delattr(module, name)

@@ -10,8 +10,11 @@ from captum.attr import DeepLift, DeepLiftShap, GradientAttribution, NeuronAttri
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .._hooks import drop_new_attributes
 from ..groups import Layer
 from ._base import GroupArg, _GroupAttributionMixin
+
+_DEEPLIFT_ATTRIBUTES = ("input", "output", "input_ref")
 
 
 class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -89,13 +92,14 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         def algorithm(gradient_func: Callable[..., Any]) -> Any:
             dl = DeepLift(self.forward_func, self.multiplies_by_inputs)
             dl.gradient_func = gradient_func
-            return dl.attribute.__wrapped__(
-                dl,
-                inputs,
-                baselines,
-                additional_forward_args=additional_forward_args,
-                custom_attribution_func=custom_attribution_func,
-            )
+            with drop_new_attributes(self.forward_func, _DEEPLIFT_ATTRIBUTES):
+                return dl.attribute.__wrapped__(
+                    dl,
+                    inputs,
+                    baselines,
+                    additional_forward_args=additional_forward_args,
+                    custom_attribution_func=custom_attribution_func,
+                )
 
         return self._run_with_gradient_func(
             algorithm, selectors, several, attribute_to_neuron_input, group_batch_size
@@ -180,13 +184,14 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         def algorithm(gradient_func: Callable[..., Any]) -> Any:
             dl = DeepLiftShap(self.forward_func, self.multiplies_by_inputs)
             dl.gradient_func = gradient_func
-            return dl.attribute.__wrapped__(
-                dl,
-                inputs,
-                baselines,
-                additional_forward_args=additional_forward_args,
-                custom_attribution_func=custom_attribution_func,
-            )
+            with drop_new_attributes(self.forward_func, _DEEPLIFT_ATTRIBUTES):
+                return dl.attribute.__wrapped__(
+                    dl,
+                    inputs,
+                    baselines,
+                    additional_forward_args=additional_forward_args,
+                    custom_attribution_func=custom_attribution_func,
+                )
 
         return self._run_with_gradient_func(
             algorithm, selectors, several, attribute_to_neuron_input, group_batch_size
