@@ -20,6 +20,7 @@ from .groups import layer_name
 __all__ = [
     "LayerCapture",
     "drop_new_attributes",
+    "frozen_parameters",
     "layer_calls",
     "model_of",
     "preserve_buffers",
@@ -195,3 +196,24 @@ def drop_new_attributes(model: nn.Module, names: tuple[str, ...]) -> Iterator[No
             for name in names:
                 if name in vars(module) and (id(module), name) not in had:
                     delattr(module, name)
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module | None) -> Iterator[None]:
+    """Turn off ``requires_grad`` of the model's parameters inside the block.
+
+    Attributions need gradients with respect to inputs and activations only;
+    without this, every backward pass also works toward parameter gradients.
+    The flags are restored on exit, also on error.
+    """
+    if model is None:
+        yield
+        return
+    thawed = [p for p in model.parameters() if p.requires_grad]
+    for parameter in thawed:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in thawed:
+            parameter.requires_grad_(True)

@@ -211,11 +211,13 @@ class _GroupAttributionMixin:
         several: bool,
         use_input: bool,
         group_batch_size: int | None,
+        vectorize: bool = False,
     ) -> Any:
         """Run a Captum algorithm per group with a shared multi-group ``gradient_func``.
 
         ``algorithm(gradient_func)`` builds the Captum algorithm, installs the
-        given gradient function and returns its attribution.
+        given gradient function and returns its attribution. ``vectorize``
+        asks for one vmapped backward pass per chunk (see ``batched_vjp``).
         """
         results: list[Any] = []
         random_state = RandomState()
@@ -229,7 +231,13 @@ class _GroupAttributionMixin:
                 chunk: Sequence[Selector] = chunk,
             ) -> list[tuple[Tensor, ...]]:
                 grads = group_input_gradients(
-                    forward_fn, inputs, self.layer, chunk, additional_forward_args, use_input
+                    forward_fn,
+                    inputs,
+                    self.layer,
+                    chunk,
+                    additional_forward_args,
+                    use_input,
+                    vectorize,
                 )
                 return split_per_group(grads)
 

@@ -21,7 +21,7 @@ from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, 
 from captum.log import log_usage
 from torch import Tensor
 
-from .._hooks import LayerCapture
+from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import Layer
 from ._base import GroupArg, _GroupAttributionMixin
 from ._engine import Selector, batched_vjp, selector_cotangents, split_per_group
@@ -178,7 +178,12 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
         )
         extra = _format_additional_forward_args(additional_forward_args)
         extra = _expand_additional_forward_args(extra, n_steps) if extra is not None else None
-        with torch.enable_grad(), LayerCapture(self.layer, attribute_to_neuron_input) as capture:
+        model = model_of(self.forward_func, self.layer)
+        with (
+            torch.enable_grad(),
+            frozen_parameters(model),
+            LayerCapture(self.layer, attribute_to_neuron_input) as capture,
+        ):
             output = capture.run(self.forward_func, scaled, extra, _expand_target(target, n_steps))
             captured = capture.output
             if output.numel() != output.shape[0]:

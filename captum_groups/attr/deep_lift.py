@@ -23,7 +23,8 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
     The group counterpart of :class:`captum.attr.NeuronDeepLift`. DeepLIFT's
     multipliers are linear in the quantity being explained, so a group's
     attribution is the weighted sum of its neurons' attributions; all groups
-    share one forward pass up to the layer and one batched backward pass.
+    share one forward pass up to the layer and one vmapped backward pass
+    (DeepLIFT's hooks allow one backward pass per forward pass).
 
     Parameters
     ----------
@@ -102,7 +103,12 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
                 )
 
         return self._run_with_gradient_func(
-            algorithm, selectors, several, attribute_to_neuron_input, group_batch_size
+            algorithm,
+            selectors,
+            several,
+            attribute_to_neuron_input,
+            group_batch_size,
+            vectorize=True,
         )
 
     @property
@@ -194,7 +200,12 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
                 )
 
         return self._run_with_gradient_func(
-            algorithm, selectors, several, attribute_to_neuron_input, group_batch_size
+            algorithm,
+            selectors,
+            several,
+            attribute_to_neuron_input,
+            group_batch_size,
+            vectorize=True,
         )
 
     @property
