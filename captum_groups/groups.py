@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Union, overload
+from typing import overload
 
 import numpy as np
 import torch
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 __all__ = ["NeuronGroup", "GroupSet", "resolve_layer", "layer_name"]
 
-Layer = Union[str, nn.Module]
-Reduction = Union[str, tuple[int, ...]]
+Layer = str | nn.Module
+Reduction = str | tuple[int, ...]
 _REDUCTIONS = ("mean", "sum", "max")
 
 
@@ -183,8 +183,7 @@ class NeuronGroup:
         if isinstance(reduction, str):
             if reduction not in _REDUCTIONS:
                 raise ValueError(
-                    f"reduction must be one of {_REDUCTIONS} or a position tuple, "
-                    f"got {reduction!r}"
+                    f"reduction must be one of {_REDUCTIONS} or a position tuple, got {reduction!r}"
                 )
         else:
             reduction = _as_int_tuple(reduction, "reduction")
@@ -299,7 +298,7 @@ class NeuronGroup:
         if isinstance(self._reduction, tuple):
             rest = [s for a, s in enumerate(output.shape[1:], 1) if a != axis]
             if len(self._reduction) != len(rest) or any(
-                not -s <= p < s for p, s in zip(self._reduction, rest)
+                not -s <= p < s for p, s in zip(self._reduction, rest, strict=True)
             ):
                 raise ValueError(
                     f"reduction position {self._reduction} does not fit the non-channel "

@@ -83,7 +83,7 @@ NOT_CONDUCTANCE = [m for m in METHODS if m != "conductance"]
 
 def _seed() -> None:
     torch.manual_seed(123)
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002 (Captum samples from the global generator)
     random.seed(123)
 
 
@@ -148,10 +148,12 @@ def test_group_conductance_is_weighted_sum_of_neuron_conductances(digits_model64
     group = NeuronGroup("conv3", [2, 9], weights=[1.5, -1.0])
     ours = _ours("conductance", digits_model64, "conv3", digits_x, group)
     reference = torch.zeros_like(ours)
-    for index, weight in zip(group.indices, group.weights):
+    for index, weight in zip(group.indices, group.weights, strict=True):
         for h in range(4):
             for w in range(4):
-                per_element = _captum("conductance", digits_model64, "conv3", digits_x, (index, h, w))
+                per_element = _captum(
+                    "conductance", digits_model64, "conv3", digits_x, (index, h, w)
+                )
                 reference += weight / 16 * per_element
     _close(ours, reference)
 

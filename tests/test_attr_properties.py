@@ -182,3 +182,10 @@ def test_dtype_follows_inputs(dtype, digits_test):
     x = digits_test[0][:2].to(dtype)
     attr = GroupGradient(model, "conv1").attribute(x, NeuronGroup("conv1", [0]))
     assert attr.dtype == dtype
+
+
+def test_attributions_are_detached(digits_model, digits_test):
+    attr = captum_groups.attr.GroupDeepLift(digits_model, "conv2").attribute(
+        digits_test[0][:2], NeuronGroup("conv2", [0, 1])
+    )
+    assert not attr.requires_grad and attr.grad_fn is None

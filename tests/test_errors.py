@@ -114,7 +114,9 @@ def test_non_finite_baselines(digits_model, x):
 
 def test_model_and_inputs_on_different_devices(digits_model, x):
     model = digits_model.to("meta")
-    with pytest.raises(ValueError, match="inputs are on cpu but the model's parameters are on meta"):
+    with pytest.raises(
+        ValueError, match="inputs are on cpu but the model's parameters are on meta"
+    ):
         GroupGradient(model, "conv2").attribute(x, NeuronGroup("conv2", [0]))
 
 

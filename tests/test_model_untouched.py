@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import captum_groups.attr as cga
-from captum_groups import GroupSet, NeuronGroup
+from captum_groups import GroupSet
 
 from .conftest import assert_same_state, make_resnet18, model_state
 

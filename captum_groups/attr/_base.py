@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Union
+from typing import Any
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
@@ -22,14 +22,14 @@ from ._engine import (
     split_per_group,
 )
 
-GroupArg = Union[
-    NeuronGroup,
-    GroupSet,
-    Sequence[Union[NeuronGroup, Callable[..., Tensor]]],
-    int,
-    tuple,
-    Callable[..., Tensor],
-]
+GroupArg = (
+    NeuronGroup
+    | GroupSet
+    | Sequence[NeuronGroup | Callable[..., Tensor]]
+    | int
+    | tuple
+    | Callable[..., Tensor]
+)
 """What ``group`` accepts: a group, several groups, or any Captum neuron_selector."""
 
 
@@ -141,9 +141,7 @@ class _GroupAttributionMixin:
             self.forward_func, inputs, self.layer, additional_forward_args, use_input
         )
         if not calls:
-            raise ValueError(
-                f"layer {self._layer_label()} did not run in the model's forward pass"
-            )
+            raise ValueError(f"layer {self._layer_label()} did not run in the model's forward pass")
         if len(calls) > 1:
             raise ValueError(
                 f"layer {self._layer_label()} runs {len(calls)} times in one forward pass "
@@ -164,7 +162,8 @@ class _GroupAttributionMixin:
                 index = (item,) if isinstance(item, int) else item
                 shape = captured[0].shape[1:]
                 if len(index) > len(shape) or any(
-                    isinstance(i, int) and not -s <= i < s for i, s in zip(index, shape)
+                    isinstance(i, int) and not -s <= i < s
+                    for i, s in zip(index, shape, strict=False)
                 ):
                     raise ValueError(
                         f"group index {item} is out of range for the layer output of shape "
@@ -197,12 +196,18 @@ class _GroupAttributionMixin:
 
     @staticmethod
     def _assemble(results: list[Any], several: bool) -> Any:
-        """One result per group -> Captum's shape, plus a leading group axis if several."""
-        if not several:
-            return results[0]
+        """One result per group -> Captum's shape, plus a leading group axis if several.
+
+        Results are detached: no autograd graph is kept alive by an attribution.
+        """
         if isinstance(results[0], tuple):
-            return tuple(torch.stack([r[i] for r in results]) for i in range(len(results[0])))
-        return torch.stack(results)
+            parts = [tuple(t.detach() for t in r) for r in results]
+            if not several:
+                return parts[0]
+            return tuple(torch.stack([r[i] for r in parts]) for i in range(len(parts[0])))
+        if not several:
+            return results[0].detach()
+        return torch.stack([r.detach() for r in results])
 
     def _run_with_gradient_func(
         self,

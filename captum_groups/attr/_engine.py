@@ -41,7 +41,10 @@ def selector_cotangents(captured: Captured, selectors: Sequence[Selector]) -> Ca
             value = selector(selector_value(detached))
             grads = torch.autograd.grad(value.sum(), detached, allow_unused=True)
             per_group.append(
-                [torch.zeros_like(t) if g is None else g for g, t in zip(grads, detached)]
+                [
+                    torch.zeros_like(t) if g is None else g
+                    for g, t in zip(grads, detached, strict=True)
+                ]
             )
     return tuple(torch.stack([grads[i] for grads in per_group]) for i in range(len(detached)))
 
@@ -67,7 +70,7 @@ def batched_vjp(
         )
         return tuple(
             inp.new_zeros((n_groups, *inp.shape)) if g is None else g
-            for g, inp in zip(grads, inputs)
+            for g, inp in zip(grads, inputs, strict=True)
         )
     per_group = [
         torch.autograd.grad(
@@ -80,7 +83,9 @@ def batched_vjp(
         for g in range(n_groups)
     ]
     return tuple(
-        torch.stack([torch.zeros_like(inp) if grads[i] is None else grads[i] for grads in per_group])
+        torch.stack(
+            [torch.zeros_like(inp) if grads[i] is None else grads[i] for grads in per_group]
+        )
         for i, inp in enumerate(inputs)
     )
 
@@ -122,14 +127,14 @@ class RandomState:
 
     def __init__(self) -> None:
         self.python = random.getstate()
-        self.numpy = np.random.get_state()
+        self.numpy = np.random.get_state()  # noqa: NPY002 (Captum draws from it)
         self.torch = torch.get_rng_state()
         in_use = torch.cuda.is_available() and torch.cuda.is_initialized()
         self.cuda = torch.cuda.get_rng_state_all() if in_use else None
 
     def restore(self) -> None:
         random.setstate(self.python)
-        np.random.set_state(self.numpy)
+        np.random.set_state(self.numpy)  # noqa: NPY002 (Captum draws from it)
         torch.set_rng_state(self.torch)
         if self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
@@ -175,7 +180,7 @@ class _Replay:
         recorded, results = self._records[self._call]
         self._call += 1
         if len(recorded) != len(tensors) or not all(
-            a.shape == b.shape and torch.equal(a, b) for a, b in zip(recorded, tensors)
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(recorded, tensors, strict=True)
         ):
             raise RuntimeError(
                 "the attribution algorithm was not deterministic across groups; "

@@ -174,7 +174,7 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
             step_sizes, alphas = step_sizes_and_alphas
         scaled = tuple(
             torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
-            for inp, base in zip(inputs, baselines)
+            for inp, base in zip(inputs, baselines, strict=True)
         )
         extra = _format_additional_forward_args(additional_forward_args)
         extra = _expand_additional_forward_args(extra, n_steps) if extra is not None else None
@@ -196,13 +196,13 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
             )
             cotangents = tuple(
                 c * g.unsqueeze(0)
-                for c, g in zip(selector_cotangents(captured, selectors), target_grads)
+                for c, g in zip(selector_cotangents(captured, selectors), target_grads, strict=True)
             )
             input_grads = batched_vjp(captured, scaled, cotangents)
         n_groups = len(selectors)
         weights = torch.tensor(step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
         attributions = []
-        for grad, inp, base in zip(input_grads, inputs, baselines):
+        for grad, inp, base in zip(input_grads, inputs, baselines, strict=True):
             per_step = grad.reshape(n_groups, n_steps, -1) * weights.view(1, n_steps, 1)
             total = torch.stack(
                 [

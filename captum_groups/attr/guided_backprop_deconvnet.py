@@ -17,9 +17,7 @@ from ._base import GroupArg, _GroupAttributionMixin
 class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
     _algorithm: type[GuidedBackprop] | type[Deconvolution]
 
-    def __init__(
-        self, model: nn.Module, layer: Layer, device_ids: list[int] | None = None
-    ) -> None:
+    def __init__(self, model: nn.Module, layer: Layer, device_ids: list[int] | None = None) -> None:
         module = self._resolve(model, layer)
         NeuronAttribution.__init__(self, model, module, device_ids)
         GradientAttribution.__init__(self, model)
