@@ -329,6 +329,38 @@ class NeuronGroup:
             return flat.sum(2)
         return flat.amax(2)
 
+    def membership(self, output: Tensor) -> Tensor:
+        """Weight of every element of a layer output in this group, shape ``output.shape[1:]``.
+
+        A neuron's weight covers all its positions (or only the chosen position
+        for a position reduction). Flows such as conductance are summed over
+        these elements: the reduction decides which positions take part, and
+        flows are never averaged.
+
+        Examples
+        --------
+        >>> NeuronGroup("conv", [1], weights=[2.0]).membership(torch.zeros(5, 2, 1, 2))
+        tensor([[[0., 0.]],
+        <BLANKLINE>
+                [[2., 2.]]])
+        """
+        self.validate_output(output)
+        axis = self.channel_axis(output.ndim) - 1
+        weights = torch.tensor(
+            self._weights if self._weights is not None else [1.0] * len(self._indices),
+            dtype=output.dtype,
+            device=output.device,
+        )
+        weights_per_neuron = weights.view(-1, *[1] * (output.ndim - 2))
+        membership = output.new_zeros(output.shape[1:])
+        by_neuron = membership.movedim(axis, 0)
+        index = torch.tensor(self._indices, device=output.device)
+        if isinstance(self._reduction, tuple):
+            by_neuron[(index, *self._reduction)] = weights
+        else:
+            by_neuron[index] = weights_per_neuron.expand(-1, *by_neuron.shape[1:])
+        return membership
+
     def __call__(self, output: Tensor) -> Tensor:
         """The group's value per example, shape (N,)."""
         acts = self.neuron_activations(output)

@@ -144,7 +144,7 @@ def test_group_on_resnet18_equals_captum_callable_selector(name, resnet18_distin
 
 
 def test_group_conductance_is_weighted_sum_of_neuron_conductances(digits_model64, digits_x):
-    """Through a spatial-mean group: sum_k w_k * mean over positions of Captum's conductance."""
+    """A flow: sum over the group's neurons and all their positions of Captum's conductance."""
     group = NeuronGroup("conv3", [2, 9], weights=[1.5, -1.0])
     ours = _ours("conductance", digits_model64, "conv3", digits_x, group)
     reference = torch.zeros_like(ours)
@@ -154,7 +154,7 @@ def test_group_conductance_is_weighted_sum_of_neuron_conductances(digits_model64
                 per_element = _captum(
                     "conductance", digits_model64, "conv3", digits_x, (index, h, w)
                 )
-                reference += weight / 16 * per_element
+                reference += weight * per_element
     _close(ours, reference)
 
 

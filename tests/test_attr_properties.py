@@ -66,7 +66,7 @@ def test_integrated_gradients_complete_on_resnet18(resnet18):
 def test_conductance_through_a_partition_sums_to_target_difference(digits_model64, digits_test):
     """Conductance through all groups of a partition of a layer = F(x) - F(baseline)."""
     x = digits_test[0][:3].double()
-    groups = GroupSet.from_labels("relu3", np.arange(64) % 3, reduction="sum")
+    groups = GroupSet.from_labels("relu3", np.arange(64) % 3)
     target = 4
     attrs = GroupConductance(digits_model64, "relu3").attribute(
         x, groups, target=target, n_steps=400

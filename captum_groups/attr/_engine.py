@@ -23,6 +23,7 @@ from captum._utils.common import _format_tensor_into_tuples
 from torch import Tensor, nn
 
 from .._hooks import Captured, frozen_parameters, model_of, run_to_layer
+from ..groups import NeuronGroup
 
 Selector = Callable[[Any], Tensor]
 
@@ -47,6 +48,26 @@ def selector_cotangents(captured: Captured, selectors: Sequence[Selector]) -> Ca
                 ]
             )
     return tuple(torch.stack([grads[i] for grads in per_group]) for i in range(len(detached)))
+
+
+def flow_weights(captured: Captured, selectors: Sequence[Selector]) -> Captured:
+    """How much each layer element counts for each selector, as a flow: (G, *shape) per tensor.
+
+    NeuronGroups give their membership (all positions of each neuron, weighted);
+    other Captum selectors give the derivative of the selector, which for an
+    index selector is the same one-hot membership.
+    """
+    others = [s for s in selectors if not isinstance(s, NeuronGroup)]
+    derived = iter(zip(*selector_cotangents(captured, others), strict=True)) if others else None
+    rows: list[tuple[Tensor, ...]] = []
+    for selector in selectors:
+        if isinstance(selector, NeuronGroup):
+            if len(captured) != 1:
+                raise ValueError("a NeuronGroup needs a layer with one output tensor")
+            rows.append((selector.membership(captured[0]).expand_as(captured[0]),))
+        else:
+            rows.append(next(derived))
+    return tuple(torch.stack([row[i] for row in rows]) for i in range(len(captured)))
 
 
 def batched_vjp(

@@ -24,7 +24,7 @@ from torch import Tensor
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import Layer
 from ._base import GroupArg, _GroupAttributionMixin
-from ._engine import Selector, batched_vjp, selector_cotangents, split_per_group
+from ._engine import Selector, batched_vjp, flow_weights, split_per_group
 
 
 class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -33,13 +33,15 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
     The conductance of input :math:`x_i` through hidden element :math:`e`
     (Dhamdhere et al. 2018, Captum's :class:`~captum.attr.NeuronConductance`)
     is :math:`(x_i - x'_i) \int_0^1 \frac{\partial F}{\partial y_e}
-    \frac{\partial y_e}{\partial x_i} d\alpha`. Through a group it is the
-    weighted sum of its elements' conductances, each element weighted by
-    how much it counts in the group's value (:math:`\partial g / \partial y_e`:
-    the neuron weight, divided by the number of positions for the spatial
-    mean). Captum refuses aggregating selectors here; this class computes the
-    aggregate exactly. A single element (a group with a position reduction)
-    gives Captum's result.
+    \frac{\partial y_e}{\partial x_i} d\alpha`. Conductance is a flow, so
+    through a group it is the weighted sum of its neurons' conductances, a
+    neuron's conductance being the sum over its positions (only the chosen
+    position for a position reduction; see :meth:`NeuronGroup.membership`).
+    Conductances through the groups of a partition add up to the conductance
+    through the whole layer. Captum refuses aggregating selectors here; this
+    class computes the aggregate exactly. A single element (a group with a
+    position reduction) gives Captum's result; other Captum selectors are
+    weighted by their derivative, as Captum does.
 
     All groups share each full forward pass and the backward pass from the
     target to the layer; the passes from the layer to the inputs run batched.
@@ -196,7 +198,7 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
             )
             cotangents = tuple(
                 c * g.unsqueeze(0)
-                for c, g in zip(selector_cotangents(captured, selectors), target_grads, strict=True)
+                for c, g in zip(flow_weights(captured, selectors), target_grads, strict=True)
             )
             input_grads = batched_vjp(captured, scaled, cotangents)
         n_groups = len(selectors)
