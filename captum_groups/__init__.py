@@ -1,11 +1,13 @@
 """captum-groups: attribution, discovery and visualization for groups of neurons.
 
 The public API is re-exported here; the attribution classes live in
-:mod:`captum_groups.attr` and the embedded data and model in
-:mod:`captum_groups.datasets`.
+:mod:`captum_groups.attr`, ablation in :mod:`captum_groups.ablation`, and the
+embedded data and model in :mod:`captum_groups.datasets`.
 """
 
+from .ablation import ablate, retain
 from .attr import (
+    GroupAblation,
     GroupConductance,
     GroupDeconvolution,
     GroupDeepLift,
@@ -15,12 +17,16 @@ from .attr import (
     GroupGradientShap,
     GroupGuidedBackprop,
     GroupIntegratedGradients,
+    GroupInteraction,
+    LayerGroupConductance,
+    LayerGroupGradientXActivation,
 )
 from .groups import GroupSet, NeuronGroup
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GroupAblation",
     "GroupConductance",
     "GroupDeconvolution",
     "GroupDeepLift",
@@ -30,6 +36,11 @@ __all__ = [
     "GroupGradientShap",
     "GroupGuidedBackprop",
     "GroupIntegratedGradients",
+    "GroupInteraction",
     "GroupSet",
+    "LayerGroupConductance",
+    "LayerGroupGradientXActivation",
     "NeuronGroup",
+    "ablate",
+    "retain",
 ]

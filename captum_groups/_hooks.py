@@ -63,6 +63,13 @@ class LayerCapture:
         Record the layer's positional inputs instead of its output.
     stop : bool
         End the forward pass as soon as the layer has run.
+    after : LayerCapture, optional
+        A capture that must have recorded something before this layer runs;
+        a clear error is raised otherwise (e.g. a target layer that runs
+        before the attributed layer).
+    require_grad : bool
+        Make the recorded tensors require gradients when nothing upstream
+        does, so gradients with respect to the layer can be taken.
 
     Examples
     --------
@@ -73,15 +80,35 @@ class LayerCapture:
     torch.Size([4, 3])
     """
 
-    def __init__(self, layer: nn.Module, use_input: bool = False, stop: bool = False) -> None:
+    def __init__(
+        self,
+        layer: nn.Module,
+        use_input: bool = False,
+        stop: bool = False,
+        after: LayerCapture | None = None,
+        require_grad: bool = False,
+    ) -> None:
         self.layer = layer
         self.use_input = use_input
         self.stop = stop
+        self.after = after
+        self.require_grad = require_grad
         self.calls: list[Captured] = []
         self._handle: torch.utils.hooks.RemovableHandle | None = None
 
     def _hook(self, module: nn.Module, args: Any, output: Any = None) -> None:
-        self.calls.append(_as_tuple(args if self.use_input else output))
+        if self.after is not None and not self.after.calls:
+            raise ValueError(
+                f"layer {layer_name(None, self.layer)} runs before layer "
+                f"{layer_name(None, self.after.layer)}; a target group must belong to a layer "
+                f"that runs after the attributed layer"
+            )
+        tensors = _as_tuple(args if self.use_input else output)
+        if self.require_grad:
+            for tensor in tensors:
+                if tensor.is_floating_point() and not tensor.requires_grad:
+                    tensor.requires_grad_()
+        self.calls.append(tensors)
         if self.stop:
             raise _StopForward
 

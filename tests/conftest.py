@@ -14,6 +14,19 @@ from captum_groups.datasets import digits_cnn, load_digits
 
 warnings.filterwarnings("ignore", message=".*Setting forward, backward hooks.*")
 
+NEURON_CLASSES = [
+    "GroupConductance",
+    "GroupDeconvolution",
+    "GroupDeepLift",
+    "GroupDeepLiftShap",
+    "GroupFeatureAblation",
+    "GroupGradient",
+    "GroupGradientShap",
+    "GroupGuidedBackprop",
+    "GroupIntegratedGradients",
+]
+"""The attribution-from-a-group classes, the counterparts of Captum's Neuron* classes."""
+
 
 @pytest.fixture(scope="session")
 def digits_test() -> tuple[Tensor, Tensor]:

@@ -28,6 +28,8 @@ from captum_groups.attr import (
     GroupIntegratedGradients,
 )
 
+from .conftest import NEURON_CLASSES
+
 
 def _layer_value(model, layer, x, group):
     out = {}
@@ -131,7 +133,7 @@ def test_visualize_image_attr_draws_a_group_attribution(digits_model, digits_tes
 
 
 def test_classes_are_captum_attributions(digits_model):
-    for name in captum_groups.attr.__all__:
+    for name in NEURON_CLASSES:
         cls = getattr(captum_groups.attr, name)
         instance = cls(digits_model, "conv1")
         assert isinstance(instance, NeuronAttribution)

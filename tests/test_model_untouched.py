@@ -9,7 +9,7 @@ import torch
 import captum_groups.attr as cga
 from captum_groups import GroupSet
 
-from .conftest import assert_same_state, make_resnet18, model_state
+from .conftest import NEURON_CLASSES, assert_same_state, make_resnet18, model_state
 
 
 def _call(cls_name, model, layer, x, group):
@@ -23,7 +23,7 @@ def _call(cls_name, model, layer, x, group):
     return cls(model, layer).attribute(x, group, **kwargs)
 
 
-@pytest.mark.parametrize("cls_name", cga.__all__)
+@pytest.mark.parametrize("cls_name", NEURON_CLASSES)
 def test_model_and_inputs_unchanged(cls_name, digits_model, digits_test):
     x = digits_test[0][:2].clone()
     x_before = x.clone()
@@ -35,7 +35,7 @@ def test_model_and_inputs_unchanged(cls_name, digits_model, digits_test):
     assert torch.equal(x, x_before) and not x.requires_grad
 
 
-@pytest.mark.parametrize("cls_name", cga.__all__)
+@pytest.mark.parametrize("cls_name", NEURON_CLASSES)
 def test_model_unchanged_after_an_error_inside_the_call(cls_name, digits_model, digits_test):
     def failing_selector(output):
         raise RuntimeError("selector failed")

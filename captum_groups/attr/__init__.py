@@ -1,9 +1,15 @@
 """Captum-compatible attribution classes whose unit is a neuron group.
 
-Each class is the group counterpart of a Captum ``Neuron*`` class: the same
-constructor, the same ``attribute`` keywords, ``group`` in place of
-``neuron_selector`` (any Captum selector still works), and a leading group
-axis on the result when several groups are asked for at once.
+Attribution *from* a group to the inputs: each ``Group*`` class is the group
+counterpart of a Captum ``Neuron*`` class, with the same constructor, the same
+``attribute`` keywords, ``group`` in place of ``neuron_selector`` (any Captum
+selector still works), and a leading group axis on the result when several
+groups are asked for at once.
+
+Attribution *to* the groups of a layer, results shaped (N, G):
+``LayerGroupConductance`` and ``LayerGroupGradientXActivation`` (a Captum
+target or a group of a later layer), ``GroupAblation`` (the causal check), and
+``GroupInteraction`` (edge weights between the groups of two layers).
 """
 
 from .conductance import GroupConductance
@@ -11,10 +17,15 @@ from .deep_lift import GroupDeepLift, GroupDeepLiftShap
 from .feature_ablation import GroupFeatureAblation
 from .gradient import GroupGradient
 from .gradient_shap import GroupGradientShap
+from .group_ablation import GroupAblation
 from .guided_backprop_deconvnet import GroupDeconvolution, GroupGuidedBackprop
 from .integrated_gradients import GroupIntegratedGradients
+from .interaction import GroupInteraction
+from .layer_conductance import LayerGroupConductance
+from .layer_gradient_x_activation import LayerGroupGradientXActivation
 
 __all__ = [
+    "GroupAblation",
     "GroupConductance",
     "GroupDeepLift",
     "GroupDeepLiftShap",
@@ -24,4 +35,7 @@ __all__ = [
     "GroupGradientShap",
     "GroupGuidedBackprop",
     "GroupIntegratedGradients",
+    "GroupInteraction",
+    "LayerGroupConductance",
+    "LayerGroupGradientXActivation",
 ]

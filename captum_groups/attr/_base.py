@@ -135,8 +135,11 @@ class _GroupAttributionMixin:
         additional_forward_args: Any,
         use_input: bool,
         originals: list[object],
-    ) -> None:
-        """Run the model once (no gradients) to check the layer and the groups against it."""
+    ) -> tuple[Tensor, ...]:
+        """Run the model once (no gradients) to check the layer and the groups against it.
+
+        Returns what the layer produced in that pass.
+        """
         calls = layer_calls(
             self.forward_func, inputs, self.layer, additional_forward_args, use_input
         )
@@ -169,6 +172,7 @@ class _GroupAttributionMixin:
                         f"group index {item} is out of range for the layer output of shape "
                         f"{tuple(shape)} (batch axis excluded)"
                     )
+        return captured
 
     def _prepare(
         self,

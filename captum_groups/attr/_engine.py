@@ -75,6 +75,7 @@ def batched_vjp(
     inputs: tuple[Tensor, ...],
     cotangents: Captured,
     vectorize: bool = False,
+    retain_graph: bool = False,
 ) -> tuple[Tensor, ...]:
     """Vector-Jacobian products for G stacked cotangents over one forward graph.
 
@@ -82,12 +83,18 @@ def batched_vjp(
     which on CPUs is faster than a vmapped pass and keeps memory at one
     group's backward. ``vectorize`` makes it one vmapped backward pass for all
     groups, for backward hooks that may run only once per forward (DeepLIFT).
+    ``retain_graph`` keeps the graph after the last group too.
     Returns, per input tensor, a tensor of shape (G, *input.shape).
     """
     n_groups = cotangents[0].shape[0]
     if vectorize and n_groups > 1:
         grads = torch.autograd.grad(
-            outputs, inputs, cotangents, allow_unused=True, is_grads_batched=True
+            outputs,
+            inputs,
+            cotangents,
+            retain_graph=retain_graph,
+            allow_unused=True,
+            is_grads_batched=True,
         )
         return tuple(
             inp.new_zeros((n_groups, *inp.shape)) if g is None else g
@@ -98,7 +105,7 @@ def batched_vjp(
             outputs,
             inputs,
             tuple(c[g] for c in cotangents),
-            retain_graph=g < n_groups - 1,
+            retain_graph=retain_graph or g < n_groups - 1,
             allow_unused=True,
         )
         for g in range(n_groups)

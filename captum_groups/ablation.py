@@ -1,0 +1,242 @@
+"""Switching neuron groups off (ablation) or keeping only them (retention).
+
+Ablation is the causal check every fidelity metric rests on: NeurFlow (Cao
+et al., ICLR 2025) masks a circuit's core neurons, or everything but them,
+and watches the class accuracy.
+
+Both functions return a context manager: inside the ``with`` block the
+chosen neurons of each layer are replaced, in every forward pass, by a value
+(zero, their mean over a data set, or given numbers). On exit, also after an
+error, the model is exactly as before. The replacement is not in place and
+is differentiable, so gradients flow through ablated models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ._hooks import LayerCapture, preserve_buffers
+from .groups import GroupSet, NeuronGroup, layer_name
+
+__all__ = ["ablate", "retain", "Ablation"]
+
+Value = Literal["zero", "mean"] | float | Tensor
+
+
+def _groups_by_layer(model: nn.Module, groups: Any) -> dict[nn.Module, list[NeuronGroup]]:
+    if isinstance(groups, NeuronGroup):
+        groups = [groups]
+    if not isinstance(groups, (GroupSet, Iterable)) or isinstance(groups, (str, Tensor)):
+        raise TypeError(
+            f"groups must be a NeuronGroup, a GroupSet or a list of them, got {groups!r}"
+        )
+    by_layer: dict[nn.Module, list[NeuronGroup]] = {}
+    for group in groups:
+        if not isinstance(group, NeuronGroup):
+            raise TypeError(f"groups must hold NeuronGroup objects, got {group!r}")
+        by_layer.setdefault(group.resolve(model), []).append(group)
+    if not by_layer:
+        raise ValueError("groups is empty; give at least one NeuronGroup")
+    return by_layer
+
+
+def channel_axis(groups: list[NeuronGroup], output: Tensor) -> int:
+    """The channel axis the groups of one layer share, after checking them against ``output``."""
+    for group in groups:
+        group.validate_output(output)
+    axis = groups[0].channel_axis(output.ndim)
+    if any(g.channel_axis(output.ndim) != axis for g in groups):
+        raise ValueError("groups of one layer must share the channel axis (dim) to be ablated")
+    return axis
+
+
+def neuron_mask(groups: Iterable[NeuronGroup], size: int, device: torch.device) -> Tensor:
+    """Boolean (size,) mask of the neurons that belong to any of the groups."""
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    for group in groups:
+        mask[list(group.indices)] = True
+    return mask
+
+
+def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, layer: str) -> Tensor:
+    """What ablated neurons output, broadcastable against ``output`` (channel axis ``axis``)."""
+    shape = [1] * output.ndim
+    shape[axis] = output.shape[axis]
+    if isinstance(value, str):
+        if value == "zero":
+            return torch.zeros((), dtype=output.dtype, device=output.device)
+        return mean.to(output.dtype).view(shape)
+    fill = torch.as_tensor(value, dtype=output.dtype, device=output.device)
+    if fill.ndim == 1:
+        if fill.shape[0] != output.shape[axis]:
+            raise ValueError(
+                f"value has {fill.shape[0]} entries; a tensor value needs one per neuron of "
+                f"layer {layer!r} ({output.shape[axis]})"
+            )
+        fill = fill.view(shape)
+    elif fill.ndim != 0:
+        raise ValueError("value must be a number or a 1-d tensor with one entry per neuron")
+    return fill
+
+
+def mean_activations(
+    model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Tensor | Iterable[Any]
+) -> dict[nn.Module, Tensor]:
+    """Per-neuron mean activation (over examples and positions) of each layer over ``data``."""
+    batches = [data] if isinstance(data, Tensor) else data
+    sums: dict[nn.Module, Tensor] = {}
+    counts: dict[nn.Module, int] = {}
+    for batch in batches:
+        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+        captures = [LayerCapture(layer) for layer in layers]
+        with torch.no_grad(), preserve_buffers(model), ExitStack() as stack:
+            for capture in captures:
+                stack.enter_context(capture)
+            captures[0].run(model, inputs)
+        for layer, capture in zip(layers, captures, strict=True):
+            output = capture.output[0]
+            axis = channel_axis(layers[layer], output)
+            per_neuron = output.movedim(axis, -1).reshape(-1, output.shape[axis])
+            sums[layer] = sums.get(layer, 0) + per_neuron.sum(0)
+            counts[layer] = counts.get(layer, 0) + per_neuron.shape[0]
+    if not sums:
+        raise ValueError("data is empty; mean ablation needs at least one batch")
+    return {layer: sums[layer] / counts[layer] for layer in sums}
+
+
+class Ablation:
+    """Context manager replacing some neurons of some layers during forward passes.
+
+    Build it with :func:`ablate` or :func:`retain`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: Any,
+        value: Value = "zero",
+        data: Tensor | Iterable[Any] | None = None,
+        keep: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.keep = keep
+        self._by_layer = _groups_by_layer(model, groups)
+        if isinstance(value, str) and value not in ("zero", "mean"):
+            raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
+        if value == "mean" and data is None:
+            raise ValueError(
+                "value='mean' needs data: pass the examples to average activations over"
+            )
+        self.value = value
+        self._means = (
+            mean_activations(model, self._by_layer, data)
+            if isinstance(value, str) and value == "mean"
+            else {}
+        )
+        self._handles: list[Any] = []
+
+    def _replacement(self, layer: nn.Module, output: Tensor) -> Tensor:
+        groups = self._by_layer[layer]
+        axis = channel_axis(groups, output)
+        chosen = neuron_mask(groups, output.shape[axis], output.device)
+        ablated = ~chosen if self.keep else chosen
+        shape = [1] * output.ndim
+        shape[axis] = output.shape[axis]
+        mask = ablated.view(shape).to(output.dtype)
+        fill = fill_value(
+            self.value, self._means.get(layer), output, axis, layer_name(self.model, layer)
+        )
+        return output * (1 - mask) + fill * mask
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"layer {layer_name(self.model, module)!r} returns {type(output).__name__}; "
+                f"only layers with one output tensor can be ablated"
+            )
+        return self._replacement(module, output)
+
+    def __enter__(self) -> Ablation:
+        try:
+            for layer in self._by_layer:
+                self._handles.append(layer.register_forward_hook(self._hook))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def ablate(
+    model: nn.Module,
+    groups: Any,
+    value: Value = "zero",
+    data: Tensor | Iterable[Any] | None = None,
+) -> Ablation:
+    """Switch the groups' neurons off inside a ``with`` block.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; it is restored exactly on exit, also on error.
+    groups : NeuronGroup, GroupSet or list of NeuronGroup
+        The neurons to ablate; groups may belong to several layers. Every
+        position of each neuron is ablated; group weights do not matter.
+    value : {"zero", "mean"}, float or Tensor
+        What ablated neurons output: zero; their mean activation over
+        ``data`` (per neuron, over examples and positions); a number; or a
+        tensor with one value per neuron of the layer.
+    data : Tensor, or iterable of batches, optional
+        Model inputs for ``value="mean"``: one tensor, or batches (a data
+        loader yielding ``(x, y)`` works; the first element is the input).
+
+    Returns
+    -------
+    Ablation
+        A context manager.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> x = torch.ones(4, 2)
+    >>> with ablate(model, NeuronGroup("1", [0, 1, 2])):
+    ...     out = model(x)
+    >>> torch.allclose(out, model[2].bias.expand(4, 1))
+    True
+    """
+    return Ablation(model, groups, value, data, keep=False)
+
+
+def retain(
+    model: nn.Module,
+    groups: Any,
+    value: Value = "zero",
+    data: Tensor | Iterable[Any] | None = None,
+) -> Ablation:
+    """Keep only the groups' neurons of their layers inside a ``with`` block.
+
+    Every other neuron of each layer that a group belongs to is ablated, as in
+    :func:`ablate` (same parameters).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> with retain(model, NeuronGroup("1", [1])):
+    ...     out = model(torch.ones(1, 2))
+    >>> bool(out[0, 0] == 0 and out[0, 2] == 0)
+    True
+    """
+    return Ablation(model, groups, value, data, keep=True)

@@ -1,0 +1,86 @@
+"""What a layer attribution explains: a Captum target, or a group of a later layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from captum._utils.common import _expand_target
+from captum._utils.typing import TargetType
+from torch import Tensor, nn
+
+from .._hooks import LayerCapture, layer_calls, model_of
+from ..groups import NeuronGroup, layer_name
+from ._engine import selector_value
+
+Target = TargetType | NeuronGroup
+
+
+class LayerTarget:
+    """A Captum ``target`` on the model output, or a NeuronGroup of a later (hidden) layer.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model.
+    target : int, tuple, Tensor, list, NeuronGroup or None
+        The output to explain.
+    attributed_layer : nn.Module
+        The layer being attributed to; a target group must come after it.
+    """
+
+    def __init__(
+        self, forward_func: Callable[..., Any], target: Target, attributed_layer: nn.Module
+    ):
+        self.forward_func = forward_func
+        self.group = target if isinstance(target, NeuronGroup) else None
+        self.captum_target = None if self.group is not None else target
+        self.layer: nn.Module | None = None
+        if self.group is not None:
+            self.layer = self.group.resolve(model_of(forward_func, attributed_layer))
+            if self.layer is attributed_layer:
+                raise ValueError(
+                    f"target group {self.group!r} belongs to the attributed layer itself; "
+                    f"a target group must belong to a later layer"
+                )
+
+    def check(self, inputs: tuple[Tensor, ...], additional_forward_args: Any) -> None:
+        """For a group target: its layer runs once and the group fits its output."""
+        if self.layer is None:
+            return
+        calls = layer_calls(self.forward_func, inputs, self.layer, additional_forward_args)
+        name = layer_name(model_of(self.forward_func), self.layer)
+        if len(calls) != 1:
+            raise ValueError(
+                f"target layer {name!r} runs {len(calls)} times in one forward pass; "
+                f"a target group needs a layer that runs exactly once"
+            )
+        self.group.validate_output(calls[0][0])
+
+    def evaluate(
+        self,
+        inputs: tuple[Tensor, ...],
+        additional_forward_args: Any = None,
+        n_copies: int = 1,
+        lower: LayerCapture | None = None,
+    ) -> Tensor:
+        """The target's value per example, shape (batch,).
+
+        ``inputs`` hold ``n_copies`` stacked copies of the batch (integration
+        steps); a Captum target is expanded to match. With a group target the
+        forward pass stops at the target's layer, after checking that
+        ``lower`` (if given) has already run.
+        """
+        runner = lower if lower is not None else LayerCapture(nn.Identity())
+        if self.group is None:
+            target = _expand_target(self.captum_target, n_copies)
+            output = runner.run(self.forward_func, inputs, additional_forward_args, target)
+            if output.numel() != output.shape[0]:
+                raise ValueError(
+                    "target must select one output per example; the model output selected "
+                    f"by target has shape {tuple(output.shape)}"
+                )
+            return output.reshape(-1)
+        with LayerCapture(self.layer, stop=True, after=lower) as upper:
+            runner.run(self.forward_func, inputs, additional_forward_args)
+        return self.group(selector_value(upper.output))

@@ -1,0 +1,216 @@
+"""LayerGroupConductance: how much of a target flows through each group of a layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from captum._utils.common import _expand_additional_forward_args, _format_additional_forward_args
+from captum._utils.typing import BaselineType
+from captum.attr import GradientAttribution, LayerAttribution
+from captum.attr._utils.approximation_methods import approximation_parameters
+from captum.attr._utils.batching import _batch_attribution
+from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
+from captum.log import log_usage
+from torch import Tensor
+
+from .._hooks import LayerCapture, frozen_parameters, model_of
+from ..groups import GroupSet, Layer, NeuronGroup
+from ._layer import _LayerGroupMixin
+from ._target import LayerTarget, Target
+
+
+class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+    r"""Conductance of a target through each group of a layer, shaped (N, G).
+
+    Captum's :class:`~captum.attr.LayerConductance` gives, for each element
+    :math:`e` of a layer, :math:`\sum_s (y_e(\alpha_{s+1}) - y_e(\alpha_s))
+    \, \partial F / \partial y_e(\alpha_s)` along the straight path from
+    the baselines to the inputs. Conductance is a flow, so a group's share is
+    the sum over its elements, weighted by group membership
+    (:meth:`NeuronGroup.membership`). All groups cost one integrated pass,
+    not one per group. When the groups partition the layer, their
+    conductances add up to ``F(inputs) - F(baselines)`` (completeness), and
+    ``return_convergence_delta`` reports the gap.
+
+    The target ``F`` is a Captum ``target`` on the model output, or a
+    :class:`NeuronGroup` of a later layer (hidden-to-hidden attribution, which
+    Captum lacks); then the forward pass stops at that layer.
+
+    Parameters
+    ----------
+    forward_func : callable
+        The model.
+    layer : nn.Module or str
+        The attributed layer (module or dotted name).
+    device_ids : list of int, optional
+        Accepted for signature compatibility with Captum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_groups import GroupSet, NeuronGroup
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> groups = GroupSet.from_labels("conv2", np.arange(32) % 4)
+    >>> lgc = LayerGroupConductance(model, "conv2")
+    >>> attr, delta = lgc.attribute(x[:5], groups, target=y[:5], return_convergence_delta=True)
+    >>> attr.shape, delta.shape
+    (torch.Size([5, 4]), torch.Size([5]))
+    >>> hidden = lgc.attribute(x[:5], groups, target=NeuronGroup("relu3", [0, 1]))
+    >>> hidden.shape
+    torch.Size([5, 4])
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Layer,
+        device_ids: list[int] | None = None,
+    ) -> None:
+        module = self._resolve(forward_func, layer)
+        LayerAttribution.__init__(self, forward_func, module, device_ids)
+        GradientAttribution.__init__(self, forward_func)
+
+    def has_convergence_delta(self) -> bool:
+        return True
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return True
+
+    @log_usage()
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        baselines: BaselineType = None,
+        target: Target = None,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+        attribute_to_layer_input: bool = False,
+        grad_kwargs: dict[str, Any] | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Conductance through each group.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            Model inputs, batch first.
+        groups : NeuronGroup, GroupSet or list of NeuronGroup
+            Groups of the attributed layer.
+        baselines : scalar, Tensor or tuple, optional
+            Start of the integration path (zeros by default).
+        target : int, tuple, Tensor, list or NeuronGroup, optional
+            What to explain: a Captum target on the model output, or a group
+            of a later layer.
+        additional_forward_args : optional
+            Extra arguments for ``forward_func``.
+        n_steps : int
+            Integration steps.
+        method : str
+            Captum's approximation method.
+        internal_batch_size : int, optional
+            Examples x steps per forward pass, as in Captum.
+        return_convergence_delta : bool
+            Also return, per example, the sum over groups minus
+            ``F(inputs) - F(baselines)``.
+        attribute_to_layer_input : bool
+            Attribute to the layer's input instead of its output.
+        grad_kwargs : dict, optional
+            Passed to ``torch.autograd.grad``.
+
+        Returns
+        -------
+        Tensor, or (Tensor, Tensor)
+            (N, G) conductances ((N,) for a single group), and the delta.
+        """
+        group_list, several = self._layer_groups(groups)
+        inputs_tuple = self._check_inputs(inputs, baselines)
+        probe = self._check_layer(
+            inputs_tuple, additional_forward_args, attribute_to_layer_input, group_list
+        )
+        membership = self._membership(probe, group_list)
+        spec = LayerTarget(self.forward_func, target, self.layer)
+        spec.check(inputs_tuple, additional_forward_args)
+        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
+        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
+        num_examples = formatted_inputs[0].shape[0]
+        kwargs = dict(
+            inputs=formatted_inputs,
+            baselines=formatted_baselines,
+            target=spec,
+            additional_forward_args=additional_forward_args,
+            method=method,
+            attribute_to_layer_input=attribute_to_layer_input,
+            grad_kwargs=grad_kwargs,
+        )
+        if internal_batch_size is not None:
+            per_element = _batch_attribution(
+                self,
+                num_examples,
+                internal_batch_size,
+                n_steps + 1,
+                include_endpoint=True,
+                **kwargs,
+            )
+        else:
+            per_element = self._attribute(n_steps=n_steps, **kwargs)
+        result = self._squeeze(self._aggregate(per_element, membership).detach(), several)
+        if not return_convergence_delta:
+            return result
+        with torch.no_grad():
+            gap = spec.evaluate(formatted_inputs, additional_forward_args) - spec.evaluate(
+                tuple(
+                    b.expand_as(i) if isinstance(b, Tensor) else torch.full_like(i, float(b))
+                    for i, b in zip(formatted_inputs, formatted_baselines, strict=True)
+                ),
+                additional_forward_args,
+            )
+        total = result.sum(-1) if several else result
+        return result, total - gap
+
+    def _attribute(
+        self,
+        inputs: tuple[Tensor, ...],
+        baselines: tuple[Tensor | int | float, ...],
+        target: LayerTarget,
+        additional_forward_args: Any = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        attribute_to_layer_input: bool = False,
+        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        grad_kwargs: dict[str, Any] | None = None,
+    ) -> Tensor:
+        """Per-element conductance over some integration steps, (N, *layer_shape)."""
+        num_examples = inputs[0].shape[0]
+        if step_sizes_and_alphas is None:
+            alphas = approximation_parameters(method)[1](n_steps + 1)
+        else:
+            alphas = step_sizes_and_alphas[1]
+        scaled = tuple(
+            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
+            for inp, base in zip(inputs, baselines, strict=True)
+        )
+        extra = _format_additional_forward_args(additional_forward_args)
+        extra = _expand_additional_forward_args(extra, n_steps + 1) if extra is not None else None
+        model = model_of(self.forward_func, self.layer)
+        with (
+            torch.enable_grad(),
+            frozen_parameters(model),
+            LayerCapture(self.layer, attribute_to_layer_input) as lower,
+        ):
+            values = target.evaluate(scaled, extra, n_steps + 1, lower)
+            captured = lower.output
+            (layer_grads,) = torch.autograd.grad(
+                torch.unbind(values), captured[:1], **(grad_kwargs or {})
+            )
+        layer_eval = captured[0].detach()
+        diffs = layer_eval[num_examples:] - layer_eval[:-num_examples]
+        return _reshape_and_sum(
+            diffs * layer_grads[:-num_examples], n_steps, num_examples, tuple(layer_eval.shape[1:])
+        )
