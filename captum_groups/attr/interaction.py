@@ -14,7 +14,7 @@ from captum.attr._utils.batching import _batch_attribution
 from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
 from captum.log import log_usage
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .._hooks import LayerCapture, frozen_parameters, layer_calls, model_of
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
