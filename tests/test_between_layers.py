@@ -363,3 +363,98 @@ def test_bad_input_for_layer_classes(digits_model, digits_test):
         GroupAblation(digits_model, "conv2").attribute(x, [NeuronGroup("conv3", [0])])
     with pytest.raises(ValueError, match="target must select one output per example"):
         LayerGroupGradientXActivation(digits_model, "conv2").attribute(x, NeuronGroup("conv2", [0]))
+
+
+def _ig_per_lower_group(forward, activations, lower, n_steps):
+    from captum.attr import IntegratedGradients
+
+    attributions = IntegratedGradients(forward).attribute(activations, n_steps=n_steps)
+    return torch.stack([attributions[:, list(g.indices)].flatten(1).sum(1) for g in lower], 1)
+
+
+def test_edges_from_activations_run_only_the_part_between(digits_model64, digits_test):
+    model = digits_model64
+    x = digits_test[0][:4].double()
+    with torch.no_grad():
+        activations = model.relu2(model.conv2(model.relu1(model.conv1(x))))
+    lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
+    upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+    calls = []
+    handle = model.conv1.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        edges = GroupInteraction(model, "relu2", "relu3").attribute_from_activations(
+            activations, upper, lower, n_steps=40
+        )
+    finally:
+        handle.remove()
+    assert not calls, "layers below the lower layer must not run"
+    for u, group in enumerate(upper):
+        expected = _ig_per_lower_group(
+            lambda a, group=group: group(model.relu3(model.conv3(model.pool(a)))),
+            activations,
+            lower,
+            40,
+        )
+        torch.testing.assert_close(edges[:, u], expected)
+        with torch.no_grad():
+            gap = group(model.relu3(model.conv3(model.pool(activations)))) - group(
+                model.relu3(model.conv3(model.pool(torch.zeros_like(activations))))
+            )
+        torch.testing.assert_close(edges[:, u].sum(1), gap, rtol=1e-2, atol=1e-2)
+
+
+def test_edges_from_activations_on_resnet18(resnet18):
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    captured = {}
+    handle = resnet18.layer2.register_forward_hook(lambda m, i, o: captured.update(a=o))
+    with torch.no_grad():
+        resnet18(x)
+    handle.remove()
+    lower = GroupSet.from_labels("layer2", np.arange(128) % 8)
+    upper = GroupSet.from_labels("layer3", np.arange(256) % 4)
+    edges = GroupInteraction(resnet18, "layer2", "layer3").attribute_from_activations(
+        captured["a"], upper, lower, n_steps=16, average=True
+    )
+    for u, group in enumerate(upper):
+        expected = _ig_per_lower_group(
+            lambda a, group=group: group(resnet18.layer3(a)), captured["a"], lower, 16
+        ).mean(0)
+        torch.testing.assert_close(edges[u], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_subnetwork_bypass_and_untraceable_models(resnet18):
+    from captum_groups._subnetwork import subnetwork
+
+    with pytest.raises(ValueError, match="reads the model input 'x' by a path that skips"):
+        subnetwork(resnet18, "layer2.1.conv2", "layer3.0")
+
+    class Branching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(3, 4)
+            self.b = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            if h.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                h = h * 2
+            return self.b(h)
+
+    model = Branching()
+    activations = torch.randn(5, 4)
+    interaction = GroupInteraction(model, "a", "b")
+    with pytest.raises(ValueError, match="torch.fx could not trace"):
+        interaction.attribute_from_activations(
+            activations, NeuronGroup("b", [0]), NeuronGroup("a", [0, 1])
+        )
+    edges = interaction.attribute_from_activations(
+        activations,
+        NeuronGroup("b", [0]),
+        [NeuronGroup("a", [0, 1]), NeuronGroup("a", [2, 3])],
+        subnetwork=model.b,
+        n_steps=4,
+    )
+    expected = model.b.weight[0].detach() * activations
+    torch.testing.assert_close(
+        edges[:, 0], torch.stack([expected[:, :2].sum(1), expected[:, 2:].sum(1)], 1)
+    )

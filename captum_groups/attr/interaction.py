@@ -17,9 +17,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .._hooks import LayerCapture, frozen_parameters, layer_calls, model_of
+from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
 from ._engine import batched_vjp, chunks, selector_cotangents
 from ._layer import _LayerGroupMixin
+from .integrated_gradients import GroupIntegratedGradients
 
 Groups = NeuronGroup | GroupSet | list[NeuronGroup]
 
@@ -42,6 +44,11 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
     integration batch, stopped at the upper layer, then one backward pass per
     upper group that runs only between the two layers. The plain Captum way
     is one full forward and backward pass per upper group.
+
+    :meth:`attribute_from_activations` starts from the lower layer's
+    activations instead (given, or cached from an earlier pass) and runs only
+    the part of the network between the two layers. This is NeurFlow's
+    integrated gradients from zero activations.
 
     Parameters
     ----------
@@ -183,6 +190,95 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         else:
             edges = self._attribute(n_steps=n_steps, **kwargs)
         edges = edges.detach()
+        return edges.mean(0) if average else edges
+
+    def attribute_from_activations(
+        self,
+        lower_activations: Tensor,
+        upper_groups: Groups,
+        lower_groups: Groups,
+        baselines: Tensor | float | None = None,
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: int | None = None,
+        group_batch_size: int | None = None,
+        average: bool = False,
+        subnetwork: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
+        r"""Edge weights from given (or cached) lower-layer activations: NeurFlow's procedure.
+
+        Integrated gradients of each upper group with respect to the lower
+        layer's activations, from ``baselines`` (zero activations by default,
+        as in NeurFlow) to ``lower_activations``, summed over each lower
+        group: :math:`\sum_{e \in D} (a_e - a'_e) \int_0^1 \partial U /
+        \partial a_e \, dlpha`. Only the part of the network between the two
+        layers runs. It is extracted with ``torch.fx``, or given as
+        ``subnetwork``. Per upper group the weights add up to
+        ``U(a) - U(a')`` over a partition of the lower layer.
+
+        Parameters
+        ----------
+        lower_activations : Tensor
+            The lower layer's output for N examples.
+        upper_groups, lower_groups : NeuronGroup, GroupSet or list of NeuronGroup
+            Groups of the upper and the lower layer.
+        baselines : Tensor or float, optional
+            Baseline activations (zero by default).
+        n_steps : int
+            Integration steps.
+        method : str
+            Captum's approximation method.
+        internal_batch_size : int, optional
+            Examples x steps per pass, as in Captum.
+        group_batch_size : int, optional
+            Upper groups per shared pass.
+        average : bool
+            Average the matrix over the examples.
+        subnetwork : callable, optional
+            Maps the lower layer's output to the upper layer's output by
+            calling the model's modules (for models torch.fx cannot trace).
+
+        Returns
+        -------
+        Tensor
+            (N, G_upper, G_lower), or (G_upper, G_lower) when averaged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
+        >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+        >>> activations = model.relu2(model.conv2(model.relu1(model.conv1(x[:6]))))
+        >>> edges = GroupInteraction(model, "relu2", "relu3")
+        >>> edges.attribute_from_activations(activations, upper, lower).shape
+        torch.Size([6, 3, 4])
+        """
+        if not isinstance(lower_activations, Tensor):
+            raise TypeError("lower_activations must be a tensor (the lower layer's output)")
+        upper_list, _ = self._upper_groups(upper_groups)
+        lower_list, _ = self._layer_groups(lower_groups, "lower_groups")
+        for group in lower_list:
+            group.validate_output(lower_activations)
+        model = model_of(self.forward_func, self.layer)
+        if subnetwork is None:
+            if model is None:
+                raise TypeError("forward_func must be an nn.Module to extract the subnetwork")
+            subnetwork = extract_subnetwork(model, self.layer, self.upper_layer)
+        upper_by_module = [g.replace(layer=self.upper_layer) for g in upper_list]
+        attributions = GroupIntegratedGradients(subnetwork, self.upper_layer).attribute(
+            lower_activations.detach(),
+            upper_by_module,
+            baselines=baselines,
+            n_steps=n_steps,
+            method=method,
+            internal_batch_size=internal_batch_size,
+            group_batch_size=group_batch_size,
+        )
+        membership = torch.stack([g.membership(lower_activations) for g in lower_list])
+        edges = self._aggregate(attributions, membership).transpose(0, 1)
         return edges.mean(0) if average else edges
 
     def _upper_groups(self, groups: Groups) -> tuple[list[NeuronGroup], bool]:

@@ -1,0 +1,106 @@
+"""The part of a model between two layers, as a module of its own (via torch.fx).
+
+Edge weights between two layers need only the layers in between once the
+lower layer's activations are known. ``subnetwork`` traces the model with
+``torch.fx`` and keeps the operations that lead from the lower layer's output
+to the upper layer's output. The submodules are shared with the model, not
+copied.
+"""
+
+from __future__ import annotations
+
+import torch.fx as fx
+from torch import nn
+
+from .groups import Layer, layer_name, resolve_layer
+
+
+class _KeepLayers(fx.Tracer):
+    """Traces into containers, but keeps the two chosen layers as single calls."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self.names or super().is_leaf_module(module, qualified_name)
+
+
+def _call_node(graph: fx.Graph, name: str, parameter: str) -> fx.Node:
+    calls = [n for n in graph.nodes if n.op == "call_module" and n.target == name]
+    if len(calls) != 1:
+        raise ValueError(
+            f"{parameter} {name!r} is called {len(calls)} times in the traced model; the part "
+            f"between two layers needs each of them called exactly once"
+        )
+    return calls[0]
+
+
+def _between(lower: fx.Node, upper: fx.Node) -> set[fx.Node]:
+    """Nodes the upper node depends on, walking back from it and stopping at the lower node."""
+    seen: set[fx.Node] = set()
+    stack = [upper]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node is not lower:
+            stack.extend(node.all_input_nodes)
+    return seen
+
+
+def subnetwork(model: nn.Module, lower_layer: Layer, upper_layer: Layer) -> fx.GraphModule:
+    """The operations from ``lower_layer``'s output to ``upper_layer``'s output, as a module.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model that ``torch.fx.symbolic_trace`` can trace.
+    lower_layer, upper_layer : nn.Module or str
+        The two layers; everything the upper layer computes must come from the
+        lower layer's output (and constants): no connection may bypass it.
+
+    Returns
+    -------
+    torch.fx.GraphModule
+        Called with the lower layer's output, it returns the upper layer's
+        output. It shares the model's submodules, under the same names.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> between = subnetwork(model, "0", "2")
+    >>> hidden = model[0](torch.ones(4, 2))
+    >>> torch.equal(between(hidden), model(torch.ones(4, 2)))
+    True
+    """
+    lower = layer_name(model, resolve_layer(model, lower_layer, "lower_layer"))
+    upper = layer_name(model, resolve_layer(model, upper_layer, "upper_layer"))
+    try:
+        traced = fx.GraphModule(model, _KeepLayers({lower, upper}).trace(model))
+    except Exception as error:  # fx raises many kinds of errors on untraceable code
+        raise ValueError(
+            f"torch.fx could not trace {type(model).__name__} ({error}); pass a callable that "
+            f"maps the lower layer's output to the upper layer's output instead"
+        ) from error
+    lower_node = _call_node(traced.graph, lower, "lower_layer")
+    upper_node = _call_node(traced.graph, upper, "upper_layer")
+    needed = _between(lower_node, upper_node)
+    if lower_node not in needed:
+        raise ValueError(f"upper_layer {upper!r} does not depend on lower_layer {lower!r}")
+    skipped = sorted(n.name for n in needed if n.op == "placeholder")
+    if skipped:
+        raise ValueError(
+            f"the part between {lower!r} and {upper!r} also reads the model input "
+            f"{skipped[0]!r} by a path that skips {lower!r}; edge weights from given "
+            f"activations need every path to the upper layer to pass through the lower layer"
+        )
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {lower_node: graph.placeholder("lower")}
+    for node in traced.graph.nodes:
+        if node in needed and node is not lower_node:
+            env[node] = graph.node_copy(node, lambda n: env[n])
+    graph.output(env[upper_node])
+    return fx.GraphModule(traced, graph, class_name="Subnetwork")
