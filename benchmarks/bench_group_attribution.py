@@ -7,6 +7,15 @@ NeuronIntegratedGradients calls, each with the group as a callable selector
 GroupIntegratedGradients call (one forward up to layer3, one batched backward).
 Prints the speed ratio, the peak memory of both and the max abs difference.
 
+Each group needs its own backward pass from layer3 to the input (its own
+vector-Jacobian product), and that pass dominates. A Captum call costs one
+full forward plus one such backward pass; captum-groups shares one forward
+(to layer3 only) among all groups and runs its backward passes without
+parameter gradients. So the ratio is bounded by
+(forward + backward) / backward. On the 2-core CPU this project runs on, the
+bound is about 1.8-2.0 (a backward pass costs 1.2-1.8 forward passes there),
+and the measured ratio is about 1.7.
+
 Run: python benchmarks/bench_group_attribution.py [--device cuda] [--repeats 3]
 """
 
