@@ -1,0 +1,257 @@
+"""Grouping neurons by shared function: co-activation assemblies and NeurFlow concepts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import AgglomerativeClustering, SpectralClustering
+from sklearn.metrics import silhouette_score
+
+from ..groups import GroupSet, Layer, NeuronGroup
+from ._validation import as_array, check_count, per_neuron
+
+
+def _best_by_silhouette(
+    fit_labels, candidates: Sequence[int], data: np.ndarray, metric: str
+) -> tuple[np.ndarray, int]:
+    """Labels for the candidate cluster count with the highest silhouette score."""
+    best_labels, best_score, best_n = None, -np.inf, candidates[0]
+    for n in candidates:
+        labels = fit_labels(n)
+        if len(np.unique(labels)) < 2:
+            continue
+        score = silhouette_score(data, labels, metric=metric)
+        if score > best_score:
+            best_labels, best_score, best_n = labels, score, n
+    if best_labels is None:
+        best_labels = fit_labels(candidates[0])
+    return best_labels, best_n
+
+
+class CoactivationClustering(ClusterMixin, BaseEstimator):
+    """Neuronal assemblies: neurons grouped by how their activations co-vary.
+
+    The affinity between two neurons is the Pearson correlation of their
+    activations (spatial means) over a data set. Neurons that fire together
+    form a group, as in cell-assembly theory (BEAN, Gao et al. 2021) and
+    NeuroCartography.
+
+    Parameters
+    ----------
+    layer : str or nn.Module
+        The layer the neurons belong to (used to build ``groups_``).
+    n_groups : int, optional
+        Number of groups; chosen by silhouette score in 2..``max_groups`` if None.
+    method : {"agglomerative", "spectral"}
+        Average-linkage clustering of ``1 - correlation``, or spectral
+        clustering of the positive correlations.
+    max_groups : int
+        Largest number of groups tried when ``n_groups`` is None.
+    random_state : int, optional
+        Seed for spectral clustering.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (C,)
+        Group of each neuron.
+    n_groups_ : int
+        Number of groups found.
+    affinity_ : ndarray of shape (C, C)
+        Correlation between neurons.
+    groups_ : GroupSet
+        The groups, a partition of the layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> factors = rng.random((200, 2))
+    >>> acts = np.repeat(factors, 3, axis=1) + 0.05 * rng.random((200, 6))
+    >>> CoactivationClustering("fc", n_groups=2).fit(acts).labels_
+    array([0, 0, 0, 1, 1, 1])
+    """
+
+    def __init__(
+        self,
+        layer: Layer,
+        n_groups: int | None = None,
+        method: str = "agglomerative",
+        max_groups: int = 20,
+        random_state: int | None = None,
+    ) -> None:
+        self.layer = layer
+        self.n_groups = n_groups
+        self.method = method
+        self.max_groups = max_groups
+        self.random_state = random_state
+
+    def fit(self, X: object, y: object = None) -> CoactivationClustering:
+        """Group the neurons of activations X, shaped (N, C) or (N, C, ...)."""
+        acts = per_neuron(X)
+        n_examples, n_neurons = acts.shape
+        if n_examples < 2 or n_neurons < 2:
+            raise ValueError(f"X needs at least 2 examples and 2 neurons, got shape {acts.shape}")
+        if self.method not in ("agglomerative", "spectral"):
+            raise ValueError(f"method must be 'agglomerative' or 'spectral', got {self.method!r}")
+        check_count(self.n_groups, "n_groups", 2, n_neurons)
+        check_count(self.max_groups, "max_groups", 2, 10_000)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = np.corrcoef(acts.T)
+        corr = np.nan_to_num(corr, nan=0.0)
+        np.fill_diagonal(corr, 1.0)
+        distance = np.clip(1.0 - corr, 0.0, 2.0)
+
+        def fit_labels(n: int) -> np.ndarray:
+            if self.method == "agglomerative":
+                model = AgglomerativeClustering(n, metric="precomputed", linkage="average")
+                return model.fit_predict(distance)
+            model = SpectralClustering(
+                n,
+                affinity="precomputed",
+                random_state=self.random_state,
+                assign_labels="discretize",
+            )
+            return model.fit_predict(np.clip(corr, 0.0, 1.0))
+
+        if self.n_groups is not None:
+            labels, n_groups = fit_labels(self.n_groups), self.n_groups
+        else:
+            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1)) or [2]
+            labels, n_groups = _best_by_silhouette(fit_labels, candidates, distance, "precomputed")
+        self.labels_ = labels
+        self.n_groups_ = n_groups
+        self.affinity_ = corr
+        self.groups_ = GroupSet.from_labels(self.layer, labels)
+        return self
+
+
+class ConceptClustering(ClusterMixin, BaseEstimator):
+    """NeurFlow's grouping: neurons' sub-concepts clustered by shared function.
+
+    Each neuron's top-k exemplars are split into sub-concepts (Ward
+    agglomerative clustering of their activation vectors, the number chosen
+    by silhouette score in 2..``max_subconcepts``), a polysemantic neuron
+    getting several. Each sub-concept is summarised by its concept vector
+    (the mean activation vector of its exemplars). All concept vectors of
+    the layer are then clustered again (Ward) into groups. A group holds the
+    neurons with a sub-concept in it, so groups may overlap (Cao et al.,
+    ICLR 2025). The procedure is deterministic.
+
+    Parameters
+    ----------
+    layer : str or nn.Module
+        The layer the neurons belong to.
+    n_groups : int, optional
+        Number of groups; chosen by silhouette in 2..``max_groups`` if None.
+    max_groups : int
+        Largest number of groups tried when ``n_groups`` is None (NeurFlow: 100).
+    max_subconcepts : int
+        Largest number of sub-concepts per neuron (NeurFlow: 5).
+    neurons : sequence of int, optional
+        Neuron indices of the rows of X (all neurons 0..C-1 by default),
+        e.g. a layer's core neurons.
+
+    Attributes
+    ----------
+    concept_vectors_ : ndarray of shape (S, D)
+        One vector per sub-concept.
+    concept_neurons_ : ndarray of shape (S,)
+        The neuron each sub-concept belongs to.
+    concept_labels_ : ndarray of shape (S,)
+        The group of each sub-concept.
+    labels_ : ndarray of shape (len(neurons),)
+        The group of each neuron's largest sub-concept.
+    n_groups_ : int
+        Number of groups.
+    groups_ : GroupSet
+        The groups (they may overlap).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centers = np.eye(3)[[0, 0, 1, 1, 2, 2]]  # neuron -> concept
+    >>> X = centers[:, None, :] + 0.05 * rng.standard_normal((6, 20, 3))
+    >>> sorted(g.indices for g in ConceptClustering("conv", n_groups=3).fit(X).groups_)
+    [(0, 1), (2, 3), (4, 5)]
+    """
+
+    def __init__(
+        self,
+        layer: Layer,
+        n_groups: int | None = None,
+        max_groups: int = 100,
+        max_subconcepts: int = 5,
+        neurons: Sequence[int] | None = None,
+    ) -> None:
+        self.layer = layer
+        self.n_groups = n_groups
+        self.max_groups = max_groups
+        self.max_subconcepts = max_subconcepts
+        self.neurons = neurons
+
+    def fit(self, X: object, y: object = None) -> ConceptClustering:
+        """Group neurons from X, shaped (C, k, D): each neuron's k exemplar activation vectors."""
+        vectors = as_array(X)
+        if vectors.ndim != 3:
+            raise ValueError(
+                f"X must be shaped (neurons, exemplars, features), got {vectors.shape}"
+            )
+        n_neurons = vectors.shape[0]
+        neurons = np.arange(n_neurons) if self.neurons is None else np.asarray(self.neurons)
+        if neurons.shape != (n_neurons,):
+            raise ValueError(f"neurons must list one index per row of X ({n_neurons})")
+        check_count(self.max_subconcepts, "max_subconcepts", 1, 1_000)
+        concepts, owners, sizes = [], [], []
+        for row, exemplars in enumerate(vectors):
+            labels = self._subconcepts(exemplars)
+            for label in np.unique(labels):
+                members = exemplars[labels == label]
+                concepts.append(members.mean(0))
+                owners.append(row)
+                sizes.append(len(members))
+        concepts = np.stack(concepts)
+        n_concepts = len(concepts)
+        check_count(self.n_groups, "n_groups", 2, n_concepts)
+
+        def fit_labels(n: int) -> np.ndarray:
+            return AgglomerativeClustering(n, linkage="ward").fit_predict(concepts)
+
+        if self.n_groups is not None:
+            concept_labels, n_groups = fit_labels(self.n_groups), self.n_groups
+        else:
+            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1)) or [2]
+            concept_labels, n_groups = _best_by_silhouette(
+                fit_labels, candidates, concepts, "euclidean"
+            )
+        owners, sizes = np.asarray(owners), np.asarray(sizes)
+        labels = np.empty(n_neurons, dtype=int)
+        for row in range(n_neurons):
+            mine = np.flatnonzero(owners == row)
+            labels[row] = concept_labels[mine[np.argmax(sizes[mine])]]
+        self.concept_vectors_ = concepts
+        self.concept_neurons_ = neurons[owners]
+        self.concept_labels_ = concept_labels
+        self.labels_ = labels
+        self.n_groups_ = n_groups
+        self.groups_ = GroupSet(
+            NeuronGroup(
+                self.layer, sorted(set(neurons[owners[concept_labels == g]].tolist())), name=f"g{i}"
+            )
+            for i, g in enumerate(np.unique(concept_labels))
+        )
+        return self
+
+    def _subconcepts(self, exemplars: np.ndarray) -> np.ndarray:
+        """Sub-concept label of each exemplar of one neuron."""
+        top = min(self.max_subconcepts, len(exemplars) - 1)
+        if top < 2:
+            return np.zeros(len(exemplars), dtype=int)
+
+        def fit_labels(n: int) -> np.ndarray:
+            return AgglomerativeClustering(n, linkage="ward").fit_predict(exemplars)
+
+        labels, _ = _best_by_silhouette(fit_labels, list(range(2, top + 1)), exemplars, "euclidean")
+        return labels

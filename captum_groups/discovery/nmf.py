@@ -1,0 +1,142 @@
+"""Neuron groups as non-negative factors of a layer's activations (Building Blocks)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import NMF
+
+from ..groups import GroupSet, Layer, NeuronGroup
+from ._validation import as_array, check_count
+
+
+def _positions_by_channels(X: object) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, C, *spatial) activations -> (N * positions, C) matrix, and the spatial shape."""
+    acts = as_array(X)
+    if acts.ndim < 2:
+        raise ValueError(f"X must be activations shaped (N, C) or (N, C, H, W), got {acts.shape}")
+    minimum = acts.min()
+    if minimum < 0:
+        raise ValueError(
+            f"X has negative activations (min {minimum:.3g}); NMF needs a non-negative layer, "
+            f"such as the output of a ReLU"
+        )
+    spatial = acts.shape[2:]
+    matrix = np.moveaxis(acts, 1, -1).reshape(-1, acts.shape[1])
+    return matrix, spatial
+
+
+class NMFGroups(TransformerMixin, BaseEstimator):
+    """Neuron groups by non-negative matrix factorisation of activations.
+
+    As in Building Blocks of Interpretability (Olah et al., Distill 2018), a
+    layer's activations, one row per example and position and one column per
+    channel, are factorised as ``spatial factors x components``. Each
+    component is a channel direction, i.e. a weighted neuron group (unit L2
+    norm). ``transform`` gives each example's spatial factors. (N, C, H, W)
+    activations are taken as they are; no permute to channels-last is needed.
+
+    Parameters
+    ----------
+    layer : str or nn.Module
+        The layer (used to build ``groups_``).
+    n_components : int
+        Number of groups.
+    init : str
+        scikit-learn NMF initialisation.
+    max_iter : int
+        Iterations of the NMF solver.
+    tol : float
+        Tolerance of the NMF solver.
+    random_state : int, optional
+        Seed of the initialisation.
+    min_weight : float
+        A channel joins a component's group when its weight is at least this
+        fraction of the component's largest weight (``components_`` keeps
+        all weights).
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, C)
+        Unit-norm channel directions.
+    groups_ : GroupSet
+        One weighted group per component (its channels above ``min_weight``).
+    reconstruction_err_ : float
+        Frobenius norm of the residual.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> directions = np.array([[1.0, 1, 0, 0], [0, 0, 1, 1]])
+    >>> acts = np.einsum("nkhw,kc->nchw", rng.random((50, 2, 3, 3)), directions)
+    >>> nmf = NMFGroups("relu3", n_components=2, random_state=0).fit(acts)
+    >>> sorted(g.indices for g in nmf.groups_)
+    [(0, 1), (2, 3)]
+    >>> nmf.transform(acts).shape
+    (50, 2, 3, 3)
+    """
+
+    def __init__(
+        self,
+        layer: Layer,
+        n_components: int = 8,
+        init: str = "nndsvda",
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        min_weight: float = 0.01,
+    ) -> None:
+        self.layer = layer
+        self.n_components = n_components
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.min_weight = min_weight
+
+    def fit(self, X: object, y: object = None) -> NMFGroups:
+        """Factorise activations X, shaped (N, C) or (N, C, H, W), non-negative."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: object, y: object = None) -> np.ndarray:
+        """Fit, and return the spatial factors of X: (N, n_components, *spatial)."""
+        matrix, spatial = _positions_by_channels(X)
+        check_count(self.n_components, "n_components", 1, matrix.shape[1])
+        self.nmf_ = NMF(
+            self.n_components,
+            init=self.init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+        )
+        factors = self.nmf_.fit_transform(matrix)
+        norms = np.linalg.norm(self.nmf_.components_, axis=1)
+        norms[norms == 0] = 1.0
+        self._norms = norms
+        self.components_ = self.nmf_.components_ / norms[:, None]
+        self.reconstruction_err_ = float(self.nmf_.reconstruction_err_)
+        self.groups_ = GroupSet(
+            self._group(i, component) for i, component in enumerate(self.components_)
+        )
+        return self._spatial(factors * norms, len(as_array(X)), spatial)
+
+    def transform(self, X: object) -> np.ndarray:
+        """Spatial factors of X: (N, n_components, *spatial)."""
+        if not hasattr(self, "nmf_"):
+            raise ValueError("this NMFGroups is not fitted yet; call fit first")
+        matrix, spatial = _positions_by_channels(X)
+        return self._spatial(self.nmf_.transform(matrix) * self._norms, len(as_array(X)), spatial)
+
+    def _group(self, index: int, component: np.ndarray) -> NeuronGroup:
+        """The weighted group of one component: its channels above ``min_weight``."""
+        if not 0 <= self.min_weight <= 1:
+            raise ValueError(f"min_weight must be in [0, 1], got {self.min_weight!r}")
+        largest = component.max()
+        keep = np.flatnonzero(component >= self.min_weight * largest) if largest > 0 else [0]
+        return NeuronGroup(self.layer, keep, weights=component[keep], name=f"nmf{index}")
+
+    @staticmethod
+    def _spatial(factors: np.ndarray, n_examples: int, spatial: tuple[int, ...]) -> np.ndarray:
+        return np.moveaxis(factors.reshape(n_examples, *spatial, -1), -1, 1)
