@@ -3,6 +3,7 @@
 from .clustering import CoactivationClustering, ConceptClustering
 from .crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from .exemplars import ExemplarMiner, Exemplars, TopExemplars, mine_exemplars
+from .nmf import NMFGroups
 
 __all__ = [
     "NEURFLOW_SCALES",

@@ -83,9 +83,9 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         n_components: int = 8,
         init: str = "nndsvda",
         max_iter: int = 1000,
-        tol: float = 1e-4,
+        tol: float = 1e-5,
         random_state: int | None = None,
-        min_weight: float = 0.01,
+        min_weight: float = 0.05,
     ) -> None:
         self.layer = layer
         self.n_components = n_components
