@@ -50,7 +50,9 @@ def _between(lower: fx.Node, upper: fx.Node) -> set[fx.Node]:
     return seen
 
 
-def subnetwork(model: nn.Module, lower_layer: Layer, upper_layer: Layer) -> fx.GraphModule:
+def subnetwork(
+    model: nn.Module, lower_layer: Layer, upper_layer: Layer | None = None
+) -> fx.GraphModule:
     """The operations from ``lower_layer``'s output to ``upper_layer``'s output, as a module.
 
     Parameters
@@ -60,6 +62,7 @@ def subnetwork(model: nn.Module, lower_layer: Layer, upper_layer: Layer) -> fx.G
     lower_layer, upper_layer : nn.Module or str
         The two layers; everything the upper layer computes must come from the
         lower layer's output (and constants): no connection may bypass it.
+        Without ``upper_layer`` the subnetwork ends at the model's output.
 
     Returns
     -------
@@ -77,16 +80,26 @@ def subnetwork(model: nn.Module, lower_layer: Layer, upper_layer: Layer) -> fx.G
     True
     """
     lower = layer_name(model, resolve_layer(model, lower_layer, "lower_layer"))
-    upper = layer_name(model, resolve_layer(model, upper_layer, "upper_layer"))
+    upper = (
+        None
+        if upper_layer is None
+        else layer_name(model, resolve_layer(model, upper_layer, "upper_layer"))
+    )
     try:
-        traced = fx.GraphModule(model, _KeepLayers({lower, upper}).trace(model))
+        traced = fx.GraphModule(model, _KeepLayers({lower, upper} - {None}).trace(model))
     except Exception as error:  # fx raises many kinds of errors on untraceable code
         raise ValueError(
             f"torch.fx could not trace {type(model).__name__} ({error}); pass a callable that "
             f"maps the lower layer's output to the upper layer's output instead"
         ) from error
     lower_node = _call_node(traced.graph, lower, "lower_layer")
-    upper_node = _call_node(traced.graph, upper, "upper_layer")
+    if upper is None:
+        (upper_node,) = [n.args[0] for n in traced.graph.nodes if n.op == "output"]
+        upper = "the output"
+        if not isinstance(upper_node, fx.Node):
+            raise ValueError("the model must return one tensor to end a subnetwork at its output")
+    else:
+        upper_node = _call_node(traced.graph, upper, "upper_layer")
     needed = _between(lower_node, upper_node)
     if lower_node not in needed:
         raise ValueError(f"upper_layer {upper!r} does not depend on lower_layer {lower!r}")

@@ -1,19 +1,29 @@
 """Finding neuron groups: exemplars, NeurFlow core neurons, and grouping estimators."""
 
 from .clustering import CoactivationClustering, ConceptClustering
+from .core import CoreNeurons, find_core_neurons
 from .crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
-from .exemplars import ExemplarMiner, Exemplars, TopExemplars, mine_exemplars
+from .exemplars import (
+    ExemplarMiner,
+    Exemplars,
+    TopExemplars,
+    exemplar_activations,
+    mine_exemplars,
+)
 from .nmf import NMFGroups
 
 __all__ = [
     "NEURFLOW_SCALES",
     "CoactivationClustering",
     "ConceptClustering",
+    "CoreNeurons",
+    "find_core_neurons",
     "NMFGroups",
     "ExemplarMiner",
     "Exemplars",
     "TopExemplars",
     "crop_and_resize",
     "crop_boxes",
+    "exemplar_activations",
     "mine_exemplars",
 ]

@@ -275,3 +275,38 @@ def mine_exemplars(
     ):
         miner.update(batch)
     return miner.result()
+
+
+def exemplar_activations(
+    model: nn.Module,
+    layer: Layer,
+    exemplars: TopExemplars,
+    data: Tensor,
+    neurons: Sequence[int] | None = None,
+    batch_size: int = 256,
+) -> Tensor:
+    """Each neuron's exemplars seen by the layer: (neurons, k, C) activation vectors.
+
+    The input of :class:`ConceptClustering`: row ``i`` holds the layer's
+    activation vector (spatial mean per channel) on each of neuron
+    ``neurons[i]``'s top-k exemplars, as in NeurFlow.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> found = mine_exemplars(model, "relu3", x, k=8, progress=False)
+    >>> exemplar_activations(model, "relu3", found.neurons, x, neurons=[0, 5]).shape
+    torch.Size([2, 8, 64])
+    """
+    module = resolve_layer(model, layer)
+    rows = range(exemplars.values.shape[0]) if neurons is None else neurons
+    inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
+    with torch.no_grad(), preserve_buffers(model):
+        outputs = [
+            run_to_layer(model, inputs[s : s + batch_size], module)[0]
+            for s in range(0, len(inputs), batch_size)
+        ]
+    vectors = torch.cat(outputs)
+    vectors = vectors.flatten(2).mean(2) if vectors.ndim > 2 else vectors
+    return vectors.view(len(rows), exemplars.values.shape[1], -1)
