@@ -158,7 +158,8 @@ def find_core_neurons(
     pool : Tensor, optional
         Inputs among which the top-k set is re-ranked in adaptive mode.
     tolerance : float
-        Adaptive mode stops once the top-k overlap is within this of its minimum.
+        Adaptive mode keeps the fewest neurons whose masking brings the top-k
+        overlap below its minimum plus this (NeurFlow's acceptable error range).
     batch_size : int
         Inputs per forward pass when computing lower activations.
     subnetwork : callable, optional
@@ -241,4 +242,5 @@ def _optimal_tau(
         masked[:, ranked[:size]] = 0
         overlaps.append(len(reference & top_set(masked)) / k)
     floor = min(overlaps)
-    return next(size for size, overlap in enumerate(overlaps, 1) if overlap <= floor + tolerance)
+    sizes = (size for size, overlap in enumerate(overlaps, 1) if overlap < floor + tolerance)
+    return next(sizes, len(ranked))
