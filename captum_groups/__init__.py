@@ -21,11 +21,14 @@ from .attr import (
     LayerGroupConductance,
     LayerGroupGradientXActivation,
 )
+from .circuit import Circuit
 from .groups import GroupSet, NeuronGroup
+from .neurflow import build_circuit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Circuit",
     "GroupAblation",
     "GroupConductance",
     "GroupDeconvolution",
@@ -42,5 +45,6 @@ __all__ = [
     "LayerGroupGradientXActivation",
     "NeuronGroup",
     "ablate",
+    "build_circuit",
     "retain",
 ]

@@ -36,6 +36,8 @@ class CoreNeurons:
         The targets (class indices or NeuronGroups), in order.
     scores : Tensor
         (T, C) mean |integrated gradients| of each lower neuron per target.
+    signed_scores : Tensor
+        (T, C) mean signed integrated gradients (the neuron-level edge weights).
     indices : tuple of tuple of int
         Each target's core neurons, most important first.
     layer : str
@@ -44,6 +46,7 @@ class CoreNeurons:
 
     targets: tuple[Target, ...]
     scores: Tensor
+    signed_scores: Tensor
     indices: tuple[tuple[int, ...], ...]
     layer: str
 
@@ -191,19 +194,13 @@ def find_core_neurons(
         )
     between = subnetwork if subnetwork is not None else extract_subnetwork(model, lower, upper)
     owners = torch.cat([torch.full((len(b),), t, dtype=torch.long) for t, b in enumerate(batches)])
-    owners = owners.to(activations.device)
-    ig = IntegratedGradients(_value_function(between, targets, owners))
     with preserve_buffers(model):
-        attributions = ig.attribute(activations, n_steps=n_steps)
-    per_neuron = (
-        attributions.flatten(2).mean(2).abs() if attributions.ndim > 2 else attributions.abs()
-    )
-    scores = torch.stack([per_neuron[owners == t].mean(0) for t in range(len(targets))]).detach()
+        scores, signed = core_scores(between, targets, activations, owners, n_steps)
     ranked = scores.argsort(dim=1, descending=True, stable=True)[:, :tau]
     if adaptive:
         pool_acts = _lower_activations(model, lower, pool, batch_size)
         sizes = [
-            _optimal_tau(between, targets[t], pool_acts, ranked[t], len(batches[t]), tolerance)
+            optimal_tau(between, targets[t], pool_acts, ranked[t], len(batches[t]), tolerance)
             for t in range(len(targets))
         ]
         ranked_lists = [ranked[t, :size].tolist() for t, size in enumerate(sizes)]
@@ -212,12 +209,37 @@ def find_core_neurons(
     return CoreNeurons(
         tuple(targets),
         scores.cpu(),
+        signed.cpu(),
         tuple(tuple(r) for r in ranked_lists),
         layer_name(model, lower),
     )
 
 
-def _optimal_tau(
+def core_scores(
+    between: Callable[[Tensor], Tensor],
+    targets: Sequence[Target],
+    activations: Tensor,
+    owners: Tensor,
+    n_steps: int = 50,
+) -> tuple[Tensor, Tensor]:
+    """Mean |IG| and mean signed IG of each lower neuron, per target: two (T, C) tensors.
+
+    ``activations`` are the lower layer's activations on every target's
+    exemplars, stacked; ``owners`` says which target each row belongs to.
+    One batched integrated-gradients call (zero baseline) serves all targets.
+    """
+    owners = owners.to(activations.device)
+    ig = IntegratedGradients(_value_function(between, list(targets), owners))
+    attributions = ig.attribute(activations.detach(), n_steps=n_steps)
+    per_neuron = attributions.flatten(2).mean(2) if attributions.ndim > 2 else attributions
+    per_neuron = per_neuron.detach()
+    rows = [owners == t for t in range(len(targets))]
+    scores = torch.stack([per_neuron[r].abs().mean(0) for r in rows])
+    signed = torch.stack([per_neuron[r].mean(0) for r in rows])
+    return scores, signed
+
+
+def optimal_tau(
     between: Callable[[Tensor], Tensor],
     target: Target,
     pool_acts: Tensor,
@@ -225,7 +247,8 @@ def _optimal_tau(
     k: int,
     tolerance: float,
 ) -> int:
-    """Fewest ranked neurons whose masking shrinks the top-k overlap to near its minimum."""
+    """NeurFlow's optimal tau: the fewest ranked neurons whose masking brings the overlap of
+    the target's top-k set (within ``pool_acts``) below its minimum plus ``tolerance``."""
     if k > len(pool_acts):
         raise ValueError(f"pool has {len(pool_acts)} inputs, fewer than the {k} exemplars")
 

@@ -1,0 +1,312 @@
+"""Circuit: groups of neurons across layers, with signed edges toward a target.
+
+A circuit explains a target (a class logit, or a group of a late layer)
+through groups of neurons in lower layers, as in NeurFlow (Cao et al., ICLR
+2025). Nodes are :class:`NeuronGroup` objects, one node id each; edges carry
+signed weights from a lower node to an upper node; the target is the top
+node. A circuit is a plain data structure: it can be queried, pruned,
+exported to ``networkx`` and to JSON (and loaded back exactly), and drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from .groups import GroupSet, NeuronGroup
+
+__all__ = ["Circuit", "TARGET"]
+
+TARGET = "target"
+"""Node id of the circuit's target."""
+
+Exemplar = tuple[int, tuple[int, int, int, int]]
+
+
+def _group_to_dict(group: NeuronGroup) -> dict[str, Any]:
+    if not isinstance(group.layer, str):
+        raise TypeError("circuit groups must name their layer (a dotted string) to be exported")
+    return {
+        "layer": group.layer,
+        "indices": list(group.indices),
+        "weights": None if group.weights is None else list(group.weights),
+        "name": group.name,
+        "label": group.label,
+        "reduction": list(group.reduction)
+        if isinstance(group.reduction, tuple)
+        else group.reduction,
+        "dim": group.dim,
+    }
+
+
+def _group_from_dict(data: Mapping[str, Any]) -> NeuronGroup:
+    reduction = data["reduction"]
+    return NeuronGroup(
+        data["layer"],
+        data["indices"],
+        data["weights"],
+        name=data["name"],
+        label=data["label"],
+        reduction=tuple(reduction) if isinstance(reduction, list) else reduction,
+        dim=data["dim"],
+    )
+
+
+class Circuit:
+    """Groups across layers with signed edges from lower to upper groups.
+
+    Parameters
+    ----------
+    target : int or NeuronGroup
+        What the circuit explains: a class index, or a group of a later layer.
+    layers : sequence of str
+        The circuit's layers in forward order (lowest first).
+    nodes : mapping of str to NeuronGroup
+        Node id -> group; every group's layer is one of ``layers``.
+    edges : mapping of (str, str) to float
+        ``(lower id, upper id) -> weight``; the upper id may be ``TARGET``.
+    exemplars : mapping of str to list of (int, (top, left, height, width)), optional
+        Data-set index and crop box of each node's top exemplars.
+    params : mapping, optional
+        How the circuit was built (JSON-serialisable values).
+
+    Examples
+    --------
+    >>> a = NeuronGroup("conv2", [0, 1], name="a")
+    >>> b = NeuronGroup("conv3", [4], name="b")
+    >>> edges = {("a", "b"): 0.7, ("b", "target"): 1.2}
+    >>> circuit = Circuit(3, ["conv2", "conv3"], {"a": a, "b": b}, edges)
+    >>> circuit.groups("conv3")
+    GroupSet(layer='conv3', groups=[[4]])
+    >>> circuit.top_paths(1, "conv2")
+    [(['target', 'b', 'a'], 0.84)]
+    >>> Circuit.from_json(circuit.to_json()) == circuit
+    True
+    """
+
+    def __init__(
+        self,
+        target: int | NeuronGroup,
+        layers: Sequence[str],
+        nodes: Mapping[str, NeuronGroup],
+        edges: Mapping[tuple[str, str], float],
+        exemplars: Mapping[str, Sequence[Exemplar]] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
+            raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
+        self.target = target
+        self.layers = tuple(layers)
+        if len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must not repeat, got {self.layers}")
+        self.nodes: dict[str, NeuronGroup] = dict(nodes)
+        if TARGET in self.nodes:
+            raise ValueError(f"{TARGET!r} is reserved for the target node")
+        for node, group in self.nodes.items():
+            if group.layer not in self.layers:
+                raise ValueError(f"node {node!r} belongs to {group.layer!r}, not a circuit layer")
+        self.edges: dict[tuple[str, str], float] = {}
+        for (lower, upper), weight in edges.items():
+            for end in (lower, upper):
+                if end != TARGET and end not in self.nodes:
+                    raise ValueError(f"edge ({lower!r}, {upper!r}) names an unknown node {end!r}")
+            if lower == TARGET:
+                raise ValueError("the target is the top node; no edge leaves it")
+            if upper != TARGET and self._level(upper) <= self._level(lower):
+                raise ValueError(
+                    f"edge ({lower!r}, {upper!r}) must go from a lower to an upper layer"
+                )
+            if not math.isfinite(weight):
+                raise ValueError(f"edge ({lower!r}, {upper!r}) has a non-finite weight")
+            self.edges[(lower, upper)] = float(weight)
+        self.exemplars = {
+            node: [(int(i), tuple(int(v) for v in box)) for i, box in items]
+            for node, items in (exemplars or {}).items()
+        }
+        self.params = dict(params or {})
+
+    def _level(self, node: str) -> int:
+        return len(self.layers) if node == TARGET else self.layers.index(self.nodes[node].layer)
+
+    def __repr__(self) -> str:
+        per_layer = ", ".join(f"{layer}: {len(self.node_ids(layer))}" for layer in self.layers)
+        return (
+            f"Circuit(target={self.target!r}, groups per layer {{{per_layer}}}, "
+            f"{len(self.edges)} edges)"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Circuit):
+            return NotImplemented
+        return (
+            self.target == other.target
+            and self.layers == other.layers
+            and self.nodes == other.nodes
+            and self.edges == other.edges
+            and self.exemplars == other.exemplars
+            and self.params == other.params
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def groups(self, layer: str) -> GroupSet:
+        """The groups of one layer, in node order."""
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer!r} is not in the circuit; its layers are {self.layers}")
+        members = [g for g in self.nodes.values() if g.layer == layer]
+        if not members:
+            raise ValueError(f"the circuit keeps no group of layer {layer!r}")
+        return GroupSet(members)
+
+    def node_ids(self, layer: str) -> list[str]:
+        """Ids of the nodes of one layer."""
+        return [node for node, group in self.nodes.items() if group.layer == layer]
+
+    def in_edges(self, node: str) -> dict[str, float]:
+        """Lower node id -> weight of every edge into ``node``."""
+        return {lower: w for (lower, upper), w in self.edges.items() if upper == node}
+
+    def out_edges(self, node: str) -> dict[str, float]:
+        """Upper node id -> weight of every edge out of ``node``."""
+        return {upper: w for (lower, upper), w in self.edges.items() if lower == node}
+
+    def top_paths(self, k: int, layer: str, start: str = TARGET) -> list[tuple[list[str], float]]:
+        """The k strongest paths from ``start`` down to a layer.
+
+        A path's strength is the product of its edge weights (signed); paths
+        are ranked by its absolute value. Returns (node ids from the top, strength).
+        """
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer!r} is not in the circuit")
+        paths: list[tuple[list[str], float]] = []
+
+        def walk(node: str, path: list[str], strength: float) -> None:
+            if node != TARGET and self.nodes[node].layer == layer:
+                paths.append((path, strength))
+                return
+            for lower, weight in self.in_edges(node).items():
+                walk(lower, [*path, lower], strength * weight)
+
+        walk(start, [start], 1.0)
+        paths.sort(key=lambda item: -abs(item[1]))
+        return [(path, round(strength, 12)) for path, strength in paths[:k]]
+
+    def subcircuit(self, node: str) -> Circuit:
+        """The part of the circuit under ``node``: it, and everything feeding it."""
+        keep, frontier = {node}, [node]
+        while frontier:
+            for lower in self.in_edges(frontier.pop()):
+                if lower not in keep:
+                    keep.add(lower)
+                    frontier.append(lower)
+        return self._restricted(keep, {e: w for e, w in self.edges.items() if set(e) <= keep})
+
+    def prune(self, min_weight: float | None = None, top_k: int | None = None) -> Circuit:
+        """Keep edges with ``|weight| >= min_weight`` and at most ``top_k`` in-edges per node.
+
+        Nodes no longer connected to the target are dropped.
+        """
+        kept = {e: w for e, w in self.edges.items() if min_weight is None or abs(w) >= min_weight}
+        if top_k is not None:
+            if top_k < 1:
+                raise ValueError(f"top_k must be at least 1, got {top_k}")
+            strongest: dict[tuple[str, str], float] = {}
+            for upper in {u for _, u in kept}:
+                incoming = sorted(
+                    ((e, w) for e, w in kept.items() if e[1] == upper),
+                    key=lambda item: -abs(item[1]),
+                )
+                strongest.update(incoming[:top_k])
+            kept = strongest
+        connected, frontier = {TARGET}, [TARGET]
+        while frontier:
+            upper = frontier.pop()
+            for lower, up in kept:
+                if up == upper and lower not in connected:
+                    connected.add(lower)
+                    frontier.append(lower)
+        return self._restricted(connected, {e: w for e, w in kept.items() if set(e) <= connected})
+
+    def _restricted(self, keep: Iterable[str], edges: Mapping[tuple[str, str], float]) -> Circuit:
+        keep = set(keep)
+        return Circuit(
+            self.target,
+            self.layers,
+            {n: g for n, g in self.nodes.items() if n in keep},
+            dict(edges),
+            {n: e for n, e in self.exemplars.items() if n in keep},
+            self.params,
+        )
+
+    def to_networkx(self) -> nx.DiGraph:
+        """A ``networkx.DiGraph``: nodes carry layer, indices, weights, name, label;
+        edges (lower -> upper) carry ``weight``."""
+        graph = nx.DiGraph(
+            target=self.target if isinstance(self.target, int) else repr(self.target)
+        )
+        graph.add_node(TARGET, layer="target", level=len(self.layers))
+        for node, group in self.nodes.items():
+            graph.add_node(
+                node,
+                layer=group.layer,
+                level=self.layers.index(group.layer),
+                indices=list(group.indices),
+                weights=None if group.weights is None else list(group.weights),
+                name=group.name,
+                label=group.label,
+            )
+        for (lower, upper), weight in self.edges.items():
+            graph.add_edge(lower, upper, weight=weight)
+        return graph
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (see :meth:`to_json`)."""
+        return {
+            "format": "captum-groups circuit",
+            "version": 1,
+            "target": self.target if isinstance(self.target, int) else _group_to_dict(self.target),
+            "layers": list(self.layers),
+            "nodes": {node: _group_to_dict(group) for node, group in self.nodes.items()},
+            "edges": [[lower, upper, weight] for (lower, upper), weight in self.edges.items()],
+            "exemplars": {
+                node: [[i, list(box)] for i, box in items] for node, items in self.exemplars.items()
+            },
+            "params": self.params,
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The circuit as JSON text; :meth:`from_json` loads it back exactly (no pickle)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Circuit:
+        """Rebuild a circuit from :meth:`to_dict`'s output."""
+        if data.get("format") != "captum-groups circuit":
+            raise ValueError("not a captum-groups circuit (missing or wrong 'format' field)")
+        target = data["target"]
+        return cls(
+            target if isinstance(target, int) else _group_from_dict(target),
+            data["layers"],
+            {node: _group_from_dict(group) for node, group in data["nodes"].items()},
+            {(lower, upper): weight for lower, upper, weight in data["edges"]},
+            {
+                node: [(i, tuple(box)) for i, box in items]
+                for node, items in data["exemplars"].items()
+            },
+            data["params"],
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Circuit:
+        """Load a circuit saved with :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def plot(self, data: Any = None, **kwargs: Any) -> Any:
+        """Draw the circuit (see :func:`captum_groups.viz.plot_circuit`); returns the figure."""
+        from .viz.circuit_plot import plot_circuit
+
+        return plot_circuit(self, data=data, **kwargs)
