@@ -166,7 +166,8 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
     n_groups_ : int
         Number of groups.
     groups_ : GroupSet
-        The groups (they may overlap).
+        The groups (they may overlap). Clusters holding sub-concepts of
+        exactly the same neurons give one group.
 
     Examples
     --------
@@ -236,11 +237,13 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
         self.concept_labels_ = concept_labels
         self.labels_ = labels
         self.n_groups_ = n_groups
+        member_sets: list[tuple[int, ...]] = []
+        for label in np.unique(concept_labels):
+            members = tuple(sorted(set(neurons[owners[concept_labels == label]].tolist())))
+            if members not in member_sets:
+                member_sets.append(members)
         self.groups_ = GroupSet(
-            NeuronGroup(
-                self.layer, sorted(set(neurons[owners[concept_labels == g]].tolist())), name=f"g{i}"
-            )
-            for i, g in enumerate(np.unique(concept_labels))
+            NeuronGroup(self.layer, members, name=f"g{i}") for i, members in enumerate(member_sets)
         )
         return self
 
