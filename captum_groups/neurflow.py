@@ -197,8 +197,11 @@ def build_circuit(
     >>> model, (x, _) = digits_cnn(), load_digits("test")
     >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=6, k=20, n_groups=3,
     ...                         n_steps=16, progress=False)
-    >>> len(circuit.groups("relu3")), len(circuit.groups("relu2"))
-    (3, 3)
+    >>> circuit.layers
+    ('relu2', 'relu3')
+    >>> path, strength = circuit.top_paths(1, "relu2")[0]
+    >>> path[0], circuit.nodes[path[-1]].layer
+    ('target', 'relu2')
     """
     layers = list(layers)
     if not layers:
