@@ -1,0 +1,364 @@
+"""Fidelity of circuits and groups: NeurFlow's evaluation protocol, reusable.
+
+- :func:`masking_fidelity`: the score (class accuracy, or the target's mean
+  value) with the circuit's neurons ablated (``mode="mask"``) or with only
+  them kept (``mode="retain"``), one layer at a time and all layers at once,
+  against the same number of random neurons of the same layers (many draws,
+  with a 95% confidence interval).
+- :func:`sufficiency`: the score with only the circuit kept at every layer.
+- :func:`edge_fidelity`: for random subsets of a node's lower neurons, the
+  Pearson correlation between their summed importance and the change of the
+  node's value when they are ablated. It should be strongly negative.
+
+Every result is a small object holding the numbers and a ``plot()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from ._hooks import preserve_buffers, run_to_layer
+from ._subnetwork import subnetwork
+from .ablation import ablate, retain
+from .circuit import TARGET, Circuit
+from .discovery.core import core_scores
+from .groups import NeuronGroup
+
+__all__ = [
+    "EdgeFidelityResult",
+    "FidelityReport",
+    "FidelityResult",
+    "edge_fidelity",
+    "masking_fidelity",
+    "sufficiency",
+]
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """The score with some neurons masked or retained, against random neurons.
+
+    Attributes
+    ----------
+    mode : str
+        ``"mask"`` (the neurons ablated) or ``"retain"`` (only they kept).
+    scope : str
+        The layer, or ``"all layers"``.
+    n_neurons : int
+        Neurons of the circuit in the scope.
+    baseline : float
+        Score of the intact model.
+    circuit : float
+        Score with the circuit's neurons masked / retained.
+    random : ndarray
+        Scores with as many random neurons of the same layers, one per draw.
+    """
+
+    mode: str
+    scope: str
+    n_neurons: int
+    baseline: float
+    circuit: float
+    random: np.ndarray = field(repr=False)
+
+    @property
+    def random_mean(self) -> float:
+        """Mean score over the random draws."""
+        return float(self.random.mean())
+
+    @property
+    def random_ci(self) -> tuple[float, float]:
+        """95% confidence interval of the random mean (normal approximation)."""
+        half = (
+            1.96 * self.random.std(ddof=1) / np.sqrt(len(self.random))
+            if len(self.random) > 1
+            else 0.0
+        )
+        return float(self.random_mean - half), float(self.random_mean + half)
+
+    def plot(self) -> Figure:
+        """Bars for the intact model, the circuit and random neurons (with the CI)."""
+        return FidelityReport([self]).plot()
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    """Fidelity results for several scopes (each layer, and all layers)."""
+
+    results: list[FidelityResult]
+
+    def __getitem__(self, scope: str) -> FidelityResult:
+        for result in self.results:
+            if result.scope == scope:
+                return result
+        raise KeyError(f"no result for scope {scope!r}; scopes: {[r.scope for r in self.results]}")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.results)
+
+    def plot(self) -> Figure:
+        """Grouped bars per scope: circuit vs random (mean and 95% CI), intact score as a line."""
+        figure = Figure(figsize=(1.6 + 1.4 * len(self.results), 3.2))
+        axis = figure.add_subplot()
+        x = np.arange(len(self.results))
+        circuit = [r.circuit for r in self.results]
+        random = [r.random_mean for r in self.results]
+        errors = np.array([[r.random_mean - r.random_ci[0] for r in self.results]] * 2)
+        mode = self.results[0].mode
+        axis.bar(x - 0.2, circuit, 0.4, label=f"circuit neurons {mode}ed", color="tab:red")
+        axis.bar(x + 0.2, random, 0.4, yerr=errors, label=f"random neurons {mode}ed", color="0.6")
+        axis.axhline(
+            self.results[0].baseline, color="k", linestyle="--", linewidth=1, label="intact"
+        )
+        axis.set_xticks(x, [f"{r.scope}\n({r.n_neurons} n.)" for r in self.results], fontsize=8)
+        axis.set_ylabel("score")
+        axis.legend(fontsize=7)
+        figure.tight_layout()
+        return figure
+
+
+@dataclass(frozen=True)
+class EdgeFidelityResult:
+    """Summed importance of random lower-neuron subsets against the effect of ablating them.
+
+    Attributes
+    ----------
+    node : str
+        The upper node.
+    sizes : ndarray
+        Subset size of each draw.
+    importance : ndarray
+        Summed signed importance of each subset.
+    change : ndarray
+        Change of the node's mean value when the subset is ablated (after - before).
+    pearson : float
+        Correlation between ``importance`` and ``change`` (strongly negative when faithful).
+    """
+
+    node: str
+    sizes: np.ndarray = field(repr=False)
+    importance: np.ndarray = field(repr=False)
+    change: np.ndarray = field(repr=False)
+    pearson: float
+
+    def plot(self) -> Figure:
+        """Scatter of summed importance against the change, coloured by subset size."""
+        figure = Figure(figsize=(4.2, 3.6))
+        axis = figure.add_subplot()
+        points = axis.scatter(self.importance, self.change, c=self.sizes, cmap="viridis", s=14)
+        figure.colorbar(points, ax=axis, label="subset size")
+        axis.set_xlabel("summed importance of the ablated neurons")
+        axis.set_ylabel(f"change of {self.node}")
+        axis.set_title(f"edge-weight fidelity: r = {self.pearson:.3f}", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+
+def _score(
+    model: nn.Module, circuit: Circuit, inputs: Tensor, labels: Tensor | None, batch_size: int
+) -> float:
+    """Accuracy for a class target (against ``labels`` or the class), else the mean target."""
+    with torch.no_grad(), preserve_buffers(model):
+        if isinstance(circuit.target, int):
+            predictions = torch.cat(
+                [
+                    model(inputs[s : s + batch_size]).argmax(1)
+                    for s in range(0, len(inputs), batch_size)
+                ]
+            )
+            expected = (
+                labels if labels is not None else torch.full_like(predictions, circuit.target)
+            )
+            return float((predictions == expected).float().mean())
+        layer = circuit.target.resolve(model)
+        values = [
+            circuit.target(run_to_layer(model, inputs[s : s + batch_size], layer)[0])
+            for s in range(0, len(inputs), batch_size)
+        ]
+        return float(torch.cat(values).mean())
+
+
+def _circuit_neurons(circuit: Circuit, layer: str) -> list[int]:
+    return sorted({i for node in circuit.node_ids(layer) for i in circuit.nodes[node].indices})
+
+
+def masking_fidelity(
+    model: nn.Module,
+    circuit: Circuit,
+    inputs: Tensor,
+    labels: Tensor | None = None,
+    mode: str = "mask",
+    per_layer: bool = True,
+    n_random: int = 30,
+    random_state: int | None = None,
+    batch_size: int = 256,
+) -> FidelityReport:
+    """The circuit's neurons masked (or retained) against as many random neurons.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    circuit : Circuit
+        The circuit (or any set of groups wrapped in one).
+    inputs : Tensor
+        Evaluation inputs, e.g. the images of the target class.
+    labels : Tensor, optional
+        True labels for the accuracy; by default the circuit's target class.
+    mode : {"mask", "retain"}
+        Ablate the circuit's neurons, or keep only them (in their layers).
+    per_layer : bool
+        Also report each layer on its own, besides all layers at once.
+    n_random : int
+        Random draws of as many neurons per layer.
+    random_state : int, optional
+        Seed of the draws.
+    batch_size : int
+        Inputs per forward pass.
+
+    Returns
+    -------
+    FidelityReport
+        One result per layer (if ``per_layer``) and one for ``"all layers"``.
+    """
+    if mode not in ("mask", "retain"):
+        raise ValueError(f"mode must be 'mask' or 'retain', got {mode!r}")
+    if n_random < 1:
+        raise ValueError(f"n_random must be at least 1, got {n_random}")
+    switch = ablate if mode == "mask" else retain
+    rng = np.random.default_rng(random_state)
+    baseline = _score(model, circuit, inputs, labels, batch_size)
+    sizes = {}
+    with torch.no_grad(), preserve_buffers(model):
+        for layer in circuit.layers:
+            neurons = _circuit_neurons(circuit, layer)
+            if neurons:
+                width = run_to_layer(model, inputs[:1], model.get_submodule(layer))[0].shape[1]
+                sizes[layer] = (neurons, width)
+    scopes = [(layer, [layer]) for layer in sizes] if per_layer else []
+    scopes.append(("all layers", list(sizes)))
+    results = []
+    for name, layers in scopes:
+        groups = [NeuronGroup(layer, sizes[layer][0]) for layer in layers]
+        with switch(model, groups):
+            circuit_score = _score(model, circuit, inputs, labels, batch_size)
+        random_scores = []
+        for _ in range(n_random):
+            drawn = [
+                NeuronGroup(layer, rng.choice(sizes[layer][1], len(sizes[layer][0]), replace=False))
+                for layer in layers
+            ]
+            with switch(model, drawn):
+                random_scores.append(_score(model, circuit, inputs, labels, batch_size))
+        count = sum(len(sizes[layer][0]) for layer in layers)
+        results.append(
+            FidelityResult(mode, name, count, baseline, circuit_score, np.array(random_scores))
+        )
+    return FidelityReport(results)
+
+
+def sufficiency(
+    model: nn.Module,
+    circuit: Circuit,
+    inputs: Tensor,
+    labels: Tensor | None = None,
+    n_random: int = 30,
+    random_state: int | None = None,
+    batch_size: int = 256,
+) -> FidelityResult:
+    """The score with only the circuit kept at every layer at once (against random neurons)."""
+    report = masking_fidelity(
+        model, circuit, inputs, labels, "retain", False, n_random, random_state, batch_size
+    )
+    return report["all layers"]
+
+
+def edge_fidelity(
+    model: nn.Module,
+    circuit: Circuit,
+    inputs: Tensor,
+    node: str = TARGET,
+    sizes: Sequence[int] = (1, 2, 5, 10),
+    n_draws: int = 20,
+    n_steps: int = 32,
+    random_state: int | None = None,
+) -> EdgeFidelityResult:
+    """NeurFlow's fidelity of edge weights for one node.
+
+    Each neuron of the layer below ``node`` gets an importance: the mean over
+    ``inputs`` of the integrated gradients (zero baseline) from the node's
+    value to the neuron, as the circuit's edges use. For random subsets of
+    these neurons (``n_draws`` per size), the summed importance is compared
+    with the change of the node's mean value when the subset is ablated.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    circuit : Circuit
+        The circuit.
+    inputs : Tensor
+        Inputs to evaluate on, e.g. the node's exemplars or the class images.
+    node : str
+        An upper node id (``TARGET`` by default); its lower layer is the
+        circuit layer below it.
+    sizes : sequence of int
+        Subset sizes (NeurFlow: 1, 5, 10, 20, 50).
+    n_draws : int
+        Random subsets per size.
+    n_steps : int
+        Integration steps.
+    random_state : int, optional
+        Seed of the draws.
+
+    Returns
+    -------
+    EdgeFidelityResult
+    """
+    if node == TARGET:
+        lower_layer, upper_value = circuit.layers[-1], circuit.target
+        upper_layer = None if isinstance(circuit.target, int) else circuit.target.layer
+    else:
+        if node not in circuit.nodes:
+            raise ValueError(f"node {node!r} is not in the circuit")
+        upper_value = circuit.nodes[node]
+        position = circuit.layers.index(upper_value.layer)
+        if position == 0:
+            raise ValueError(f"node {node!r} is in the lowest circuit layer; it has no lower layer")
+        lower_layer, upper_layer = circuit.layers[position - 1], upper_value.layer
+    lower = model.get_submodule(lower_layer)
+    between = subnetwork(model, lower_layer, upper_layer)
+    with torch.no_grad(), preserve_buffers(model):
+        activations = run_to_layer(model, inputs, lower)[0]
+        owners = torch.zeros(len(inputs), dtype=torch.long)
+        _, signed = core_scores(between, [upper_value], activations, owners, n_steps)
+
+        def node_value(acts: Tensor) -> float:
+            output = between(acts)
+            values = output[:, upper_value] if isinstance(upper_value, int) else upper_value(output)
+            return float(values.mean())
+
+        before = node_value(activations)
+        importance = signed[0]
+        rng = np.random.default_rng(random_state)
+        n_neurons = activations.shape[1]
+        drawn_sizes, summed, changes = [], [], []
+        for size in sizes:
+            if not 1 <= size <= n_neurons:
+                raise ValueError(f"subset size {size} must be between 1 and {n_neurons}")
+            for _ in range(n_draws):
+                subset = rng.choice(n_neurons, size, replace=False)
+                masked = activations.clone()
+                masked[:, subset] = 0
+                drawn_sizes.append(size)
+                summed.append(float(importance[subset].sum()))
+                changes.append(node_value(masked) - before)
+    importance_array, change_array = np.array(summed), np.array(changes)
+    pearson = float(np.corrcoef(importance_array, change_array)[0, 1])
+    return EdgeFidelityResult(node, np.array(drawn_sizes), importance_array, change_array, pearson)
