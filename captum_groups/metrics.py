@@ -111,8 +111,12 @@ class FidelityReport:
         random = [r.random_mean for r in self.results]
         errors = np.array([[r.random_mean - r.random_ci[0] for r in self.results]] * 2)
         mode = self.results[0].mode
-        axis.bar(x - 0.2, circuit, 0.4, label=f"circuit neurons {mode}ed", color="tab:red")
-        axis.bar(x + 0.2, random, 0.4, yerr=errors, label=f"random neurons {mode}ed", color="0.6")
+        bars = axis.bar(x - 0.2, circuit, 0.4, label=f"circuit neurons {mode}ed", color="tab:red")
+        axis.bar_label(bars, fmt="%.2f", fontsize=7)
+        bars = axis.bar(
+            x + 0.2, random, 0.4, yerr=errors, label=f"random neurons {mode}ed", color="0.6"
+        )
+        axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=6)
         axis.axhline(
             self.results[0].baseline, color="k", linestyle="--", linewidth=1, label="intact"
         )

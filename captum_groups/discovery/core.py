@@ -221,21 +221,32 @@ def core_scores(
     activations: Tensor,
     owners: Tensor,
     n_steps: int = 50,
+    rows_per_pass: int = 4096,
 ) -> tuple[Tensor, Tensor]:
     """Mean |IG| and mean signed IG of each lower neuron, per target: two (T, C) tensors.
 
     ``activations`` are the lower layer's activations on every target's
     exemplars, stacked; ``owners`` says which target each row belongs to.
-    One batched integrated-gradients call (zero baseline) serves all targets.
+    Batched integrated-gradients calls (zero baseline) serve all targets;
+    at most ``rows_per_pass`` rows (exemplars x steps) go through the
+    network at once, which bounds memory.
     """
     owners = owners.to(activations.device)
-    ig = IntegratedGradients(_value_function(between, list(targets), owners))
-    attributions = ig.attribute(activations.detach(), n_steps=n_steps)
-    per_neuron = attributions.flatten(2).mean(2) if attributions.ndim > 2 else attributions
-    per_neuron = per_neuron.detach()
-    rows = [owners == t for t in range(len(targets))]
-    scores = torch.stack([per_neuron[r].abs().mean(0) for r in rows])
-    signed = torch.stack([per_neuron[r].mean(0) for r in rows])
+    examples_per_call = max(1, rows_per_pass // n_steps)
+    parts = []
+    for start in range(0, len(activations), examples_per_call):
+        rows = slice(start, start + examples_per_call)
+        ig = IntegratedGradients(_value_function(between, list(targets), owners[rows]))
+        chunk = activations[rows].detach()
+        attributions = ig.attribute(
+            chunk, n_steps=n_steps, internal_batch_size=max(len(chunk), rows_per_pass)
+        )
+        per_neuron = attributions.flatten(2).mean(2) if attributions.ndim > 2 else attributions
+        parts.append(per_neuron.detach())
+    per_neuron = torch.cat(parts)
+    rows_of = [owners == t for t in range(len(targets))]
+    scores = torch.stack([per_neuron[r].abs().mean(0) for r in rows_of])
+    signed = torch.stack([per_neuron[r].mean(0) for r in rows_of])
     return scores, signed
 
 
