@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum._utils.common import _format_tensor_into_tuples
+from captum._utils.common import (
+    _expand_additional_forward_args,
+    _format_additional_forward_args,
+    _format_tensor_into_tuples,
+)
+from captum.attr._utils.approximation_methods import approximation_parameters
+from captum.attr._utils.common import _reshape_and_sum
 from torch import Tensor, nn
 
 from .._hooks import Captured, frozen_parameters, model_of, run_to_layer
@@ -248,3 +254,43 @@ def chunks(items: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
     if size is None:
         return [items]
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def path_alphas(
+    method: str, points: int, step_sizes_and_alphas: tuple[list[float], list[float]] | None
+) -> tuple[list[float], list[float]]:
+    """Step sizes and interpolation points of a Captum approximation method (or the given ones)."""
+    if step_sizes_and_alphas is not None:
+        return step_sizes_and_alphas
+    step_sizes_func, alphas_func = approximation_parameters(method)
+    return step_sizes_func(points), alphas_func(points)
+
+
+def scaled_path(
+    inputs: tuple[Tensor, ...],
+    baselines: tuple[Tensor | int | float, ...],
+    alphas: Sequence[float],
+    additional_forward_args: Any,
+) -> tuple[tuple[Tensor, ...], Any]:
+    """Inputs along the straight path from the baselines, stacked step-major (as Captum does),
+    requiring gradients; and the extra forward arguments expanded to match."""
+    scaled = tuple(
+        torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
+        for inp, base in zip(inputs, baselines, strict=True)
+    )
+    extra = _format_additional_forward_args(additional_forward_args)
+    extra = _expand_additional_forward_args(extra, len(alphas)) if extra is not None else None
+    return scaled, extra
+
+
+def layer_conductance(layer_eval: Tensor, layer_grads: Tensor, num_examples: int) -> Tensor:
+    """Captum's layer conductance: sum over steps of (y(a_{s+1}) - y(a_s)) * dF/dy(a_s).
+
+    ``layer_eval`` and ``layer_grads`` hold n_steps + 1 points, step-major.
+    Returns (num_examples, *layer_shape).
+    """
+    n_steps = layer_eval.shape[0] // num_examples - 1
+    diffs = layer_eval[num_examples:] - layer_eval[:-num_examples]
+    return _reshape_and_sum(
+        diffs * layer_grads[:-num_examples], n_steps, num_examples, tuple(layer_eval.shape[1:])
+    )

@@ -7,15 +7,12 @@ from typing import Any
 
 import torch
 from captum._utils.common import (
-    _expand_additional_forward_args,
     _expand_target,
-    _format_additional_forward_args,
     _format_output,
     _is_tuple,
 )
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution, NeuronAttribution
-from captum.attr._utils.approximation_methods import approximation_parameters
 from captum.attr._utils.batching import _batch_attribution
 from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
 from captum.log import log_usage
@@ -24,7 +21,14 @@ from torch import Tensor
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import Layer
 from ._base import GroupArg, _GroupAttributionMixin
-from ._engine import Selector, batched_vjp, flow_weights, split_per_group
+from ._engine import (
+    Selector,
+    batched_vjp,
+    flow_weights,
+    path_alphas,
+    scaled_path,
+    split_per_group,
+)
 
 
 class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -169,17 +173,8 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
     ) -> tuple[Tensor, ...]:
         """Conductance of a chunk of groups over some integration steps: (G, N, ...)."""
         num_examples = inputs[0].shape[0]
-        if step_sizes_and_alphas is None:
-            step_sizes_func, alphas_func = approximation_parameters(method)
-            step_sizes, alphas = step_sizes_func(n_steps), alphas_func(n_steps)
-        else:
-            step_sizes, alphas = step_sizes_and_alphas
-        scaled = tuple(
-            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
-            for inp, base in zip(inputs, baselines, strict=True)
-        )
-        extra = _format_additional_forward_args(additional_forward_args)
-        extra = _expand_additional_forward_args(extra, n_steps) if extra is not None else None
+        step_sizes, alphas = path_alphas(method, n_steps, step_sizes_and_alphas)
+        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
         model = model_of(self.forward_func, self.layer)
         with (
             torch.enable_grad(),

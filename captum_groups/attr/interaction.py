@@ -6,12 +6,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from captum._utils.common import _expand_additional_forward_args, _format_additional_forward_args
 from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.approximation_methods import approximation_parameters
 from captum.attr._utils.batching import _batch_attribution
-from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
+from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
@@ -19,7 +17,14 @@ from tqdm import tqdm
 from .._hooks import LayerCapture, frozen_parameters, layer_calls, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
-from ._engine import batched_vjp, chunks, selector_cotangents
+from ._engine import (
+    batched_vjp,
+    chunks,
+    layer_conductance,
+    path_alphas,
+    scaled_path,
+    selector_cotangents,
+)
 from ._layer import _LayerGroupMixin
 from .integrated_gradients import GroupIntegratedGradients
 
@@ -340,16 +345,8 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
     ) -> Tensor:
         """Edges (N, G_upper, G_lower) over some integration steps."""
         num_examples = inputs[0].shape[0]
-        if step_sizes_and_alphas is None:
-            alphas = approximation_parameters(method)[1](n_steps + 1)
-        else:
-            alphas = step_sizes_and_alphas[1]
-        scaled = tuple(
-            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
-            for inp, base in zip(inputs, baselines, strict=True)
-        )
-        extra = _format_additional_forward_args(additional_forward_args)
-        extra = _expand_additional_forward_args(extra, n_steps + 1) if extra is not None else None
+        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
+        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
         model = model_of(self.forward_func, self.layer)
         with (
             torch.enable_grad(),
@@ -360,8 +357,6 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             lower.run(self.forward_func, scaled, extra)
             lower_out, upper_out = lower.output[:1], upper.output
             cotangents = selector_cotangents(upper_out, upper_groups)
-            layer_eval = lower_out[0].detach()
-            diffs = layer_eval[num_examples:] - layer_eval[:-num_examples]
             edges = []
             for chunk in chunks(range(len(upper_groups)), group_batch_size):
                 chunk_cotangents = tuple(c[chunk.start : chunk.stop] for c in cotangents)
@@ -370,15 +365,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
                     upper_out, lower_out, chunk_cotangents, retain_graph=not last
                 )
                 per_element = torch.stack(
-                    [
-                        _reshape_and_sum(
-                            diffs * grad[:-num_examples],
-                            n_steps,
-                            num_examples,
-                            tuple(layer_eval.shape[1:]),
-                        )
-                        for grad in grads
-                    ]
+                    [layer_conductance(lower_out[0].detach(), grad, num_examples) for grad in grads]
                 )
                 edges.append(self._aggregate(per_element, membership))
         return torch.cat(edges).transpose(0, 1)

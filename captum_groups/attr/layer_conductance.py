@@ -6,17 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum._utils.common import _expand_additional_forward_args, _format_additional_forward_args
 from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.approximation_methods import approximation_parameters
 from captum.attr._utils.batching import _batch_attribution
-from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
+from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import GroupSet, Layer, NeuronGroup
+from ._engine import layer_conductance, path_alphas, scaled_path
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
 
@@ -188,16 +187,8 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     ) -> Tensor:
         """Per-element conductance over some integration steps, (N, *layer_shape)."""
         num_examples = inputs[0].shape[0]
-        if step_sizes_and_alphas is None:
-            alphas = approximation_parameters(method)[1](n_steps + 1)
-        else:
-            alphas = step_sizes_and_alphas[1]
-        scaled = tuple(
-            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
-            for inp, base in zip(inputs, baselines, strict=True)
-        )
-        extra = _format_additional_forward_args(additional_forward_args)
-        extra = _expand_additional_forward_args(extra, n_steps + 1) if extra is not None else None
+        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
+        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
         model = model_of(self.forward_func, self.layer)
         with (
             torch.enable_grad(),
@@ -209,8 +200,4 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
             (layer_grads,) = torch.autograd.grad(
                 torch.unbind(values), captured[:1], **(grad_kwargs or {})
             )
-        layer_eval = captured[0].detach()
-        diffs = layer_eval[num_examples:] - layer_eval[:-num_examples]
-        return _reshape_and_sum(
-            diffs * layer_grads[:-num_examples], n_steps, num_examples, tuple(layer_eval.shape[1:])
-        )
+        return layer_conductance(captured[0].detach(), layer_grads, num_examples)
