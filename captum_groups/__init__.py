@@ -24,10 +24,12 @@ from .attr import (
 from .circuit import Circuit
 from .groups import GroupSet, NeuronGroup
 from .neurflow import build_circuit
+from .regularize import BEANRegularizer, find_assemblies
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BEANRegularizer",
     "Circuit",
     "GroupAblation",
     "GroupConductance",
@@ -46,5 +48,6 @@ __all__ = [
     "NeuronGroup",
     "ablate",
     "build_circuit",
+    "find_assemblies",
     "retain",
 ]
