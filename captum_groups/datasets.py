@@ -149,7 +149,7 @@ def train_digits_cnn(
     seed: int = 0,
     lr: float = 3e-3,
     batch_size: int = 64,
-    extra_loss: Callable[[DigitsCNN], Tensor] | None = None,
+    regularizer: Callable[[DigitsCNN], Callable[[], Tensor]] | None = None,
     images: Tensor | None = None,
     labels: Tensor | None = None,
 ) -> DigitsCNN:
@@ -165,9 +165,11 @@ def train_digits_cnn(
         Adam learning rate (cosine-annealed to zero).
     batch_size : int
         Mini-batch size.
-    extra_loss : callable, optional
-        Called with the model after each forward pass; its value is added to
-        the cross-entropy loss (e.g. a regularizer reading hooked activations).
+    regularizer : callable, optional
+        Called once with the new model before training; it returns a
+        callable whose value is added to the loss after every forward pass,
+        e.g. ``lambda model: BEANRegularizer(model, "relu3", alpha=1.0)``.
+        Its ``close()`` (if any) is called after training, also on error.
     images, labels : Tensor, optional
         Training data; the digits training split by default.
 
@@ -187,6 +189,25 @@ def train_digits_cnn(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = DigitsCNN()
+    extra_loss = regularizer(model) if regularizer is not None else None
+    try:
+        _fit(model, images, labels, epochs, lr, batch_size, generator, extra_loss)
+    finally:
+        if hasattr(extra_loss, "close"):
+            extra_loss.close()
+    return model.eval()
+
+
+def _fit(
+    model: DigitsCNN,
+    images: Tensor,
+    labels: Tensor,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    generator: torch.Generator,
+    extra_loss: Callable[[], Tensor] | None,
+) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = -(-len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
@@ -198,12 +219,11 @@ def train_digits_cnn(
             x = _random_shift(images[batch], generator)
             loss = nn.functional.cross_entropy(model(x), labels[batch])
             if extra_loss is not None:
-                loss = loss + extra_loss(model)
+                loss = loss + extra_loss()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-    return model.eval()
 
 
 def _main() -> None:

@@ -268,7 +268,7 @@ def find_assemblies(
 ) -> Assemblies:
     """The assemblies of a trained layer, from co-activation and connectivity together.
 
-    The affinity between two neurons is the product of their positive
+    The affinity between two neurons is the mean of their positive
     activation correlation over ``data`` and their shared outgoing
     connectivity (BEAN's first-order ``A``, scaled to [0, 1]). Average-linkage
     clustering of ``1 - affinity`` gives the assemblies. Their number is
@@ -317,7 +317,7 @@ def find_assemblies(
         shared = (w_hat @ w_hat.T).cpu().numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.nan_to_num(np.corrcoef(acts.T.cpu().numpy()), nan=0.0)
-    affinity = np.clip(corr, 0, 1) * shared / max(shared.max(), 1e-12)
+    affinity = (np.clip(corr, 0, 1) + shared / max(shared.max(), 1e-12)) / 2
     np.fill_diagonal(affinity, 1.0)
     graph = nx.from_numpy_array(np.clip(corr, 0, None) - np.eye(n_neurons))
 
