@@ -1,0 +1,306 @@
+"""Feature visualization of neuron groups through Lucent, without Lucent's side effects.
+
+Feature visualization by optimization asks what input drives a unit most; it
+is the tool AI and neuroscience share (Kar, Kornblith, Fedorenko 2022). Lucent
+draws channels and directions; :func:`group_objective` makes a
+:class:`NeuronGroup` an ordinary Lucent ``Objective``, and
+:func:`render_groups` renders many groups in one optimization batch.
+
+Lucent's ``render_vis`` registers a forward hook on every module and never
+removes it, and creates its image tensors on a module-level device (CUDA when
+available, whatever the model's device). The wrappers here remove every hook
+Lucent adds (also on error), put the images on the model's device, keep the
+model's parameters out of the optimization, and restore the model's mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lucent.optvis import objectives, param, render
+from lucent.optvis.param import spatial as lucent_spatial
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from .._hooks import frozen_parameters
+from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
+
+__all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
+
+
+def lucent_layer_name(name: str) -> str:
+    """Lucent's name for a layer: dots become underscores (``"layer3.1"`` -> ``"layer3_1"``).
+
+    Examples
+    --------
+    >>> lucent_layer_name("layer3.1.conv2")
+    'layer3_1_conv2'
+    """
+    return name.replace(".", "_")
+
+
+def _dense_direction(group: NeuronGroup, size: int, like: Tensor) -> Tensor:
+    direction = like.new_zeros(size)
+    weights = group.weights if group.weights is not None else [1.0] * len(group.indices)
+    direction[list(group.indices)] = torch.tensor(weights, dtype=like.dtype, device=like.device)
+    return direction
+
+
+def group_objective(
+    group: NeuronGroup,
+    batch: int | None = None,
+    kind: str = "value",
+    model: nn.Module | None = None,
+) -> objectives.Objective:
+    """A Lucent objective that maximises a neuron group.
+
+    Parameters
+    ----------
+    group : NeuronGroup
+        The group; its layer is a dotted name (or a module, with ``model``).
+    batch : int, optional
+        Apply to one image of the optimization batch only.
+    kind : {"value", "direction"}
+        ``"value"``: the group's own value (the weighted sum of its channels'
+        spatial means), i.e. the weighted sum of Lucent ``channel``
+        objectives. ``"direction"``: the cosine similarity between the
+        activations and the group's weight vector, i.e. Lucent's
+        ``direction`` objective (for weighted groups such as NMF components).
+    model : nn.Module, optional
+        Needed only when the group's layer is a module, to find its name.
+
+    Returns
+    -------
+    lucent.optvis.objectives.Objective
+        Composes with ``+``, ``-``, scalar ``*`` and Lucent's other objectives.
+
+    Examples
+    --------
+    >>> from lucent.optvis import objectives
+    >>> group = NeuronGroup("conv2", [1, 4])
+    >>> objective = group_objective(group) - 0.1 * objectives.channel("conv2", 7)
+    >>> type(objective).__name__
+    'Objective'
+    """
+    if kind not in ("value", "direction"):
+        raise ValueError(f"kind must be 'value' or 'direction', got {kind!r}")
+    name = group.layer if isinstance(group.layer, str) else None
+    if name is None:
+        if model is None:
+            raise ValueError("the group's layer is a module; pass model= to find its name")
+        name = layer_name(model, group.layer)
+    lucent_name = lucent_layer_name(name)
+
+    def loss(hook: Callable[[str], Tensor]) -> Tensor:
+        output = hook(lucent_name)
+        if batch is not None:
+            output = output[batch : batch + 1]
+        if kind == "value":
+            return -group(output).mean()
+        axis = group.channel_axis(output.ndim)
+        direction = _dense_direction(group, output.shape[axis], output)
+        shape = [1] * output.ndim
+        shape[axis] = -1
+        return -F.cosine_similarity(direction.view(shape), output, dim=axis).mean()
+
+    return objectives.Objective(loss, name=f"{kind}:{group!r}", description=f"maximise {group!r}")
+
+
+@contextmanager
+def _lucent_on(model: nn.Module, device: torch.device):  # type: ignore[no-untyped-def]
+    """Lucent's image tensors on ``device``; every hook Lucent adds removed; mode restored."""
+    hooks_before = {m: set(m._forward_hooks) for m in model.modules()}
+    modes = {m: m.training for m in model.modules()}
+    device_before = lucent_spatial.device
+    lucent_spatial.device = device
+    try:
+        model.eval()
+        with frozen_parameters(model):
+            yield
+    finally:
+        lucent_spatial.device = device_before
+        for module in model.modules():
+            for key in set(module._forward_hooks) - hooks_before.get(module, set()):
+                del module._forward_hooks[key]
+        for module, training in modes.items():
+            module.training = training
+
+
+def _input_channels(model: nn.Module) -> int:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Conv3d)):
+            return module.in_channels
+    return 3
+
+
+def _check_size(
+    model: nn.Module, groups: Sequence[NeuronGroup], channels: int, size: int, device
+) -> None:
+    """Run a blank image through the model: the groups' layers must be reached and fit."""
+    captured: dict[int, Tensor] = {}
+    handles = [
+        group.resolve(model).register_forward_hook(
+            lambda m, i, o, key=position: captured.update({key: o})
+        )
+        for position, group in enumerate(groups)
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()
+            model(torch.zeros(1, channels, size, size, device=device))
+    except RuntimeError as error:
+        raise ValueError(f"size={size} is too small for the model ({error})") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+    for position, group in enumerate(groups):
+        output = captured[position]
+        if output.numel() == 0:
+            raise ValueError(f"size={size} is too small: layer {group.layer!r} has an empty output")
+        group.validate_output(output)
+
+
+def render_groups(
+    model: nn.Module,
+    groups: NeuronGroup | GroupSet | Sequence[NeuronGroup],
+    size: int = 64,
+    steps: int = 128,
+    kind: str = "value",
+    channels: int | None = None,
+    param_f: Callable[[], Any] | None = None,
+    transforms: Sequence[Callable[[Tensor], Tensor]] | None = None,
+    lr: float = 0.05,
+    decorrelate: bool | None = None,
+    seed: int = 0,
+    figure: bool = False,
+) -> np.ndarray | tuple[np.ndarray, Figure]:
+    """Render one image per group by optimization (Lucent), all groups in one batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; it is left with exactly the hooks, mode, flags and
+        parameters it had (Lucent's leaked hooks are removed, also on error).
+    groups : NeuronGroup, GroupSet or sequence of NeuronGroup
+        The groups to draw (their layers given as dotted names).
+    size : int
+        Image side in pixels.
+    steps : int
+        Optimization steps.
+    kind : {"value", "direction"}
+        See :func:`group_objective`.
+    channels : int, optional
+        Image channels; the first convolution's input channels by default.
+    param_f : callable, optional
+        A Lucent image parameterization; Fourier-space images by default.
+    transforms : sequence of callables, optional
+        Lucent transforms (robustness); none by default (right for tiny inputs;
+        ``lucent.optvis.transform.standard_transforms`` suits ImageNet models).
+    lr : float
+        Adam learning rate.
+    decorrelate : bool, optional
+        Lucent's colour decorrelation (3-channel images on the model's device).
+    seed : int
+        Seed of the starting image (the global generators are left as they were).
+    figure : bool
+        Also return a matplotlib figure of the images (no window opens).
+
+    Returns
+    -------
+    ndarray, or (ndarray, Figure)
+        Images shaped (G, size, size, channels), values in [0, 1].
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn
+    >>> images = render_groups(digits_cnn(), [NeuronGroup("relu3", [0, 1])], size=16, steps=8)
+    >>> images.shape
+    (1, 16, 16, 1)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    group_list = [groups] if isinstance(groups, NeuronGroup) else list(groups)
+    if not group_list or not all(isinstance(g, NeuronGroup) for g in group_list):
+        raise ValueError("groups must be a NeuronGroup or a non-empty sequence of NeuronGroups")
+    for group in group_list:
+        resolve_layer(model, group.layer, "group.layer")
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    channels = channels or _input_channels(model)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    objective = sum(
+        (
+            group_objective(g, batch=i, kind=kind, model=model)
+            for i, g in enumerate(group_list[1:], 1)
+        ),
+        group_objective(group_list[0], batch=0, kind=kind, model=model),
+    )
+    if decorrelate is None:
+        lucent_device = "cuda" if torch.cuda.is_available() else "cpu"
+        decorrelate = channels == 3 and device.type == lucent_device
+    with torch.random.fork_rng(devices=[]), _lucent_on(model, device):
+        _check_size(model, group_list, channels, size, device)
+        torch.manual_seed(seed)
+        make_image = param_f or (
+            lambda: param.image(
+                size,
+                batch=len(group_list),
+                channels=None if decorrelate else channels,
+                decorrelate=decorrelate,
+            )
+        )
+        images = render.render_vis(
+            model,
+            objective,
+            make_image,
+            optimizer=lambda params: torch.optim.Adam(params, lr=lr),
+            transforms=list(transforms or []),
+            thresholds=(steps,),
+            preprocess=False,
+            progress=False,
+            show_image=False,
+            fixed_image_size=size,
+        )
+    result = np.asarray(images[-1])
+    if result.ndim == 3:
+        result = result[None]
+    if not figure:
+        return result
+    return result, _grid(result, [g.name or repr(g) for g in group_list])
+
+
+def _grid(images: np.ndarray, titles: Sequence[str]) -> Figure:
+    columns = min(len(images), 6)
+    rows = -(-len(images) // columns)
+    canvas = Figure(figsize=(1.8 * columns, 1.9 * rows))
+    for i, (image, title) in enumerate(zip(images, titles, strict=True)):
+        axis = canvas.add_subplot(rows, columns, i + 1)
+        axis.imshow(
+            image[..., 0] if image.shape[-1] == 1 else image,
+            cmap="gray_r" if image.shape[-1] == 1 else None,
+        )
+        axis.set_title(title[:28], fontsize=7)
+        axis.axis("off")
+    canvas.tight_layout()
+    return canvas
+
+
+def render_circuit(model: nn.Module, circuit: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+    """Render every node of a :class:`~captum_groups.Circuit`; node id -> image.
+
+    Groups of one layer are rendered together in one batch. Keyword
+    arguments go to :func:`render_groups`.
+    """
+    images: dict[str, np.ndarray] = {}
+    for layer in circuit.layers:
+        nodes = circuit.node_ids(layer)
+        if nodes:
+            rendered = render_groups(model, [circuit.nodes[n] for n in nodes], **kwargs)
+            images.update(zip(nodes, rendered, strict=True))
+    return images
