@@ -58,3 +58,18 @@ def measure(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, in
         running[0] = False
         sampler.join()
     return result, seconds, max(peak[0], _rss_bytes()) - start_memory
+
+
+def compare(
+    reference: Callable[[], Any], ours: Callable[[], Any], repeats: int, device: torch.device
+) -> dict[str, Any]:
+    """Run both ``repeats`` times, alternating; best time and largest peak memory of each."""
+    best = {"reference": float("inf"), "ours": float("inf")}
+    peak = {"reference": 0, "ours": 0}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in (("reference", reference), ("ours", ours)):
+            results[name], seconds, memory = measure(fn, device)
+            best[name] = min(best[name], seconds)
+            peak[name] = max(peak[name], memory)
+    return {"results": results, "seconds": best, "peak": peak}

@@ -24,7 +24,7 @@ import torchvision
 from captum.attr import LayerConductance
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import measure  # noqa: E402
+from _measure import compare  # noqa: E402
 
 from captum_groups import GroupSet  # noqa: E402
 from captum_groups.attr import GroupInteraction  # noqa: E402
@@ -72,16 +72,10 @@ def main() -> None:
         interaction = GroupInteraction(model, "layer2", "layer3")
         return interaction.attribute(x, upper, lower, n_steps=args.steps)
 
-    captum_times, ours_times, captum_peak, ours_peak = [], [], 0, 0
-    for _ in range(args.repeats):
-        reference, seconds, peak = measure(captum_way, device)
-        captum_times.append(seconds)
-        captum_peak = max(captum_peak, peak)
-        result, seconds, peak = measure(grouped, device)
-        ours_times.append(seconds)
-        ours_peak = max(ours_peak, peak)
-
-    captum_best, ours_best = min(captum_times), min(ours_times)
+    run = compare(captum_way, grouped, args.repeats, device)
+    reference, result = run["results"]["reference"], run["results"]["ours"]
+    captum_best, ours_best = run["seconds"]["reference"], run["seconds"]["ours"]
+    captum_peak, ours_peak = run["peak"]["reference"], run["peak"]["ours"]
     difference = (result - reference).abs().max().item()
     scale = reference.abs().max().item()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")

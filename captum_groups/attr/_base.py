@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
+from captum.attr._utils.batching import _batch_attribution
 from torch import Tensor, nn
 
 from .._hooks import layer_calls, model_of
@@ -271,3 +272,23 @@ class _GroupAttributionMixin:
 
             results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
         return self._assemble(results, several)
+
+    def _integrate(
+        self,
+        num_examples: int,
+        n_steps: int,
+        internal_batch_size: int | None,
+        endpoint: bool,
+        **kwargs: Any,
+    ) -> Any:
+        """``self._attribute`` over all steps, or in step chunks as Captum's ``_batch_attribution``.
+
+        ``endpoint``: the method evaluates ``n_steps + 1`` points and takes
+        differences between consecutive ones (layer conductance).
+        """
+        if internal_batch_size is None:
+            return self._attribute(n_steps=n_steps, **kwargs)  # type: ignore[attr-defined]
+        points = n_steps + 1 if endpoint else n_steps
+        return _batch_attribution(
+            self, num_examples, internal_batch_size, points, include_endpoint=endpoint, **kwargs
+        )

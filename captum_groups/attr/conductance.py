@@ -13,7 +13,6 @@ from captum._utils.common import (
 )
 from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution, NeuronAttribution
-from captum.attr._utils.batching import _batch_attribution
 from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
 from captum.log import log_usage
 from torch import Tensor
@@ -149,12 +148,9 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
                 attribute_to_neuron_input=attribute_to_neuron_input,
                 grad_kwargs=grad_kwargs,
             )
-            if internal_batch_size is not None:
-                attrs = _batch_attribution(
-                    self, num_examples, internal_batch_size, n_steps, **kwargs
-                )
-            else:
-                attrs = self._attribute(n_steps=n_steps, **kwargs)
+            attrs = self._integrate(
+                num_examples, n_steps, internal_batch_size, endpoint=False, **kwargs
+            )
             results.extend(_format_output(is_tuple, a) for a in split_per_group(attrs))
         return self._assemble(results, several)
 

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.batching import _batch_attribution
 from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
@@ -183,17 +182,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             attribute_to_layer_input=attribute_to_layer_input,
             group_batch_size=group_batch_size,
         )
-        if internal_batch_size is not None:
-            edges = _batch_attribution(
-                self,
-                num_examples,
-                internal_batch_size,
-                n_steps + 1,
-                include_endpoint=True,
-                **kwargs,
-            )
-        else:
-            edges = self._attribute(n_steps=n_steps, **kwargs)
+        edges = self._integrate(num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs)
         edges = edges.detach()
         return edges.mean(0) if average else edges
 

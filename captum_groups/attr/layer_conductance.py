@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.batching import _batch_attribution
 from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
@@ -148,17 +147,9 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
             attribute_to_layer_input=attribute_to_layer_input,
             grad_kwargs=grad_kwargs,
         )
-        if internal_batch_size is not None:
-            per_element = _batch_attribution(
-                self,
-                num_examples,
-                internal_batch_size,
-                n_steps + 1,
-                include_endpoint=True,
-                **kwargs,
-            )
-        else:
-            per_element = self._attribute(n_steps=n_steps, **kwargs)
+        per_element = self._integrate(
+            num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs
+        )
         result = self._squeeze(self._aggregate(per_element, membership).detach(), several)
         if not return_convergence_delta:
             return result
