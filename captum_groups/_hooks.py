@@ -7,8 +7,8 @@ Forward passes that only need a layer's output stop right after that layer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -21,9 +21,10 @@ __all__ = [
     "LayerCapture",
     "drop_new_attributes",
     "frozen_parameters",
-    "layer_calls",
+    "layer_outputs",
     "model_of",
     "preserve_buffers",
+    "record",
     "run_to_layer",
 ]
 
@@ -170,21 +171,47 @@ def run_to_layer(
     return capture.output
 
 
-def layer_calls(
+def record(
     forward_func: Callable[..., Any],
     inputs: Any,
-    layer: nn.Module,
+    captures: Sequence[LayerCapture],
     additional_forward_args: Any = None,
-    use_input: bool = False,
-) -> list[Captured]:
-    """Every output (or input) of ``layer`` in one full forward pass, without gradients.
+) -> Any:
+    """One full forward pass without gradients, recording into every capture.
 
-    Buffers (e.g. BatchNorm running statistics) are restored afterwards.
+    Returns the model's output. Buffers (e.g. BatchNorm running statistics)
+    are restored afterwards.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> first, second = LayerCapture(model[0]), LayerCapture(model[2])
+    >>> record(model, torch.ones(4, 2), [first, second]).shape
+    torch.Size([4, 1])
+    >>> len(first.calls), second.output[0].shape
+    (1, torch.Size([4, 1]))
     """
-    model = model_of(forward_func, layer)
-    with torch.no_grad(), preserve_buffers(model), LayerCapture(layer, use_input) as capture:
-        capture.run(forward_func, inputs, additional_forward_args)
-    return capture.calls
+    model = model_of(forward_func, captures[0].layer if captures else None)
+    with torch.no_grad(), preserve_buffers(model), ExitStack() as stack:
+        for capture in captures:
+            stack.enter_context(capture)
+        return _run_forward(forward_func, inputs, None, additional_forward_args)
+
+
+def layer_outputs(
+    model: nn.Module, inputs: Tensor, layer: nn.Module, batch_size: int = 256
+) -> Tensor:
+    """The layer's (first) output on all inputs, in batches, without gradients or buffer updates.
+
+    Each batch stops at the layer.
+    """
+    with torch.no_grad(), preserve_buffers(model):
+        return torch.cat(
+            [
+                run_to_layer(model, inputs[start : start + batch_size], layer)[0]
+                for start in range(0, len(inputs), batch_size)
+            ]
+        )
 
 
 @contextmanager

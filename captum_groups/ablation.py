@@ -14,13 +14,12 @@ is differentiable, so gradients flow through ablated models.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import ExitStack
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from ._hooks import LayerCapture, preserve_buffers
+from ._hooks import LayerCapture, record
 from .groups import GroupSet, NeuronGroup, layer_name
 
 __all__ = ["ablate", "retain", "Ablation"]
@@ -94,10 +93,7 @@ def mean_activations(
     for batch in batches:
         inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
         captures = [LayerCapture(layer) for layer in layers]
-        with torch.no_grad(), preserve_buffers(model), ExitStack() as stack:
-            for capture in captures:
-                stack.enter_context(capture)
-            captures[0].run(model, inputs)
+        record(model, inputs, captures)
         for layer, capture in zip(layers, captures, strict=True):
             output = capture.output[0]
             axis = channel_axis(layers[layer], output)

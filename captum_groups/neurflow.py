@@ -24,7 +24,6 @@ its targets, on the part of the network above the lower layer only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -32,7 +31,7 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._hooks import LayerCapture, model_of, preserve_buffers
+from ._hooks import LayerCapture, model_of, preserve_buffers, record
 from ._subnetwork import subnetwork
 from .circuit import TARGET, Circuit
 from .discovery.clustering import ConceptClustering
@@ -43,8 +42,8 @@ from .groups import GroupSet, NeuronGroup, layer_name, resolve_layer
 __all__ = ["build_circuit"]
 
 
-def _forward_order(model: nn.Module, layers: Sequence[str], probe: Tensor) -> None:
-    """Check that each layer runs once and that they run in the order given."""
+def _forward_order(model: nn.Module, layers: Sequence[str], probe: Tensor) -> Tensor:
+    """Check that each layer runs once and that they run in the order given; the model's output."""
     order: list[str] = []
     handles = [
         model.get_submodule(name).register_forward_hook(
@@ -54,7 +53,7 @@ def _forward_order(model: nn.Module, layers: Sequence[str], probe: Tensor) -> No
     ]
     try:
         with torch.no_grad(), preserve_buffers(model):
-            model(probe)
+            output = model(probe)
     finally:
         for handle in handles:
             handle.remove()
@@ -68,6 +67,7 @@ def _forward_order(model: nn.Module, layers: Sequence[str], probe: Tensor) -> No
         raise ValueError(
             f"layers must be given in forward order (lowest first); they run as {order}"
         )
+    return output
 
 
 def _cached_activations(
@@ -76,15 +76,11 @@ def _cached_activations(
     """Every circuit layer's output on every crop, and the model output: one pass per batch."""
     stored: dict[str, list[Tensor]] = {name: [] for name in layers}
     outputs = []
-    with torch.no_grad(), preserve_buffers(model):
-        for start in range(0, len(crops), batch_size):
-            captures = [LayerCapture(model.get_submodule(name)) for name in layers]
-            with ExitStack() as stack:
-                for capture in captures:
-                    stack.enter_context(capture)
-                outputs.append(model(crops[start : start + batch_size]))
-            for name, capture in zip(layers, captures, strict=True):
-                stored[name].append(capture.output[0])
+    for start in range(0, len(crops), batch_size):
+        captures = [LayerCapture(model.get_submodule(name)) for name in layers]
+        outputs.append(record(model, crops[start : start + batch_size], captures))
+        for name, capture in zip(layers, captures, strict=True):
+            stored[name].append(capture.output[0])
     return {name: torch.cat(parts) for name, parts in stored.items()}, torch.cat(outputs)
 
 
@@ -210,11 +206,9 @@ def build_circuit(
         resolve_layer(model, name, "layers")
     if not isinstance(data, Tensor) or data.ndim != 4:
         raise ValueError("data must be images shaped (N, C, H, W)")
-    _forward_order(model, layers, data[:1])
+    n_classes = _forward_order(model, layers, data[:1]).shape[1]
     images, image_ids = data, torch.arange(len(data))
     if isinstance(target, int) and not isinstance(target, bool):
-        with torch.no_grad(), preserve_buffers(model):
-            n_classes = model(data[:1]).shape[1]
         if not 0 <= target < n_classes:
             raise ValueError(f"target class {target} is out of range for {n_classes} outputs")
         if predicted_only:

@@ -11,7 +11,7 @@ from captum._utils.common import _format_tensor_into_tuples, _verify_select_neur
 from captum.attr._utils.batching import _batch_attribution
 from torch import Tensor, nn
 
-from .._hooks import layer_calls, model_of
+from .._hooks import LayerCapture, model_of, record
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._engine import (
     RandomState,
@@ -136,14 +136,17 @@ class _GroupAttributionMixin:
         additional_forward_args: Any,
         use_input: bool,
         originals: list[object],
+        later: Sequence[tuple[nn.Module, Sequence[NeuronGroup]]] = (),
     ) -> tuple[Tensor, ...]:
         """Run the model once (no gradients) to check the layer and the groups against it.
 
-        Returns what the layer produced in that pass.
+        ``later`` are (layer, groups) pairs of target or upper layers checked in
+        the same pass: each must run once, and its groups must fit its output.
+        Returns what the attributed layer produced in that pass.
         """
-        calls = layer_calls(
-            self.forward_func, inputs, self.layer, additional_forward_args, use_input
-        )
+        captures = [LayerCapture(self.layer, use_input)] + [LayerCapture(m) for m, _ in later]
+        record(self.forward_func, inputs, captures, additional_forward_args)
+        calls = captures[0].calls
         if not calls:
             raise ValueError(f"layer {self._layer_label()} did not run in the model's forward pass")
         if len(calls) > 1:
@@ -153,6 +156,15 @@ class _GroupAttributionMixin:
                 f"BasicBlock), so attributions to its output are ambiguous; choose a module "
                 f"that runs once, e.g. the block's output or the layer before it"
             )
+        model = model_of(self.forward_func)
+        for (module, groups), capture in zip(later, captures[1:], strict=True):
+            if len(capture.calls) != 1:
+                raise ValueError(
+                    f"layer {layer_name(model, module)!r} runs {len(capture.calls)} times in "
+                    f"one forward pass; a target or upper layer must run exactly once"
+                )
+            for group in groups:
+                group.validate_output(capture.calls[0][0])
         captured = calls[0]
         for item in originals:
             if isinstance(item, NeuronGroup):

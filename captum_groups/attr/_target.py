@@ -9,8 +9,8 @@ from captum._utils.common import _expand_target
 from captum._utils.typing import TargetType
 from torch import Tensor, nn
 
-from .._hooks import LayerCapture, layer_calls, model_of
-from ..groups import NeuronGroup, layer_name
+from .._hooks import LayerCapture, model_of
+from ..groups import NeuronGroup
 from ._engine import selector_value
 
 Target = TargetType | NeuronGroup
@@ -44,18 +44,9 @@ class LayerTarget:
                     f"a target group must belong to a later layer"
                 )
 
-    def check(self, inputs: tuple[Tensor, ...], additional_forward_args: Any) -> None:
-        """For a group target: its layer runs once and the group fits its output."""
-        if self.layer is None:
-            return
-        calls = layer_calls(self.forward_func, inputs, self.layer, additional_forward_args)
-        name = layer_name(model_of(self.forward_func), self.layer)
-        if len(calls) != 1:
-            raise ValueError(
-                f"target layer {name!r} runs {len(calls)} times in one forward pass; "
-                f"a target group needs a layer that runs exactly once"
-            )
-        self.group.validate_output(calls[0][0])
+    def later_layers(self) -> list[tuple[nn.Module, list[NeuronGroup]]]:
+        """The (layer, groups) to check along with the attributed layer: a group target's layer."""
+        return [] if self.group is None else [(self.layer, [self.group])]
 
     def evaluate(
         self,

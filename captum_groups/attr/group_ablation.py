@@ -94,9 +94,10 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)
-        self._check_layer(inputs_tuple, additional_forward_args, False, group_list)
         spec = LayerTarget(self.forward_func, target, self.layer)
-        spec.check(inputs_tuple, additional_forward_args)
+        self._check_layer(
+            inputs_tuple, additional_forward_args, False, group_list, spec.later_layers()
+        )
         if isinstance(value, str) and value not in ("zero", "mean"):
             raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
         if isinstance(value, str) and value == "mean":

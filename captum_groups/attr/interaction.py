@@ -13,7 +13,7 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
-from .._hooks import LayerCapture, frozen_parameters, layer_calls, model_of
+from .._hooks import LayerCapture, frozen_parameters, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
 from ._engine import (
@@ -166,9 +166,12 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         upper_list, _ = self._upper_groups(upper_groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
         probe = self._check_layer(
-            inputs_tuple, additional_forward_args, attribute_to_layer_input, lower_list
+            inputs_tuple,
+            additional_forward_args,
+            attribute_to_layer_input,
+            lower_list,
+            [(self.upper_layer, upper_list)],
         )
-        self._check_upper(inputs_tuple, additional_forward_args, upper_list)
         formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
         _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
         num_examples = formatted_inputs[0].shape[0]
@@ -288,17 +291,6 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
                     f"must belong to one layer"
                 )
         return list(items), not isinstance(groups, NeuronGroup)
-
-    def _check_upper(
-        self, inputs: tuple[Tensor, ...], additional_forward_args: Any, groups: list[NeuronGroup]
-    ) -> None:
-        calls = layer_calls(self.forward_func, inputs, self.upper_layer, additional_forward_args)
-        if len(calls) != 1:
-            raise ValueError(
-                f"upper_layer runs {len(calls)} times in one forward pass; it must run exactly once"
-            )
-        for group in groups:
-            group.validate_output(calls[0][0])
 
     def _average_over(
         self,

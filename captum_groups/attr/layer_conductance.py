@@ -129,12 +129,15 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
+        spec = LayerTarget(self.forward_func, target, self.layer)
         probe = self._check_layer(
-            inputs_tuple, additional_forward_args, attribute_to_layer_input, group_list
+            inputs_tuple,
+            additional_forward_args,
+            attribute_to_layer_input,
+            group_list,
+            spec.later_layers(),
         )
         membership = self._membership(probe, group_list)
-        spec = LayerTarget(self.forward_func, target, self.layer)
-        spec.check(inputs_tuple, additional_forward_args)
         formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
         _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
         num_examples = formatted_inputs[0].shape[0]

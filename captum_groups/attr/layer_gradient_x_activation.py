@@ -99,11 +99,14 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)
-        probe = self._check_layer(
-            inputs_tuple, additional_forward_args, attribute_to_layer_input, group_list
-        )
         spec = LayerTarget(self.forward_func, target, self.layer)
-        spec.check(inputs_tuple, additional_forward_args)
+        probe = self._check_layer(
+            inputs_tuple,
+            additional_forward_args,
+            attribute_to_layer_input,
+            group_list,
+            spec.later_layers(),
+        )
         model = model_of(self.forward_func, self.layer)
         with (
             torch.enable_grad(),
