@@ -44,6 +44,14 @@ def _groups_by_layer(model: nn.Module, groups: Any) -> dict[nn.Module, list[Neur
     return by_layer
 
 
+def check_value(value: Value, data: object) -> None:
+    """Raise a clear error for an unknown ablation value, or ``"mean"`` without data."""
+    if isinstance(value, str) and value not in ("zero", "mean"):
+        raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
+    if isinstance(value, str) and value == "mean" and data is None:
+        raise ValueError("value='mean' needs data: pass the examples to average activations over")
+
+
 def channel_axis(groups: list[NeuronGroup], output: Tensor) -> int:
     """The channel axis the groups of one layer share, after checking them against ``output``."""
     for group in groups:
@@ -124,12 +132,7 @@ class Ablation:
         self.model = model
         self.keep = keep
         self._by_layer = _groups_by_layer(model, groups)
-        if isinstance(value, str) and value not in ("zero", "mean"):
-            raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
-        if value == "mean" and data is None:
-            raise ValueError(
-                "value='mean' needs data: pass the examples to average activations over"
-            )
+        check_value(value, data)
         self.value = value
         self._means = (
             mean_activations(model, self._by_layer, data)

@@ -23,7 +23,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ._hooks import preserve_buffers, run_to_layer
+from ._hooks import layer_outputs, preserve_buffers, run_to_layer
 from ._subnetwork import subnetwork
 from .ablation import ablate, retain
 from .circuit import TARGET, Circuit
@@ -180,12 +180,8 @@ def _score(
                 labels if labels is not None else torch.full_like(predictions, circuit.target)
             )
             return float((predictions == expected).float().mean())
-        layer = circuit.target.resolve(model)
-        values = [
-            circuit.target(run_to_layer(model, inputs[s : s + batch_size], layer)[0])
-            for s in range(0, len(inputs), batch_size)
-        ]
-        return float(torch.cat(values).mean())
+        outputs = layer_outputs(model, inputs, circuit.target.resolve(model), batch_size)
+        return float(circuit.target(outputs).mean())
 
 
 def _circuit_neurons(circuit: Circuit, layer: str) -> list[int]:

@@ -11,7 +11,14 @@ from captum.attr import LayerAttribution, PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from ..ablation import Value, channel_axis, fill_value, mean_activations, neuron_mask
+from ..ablation import (
+    Value,
+    channel_axis,
+    check_value,
+    fill_value,
+    mean_activations,
+    neuron_mask,
+)
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
@@ -98,11 +105,8 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         self._check_layer(
             inputs_tuple, additional_forward_args, False, group_list, spec.later_layers()
         )
-        if isinstance(value, str) and value not in ("zero", "mean"):
-            raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
+        check_value(value, data)
         if isinstance(value, str) and value == "mean":
-            if data is None:
-                raise ValueError("value='mean' needs data: pass the examples to average over")
             model = self.forward_func
             if not isinstance(model, nn.Module):
                 raise TypeError("value='mean' needs forward_func to be an nn.Module")

@@ -19,7 +19,7 @@ import torch
 from captum.attr import IntegratedGradients
 from torch import Tensor, nn
 
-from .._hooks import preserve_buffers, run_to_layer
+from .._hooks import layer_outputs, preserve_buffers
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 
@@ -92,18 +92,6 @@ def _exemplar_list(exemplars: Tensor | Sequence[Tensor], n_targets: int) -> list
     if any(len(b) == 0 for b in batches):
         raise ValueError("exemplars holds an empty batch; every target needs exemplars")
     return batches
-
-
-def _lower_activations(
-    model: nn.Module, layer: nn.Module, inputs: Tensor, batch_size: int
-) -> Tensor:
-    with torch.no_grad(), preserve_buffers(model):
-        return torch.cat(
-            [
-                run_to_layer(model, inputs[s : s + batch_size], layer)[0]
-                for s in range(0, len(inputs), batch_size)
-            ]
-        )
 
 
 def _value_function(
@@ -186,7 +174,7 @@ def find_core_neurons(
     batches = _exemplar_list(exemplars, len(targets))
     if adaptive and pool is None:
         raise ValueError("adaptive=True needs pool: the inputs to re-rank the target's top-k among")
-    activations = _lower_activations(model, lower, torch.cat(batches), batch_size)
+    activations = layer_outputs(model, torch.cat(batches), lower, batch_size)
     n_neurons = activations.shape[1]
     if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= n_neurons:
         raise ValueError(
@@ -198,7 +186,7 @@ def find_core_neurons(
         scores, signed = core_scores(between, targets, activations, owners, n_steps)
     ranked = scores.argsort(dim=1, descending=True, stable=True)[:, :tau]
     if adaptive:
-        pool_acts = _lower_activations(model, lower, pool, batch_size)
+        pool_acts = layer_outputs(model, pool, lower, batch_size)
         sizes = [
             optimal_tau(between, targets[t], pool_acts, ranked[t], len(batches[t]), tolerance)
             for t in range(len(targets))

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._hooks import preserve_buffers, run_to_layer
+from .._hooks import layer_outputs, preserve_buffers, run_to_layer
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
 from .crops import crop_and_resize, crop_boxes
 
@@ -302,11 +302,6 @@ def exemplar_activations(
     module = resolve_layer(model, layer)
     rows = range(exemplars.values.shape[0]) if neurons is None else neurons
     inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
-    with torch.no_grad(), preserve_buffers(model):
-        outputs = [
-            run_to_layer(model, inputs[s : s + batch_size], module)[0]
-            for s in range(0, len(inputs), batch_size)
-        ]
-    vectors = torch.cat(outputs)
+    vectors = layer_outputs(model, inputs, module, batch_size)
     vectors = vectors.flatten(2).mean(2) if vectors.ndim > 2 else vectors
     return vectors.view(len(rows), exemplars.values.shape[1], -1)
