@@ -27,7 +27,7 @@ from lucent.optvis.param import spatial as lucent_spatial
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._hooks import frozen_parameters
+from .._hooks import LayerCapture, frozen_parameters, record
 from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
@@ -142,24 +142,13 @@ def _check_size(
     model: nn.Module, groups: Sequence[NeuronGroup], channels: int, size: int, device
 ) -> None:
     """Run a blank image through the model: the groups' layers must be reached and fit."""
-    captured: dict[int, Tensor] = {}
-    handles = [
-        group.resolve(model).register_forward_hook(
-            lambda m, i, o, key=position: captured.update({key: o})
-        )
-        for position, group in enumerate(groups)
-    ]
+    captures = [LayerCapture(group.resolve(model)) for group in groups]
     try:
-        with torch.no_grad():
-            model.eval()
-            model(torch.zeros(1, channels, size, size, device=device))
+        record(model, torch.zeros(1, channels, size, size, device=device), captures)
     except RuntimeError as error:
         raise ValueError(f"size={size} is too small for the model ({error})") from error
-    finally:
-        for handle in handles:
-            handle.remove()
-    for position, group in enumerate(groups):
-        output = captured[position]
+    for group, capture in zip(groups, captures, strict=True):
+        output = capture.output[0]
         if output.numel() == 0:
             raise ValueError(f"size={size} is too small: layer {group.layer!r} has an empty output")
         group.validate_output(output)
