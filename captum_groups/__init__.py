@@ -1,7 +1,8 @@
 """captum-groups: attribution, discovery and visualization for groups of neurons.
 
 The public API is re-exported here; the attribution classes live in
-:mod:`captum_groups.attr`, ablation in :mod:`captum_groups.ablation`, and the
+:mod:`captum_groups.attr`, ablation in :mod:`captum_groups.ablation`, circuits
+(graph, building, fidelity, drawing) in :mod:`captum_groups.circuits`, and the
 embedded data and model in :mod:`captum_groups.datasets`.
 """
 
@@ -21,9 +22,14 @@ from .attr import (
     LayerGroupConductance,
     LayerGroupGradientXActivation,
 )
-from .circuit import Circuit
+from .circuits import (
+    Circuit,
+    build_circuit,
+    edge_fidelity,
+    masking_fidelity,
+    sufficiency,
+)
 from .groups import GroupSet, NeuronGroup
-from .neurflow import build_circuit
 from .regularize import BEANRegularizer, find_assemblies
 
 __version__ = "0.1.0"
@@ -48,6 +54,9 @@ __all__ = [
     "NeuronGroup",
     "ablate",
     "build_circuit",
+    "edge_fidelity",
     "find_assemblies",
+    "masking_fidelity",
     "retain",
+    "sufficiency",
 ]

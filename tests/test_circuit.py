@@ -12,8 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 from captum_groups import Circuit, NeuronGroup, build_circuit
-from captum_groups.circuit import TARGET
-from captum_groups.metrics import edge_fidelity, masking_fidelity, sufficiency
+from captum_groups.circuits import TARGET, edge_fidelity, masking_fidelity, sufficiency
 
 from .conftest import assert_same_state, model_state
 

@@ -23,12 +23,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from ._hooks import layer_outputs, preserve_buffers, run_to_layer
-from ._subnetwork import subnetwork
-from .ablation import ablate, retain
-from .circuit import TARGET, Circuit
-from .discovery.core import core_scores
-from .groups import NeuronGroup
+from .._hooks import layer_outputs, preserve_buffers, run_to_layer
+from .._subnetwork import subnetwork
+from ..ablation import ablate, retain
+from ..discovery.core import core_scores
+from ..groups import NeuronGroup
+from ._ids import TARGET
+from .graph import Circuit
 
 __all__ = [
     "EdgeFidelityResult",

@@ -31,13 +31,14 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._hooks import LayerCapture, model_of, preserve_buffers, record
-from ._subnetwork import subnetwork
-from .circuit import TARGET, Circuit
-from .discovery.clustering import ConceptClustering
-from .discovery.core import core_scores, optimal_tau
-from .discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
-from .groups import GroupSet, NeuronGroup, layer_name, resolve_layer
+from .._hooks import LayerCapture, model_of, preserve_buffers, record
+from .._subnetwork import subnetwork
+from ..discovery.clustering import ConceptClustering
+from ..discovery.core import core_scores, optimal_tau
+from ..discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
+from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
+from ._ids import TARGET
+from .graph import Circuit
 
 __all__ = ["build_circuit"]
 

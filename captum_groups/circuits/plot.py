@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
+
+from ._ids import TARGET
+
+if TYPE_CHECKING:
+    from .graph import Circuit
 
 
 def _thumbnail(data: Tensor, index: int, box: tuple[int, ...]) -> np.ndarray:
@@ -19,7 +24,7 @@ def _thumbnail(data: Tensor, index: int, box: tuple[int, ...]) -> np.ndarray:
 
 
 def plot_circuit(
-    circuit: Any,
+    circuit: Circuit,
     data: Tensor | None = None,
     thumbnails: int = 3,
     figsize: tuple[float, float] | None = None,
@@ -50,8 +55,6 @@ def plot_circuit(
     -------
     matplotlib.figure.Figure
     """
-    from ..circuit import TARGET
-
     levels = [circuit.node_ids(layer) for layer in circuit.layers] + [[TARGET]]
     width = max(len(level) for level in levels)
     figure = Figure(figsize=figsize or (max(6.0, 2.2 * width), 2.0 * len(levels)))

@@ -16,13 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
+from matplotlib.figure import Figure
 
-from .groups import GroupSet, NeuronGroup
+from ..groups import GroupSet, NeuronGroup
+from ._ids import TARGET
+from .plot import plot_circuit
 
 __all__ = ["Circuit", "TARGET"]
-
-TARGET = "target"
-"""Node id of the circuit's target."""
 
 Exemplar = tuple[int, tuple[int, int, int, int]]
 
@@ -305,8 +305,6 @@ class Circuit:
         """Load a circuit saved with :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
-    def plot(self, data: Any = None, **kwargs: Any) -> Any:
-        """Draw the circuit (see :func:`captum_groups.viz.plot_circuit`); returns the figure."""
-        from .viz.circuit_plot import plot_circuit
-
+    def plot(self, data: Any = None, **kwargs: Any) -> Figure:
+        """Draw the circuit and return the figure (see :func:`plot_circuit`)."""
         return plot_circuit(self, data=data, **kwargs)
