@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ._data import Data, iter_batches
 from ._hooks import LayerCapture, record
 from .groups import GroupSet, NeuronGroup, layer_name
 
@@ -92,14 +93,12 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
 
 
 def mean_activations(
-    model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Tensor | Iterable[Any]
+    model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Data
 ) -> dict[nn.Module, Tensor]:
     """Per-neuron mean activation (over examples and positions) of each layer over ``data``."""
-    batches = [data] if isinstance(data, Tensor) else data
     sums: dict[nn.Module, Tensor] = {}
     counts: dict[nn.Module, int] = {}
-    for batch in batches:
-        inputs = batch[0] if isinstance(batch, (list, tuple)) else batch
+    for inputs in iter_batches(data):
         captures = [LayerCapture(layer) for layer in layers]
         record(model, inputs, captures)
         for layer, capture in zip(layers, captures, strict=True):

@@ -32,6 +32,7 @@ from networkx.algorithms.community import modularity
 from sklearn.cluster import AgglomerativeClustering
 from torch import Tensor, nn
 
+from ._data import iter_batches
 from ._hooks import preserve_buffers, run_to_layer
 from .discovery._validation import check_count
 from .groups import GroupSet, Layer, layer_name, resolve_layer
@@ -244,14 +245,10 @@ def _layer_activations(
 ) -> tuple[Tensor, Tensor]:
     acts, labels = [], []
     with torch.no_grad(), preserve_buffers(model):
-        for batch in data:
-            if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-                raise ValueError(
-                    "data must yield (inputs, labels) batches to measure class selectivity"
-                )
-            out = run_to_layer(model, batch[0], layer)[0]
+        for inputs, batch_labels in iter_batches(data, labels=True):
+            out = run_to_layer(model, inputs, layer)[0]
             acts.append(out.flatten(2).mean(2) if out.ndim > 2 else out)
-            labels.append(batch[1])
+            labels.append(batch_labels)
     if not acts:
         raise ValueError("data is empty")
     return torch.cat(acts), torch.cat(labels)

@@ -13,6 +13,7 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
+from .._data import iter_batches
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
@@ -302,8 +303,8 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
     ) -> Tensor:
         total: Tensor | None = None
         count = 0
-        for batch in tqdm(data, desc="group interaction", disable=not progress, leave=False):
-            inputs = batch[0] if isinstance(batch, list) else batch
+        batches = iter_batches(data, parameter="inputs")
+        for inputs in tqdm(batches, desc="group interaction", disable=not progress, leave=False):
             edges = self.attribute(inputs, upper_groups, lower_groups, **kwargs)
             total = edges.sum(0) if total is None else total + edges.sum(0)
             count += edges.shape[0]

@@ -10,14 +10,14 @@ exactly what one pass over both would give.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._data import Data, iter_batches
 from .._hooks import layer_outputs, preserve_buffers, run_to_layer
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
 from .crops import crop_and_resize, crop_boxes
@@ -214,19 +214,10 @@ class ExemplarMiner:
         return Exemplars(tops[0], tops[1] if len(tops) > 1 else None, self.k)
 
 
-def _batches(data: Tensor | Iterable[Any], batch_size: int) -> Iterable[Tensor]:
-    if isinstance(data, Tensor):
-        for start in range(0, len(data), batch_size):
-            yield data[start : start + batch_size]
-        return
-    for batch in data:
-        yield batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
 def mine_exemplars(
     model: nn.Module,
     layer: Layer,
-    data: Tensor | Iterable[Any],
+    data: Data,
     k: int = 50,
     groups: GroupSet | Sequence[NeuronGroup] | None = None,
     scales: Sequence[float] | None = None,
@@ -241,9 +232,9 @@ def mine_exemplars(
         The model.
     layer : nn.Module or str
         The layer (module or dotted name).
-    data : Tensor or iterable of batches
-        The examples: a tensor, or a data loader yielding tensors or
-        ``(x, y)`` tuples. Dataset indices count examples in this order.
+    data : Tensor, Dataset, DataLoader or list of batches
+        The examples (batches unpacked as in :func:`captum_groups._data.batch_inputs`:
+        tensors, ``(x, y)`` tuples or dicts). Dataset indices count examples in this order.
     k : int
         Exemplars per unit (NeurFlow uses 50).
     groups : GroupSet or list of NeuronGroup, optional
@@ -271,7 +262,7 @@ def mine_exemplars(
     """
     miner = ExemplarMiner(model, layer, k, groups, scales)
     for batch in tqdm(
-        _batches(data, batch_size), desc="mining exemplars", disable=not progress, leave=False
+        iter_batches(data, batch_size), desc="mining exemplars", disable=not progress, leave=False
     ):
         miner.update(batch)
     return miner.result()

@@ -1,0 +1,169 @@
+"""The one rule for reading data: tensors, datasets and data loaders, batch by batch.
+
+Every function of the package that takes ``data`` reads it with
+:func:`iter_batches`, so they all accept the same things:
+
+- a tensor of examples, batch first (cut into batches of ``batch_size``);
+- a ``torch.utils.data.Dataset`` (read through a ``DataLoader`` of
+  ``batch_size``, in order);
+- a ``DataLoader`` or any other re-iterable of batches (a list of batches).
+
+A batch is unpacked by :func:`batch_inputs`: a tensor is the inputs; a tuple
+or list ``(x, y, ...)`` gives its first item; a dict gives the value under the
+first key of :data:`INPUT_KEYS` it has. Labels, where a function needs them,
+come from :func:`batch_labels` by the same rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+__all__ = [
+    "INPUT_KEYS",
+    "LABEL_KEYS",
+    "Data",
+    "batch_inputs",
+    "batch_labels",
+    "check_reiterable",
+    "iter_batches",
+    "n_examples",
+]
+
+Data = Tensor | Dataset | Iterable[Any]
+"""What ``data`` parameters accept: a tensor, a Dataset, a DataLoader or a list of batches."""
+
+INPUT_KEYS = ("inputs", "input", "images", "image", "pixel_values", "x")
+"""Keys under which a dict batch holds its inputs, in the order they are looked up."""
+
+LABEL_KEYS = ("labels", "label", "targets", "target", "y")
+"""Keys under which a dict batch holds its labels, in the order they are looked up."""
+
+
+def _from_dict(batch: Mapping[str, Any], keys: tuple[str, ...], what: str, parameter: str) -> Any:
+    for key in keys:
+        if key in batch:
+            return batch[key]
+    raise ValueError(
+        f"{parameter} yields dict batches without {what}: expected one of the keys {keys}, "
+        f"got {sorted(map(str, batch))}"
+    )
+
+
+def batch_inputs(batch: Any, parameter: str = "data") -> Tensor:
+    """The model inputs of one batch.
+
+    Examples
+    --------
+    >>> x = torch.zeros(2, 3)
+    >>> batch_inputs(x) is x, batch_inputs((x, torch.ones(2))) is x, batch_inputs({"image": x}) is x
+    (True, True, True)
+    """
+    if isinstance(batch, Mapping):
+        inputs = _from_dict(batch, INPUT_KEYS, "inputs", parameter)
+    elif isinstance(batch, (tuple, list)):
+        if not batch:
+            raise ValueError(f"{parameter} yields an empty tuple or list as a batch")
+        inputs = batch[0]
+    else:
+        inputs = batch
+    if not isinstance(inputs, Tensor):
+        raise TypeError(
+            f"{parameter} must yield tensors, (inputs, labels) tuples or dicts of tensors; "
+            f"got a batch whose inputs are {type(inputs).__name__}"
+        )
+    return inputs
+
+
+def batch_labels(batch: Any, parameter: str = "data") -> Tensor:
+    """The labels of one batch: the second item of a tuple or list, or a dict's label key.
+
+    Examples
+    --------
+    >>> batch_labels((torch.zeros(2, 3), torch.tensor([0, 1])))
+    tensor([0, 1])
+    """
+    if isinstance(batch, Mapping):
+        labels = _from_dict(batch, LABEL_KEYS, "labels", parameter)
+    elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        labels = batch[1]
+    else:
+        raise ValueError(
+            f"{parameter} must yield (inputs, labels) batches or dicts with labels here; "
+            f"got {type(batch).__name__} batches"
+        )
+    return torch.as_tensor(labels)
+
+
+def _batches(data: Data, batch_size: int) -> Iterable[Any]:
+    if isinstance(data, Tensor):
+        return (data[start : start + batch_size] for start in range(0, len(data), batch_size))
+    if isinstance(data, Dataset):
+        return DataLoader(data, batch_size=batch_size, shuffle=False)
+    if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be a tensor, a Dataset, a DataLoader or a list of batches, "
+            f"got {type(data).__name__}"
+        )
+    return data
+
+
+def iter_batches(
+    data: Data, batch_size: int = 256, parameter: str = "data", labels: bool = False
+) -> Iterator[Any]:
+    """The input tensors of ``data``, batch by batch (with labels: ``(inputs, labels)`` pairs).
+
+    Examples
+    --------
+    >>> from torch.utils.data import TensorDataset
+    >>> x, y = torch.zeros(5, 3), torch.arange(5)
+    >>> [len(b) for b in iter_batches(x, 2)]
+    [2, 2, 1]
+    >>> [len(b) for b in iter_batches(TensorDataset(x, y), 4)]
+    [4, 1]
+    >>> [l.tolist() for _, l in iter_batches([(x[:2], y[:2]), (x[2:], y[2:])], labels=True)]
+    [[0, 1], [2, 3, 4]]
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if labels and isinstance(data, Tensor):
+        raise ValueError(f"{parameter} must give labels here: pass (inputs, labels) batches")
+    for batch in _batches(data, batch_size):
+        inputs = batch_inputs(batch, parameter)
+        yield (inputs, batch_labels(batch, parameter)) if labels else inputs
+
+
+def check_reiterable(data: Data, parameter: str = "data") -> None:
+    """Refuse data that cannot be read the same way twice (one-shot iterators, shuffling loaders).
+
+    Functions that read the data in several passes and refer to examples by
+    their position call this first.
+    """
+    if isinstance(data, (Tensor, Dataset)):
+        return
+    if isinstance(data, Iterator):
+        raise TypeError(
+            f"{parameter} is a one-shot iterator, but it is read more than once; pass a tensor, "
+            f"a Dataset, a DataLoader or a list of batches"
+        )
+    if isinstance(data, DataLoader) and isinstance(data.sampler, RandomSampler):
+        raise ValueError(
+            f"{parameter} is a shuffling DataLoader, but examples are referred to by their "
+            f"position across passes; use shuffle=False"
+        )
+
+
+def n_examples(data: Data) -> int | None:
+    """How many examples ``data`` holds, where that is known without reading it."""
+    if isinstance(data, Tensor):
+        return len(data)
+    if isinstance(data, DataLoader):
+        dataset = data.dataset
+        return len(dataset) if hasattr(dataset, "__len__") else None  # type: ignore[arg-type]
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        return len(data)  # type: ignore[arg-type]
+    return None
