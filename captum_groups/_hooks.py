@@ -7,6 +7,7 @@ Forward passes that only need a layer's output stop right after that layer
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 from captum._utils.common import _run_forward
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.dropout import _DropoutNd
 
 from .groups import layer_name
 
@@ -24,11 +27,15 @@ __all__ = [
     "layer_outputs",
     "model_of",
     "preserve_buffers",
+    "training_modules",
+    "warn_if_training",
     "record",
     "run_to_layer",
 ]
 
 Captured = tuple[Tensor, ...]
+
+_STOCHASTIC_IN_TRAINING = (_DropoutNd, _NormBase)
 
 
 class _StopForward(Exception):
@@ -214,14 +221,54 @@ def layer_outputs(
         )
 
 
+def training_modules(model: nn.Module | None) -> list[str]:
+    """Names of the modules whose training mode makes outputs random or batch-dependent.
+
+    Dropout in training mode drops units at random; batch and instance norms
+    in training mode normalise with the statistics of the current batch.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Dropout())
+    >>> training_modules(model), training_modules(model.eval())
+    (['1', '2'], [])
+    """
+    if model is None:
+        return []
+    return [
+        name or type(module).__name__
+        for name, module in model.named_modules()
+        if module.training and isinstance(module, _STOCHASTIC_IN_TRAINING)
+    ]
+
+
+def warn_if_training(model: nn.Module | None, caller: str) -> None:
+    """Warn that ``caller``'s results are random or batch-dependent in training mode.
+
+    The package computes what the model computes as it is (as Captum does),
+    and restores its buffers afterwards; this warning names the modules that
+    make the results differ from the model in eval mode.
+    """
+    active = training_modules(model)
+    if active:
+        shown = ", ".join(active[:4]) + (f" and {len(active) - 4} more" if len(active) > 4 else "")
+        warnings.warn(
+            f"{caller}: the model is in training mode, so dropout is active and batch norm uses "
+            f"batch statistics ({shown}); results are random or depend on the batch. Call "
+            f"model.eval() first for deterministic results (buffers are restored either way).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 @contextmanager
 def preserve_buffers(model: nn.Module | None) -> Iterator[None]:
-    """Restore the model's buffers on exit when it is in training mode.
+    """Restore the model's buffers on exit when any of its modules is in training mode.
 
     A forward pass in training mode updates BatchNorm running statistics; a
     pass that only inspects the model must not.
     """
-    if model is None or not model.training:
+    if model is None or not any(module.training for module in model.modules()):
         yield
         return
     saved = {name: buf.detach().clone() for name, buf in model.named_buffers()}

@@ -256,6 +256,8 @@ def build_circuit(
     nodes: dict[str, NeuronGroup] = {}
     edges: dict[tuple[str, str], float] = {}
     exemplars: dict[str, list] = {}
+    core_neurons: dict[str, dict[str, list[int]]] = {}
+    typical: dict[str, list[float]] = {}
     upper_targets: list[int | NeuronGroup] = [target]
     upper_rows = [target_values.topk(k).indices]
     upper_members = {TARGET: [0]}  # upper node id -> positions in upper_targets
@@ -281,6 +283,10 @@ def build_circuit(
         else:
             cores = ranked.tolist()
         critical = sorted({n for core in cores for n in core})
+        core_neurons[layer] = {
+            TARGET if isinstance(t, int) or t is target else str(t.indices[0]): core
+            for t, core in zip(upper_targets, cores, strict=True)
+        }
         neuron_means = _neuron_means(lower)
         exemplar_rows = neuron_means[:, critical].topk(k, dim=0).indices.T  # (critical, k)
         below = layers[position - 1] if position > 0 else None
@@ -299,9 +305,9 @@ def build_circuit(
             for upper, members in upper_members.items():
                 edges[(node, upper)] = float(normalised[members][:, columns].sum())
             values = group(lower)
-            exemplars[node] = [
-                crop_ref(int(r)) for r in values.topk(min(thumbnails, len(values))).indices
-            ]
+            top = values.topk(min(k, len(values))).indices
+            typical[node] = neuron_means[top][:, list(group.indices)].mean(0).tolist()
+            exemplars[node] = [crop_ref(int(r)) for r in top[:thumbnails]]
         upper_targets = [NeuronGroup(layer, [n]) for n in critical]
         upper_rows = list(exemplar_rows)
         upper_members = {g.name: [column[m] for m in g.indices] for g in groups}
@@ -320,4 +326,4 @@ def build_circuit(
         "images": len(images),
         "model": type(model_of(model)).__name__,
     }
-    return Circuit(target, layers, nodes, edges, exemplars, params)
+    return Circuit(target, layers, nodes, edges, exemplars, params, core_neurons, typical)

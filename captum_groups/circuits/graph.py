@@ -73,6 +73,15 @@ class Circuit:
         Data-set index and crop box of each node's top exemplars.
     params : mapping, optional
         How the circuit was built (JSON-serialisable values).
+    core_neurons : mapping of str to mapping of str to list of int, optional
+        Neuron-level structure: for each circuit layer, each upper unit's core
+        neurons in that layer, most important first. Upper units are
+        ``TARGET`` or a neuron index of the next layer up, as a string
+        (``{"layer4.1": {"1234": [5, 77, ...]}}``).
+    typical_activations : mapping of str to list of float, optional
+        For each node, each member neuron's mean activation (spatial mean)
+        over the node's top exemplars: how strongly a typical instance of the
+        node's concept drives it (NeurFlow's reference for image debugging).
 
     Examples
     --------
@@ -96,6 +105,8 @@ class Circuit:
         edges: Mapping[tuple[str, str], float],
         exemplars: Mapping[str, Sequence[Exemplar]] | None = None,
         params: Mapping[str, Any] | None = None,
+        core_neurons: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+        typical_activations: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
             raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
@@ -128,6 +139,23 @@ class Circuit:
             for node, items in (exemplars or {}).items()
         }
         self.params = dict(params or {})
+        self.core_neurons: dict[str, dict[str, tuple[int, ...]]] = {}
+        for layer, cores in (core_neurons or {}).items():
+            if layer not in self.layers:
+                raise ValueError(f"core_neurons names {layer!r}, which is not a circuit layer")
+            self.core_neurons[layer] = {
+                str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()
+            }
+        self.typical_activations: dict[str, tuple[float, ...]] = {}
+        for node, values in (typical_activations or {}).items():
+            if node not in self.nodes:
+                raise ValueError(f"typical_activations names an unknown node {node!r}")
+            if len(values) != len(self.nodes[node]):
+                raise ValueError(
+                    f"typical_activations[{node!r}] needs one value per member neuron "
+                    f"({len(self.nodes[node])}), got {len(values)}"
+                )
+            self.typical_activations[node] = tuple(float(v) for v in values)
 
     def _level(self, node: str) -> int:
         return len(self.layers) if node == TARGET else self.layers.index(self.nodes[node].layer)
@@ -149,6 +177,8 @@ class Circuit:
             and self.edges == other.edges
             and self.exemplars == other.exemplars
             and self.params == other.params
+            and self.core_neurons == other.core_neurons
+            and self.typical_activations == other.typical_activations
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -240,6 +270,8 @@ class Circuit:
             dict(edges),
             {n: e for n, e in self.exemplars.items() if n in keep},
             self.params,
+            self.core_neurons,
+            {n: a for n, a in self.typical_activations.items() if n in keep},
         )
 
     def to_networkx(self) -> nx.DiGraph:
@@ -276,6 +308,13 @@ class Circuit:
                 node: [[i, list(box)] for i, box in items] for node, items in self.exemplars.items()
             },
             "params": self.params,
+            "core_neurons": {
+                layer: {unit: list(ranked) for unit, ranked in cores.items()}
+                for layer, cores in self.core_neurons.items()
+            },
+            "typical_activations": {
+                node: list(values) for node, values in self.typical_activations.items()
+            },
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -298,6 +337,8 @@ class Circuit:
                 for node, items in data["exemplars"].items()
             },
             data["params"],
+            data.get("core_neurons"),
+            data.get("typical_activations"),
         )
 
     @classmethod
