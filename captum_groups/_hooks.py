@@ -78,6 +78,9 @@ class LayerCapture:
     require_grad : bool
         Make the recorded tensors require gradients when nothing upstream
         does, so gradients with respect to the layer can be taken.
+    order : list, optional
+        A list shared by several captures: each call appends its layer, so
+        the order in which layers run can be read off.
 
     Examples
     --------
@@ -95,12 +98,14 @@ class LayerCapture:
         stop: bool = False,
         after: LayerCapture | None = None,
         require_grad: bool = False,
+        order: list[nn.Module] | None = None,
     ) -> None:
         self.layer = layer
         self.use_input = use_input
         self.stop = stop
         self.after = after
         self.require_grad = require_grad
+        self.order = order
         self.calls: list[Captured] = []
         self._handle: torch.utils.hooks.RemovableHandle | None = None
 
@@ -117,6 +122,8 @@ class LayerCapture:
                 if tensor.is_floating_point() and not tensor.requires_grad:
                     tensor.requires_grad_()
         self.calls.append(tensors)
+        if self.order is not None:
+            self.order.append(self.layer)
         if self.stop:
             raise _StopForward
 

@@ -9,8 +9,10 @@ copied.
 
 from __future__ import annotations
 
+import torch
 import torch.fx as fx
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .groups import Layer, layer_name, resolve_layer
 
@@ -117,3 +119,75 @@ def subnetwork(
             env[node] = graph.node_copy(node, lambda n: env[n])
     graph.output(env[upper_node])
     return fx.GraphModule(traced, graph, class_name="Subnetwork")
+
+
+class _Affine(nn.Module):
+    """An eval-mode batch norm as the per-channel affine map it computes."""
+
+    def __init__(self, norm: _BatchNorm) -> None:
+        super().__init__()
+        with torch.no_grad():
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias
+        self.register_buffer("scale", scale.detach().clone())
+        self.register_buffer("shift", shift.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        view = (-1,) + (1,) * (x.ndim - 2)
+        return torch.addcmul(self.shift.view(view), x, self.scale.view(view))
+
+
+def _foldable(module: nn.Module) -> bool:
+    return (
+        isinstance(module, _BatchNorm)
+        and not module.training
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """The module with its eval-mode batch norms computed as plain affine maps.
+
+    An eval-mode batch norm is the per-channel affine map ``x * scale + shift``,
+    but its backward kernel on the CPU costs as much as a convolution's.
+    Containers are re-traced with ``torch.fx`` and each eval-mode batch norm
+    inside is replaced by its affine map, which computes the same function (to
+    float rounding, about 1e-7 relative) with an elementwise backward. Batch
+    norms in training mode or without running statistics, and containers that
+    fx cannot trace, are kept as they are. ``module`` itself is not changed:
+    the result shares its other submodules.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.ReLU()).eval()
+    >>> folded = fold_batchnorm(model)
+    >>> x = torch.randn(3, 1, 4, 4)
+    >>> torch.allclose(folded(x), model(x), atol=1e-6), type(model[1]).__name__
+    (True, 'BatchNorm2d')
+    """
+    if _foldable(module):
+        return _Affine(module)
+    if not any(_foldable(m) for m in module.modules()):
+        return module
+    try:
+        traced = fx.symbolic_trace(module)
+    except Exception:  # fx raises many kinds of errors on untraceable code
+        return module
+    for index, node in enumerate(traced.graph.nodes):
+        if node.op != "call_module":
+            continue
+        inner = traced.get_submodule(node.target)
+        folded = fold_batchnorm(inner)
+        if folded is not inner:
+            name = f"_folded_{index}"
+            traced.add_submodule(name, folded)
+            node.target = name
+    traced.graph.eliminate_dead_code()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced

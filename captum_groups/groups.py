@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NeuronGroup", "GroupSet", "resolve_layer", "layer_name"]
+__all__ = ["NeuronGroup", "GroupSet", "layer_name", "neuron_means", "resolve_layer"]
 
 Layer = str | nn.Module
 Reduction = str | tuple[int, ...]
@@ -88,6 +88,20 @@ def layer_name(model: object, layer: Layer) -> str:
             if module is layer:
                 return name
     return type(layer).__name__
+
+
+def neuron_means(output: Tensor) -> Tensor:
+    """Each neuron's activation: the spatial (or sequence) mean of a (N, C, ...) output, (N, C).
+
+    This is the activation NeurFlow ranks exemplars by; (N, C) outputs are
+    returned as they are.
+
+    Examples
+    --------
+    >>> neuron_means(torch.arange(8.0).reshape(1, 2, 2, 2))
+    tensor([[1.5000, 5.5000]])
+    """
+    return output.flatten(2).mean(2) if output.ndim > 2 else output
 
 
 def _as_int_tuple(values: object, parameter: str) -> tuple[int, ...]:

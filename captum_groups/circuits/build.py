@@ -16,14 +16,21 @@ The procedure of Cao et al. (ICLR 2025), as in the authors' reference code:
    neurons n and D's neurons m, of n's signed importance for m, L1-normalised
    over the lower critical set (NeurFlow sums normalised weights).
 
-Activations of every circuit layer are computed once for all crops and
-reused. Each layer's integrated gradients run in one batched call for all of
-its targets, on the part of the network above the lower layer only.
+How it is computed (see :mod:`._passes`): one pass over the data selects the
+images and keeps, per crop, each circuit layer's neuron means (the
+*summaries*: exemplar ranking and grouping need nothing more). Then each
+layer, top-down, takes one more pass that recomputes the lower layer's full
+activations on its exemplar crops only, and integrates gradients on the part
+of the network between the two layers (:class:`~captum_groups.discovery.core.CoreScores`:
+one forward path per crop, shared by all targets that use the crop).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,114 +38,580 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._hooks import LayerCapture, model_of, preserve_buffers, record
+from .._data import Data
+from .._hooks import (
+    LayerCapture,
+    model_of,
+    preserve_buffers,
+    record,
+    warn_if_training,
+)
 from .._subnetwork import subnetwork
 from ..discovery.clustering import ConceptClustering
-from ..discovery.core import core_scores, optimal_tau
-from ..discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
-from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
+from ..discovery.core import CoreScores, TopKOverlap, _check_steps
+from ..discovery.crops import NEURFLOW_SCALES, crop_boxes
+from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._ids import TARGET
+from ._passes import (
+    CropActivations,
+    ImageReader,
+    Rebatcher,
+    Selection,
+    Summariser,
+    TargetKey,
+    model_device_dtype,
+)
 from .graph import Circuit
 
-__all__ = ["build_circuit"]
+__all__ = ["build_circuit", "build_circuits"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEPS = 50
+"""Integration steps of the default quadrature (NeurFlow's: 50 Gauss-Legendre steps)."""
 
 
-def _forward_order(model: nn.Module, layers: Sequence[str], probe: Tensor) -> Tensor:
-    """Check that each layer runs once and that they run in the order given; the model's output."""
-    order: list[str] = []
-    handles = [
-        model.get_submodule(name).register_forward_hook(
-            lambda m, i, o, name=name: order.append(name)
-        )
-        for name in layers
-    ]
-    try:
-        with torch.no_grad(), preserve_buffers(model):
-            output = model(probe)
-    finally:
-        for handle in handles:
-            handle.remove()
-    for name in layers:
-        if order.count(name) != 1:
+@dataclass(frozen=True)
+class _Settings:
+    """The build parameters shared by every step."""
+
+    tau: int
+    k: int
+    n_groups: int | Mapping[str, int] | None
+    grouping: Any
+    scales: tuple[float, ...]
+    n_steps: int
+    method: str
+    adaptive: bool
+    tolerance: float
+    predicted_only: bool
+    thumbnails: int
+    random_state: int | None
+    batch_size: int
+    internal_batch_size: int | None
+
+    def groups_for(self, layer: str) -> int | None:
+        """The number of groups asked for one layer (None: chosen by silhouette)."""
+        return self.n_groups.get(layer) if isinstance(self.n_groups, Mapping) else self.n_groups
+
+
+@dataclass
+class _Circuit:
+    """One circuit under construction: its target, images, and what each layer gave."""
+
+    target: TargetKey
+    selection: Selection
+    units: list[TargetKey]
+    unit_ids: list[str]
+    exemplars: Tensor
+    members: dict[str, list[int]]
+    nodes: dict[str, NeuronGroup]
+    edges: dict[tuple[str, str], float]
+    node_exemplars: dict[str, list]
+    typical: dict[str, list[float]]
+    core_neurons: dict[str, dict[str, list[int]]]
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_settings(settings: _Settings) -> None:
+    """1a. Parameters that need no model."""
+    for name in ("tau", "k", "batch_size", "thumbnails"):
+        _positive_int(getattr(settings, name), name)
+    _check_steps(settings.n_steps, settings.method)
+    if not settings.scales or any(not 0 < s <= 1 for s in settings.scales):
+        raise ValueError(f"scales must be fractions in (0, 1], got {settings.scales}")
+    if not 0 <= settings.tolerance <= 1:
+        raise ValueError(f"tolerance must be between 0 and 1, got {settings.tolerance}")
+
+
+def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
+    """1b. Circuit layers as dotted names (modules or names given), each a submodule."""
+    if isinstance(layers, (str, nn.Module)) or not layers:
+        raise ValueError("layers must be a non-empty list of layers (modules or dotted names)")
+    names = [layer_name(model, resolve_layer(model, layer, "layers")) for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"layers must not repeat a layer, got {names}")
+    return names
+
+
+def _check_targets(
+    model: nn.Module, targets: Sequence[int | NeuronGroup], layers: list[str]
+) -> list[TargetKey]:
+    """1c. Class indices, or groups of a layer after the circuit, with their layer named."""
+    if isinstance(targets, (int, NeuronGroup)) or not targets:
+        raise ValueError("targets must be a non-empty list of class indices or NeuronGroups")
+    checked: list[TargetKey] = []
+    for target in targets:
+        if isinstance(target, NeuronGroup):
+            name = layer_name(model, target.resolve(model))
+            if name in layers:
+                raise ValueError("a target group must belong to a layer above all circuit layers")
+            target = target.replace(layer=name)
+        elif isinstance(target, bool) or not isinstance(target, int):
+            raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
+        elif target < 0:
+            raise ValueError(f"target class must be non-negative, got {target}")
+        if target in checked:
+            raise ValueError(f"targets must not repeat, got {target!r} twice")
+        checked.append(target)
+    return checked
+
+
+def _check_forward_order(
+    model: nn.Module, layers: list[str], targets: list[TargetKey], images: Tensor
+) -> None:
+    """1d. One probe pass: each layer runs once, in the order given, before any target group."""
+    order: list[nn.Module] = []
+    watched = layers + sorted({str(t.layer) for t in targets if isinstance(t, NeuronGroup)})
+    captures = [LayerCapture(model.get_submodule(name), order=order) for name in watched]
+    output = record(model, images, captures)
+    names = {id(model.get_submodule(name)): name for name in watched}
+    ran = [names[id(module)] for module in order]
+    for name in watched:
+        if ran.count(name) != 1:
             raise ValueError(
-                f"layer {name!r} runs {order.count(name)} times in a forward pass; "
+                f"layer {name!r} runs {ran.count(name)} times in a forward pass; "
                 f"circuit layers must run exactly once"
             )
-    if order != list(layers):
+    if sorted(layers, key=ran.index) != layers:
         raise ValueError(
-            f"layers must be given in forward order (lowest first); they run as {order}"
+            f"layers must be given in forward order (lowest first); they run as "
+            f"{sorted(layers, key=ran.index)}"
         )
-    return output
+    for name in watched[len(layers) :]:
+        if ran.index(name) < ran.index(layers[-1]):
+            raise ValueError(
+                f"target group layer {name!r} runs before circuit layer {layers[-1]!r}; "
+                f"a target group must belong to a layer after all circuit layers"
+            )
+    for target in targets:
+        if isinstance(target, int) and (output.ndim != 2 or target >= output.shape[1]):
+            raise ValueError(
+                f"target class {target} is out of range for "
+                f"{output.shape[1] if output.ndim == 2 else tuple(output.shape)} outputs"
+            )
 
 
-def _cached_activations(
-    model: nn.Module, layers: Sequence[str], crops: Tensor, batch_size: int
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Every circuit layer's output on every crop, and the model output: one pass per batch."""
-    stored: dict[str, list[Tensor]] = {name: [] for name in layers}
-    outputs = []
-    for start in range(0, len(crops), batch_size):
-        captures = [LayerCapture(model.get_submodule(name)) for name in layers]
-        outputs.append(record(model, crops[start : start + batch_size], captures))
-        for name, capture in zip(layers, captures, strict=True):
-            stored[name].append(capture.output[0])
-    return {name: torch.cat(parts) for name, parts in stored.items()}, torch.cat(outputs)
+def _select_and_summarise(
+    model: nn.Module,
+    reader: ImageReader,
+    layers: list[str],
+    targets: list[TargetKey],
+    settings: _Settings,
+) -> dict[TargetKey, Selection]:
+    """2. One pass over the data: each target's images, their crops' summaries."""
+    boxes: Tensor | None = None
+    predicted = [t for t in targets if isinstance(t, int) and settings.predicted_only]
+    everything = [t for t in targets if t not in predicted]
+    summarisers: dict[Any, Summariser] = {}
+    predictions = Rebatcher(settings.batch_size)
+    probed = False
+
+    def summariser(key: Any, keyed_targets: list[TargetKey]) -> Summariser:
+        if key not in summarisers:
+            assert boxes is not None
+            summarised = {name: model.get_submodule(name) for name in layers}
+            for target in keyed_targets:
+                if isinstance(target, NeuronGroup):
+                    summarised[str(target.layer)] = target.resolve(model)
+            selection = Selection(list(keyed_targets), boxes)
+            summarisers[key] = Summariser(model, selection, summarised, settings.batch_size)
+        return summarisers[key]
+
+    def route(ids: Tensor, images: Tensor) -> None:
+        with torch.no_grad(), preserve_buffers(model):
+            classes = model(images).argmax(1)
+        for target in predicted:
+            chosen = classes == target
+            if chosen.any():
+                summariser(target, [target]).push(ids[chosen.cpu()], images[chosen])
+
+    for ids, images in reader.read(None, "summarising crops"):
+        if not probed:
+            _check_forward_order(model, layers, targets, images)
+            boxes = crop_boxes(images.shape[-2], images.shape[-1], settings.scales)
+            probed = True
+        if everything:
+            summariser("all", everything).push(ids, images)
+        for group in predictions.push(ids, images) if predicted else []:
+            route(*group)
+    if not probed:
+        raise ValueError("data is empty: it holds no images")
+    for group in predictions.flush():
+        route(*group)
+    selections = {key: s.finish() for key, s in summarisers.items()}
+    for target in predicted:
+        if target not in selections:
+            raise ValueError(f"the model predicts class {target} for none of the images")
+    return {t: selections[t if t in predicted else "all"] for t in targets}
 
 
-def _neuron_means(activations: Tensor) -> Tensor:
-    return activations.flatten(2).mean(2) if activations.ndim > 2 else activations
+def _start(target: TargetKey, selection: Selection, k: int) -> _Circuit:
+    """3a (top layer). The target is the one upper unit; its exemplars are its top-k crops."""
+    if k > selection.n_crops:
+        raise ValueError(
+            f"k={k} is larger than the {selection.n_crops} crops of target {target!r}'s images"
+        )
+    exemplars = selection.target_values[target].topk(k).indices[None]
+    return _Circuit(
+        target, selection, [target], [TARGET], exemplars, {TARGET: [0]}, {}, {}, {}, {}, {}
+    )
 
 
-def _groups_of_layer(
+def _score_layer(
+    model: nn.Module,
+    reader: ImageReader,
+    circuits: list[_Circuit],
+    layer: str,
+    upper: str | None,
+    settings: _Settings,
+) -> list[tuple[Tensor, Tensor]]:
+    """3b. One pass: each circuit's lower activations on its exemplar crops, integrated."""
+    between = subnetwork(model, layer, upper)
+    lower = model.get_submodule(layer)
+    scorers, recompute, owners = [], [], []
+    for circuit in circuits:
+        scorers.append(
+            CoreScores(
+                between,
+                circuit.units,
+                settings.n_steps,
+                settings.method,
+                settings.internal_batch_size,
+            )
+        )
+        crop_owners: dict[int, list[int]] = {}
+        for unit, rows in enumerate(circuit.exemplars.tolist()):
+            for crop in rows:
+                crop_owners.setdefault(crop, []).append(unit)
+        owners.append(crop_owners)
+        recompute.append(
+            CropActivations(
+                model, lower, circuit.selection, sorted(crop_owners), settings.batch_size
+            )
+        )
+    images = sorted({i for r in recompute for i in r.images})
+
+    def integrate(index: int, groups: list[tuple[Tensor, Tensor]]) -> None:
+        for crop_ids, activations in groups:
+            rows = [owners[index][int(c)] for c in crop_ids]
+            with preserve_buffers(model):
+                scorers[index].add(activations, rows)
+
+    for ids, batch in reader.read(images, f"integrating {layer}"):
+        for index, crops in enumerate(recompute):
+            integrate(index, crops.push(ids, batch))
+    for index, crops in enumerate(recompute):
+        integrate(index, crops.flush())
+    return [scorer.result() for scorer in scorers]
+
+
+def _adaptive_sizes(
+    model: nn.Module,
+    reader: ImageReader,
+    circuit: _Circuit,
+    layer: str,
+    upper: str | None,
+    ranked: Tensor,
+    settings: _Settings,
+) -> list[int]:
+    """3c (adaptive). One pass over all of a circuit's crops: NeurFlow's optimal tau."""
+    k = [circuit.exemplars.shape[1]] * len(circuit.units)
+    overlap = TopKOverlap(subnetwork(model, layer, upper), circuit.units, ranked, k)
+    every = range(circuit.selection.n_crops)
+    pool = CropActivations(
+        model, model.get_submodule(layer), circuit.selection, every, settings.batch_size
+    )
+    for ids, batch in reader.read(pool.images, f"adaptive tau {layer}"):
+        for _, activations in pool.push(ids, batch):
+            with preserve_buffers(model):
+                overlap.add(activations)
+    for _, activations in pool.flush():
+        with preserve_buffers(model):
+            overlap.add(activations)
+    return overlap.sizes(settings.tolerance)
+
+
+def _group_layer(
     layer: str,
     critical: list[int],
-    activations: dict[str, Tensor],
-    below: str | None,
-    exemplar_rows: Tensor,
-    grouping: Any,
-    n_groups: int | None,
-    random_state: int | None,
+    summaries: Tensor,
+    describe: Tensor,
+    exemplars: Tensor,
+    settings: _Settings,
 ) -> GroupSet:
-    """Group the critical neurons of a layer (NeurFlow concepts, or the user's estimator)."""
-    if isinstance(grouping, ConceptClustering) or grouping is None:
-        describe = _neuron_means(activations[below if below is not None else layer])
-        vectors = describe[exemplar_rows].numpy()  # (critical, k, D)
+    """3d. Group the critical neurons (NeurFlow concepts, or the user's estimator).
+
+    ``describe`` holds the neuron means NeurFlow describes exemplars by (the
+    layer below's; the layer's own for the lowest layer); ``exemplars`` each
+    critical neuron's top-k crops. A user's estimator is fitted on the
+    critical neurons' means over all crops.
+    """
+    grouping, n_groups = settings.grouping, settings.groups_for(layer)
+    if grouping is None or isinstance(grouping, ConceptClustering):
         estimator = ConceptClustering(layer) if grouping is None else clone(grouping)
         params: dict[str, Any] = {"layer": layer, "neurons": critical}
         if n_groups is not None:
             params["n_groups"] = n_groups
-        found = estimator.set_params(**params).fit(vectors).groups_
+        found = estimator.set_params(**params).fit(describe[exemplars].numpy()).groups_
         return GroupSet(g.replace(name=f"{layer}:{i}") for i, g in enumerate(found))
     estimator = clone(grouping)
     params = {"layer": layer}
     if n_groups is not None and "n_groups" in estimator.get_params():
         params["n_groups"] = n_groups
     if "random_state" in estimator.get_params() and estimator.get_params()["random_state"] is None:
-        params["random_state"] = random_state
-    found = estimator.set_params(**params).fit(activations[layer][:, critical].numpy()).groups_
-    return GroupSet(
+        params["random_state"] = settings.random_state
+    found = estimator.set_params(**params).fit(summaries[:, critical].numpy()).groups_
+    groups = GroupSet(
         NeuronGroup(layer, [critical[i] for i in g.indices], g.weights, name=f"{layer}:{n}")
         for n, g in enumerate(found)
     )
+    if any(g.reduction != "mean" or g.dim != 1 for g in groups):
+        raise ValueError(
+            "grouping must give groups with the mean reduction over channel axis 1; circuits "
+            "rank exemplars by neuron means"
+        )
+    return groups
 
 
-def build_circuit(
+def _connect(
+    circuit: _Circuit,
+    layer: str,
+    critical: list[int],
+    signed: Tensor,
+    groups: GroupSet,
+    settings: _Settings,
+) -> None:
+    """3e. Edges from the layer's groups to the upper nodes; node exemplars, typical activations."""
+    summaries = circuit.selection.summaries[layer]
+    chosen = signed[:, critical]
+    normalised = chosen / chosen.abs().sum(1, keepdim=True).clamp_min(1e-12)
+    column = {n: i for i, n in enumerate(critical)}
+    for group in groups:
+        node = str(group.name)
+        circuit.nodes[node] = group
+        columns = [column[m] for m in group.indices]
+        for upper, members in circuit.members.items():
+            circuit.edges[(node, upper)] = float(normalised[members][:, columns].sum())
+        weights = torch.tensor(group.weights or [1.0] * len(group), dtype=summaries.dtype)
+        means = summaries[:, list(group.indices)]
+        top = (means @ weights).topk(min(settings.k, len(means))).indices
+        circuit.typical[node] = means[top].mean(0).tolist()
+        refs = [circuit.selection.crop_ref(int(c)) for c in top[: settings.thumbnails]]
+        circuit.node_exemplars[node] = refs
+
+
+def _descend(
+    circuit: _Circuit,
+    layer: str,
+    critical: list[int],
+    groups: GroupSet,
+    exemplars: Tensor,
+) -> None:
+    """3f. The layer's critical neurons become the upper units of the layer below."""
+    column = {n: i for i, n in enumerate(critical)}
+    circuit.units = [NeuronGroup(layer, [n]) for n in critical]
+    circuit.unit_ids = [str(n) for n in critical]
+    circuit.exemplars = exemplars
+    circuit.members = {str(g.name): [column[m] for m in g.indices] for g in groups}
+
+
+def _build_layer(
     model: nn.Module,
-    layers: Sequence[str],
-    target: int | NeuronGroup,
-    data: Tensor,
+    reader: ImageReader,
+    circuits: list[_Circuit],
+    layers: list[str],
+    position: int,
+    settings: _Settings,
+) -> None:
+    """3. One layer of every circuit: score, rank, group, connect, descend."""
+    layer = layers[position]
+    below = layers[position - 1] if position > 0 else layer
+    uppers = {
+        id(c): layers[position + 1]
+        if position + 1 < len(layers)
+        else (None if isinstance(c.target, int) else str(c.target.layer))
+        for c in circuits
+    }
+    scored: dict[int, tuple[Tensor, Tensor]] = {}
+    for upper in dict.fromkeys(uppers.values()):
+        sharing = [c for c in circuits if uppers[id(c)] == upper]
+        results = _score_layer(model, reader, sharing, layer, upper, settings)
+        scored.update((id(c), r) for c, r in zip(sharing, results, strict=True))
+    for circuit in circuits:
+        scores, signed = scored[id(circuit)]
+        ranked = scores.argsort(dim=1, descending=True, stable=True)[:, : settings.tau]
+        if settings.adaptive:
+            upper = uppers[id(circuit)]
+            sizes = _adaptive_sizes(model, reader, circuit, layer, upper, ranked, settings)
+            cores = [ranked[i, :size].tolist() for i, size in enumerate(sizes)]
+        else:
+            cores = ranked.tolist()
+        circuit.core_neurons[layer] = dict(zip(circuit.unit_ids, cores, strict=True))
+        critical = sorted({n for core in cores for n in core})
+        summaries = circuit.selection.summaries
+        exemplars = summaries[layer][:, critical].topk(settings.k, dim=0).indices.T
+        groups = _group_layer(
+            layer, critical, summaries[layer], summaries[below], exemplars, settings
+        )
+        _connect(circuit, layer, critical, signed, groups, settings)
+        _descend(circuit, layer, critical, groups, exemplars)
+
+
+def _params(
+    settings: _Settings, model: nn.Module, selection: Selection, grouping: Any
+) -> dict[str, Any]:
+    """4. How the circuit was built (JSON-serialisable)."""
+    n_groups = settings.n_groups
+    return {
+        "procedure": "NeurFlow (Cao et al., ICLR 2025)",
+        "tau": settings.tau,
+        "k": settings.k,
+        "n_groups": dict(n_groups) if isinstance(n_groups, Mapping) else n_groups,
+        "grouping": type(grouping).__name__ if grouping is not None else "ConceptClustering",
+        "scales": list(settings.scales),
+        "n_steps": settings.n_steps,
+        "method": settings.method,
+        "adaptive": settings.adaptive,
+        "tolerance": settings.tolerance,
+        "predicted_only": settings.predicted_only,
+        "random_state": settings.random_state,
+        "images": len(selection.image_ids),
+        "model": type(model_of(model)).__name__,
+    }
+
+
+def build_circuits(
+    model: nn.Module,
+    layers: Sequence[Layer],
+    targets: Sequence[int | NeuronGroup],
+    data: Data,
+    *,
     tau: int = 16,
     k: int = 50,
     n_groups: int | Mapping[str, int] | None = None,
     grouping: Any = None,
     scales: Sequence[float] = NEURFLOW_SCALES,
-    n_steps: int = 50,
+    n_steps: int = DEFAULT_STEPS,
+    method: str = "gausslegendre",
     adaptive: bool = False,
     tolerance: float = 0.05,
     predicted_only: bool = True,
     thumbnails: int = 5,
     random_state: int | None = None,
     batch_size: int = 256,
+    internal_batch_size: int | None = None,
+    progress: bool = True,
+) -> dict[int | NeuronGroup, Circuit]:
+    """The circuits of several targets, sharing every pass over the data.
+
+    Each circuit equals :func:`build_circuit` for its target alone (the same
+    computations on the same crops); the data are read once per pass for all
+    of them. Parameters are those of :func:`build_circuit`, with ``targets``
+    a list of class indices or NeuronGroups.
+
+    Returns
+    -------
+    dict
+        Target -> its Circuit, in the order given.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> circuits = build_circuits(model, ["relu3"], [3, 5], x, tau=4, k=20, n_groups=2,
+    ...                           n_steps=8, progress=False)
+    >>> sorted(circuits), circuits[5].target
+    ([3, 5], 5)
+    """
+    settings = _Settings(
+        tau,
+        k,
+        n_groups,
+        grouping,
+        tuple(scales),
+        n_steps,
+        method,
+        adaptive,
+        tolerance,
+        predicted_only,
+        thumbnails,
+        random_state,
+        batch_size,
+        internal_batch_size,
+    )
+    _check_settings(settings)
+    names = _layer_names(model, layers)
+    checked = _check_targets(model, targets, names)
+    warn_if_training(model, "build_circuit")
+    device, dtype = model_device_dtype(model)
+    reader = ImageReader(data, device, dtype, batch_size, progress)
+    start = time.perf_counter()
+    selections = _select_and_summarise(model, reader, names, checked, settings)
+    logger.info(
+        "summaries: %d targets, %.2f s",
+        len(checked),
+        time.perf_counter() - start,
+        extra={"layer": "summaries", "seconds": time.perf_counter() - start},
+    )
+    for name, summary in next(iter(selections.values())).summaries.items():
+        if name in names and tau > summary.shape[1]:
+            raise ValueError(
+                f"tau={tau} is larger than layer {name!r} ({summary.shape[1]} neurons)"
+            )
+    circuits = [_start(t, selections[t], k) for t in checked]
+    for position in tqdm(
+        range(len(names) - 1, -1, -1), desc="circuit layers", disable=not progress
+    ):
+        started = time.perf_counter()
+        _build_layer(model, reader, circuits, names, position, settings)
+        seconds = time.perf_counter() - started
+        logger.info(
+            "layer %s: %.2f s",
+            names[position],
+            seconds,
+            extra={"layer": names[position], "seconds": seconds},
+        )
+    return {
+        original: Circuit(
+            c.target,
+            names,
+            c.nodes,
+            c.edges,
+            c.node_exemplars,
+            _params(settings, model, c.selection, grouping),
+            c.core_neurons,
+            c.typical,
+        )
+        for original, c in zip(targets, circuits, strict=True)
+    }
+
+
+def build_circuit(
+    model: nn.Module,
+    layers: Sequence[Layer],
+    target: int | NeuronGroup,
+    data: Data,
+    *,
+    tau: int = 16,
+    k: int = 50,
+    n_groups: int | Mapping[str, int] | None = None,
+    grouping: Any = None,
+    scales: Sequence[float] = NEURFLOW_SCALES,
+    n_steps: int = DEFAULT_STEPS,
+    method: str = "gausslegendre",
+    adaptive: bool = False,
+    tolerance: float = 0.05,
+    predicted_only: bool = True,
+    thumbnails: int = 5,
+    random_state: int | None = None,
+    batch_size: int = 256,
+    internal_batch_size: int | None = None,
     progress: bool = True,
 ) -> Circuit:
     """Build NeurFlow's circuit of neuron groups for a target, top-down.
@@ -147,13 +620,18 @@ def build_circuit(
     ----------
     model : nn.Module
         The model (torch.fx-traceable between the circuit layers).
-    layers : sequence of str
-        Dotted layer names in forward order, lowest first, e.g.
-        ``["layer3.1", "layer4.0", "layer4.1"]``.
+    layers : sequence of str or nn.Module
+        Circuit layers in forward order, lowest first, as dotted names or
+        modules, e.g. ``["layer3.1", "layer4.0", "layer4.1"]``. Their
+        outputs are (N, C, ...) with channels on axis 1.
     target : int or NeuronGroup
         A class index, or a group of a layer after all circuit layers.
-    data : Tensor
-        Images (N, C, H, W).
+    data : Tensor, Dataset, DataLoader or list of batches
+        Images (N, C, H, W) of one size: a tensor, or a Dataset / DataLoader
+        (``shuffle=False``) yielding images, ``(x, y)`` tuples or dicts (the
+        package's one batch rule, :mod:`captum_groups._data`). It is read
+        once per pass: one pass to summarise, one per layer (two with
+        ``adaptive``). Exemplars refer to images by their position in it.
     tau : int
         Core neurons per target (NeurFlow: 16; the most in adaptive mode).
     k : int
@@ -163,12 +641,14 @@ def build_circuit(
     grouping : estimator, optional
         How to group a layer's critical neurons: a ConceptClustering
         (default, NeurFlow), or another estimator with ``layer`` and
-        ``groups_`` (e.g. CoactivationClustering), which is fitted on the
-        critical neurons' activations over the crops.
+        ``groups_`` (e.g. CoactivationClustering), fitted on the critical
+        neurons' means over all crops, (crops, critical).
     scales : sequence of float
         Crop sides as fractions of the image side.
     n_steps : int
         Integration steps (NeurFlow: 50).
+    method : str
+        Captum's integral approximation (NeurFlow: ``"gausslegendre"``).
     adaptive : bool
         NeurFlow's optimal tau per target.
     tolerance : float
@@ -178,15 +658,30 @@ def build_circuit(
     thumbnails : int
         Exemplars stored per group (data-set index and crop box).
     random_state : int, optional
-        Seed for grouping estimators that take one.
+        Seed for grouping estimators that take one (recorded in ``params``).
     batch_size : int
-        Crops per forward pass.
+        Crops (and images) per forward pass.
+    internal_batch_size : int, optional
+        Rows (exemplar crops x steps) per integration pass; by default
+        about 4 million lower-layer activation elements per pass.
     progress : bool
-        Show a progress bar per layer.
+        Show progress bars over the layers and the images of each pass.
 
     Returns
     -------
     Circuit
+
+    Notes
+    -----
+    Memory. Per crop only each circuit layer's neuron means are kept:
+    ``images x crops per image x sum of the layers' channels`` numbers
+    (59 crops per image with NeurFlow's scales; resnet50's layer4.0-4.2 at
+    4 bytes: 1.4 MB per image). On top of that, whatever the number of
+    images: one forward pass of ``batch_size`` crops, and one integration
+    pass of ``internal_batch_size`` rows through the layers between two
+    circuit layers, kept for as many backward passes as targets share a crop.
+
+    The per-layer time is logged (logger ``captum_groups``, level INFO).
 
     Examples
     --------
@@ -200,130 +695,24 @@ def build_circuit(
     >>> path[0], circuit.nodes[path[-1]].layer
     ('target', 'relu2')
     """
-    layers = list(layers)
-    if not layers:
-        raise ValueError("layers must name at least one layer")
-    for name in layers:
-        resolve_layer(model, name, "layers")
-    if not isinstance(data, Tensor) or data.ndim != 4:
-        raise ValueError("data must be images shaped (N, C, H, W)")
-    n_classes = _forward_order(model, layers, data[:1]).shape[1]
-    images, image_ids = data, torch.arange(len(data))
-    if isinstance(target, int) and not isinstance(target, bool):
-        if not 0 <= target < n_classes:
-            raise ValueError(f"target class {target} is out of range for {n_classes} outputs")
-        if predicted_only:
-            with torch.no_grad(), preserve_buffers(model):
-                predictions = torch.cat(
-                    [
-                        model(data[s : s + batch_size]).argmax(1)
-                        for s in range(0, len(data), batch_size)
-                    ]
-                )
-            image_ids = (predictions == target).nonzero()[:, 0]
-            if len(image_ids) == 0:
-                raise ValueError(f"the model predicts class {target} for none of the images")
-            images = data[image_ids]
-    elif isinstance(target, NeuronGroup):
-        top = resolve_layer(model, target.layer, "target")
-        if layer_name(model, top) in layers:
-            raise ValueError("a target group must belong to a layer above all circuit layers")
-    else:
-        raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
-
-    boxes = crop_boxes(*images.shape[-2:], scales)
-    crops = crop_and_resize(images, boxes)
-    if k > len(crops):
-        raise ValueError(f"k={k} is larger than the {len(crops)} crops of the data")
-    cached_layers = layers + (
-        [layer_name(model, target.layer)] if isinstance(target, NeuronGroup) else []
-    )
-    activations, outputs = _cached_activations(model, cached_layers, crops, batch_size)
-    for name in layers:
-        if not 1 <= tau <= activations[name].shape[1]:
-            raise ValueError(
-                f"tau={tau} is larger than layer {name!r} ({activations[name].shape[1]} neurons)"
-            )
-    if isinstance(target, int):
-        target_values = outputs[:, target]
-    else:
-        target_values = target(activations[layer_name(model, target.layer)])
-
-    def crop_ref(row: int) -> tuple[int, tuple[int, ...]]:
-        image, box = divmod(row, len(boxes))
-        return int(image_ids[image]), tuple(boxes[box].tolist())
-
-    nodes: dict[str, NeuronGroup] = {}
-    edges: dict[tuple[str, str], float] = {}
-    exemplars: dict[str, list] = {}
-    core_neurons: dict[str, dict[str, list[int]]] = {}
-    typical: dict[str, list[float]] = {}
-    upper_targets: list[int | NeuronGroup] = [target]
-    upper_rows = [target_values.topk(k).indices]
-    upper_members = {TARGET: [0]}  # upper node id -> positions in upper_targets
-    upper_layer: str | None = None if isinstance(target, int) else layer_name(model, target.layer)
-    for position in tqdm(
-        range(len(layers) - 1, -1, -1), desc="circuit layers", disable=not progress
-    ):
-        layer = layers[position]
-        between = subnetwork(model, layer, upper_layer)
-        lower = activations[layer]
-        owners = torch.cat([torch.full((len(r),), t) for t, r in enumerate(upper_rows)])
-        with preserve_buffers(model):
-            scores, signed = core_scores(
-                between, upper_targets, lower[torch.cat(upper_rows)], owners, n_steps
-            )
-        ranked = scores.argsort(dim=1, descending=True, stable=True)[:, :tau]
-        if adaptive:
-            sizes = [
-                optimal_tau(between, t, lower, ranked[i], len(upper_rows[i]), tolerance)
-                for i, t in enumerate(upper_targets)
-            ]
-            cores = [ranked[i, :size].tolist() for i, size in enumerate(sizes)]
-        else:
-            cores = ranked.tolist()
-        critical = sorted({n for core in cores for n in core})
-        core_neurons[layer] = {
-            TARGET if isinstance(t, int) or t is target else str(t.indices[0]): core
-            for t, core in zip(upper_targets, cores, strict=True)
-        }
-        neuron_means = _neuron_means(lower)
-        exemplar_rows = neuron_means[:, critical].topk(k, dim=0).indices.T  # (critical, k)
-        below = layers[position - 1] if position > 0 else None
-        per_layer = n_groups.get(layer) if isinstance(n_groups, Mapping) else n_groups
-        groups = _groups_of_layer(
-            layer, critical, activations, below, exemplar_rows, grouping, per_layer, random_state
-        )
-        normalised = signed[:, critical] / signed[:, critical].abs().sum(1, keepdim=True).clamp_min(
-            1e-12
-        )
-        column = {n: i for i, n in enumerate(critical)}
-        for group in groups:
-            node = group.name
-            nodes[node] = group
-            columns = [column[m] for m in group.indices]
-            for upper, members in upper_members.items():
-                edges[(node, upper)] = float(normalised[members][:, columns].sum())
-            values = group(lower)
-            top = values.topk(min(k, len(values))).indices
-            typical[node] = neuron_means[top][:, list(group.indices)].mean(0).tolist()
-            exemplars[node] = [crop_ref(int(r)) for r in top[:thumbnails]]
-        upper_targets = [NeuronGroup(layer, [n]) for n in critical]
-        upper_rows = list(exemplar_rows)
-        upper_members = {g.name: [column[m] for m in g.indices] for g in groups}
-        upper_layer = layer
-    params = {
-        "procedure": "NeurFlow (Cao et al., ICLR 2025)",
-        "tau": tau,
-        "k": k,
-        "n_groups": dict(n_groups) if isinstance(n_groups, Mapping) else n_groups,
-        "grouping": type(grouping).__name__ if grouping is not None else "ConceptClustering",
-        "scales": list(scales),
-        "n_steps": n_steps,
-        "adaptive": adaptive,
-        "tolerance": tolerance,
-        "predicted_only": predicted_only,
-        "images": len(images),
-        "model": type(model_of(model)).__name__,
-    }
-    return Circuit(target, layers, nodes, edges, exemplars, params, core_neurons, typical)
+    return build_circuits(
+        model,
+        layers,
+        [target],
+        data,
+        tau=tau,
+        k=k,
+        n_groups=n_groups,
+        grouping=grouping,
+        scales=scales,
+        n_steps=n_steps,
+        method=method,
+        adaptive=adaptive,
+        tolerance=tolerance,
+        predicted_only=predicted_only,
+        thumbnails=thumbnails,
+        random_state=random_state,
+        batch_size=batch_size,
+        internal_batch_size=internal_batch_size,
+        progress=progress,
+    )[target]

@@ -5,9 +5,14 @@ top-k exemplars, integrated gradients run from the target to the lower
 layer's activations (zero baseline, as in NeurFlow; Cao et al., ICLR 2025).
 Attributions are averaged over space, and each lower neuron is scored by the
 mean absolute attribution over the exemplars. The top ``tau`` are the
-target's core neurons. All targets of one upper layer run in one batched
-integrated-gradients call on the part of the network above the lower layer:
-each exemplar row is scored by its own target only.
+target's core neurons.
+
+:class:`CoreScores` does the integration for many targets at once, on the
+part of the network between the two layers only. An exemplar shared by
+several targets runs its integration path forward once; each target then
+gets its own backward pass over that shared graph (one backward per target
+*slot*, each row evaluating only its own target). Exemplars are sorted by how
+many targets share them, so the slots of one pass are nearly all used.
 """
 
 from __future__ import annotations
@@ -16,14 +21,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from captum.attr import IntegratedGradients
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
-from .._hooks import layer_outputs, preserve_buffers
+from .._captum import SUPPORTED_METHODS, approximation_parameters
+from .._hooks import frozen_parameters, layer_outputs, preserve_buffers, warn_if_training
+from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
-from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
 
 Target = int | NeuronGroup
+
+ELEMENTS_PER_PASS = 4_000_000
+"""Lower-layer activation elements per integration pass when no row count is given.
+
+Chosen on a 2-core CPU: about 500 rows of resnet50's layer4 at 64x64 pixels
+(2048 x 2 x 2) per pass, and whole exemplar sets of small models."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +74,240 @@ class CoreNeurons:
         )
 
 
+class TargetValues:
+    """Evaluates each row's own target on an upper output, from one reduction of it.
+
+    Class targets read one column of an (N, classes) output. Group targets of
+    one upper layer are reduced once over all channels (per reduction kind),
+    and each row gathers its own target's channels and weights from that, so
+    the cost does not grow with the number of targets.
+
+    Examples
+    --------
+    >>> values = TargetValues([NeuronGroup("l", [1]), NeuronGroup("l", [0, 2], [1.0, 2.0])])
+    >>> output = torch.arange(12.0).reshape(2, 3, 2)  # (N, C, positions)
+    >>> values(output, torch.tensor([0, 1]))  # row 0: channel 1; row 1: ch 0 + 2 * ch 2
+    tensor([ 2.5000, 27.5000])
+    """
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        self.targets = list(targets)
+        self.classes = all(isinstance(t, int) for t in self.targets)
+        kinds = (
+            [] if self.classes else sorted({(t.reduction, t.dim) for t in self.targets}, key=str)
+        )
+        self.kinds = kinds
+        width = max(1 if isinstance(t, int) else len(t) for t in self.targets)
+        self._index = torch.zeros(len(self.targets), width, dtype=torch.long)
+        self._weight = torch.zeros(len(self.targets), width, dtype=torch.float64)
+        self._kind = torch.zeros(len(self.targets), dtype=torch.long)
+        for row, target in enumerate(self.targets):
+            if isinstance(target, int):
+                self._index[row, 0], self._weight[row, 0] = target, 1.0
+                continue
+            weights = target.weights if target.weights is not None else [1.0] * len(target)
+            self._index[row, : len(target)] = torch.tensor(target.indices)
+            self._weight[row, : len(target)] = torch.tensor(weights, dtype=torch.float64)
+            self._kind[row] = kinds.index((target.reduction, target.dim))
+
+    def reduce(self, output: Tensor) -> Tensor:
+        """Every channel of ``output`` reduced as the targets need: (N, kinds * C)."""
+        if self.classes:
+            if output.ndim != 2:
+                raise ValueError(
+                    f"class targets need an (N, classes) output, got shape {tuple(output.shape)}"
+                )
+            if max(self.targets) >= output.shape[1]:
+                raise ValueError(
+                    f"target class {max(self.targets)} is out of range for "
+                    f"{output.shape[1]} outputs"
+                )
+            return output
+        for target in self.targets:
+            target.validate_output(output)
+        parts = []
+        for reduction, dim in self.kinds:
+            axis = NeuronGroup("all", [0], dim=dim).channel_axis(output.ndim)
+            channels = range(output.shape[axis])
+            every = NeuronGroup("all", channels, reduction=reduction, dim=dim)
+            parts.append(every.neuron_activations(output))
+        return torch.cat(parts, 1)
+
+    def __call__(self, output: Tensor, owners: Tensor, reduced: Tensor | None = None) -> Tensor:
+        """Value of target ``owners[i]`` on row ``i`` of ``output``: shape (N,)."""
+        reduced = self.reduce(output) if reduced is None else reduced
+        width = reduced.shape[1] // max(1, len(self.kinds))
+        owners = owners.to(self._index.device)
+        columns = self._index[owners] + (self._kind[owners] * width)[:, None]
+        weights = self._weight[owners].to(reduced.dtype)
+        columns, weights = columns.to(reduced.device), weights.to(reduced.device)
+        return (reduced.gather(1, columns) * weights).sum(1)
+
+
+def _check_steps(n_steps: int, method: str) -> None:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    if method not in SUPPORTED_METHODS:
+        raise ValueError(f"method must be one of {SUPPORTED_METHODS}, got {method!r}")
+    if method != "gausslegendre" and n_steps < 2:
+        raise ValueError(f"method={method!r} needs n_steps >= 2, got {n_steps}")
+
+
+def rows_per_pass(activations: Tensor, internal_batch_size: int | None) -> int:
+    """Rows (exemplars x steps) per integration pass: given, or from :data:`ELEMENTS_PER_PASS`."""
+    if internal_batch_size is not None:
+        if isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int):
+            raise ValueError(f"internal_batch_size must be an int, got {internal_batch_size!r}")
+        if internal_batch_size < 1:
+            raise ValueError(f"internal_batch_size must be positive, got {internal_batch_size}")
+        return internal_batch_size
+    per_row = max(1, activations[0].numel())
+    return max(1, ELEMENTS_PER_PASS // per_row)
+
+
+class CoreScores:
+    """NeurFlow's neuron scores for many targets, accumulated over batches of exemplars.
+
+    Parameters
+    ----------
+    between : callable
+        Maps the lower layer's output to the upper output the targets read
+        (a layer's output, or the model's for class targets).
+    targets : sequence of int or NeuronGroup
+        The targets.
+    n_steps : int
+        Integration steps.
+    method : str
+        Captum's approximation method (``"gausslegendre"``, ``"riemann_trapezoid"``...).
+    internal_batch_size : int, optional
+        Rows (exemplars x steps) per forward/backward pass; by default about
+        :data:`ELEMENTS_PER_PASS` activation elements.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(3, 2))
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.copy_(torch.tensor([[1.0, -2.0, 0.0], [0.0, 1.0, 3.0]]))
+    >>> scorer = CoreScores(net, [0, 1], n_steps=4)
+    >>> scorer.add(torch.ones(2, 3), [[0, 1], [1]])  # the 1st exemplar serves both targets
+    >>> mean_abs, signed = scorer.result()
+    >>> signed  # a linear map: IG from zero is weight * activation
+    tensor([[ 1., -2.,  0.],
+            [ 0.,  1.,  3.]], dtype=torch.float64)
+    """
+
+    def __init__(
+        self,
+        between: Callable[[Tensor], Tensor],
+        targets: Sequence[Target],
+        n_steps: int = 50,
+        method: str = "gausslegendre",
+        internal_batch_size: int | None = None,
+    ) -> None:
+        _check_steps(n_steps, method)
+        if not targets:
+            raise ValueError("targets is empty")
+        self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
+        self.values = TargetValues(targets)
+        self.n_targets = len(targets)
+        step_sizes, alphas = approximation_parameters(method)
+        self.step_sizes, self.alphas = step_sizes(n_steps), alphas(n_steps)
+        self.internal_batch_size = internal_batch_size
+        self._abs: Tensor | None = None
+        self._signed: Tensor | None = None
+        self._count = torch.zeros(len(targets), dtype=torch.long)
+
+    def add(self, activations: Tensor, owners: Sequence[Sequence[int]]) -> None:
+        """Integrate a batch of exemplars; ``owners[i]`` lists the targets of exemplar ``i``."""
+        if len(owners) != len(activations):
+            raise ValueError(f"owners must list the targets of each of the {len(activations)} rows")
+        order = sorted(range(len(owners)), key=lambda i: -len(owners[i]))
+        order = [i for i in order if owners[i]]
+        if not order:
+            return
+        per_pass = rows_per_pass(activations, self.internal_batch_size)
+        crops_per_pass = max(1, per_pass // len(self.alphas))
+        model = self.between if isinstance(self.between, nn.Module) else None
+        with frozen_parameters(model):
+            for start in range(0, len(order), crops_per_pass):
+                rows = order[start : start + crops_per_pass]
+                chunk = activations[rows].detach()
+                self._integrate(chunk, [list(owners[i]) for i in rows], per_pass)
+
+    def _integrate(self, chunk: Tensor, owners: list[list[int]], per_pass: int) -> None:
+        """Integrated gradients of each exemplar of ``chunk`` for each of its targets."""
+        n_crops, n_slots = len(chunk), len(owners[0])
+        slot_targets = torch.full((n_slots, n_crops), -1, dtype=torch.long)
+        for crop, targets in enumerate(owners):
+            slot_targets[: len(targets), crop] = torch.tensor(targets)
+        totals = torch.zeros(n_slots, *chunk.shape, dtype=chunk.dtype, device=chunk.device)
+        steps_per_pass = max(1, per_pass // n_crops)
+        step_sizes = torch.tensor(self.step_sizes, dtype=chunk.dtype, device=chunk.device)
+        for first in range(0, len(self.alphas), steps_per_pass):
+            alphas = self.alphas[first : first + steps_per_pass]
+            # the path points of every crop, step-major, as Captum lays them out
+            path = torch.cat([alpha * chunk for alpha in alphas]).requires_grad_()
+            with torch.enable_grad():
+                output = self.between(path)
+                reduced = self.values.reduce(output)
+                for slot in range(n_slots):
+                    owner = slot_targets[slot].repeat(len(alphas))
+                    value = self.values(output, owner.clamp_min(0), reduced)
+                    value = value * (owner >= 0).to(value.device, value.dtype)
+                    (grads,) = torch.autograd.grad(
+                        value.sum(), path, retain_graph=slot < n_slots - 1
+                    )
+                    # Captum's rule: each step's gradient times its step size, summed over steps
+                    grads = grads.view(len(alphas), n_crops, *chunk.shape[1:])
+                    weights = step_sizes[first : first + len(alphas)]
+                    totals[slot] += (grads * weights.view(-1, *[1] * chunk.ndim)).sum(0)
+        for slot in range(n_slots):
+            attributions = totals[slot] * chunk
+            per_neuron = neuron_means(attributions)
+            valid = slot_targets[slot] >= 0
+            self._accumulate(slot_targets[slot][valid], per_neuron[valid.to(per_neuron.device)])
+
+    def _accumulate(self, targets: Tensor, per_neuron: Tensor) -> None:
+        values = per_neuron.detach().double().cpu()
+        if self._abs is None or self._signed is None:
+            self._abs = torch.zeros(self.n_targets, values.shape[1], dtype=torch.float64)
+            self._signed = torch.zeros_like(self._abs)
+        self._abs.index_add_(0, targets, values.abs())
+        self._signed.index_add_(0, targets, values)
+        self._count += torch.bincount(targets, minlength=self.n_targets)
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        """(T, C) mean |IG| and mean signed IG of each lower neuron per target (float64, CPU)."""
+        empty = (self._count == 0).nonzero()
+        if self._abs is None or self._signed is None or len(empty):
+            first = int(empty[0]) if len(empty) else 0
+            raise ValueError(f"target {self.values.targets[first]!r} got no exemplars")
+        count = self._count[:, None].double()
+        return self._abs / count, self._signed / count
+
+
+def core_scores(
+    between: Callable[[Tensor], Tensor],
+    targets: Sequence[Target],
+    activations: Tensor,
+    owners: Tensor | Sequence[Sequence[int]],
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mean |IG| and mean signed IG of each lower neuron per target: two (T, C) tensors.
+
+    ``activations`` are the lower layer's activations on the exemplars;
+    ``owners`` gives each row's target (a tensor) or targets (lists).
+    """
+    scorer = CoreScores(between, targets, n_steps, method, internal_batch_size)
+    rows = [[int(t)] for t in owners] if isinstance(owners, Tensor) else owners
+    scorer.add(activations, rows)
+    return scorer.result()
+
+
 def _targets(
-    target: Target | Sequence[Target], model: nn.Module
+    target: Target | Sequence[Target], model: nn.Module, lower: nn.Module
 ) -> tuple[list[Target], nn.Module | None]:
     items = list(target) if isinstance(target, (list, tuple, GroupSet)) else [target]
     if not items:
@@ -77,6 +321,10 @@ def _targets(
     upper = items[0].resolve(model)
     if any(t.resolve(model) is not upper for t in items):
         raise ValueError("all target groups must belong to one upper layer")
+    if upper is lower:
+        raise ValueError(
+            "target groups belong to lower_layer itself; they must belong to a layer after it"
+        )
     return items, upper
 
 
@@ -91,24 +339,9 @@ def _exemplar_list(exemplars: Tensor | Sequence[Tensor], n_targets: int) -> list
         )
     if any(len(b) == 0 for b in batches):
         raise ValueError("exemplars holds an empty batch; every target needs exemplars")
+    if any(b.is_floating_point() and not torch.isfinite(b).all() for b in batches):
+        raise ValueError("exemplars contains NaN or infinite values")
     return batches
-
-
-def _value_function(
-    between: Callable[[Tensor], Tensor], targets: list[Target], owners: Tensor
-) -> Callable[[Tensor], Tensor]:
-    """a -> per-row value of the row's own target (rows come repeated per IG step)."""
-
-    def value(activations: Tensor) -> Tensor:
-        output = between(activations)
-        row_owner = owners.repeat(activations.shape[0] // len(owners))
-        if isinstance(targets[0], NeuronGroup):
-            per_target = torch.stack([t(output) for t in targets], 1)
-            return per_target.gather(1, row_owner[:, None])[:, 0]
-        classes = torch.tensor(targets, device=output.device)[row_owner]
-        return output.gather(1, classes[:, None])[:, 0]
-
-    return value
 
 
 def find_core_neurons(
@@ -123,6 +356,8 @@ def find_core_neurons(
     tolerance: float = 0.05,
     batch_size: int = 256,
     subnetwork: Callable[[Tensor], Tensor] | None = None,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
 ) -> CoreNeurons:
     """The core neurons of a lower layer for one or more targets (NeurFlow).
 
@@ -156,6 +391,10 @@ def find_core_neurons(
     subnetwork : callable, optional
         Maps the lower layer's output to the upper layer's output (or the
         model's output for class targets); extracted with torch.fx by default.
+    method : str
+        Captum's integral approximation (NeurFlow: ``"gausslegendre"``).
+    internal_batch_size : int, optional
+        Rows (exemplars x steps) per integration pass.
 
     Returns
     -------
@@ -170,10 +409,12 @@ def find_core_neurons(
     (2, 5, torch.Size([2, 64]))
     """
     lower = resolve_layer(model, lower_layer, "lower_layer")
-    targets, upper = _targets(target, model)
+    targets, upper = _targets(target, model, lower)
     batches = _exemplar_list(exemplars, len(targets))
+    _check_steps(n_steps, method)
     if adaptive and pool is None:
         raise ValueError("adaptive=True needs pool: the inputs to re-rank the target's top-k among")
+    warn_if_training(model, "find_core_neurons")
     activations = layer_outputs(model, torch.cat(batches), lower, batch_size)
     n_neurons = activations.shape[1]
     if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= n_neurons:
@@ -183,86 +424,114 @@ def find_core_neurons(
     between = subnetwork if subnetwork is not None else extract_subnetwork(model, lower, upper)
     owners = torch.cat([torch.full((len(b),), t, dtype=torch.long) for t, b in enumerate(batches)])
     with preserve_buffers(model):
-        scores, signed = core_scores(between, targets, activations, owners, n_steps)
+        scores, signed = core_scores(
+            between, targets, activations, owners, n_steps, method, internal_batch_size
+        )
     ranked = scores.argsort(dim=1, descending=True, stable=True)[:, :tau]
     if adaptive:
-        pool_acts = layer_outputs(model, pool, lower, batch_size)
-        sizes = [
-            optimal_tau(between, targets[t], pool_acts, ranked[t], len(batches[t]), tolerance)
-            for t in range(len(targets))
-        ]
+        assert pool is not None
+        overlap = TopKOverlap(between, targets, ranked, [len(b) for b in batches])
+        with preserve_buffers(model):
+            overlap.add(layer_outputs(model, pool, lower, batch_size))
+        sizes = overlap.sizes(tolerance)
         ranked_lists = [ranked[t, :size].tolist() for t, size in enumerate(sizes)]
     else:
         ranked_lists = ranked.tolist()
     return CoreNeurons(
         tuple(targets),
-        scores.cpu(),
-        signed.cpu(),
+        scores.to(activations.dtype),
+        signed.to(activations.dtype),
         tuple(tuple(r) for r in ranked_lists),
         layer_name(model, lower),
     )
 
 
-def core_scores(
-    between: Callable[[Tensor], Tensor],
-    targets: Sequence[Target],
-    activations: Tensor,
-    owners: Tensor,
-    n_steps: int = 50,
-    rows_per_pass: int = 4096,
-) -> tuple[Tensor, Tensor]:
-    """Mean |IG| and mean signed IG of each lower neuron, per target: two (T, C) tensors.
+class TopKOverlap:
+    """NeurFlow's adaptive tau, accumulated over batches of the pool.
 
-    ``activations`` are the lower layer's activations on every target's
-    exemplars, stacked; ``owners`` says which target each row belongs to.
-    Batched integrated-gradients calls (zero baseline) serve all targets;
-    at most ``rows_per_pass`` rows (exemplars x steps) go through the
-    network at once, which bounds memory.
+    For each target, the ranked core neurons are masked one more at a time
+    (1, 2, ... tau of them) and the target's top-k set among all pool inputs
+    is found again; its overlap with the unmasked top-k set falls as more
+    neurons are masked. :meth:`sizes` keeps, per target, the fewest neurons
+    whose masking brings the overlap below its minimum plus a tolerance.
+    Only running top-k lists are kept, so the pool can be streamed.
+
+    Parameters
+    ----------
+    between : callable
+        Lower-layer output -> the upper output the targets read.
+    targets : sequence of int or NeuronGroup
+        The targets.
+    ranked : Tensor
+        (T, tau) ranked lower neurons per target.
+    k : sequence of int
+        Top-set size per target (its number of exemplars).
     """
-    owners = owners.to(activations.device)
-    examples_per_call = max(1, rows_per_pass // n_steps)
-    parts = []
-    for start in range(0, len(activations), examples_per_call):
-        rows = slice(start, start + examples_per_call)
-        ig = IntegratedGradients(_value_function(between, list(targets), owners[rows]))
-        chunk = activations[rows].detach()
-        attributions = ig.attribute(
-            chunk, n_steps=n_steps, internal_batch_size=max(len(chunk), rows_per_pass)
-        )
-        per_neuron = attributions.flatten(2).mean(2) if attributions.ndim > 2 else attributions
-        parts.append(per_neuron.detach())
-    per_neuron = torch.cat(parts)
-    rows_of = [owners == t for t in range(len(targets))]
-    scores = torch.stack([per_neuron[r].abs().mean(0) for r in rows_of])
-    signed = torch.stack([per_neuron[r].mean(0) for r in rows_of])
-    return scores, signed
 
+    def __init__(
+        self,
+        between: Callable[[Tensor], Tensor],
+        targets: Sequence[Target],
+        ranked: Tensor,
+        k: Sequence[int],
+    ) -> None:
+        self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
+        self.values = TargetValues(targets)
+        self.ranked, self.k = ranked, list(k)
+        self._tops: list[list[tuple[Tensor, Tensor]] | None] = [None] * len(targets)
+        self.seen = 0
 
-def optimal_tau(
-    between: Callable[[Tensor], Tensor],
-    target: Target,
-    pool_acts: Tensor,
-    ranked: Tensor,
-    k: int,
-    tolerance: float,
-) -> int:
-    """NeurFlow's optimal tau: the fewest ranked neurons whose masking brings the overlap of
-    the target's top-k set (within ``pool_acts``) below its minimum plus ``tolerance``."""
-    if k > len(pool_acts):
-        raise ValueError(f"pool has {len(pool_acts)} inputs, fewer than the {k} exemplars")
-
-    def top_set(acts: Tensor) -> set[int]:
+    def add(self, pool_activations: Tensor) -> None:
+        """The next pool inputs' lower-layer activations."""
+        ids = torch.arange(self.seen, self.seen + len(pool_activations))
+        n_sizes = self.ranked.shape[1] + 1
+        per_pass = max(1, rows_per_pass(pool_activations, None) // n_sizes)
         with torch.no_grad():
-            output = between(acts)
-            values = target(output) if isinstance(target, NeuronGroup) else output[:, target]
-        return set(values.topk(k).indices.tolist())
+            for target in range(len(self.values.targets)):
+                values = torch.cat(
+                    [
+                        self._masked_values(target, pool_activations[s : s + per_pass])
+                        for s in range(0, len(pool_activations), per_pass)
+                    ],
+                    1,
+                ).cpu()
+                self._merge(target, values, ids)
+        self.seen += len(pool_activations)
 
-    reference = top_set(pool_acts)
-    overlaps = []
-    for size in range(1, len(ranked) + 1):
-        masked = pool_acts.clone()
-        masked[:, ranked[:size]] = 0
-        overlaps.append(len(reference & top_set(masked)) / k)
-    floor = min(overlaps)
-    sizes = (size for size, overlap in enumerate(overlaps, 1) if overlap < floor + tolerance)
-    return next(sizes, len(ranked))
+    def _masked_values(self, target: int, activations: Tensor) -> Tensor:
+        """(sizes, N) target values with the first 0, 1, ..., tau ranked neurons masked."""
+        n_sizes = self.ranked.shape[1] + 1
+        mask = torch.ones(n_sizes, activations.shape[1], dtype=activations.dtype)
+        for size in range(1, n_sizes):
+            mask[size, self.ranked[target, :size]] = 0
+        mask = mask.view(n_sizes, 1, -1, *[1] * (activations.ndim - 2)).to(activations.device)
+        masked = (activations.unsqueeze(0) * mask).flatten(0, 1)
+        owner = torch.full((len(masked),), target, dtype=torch.long)
+        return self.values(self.between(masked), owner).view(n_sizes, -1)
+
+    def _merge(self, target: int, values: Tensor, ids: Tensor) -> None:
+        k = self.k[target]
+        merged = []
+        for size, row in enumerate(values):
+            candidates, candidate_ids = row, ids
+            previous = self._tops[target]
+            if previous is not None:
+                candidates = torch.cat([previous[size][0], row])
+                candidate_ids = torch.cat([previous[size][1], ids])
+            top = candidates.topk(min(k, len(candidates))).indices
+            merged.append((candidates[top], candidate_ids[top]))
+        self._tops[target] = merged
+
+    def sizes(self, tolerance: float) -> list[int]:
+        """The adaptive number of core neurons of each target."""
+        sizes = []
+        for target, tops in enumerate(self._tops):
+            k = self.k[target]
+            if tops is None or self.seen < k:
+                raise ValueError(f"pool has {self.seen} inputs, fewer than the {k} exemplars")
+            reference = set(tops[0][1].tolist())
+            overlaps = [len(reference & set(ids.tolist())) / k for _, ids in tops[1:]]
+            floor = min(overlaps)
+            chosen = (s for s, o in enumerate(overlaps, 1) if o < floor + tolerance)
+            sizes.append(next(chosen, len(overlaps)))
+        return sizes

@@ -1,0 +1,320 @@
+"""Passes over the data for circuit building: images in order, crops per batch, summaries.
+
+A circuit is built from the images of its target (those the model predicts as
+the target class) cut into NeurFlow's multi-scale crops. Nothing is kept of
+a crop but its *summary*: each circuit layer's neuron means. Whenever a
+layer needs full activations (integrated gradients on exemplar crops, the
+adaptive-tau pool), they are computed again from the images, batch by batch,
+in a later pass. So memory holds the summaries plus one batch.
+
+Every computation on crops runs on fixed groups of crops, cut by position in
+the target's own crop sequence (:class:`Rebatcher`). Floating-point results
+therefore do not depend on how a data loader batches the images, nor on
+which other targets are built in the same pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from .._data import Data, batch_inputs, check_reiterable, iter_batches, n_examples
+from .._hooks import LayerCapture, preserve_buffers, record, run_to_layer
+from ..discovery.crops import crop_and_resize
+from ..groups import NeuronGroup, neuron_means
+
+__all__ = ["ImageReader", "Rebatcher", "Selection", "TargetKey", "model_device_dtype"]
+
+TargetKey = int | NeuronGroup
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where the model computes, and in which floating dtype."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+class Rebatcher:
+    """Cuts a stream of (ids, tensor) batches into groups of exactly ``size`` rows (the last
+    group may be smaller), whatever the sizes of the incoming batches.
+
+    Examples
+    --------
+    >>> batcher = Rebatcher(3)
+    >>> out = batcher.push(torch.arange(2), torch.zeros(2)) + batcher.push(torch.arange(2, 7),
+    ...                                                                        torch.zeros(5))
+    >>> [ids.tolist() for ids, _ in out + batcher.flush()]
+    [[0, 1, 2], [3, 4, 5], [6]]
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ids: list[Tensor] = []
+        self._rows: list[Tensor] = []
+        self._count = 0
+
+    def push(self, ids: Tensor, rows: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Add rows; return the full groups now available."""
+        if len(ids):
+            self._ids.append(ids)
+            self._rows.append(rows)
+            self._count += len(ids)
+        groups = []
+        while self._count >= self.size:
+            ids_all, rows_all = torch.cat(self._ids), torch.cat(self._rows)
+            groups.append((ids_all[: self.size], rows_all[: self.size]))
+            self._ids, self._rows = [ids_all[self.size :]], [rows_all[self.size :]]
+            self._count -= self.size
+        return groups
+
+    def flush(self) -> list[tuple[Tensor, Tensor]]:
+        """The remaining rows, as one last group (or none)."""
+        if not self._count:
+            return []
+        group = (torch.cat(self._ids), torch.cat(self._rows))
+        self._ids, self._rows, self._count = [], [], 0
+        return [group]
+
+
+class ImageReader:
+    """Reads images of ``data`` in order, on the model's device and dtype, checked.
+
+    Parameters
+    ----------
+    data : Tensor, Dataset, DataLoader or list of batches
+        Images (N, C, H, W), read by the package's one batch rule.
+    device, dtype
+        Where the images go.
+    batch_size : int
+        Images per read when the reader batches itself.
+    progress : bool
+        Show a progress bar over the images of each pass.
+    """
+
+    def __init__(
+        self,
+        data: Data,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int,
+        progress: bool,
+    ) -> None:
+        check_reiterable(data, "data")
+        self.data, self.device, self.dtype = data, device, dtype
+        self.batch_size, self.progress = batch_size, progress
+        self.size: tuple[int, ...] | None = None
+        self.total = n_examples(data)
+
+    def _checked(self, images: Tensor, first: int) -> Tensor:
+        if images.ndim != 4:
+            raise ValueError(
+                f"data must hold images shaped (N, C, H, W), got {tuple(images.shape)}"
+            )
+        if not images.is_floating_point():
+            raise TypeError(f"data must hold floating-point images, got {images.dtype}")
+        if self.size is None:
+            self.size = tuple(images.shape[1:])
+        elif tuple(images.shape[1:]) != self.size:
+            raise ValueError(
+                f"data must hold images of one size; image {first} is "
+                f"{tuple(images.shape[1:])}, the first was {self.size}"
+            )
+        if not torch.isfinite(images).all():
+            raise ValueError(f"data contains NaN or infinite values (batch starting at {first})")
+        return images.to(self.device, self.dtype)
+
+    def _batches(self, indices: Sequence[int] | None) -> Iterator[tuple[Tensor, Tensor]]:
+        if indices is not None and isinstance(self.data, Tensor):
+            for start in range(0, len(indices), self.batch_size):
+                ids = torch.as_tensor(indices[start : start + self.batch_size], dtype=torch.long)
+                yield ids, self.data[ids]
+            return
+        if indices is not None and isinstance(self.data, Dataset) and hasattr(self.data, "__len__"):
+            loader = DataLoader(Subset(self.data, list(indices)), batch_size=self.batch_size)
+            position = 0
+            for batch in loader:
+                images = batch_inputs(batch)
+                yield torch.as_tensor(indices[position : position + len(images)]), images
+                position += len(images)
+            return
+        wanted = None if indices is None else set(indices)
+        first = 0
+        for images in iter_batches(self.data, self.batch_size):
+            ids = torch.arange(first, first + len(images))
+            first += len(images)
+            if wanted is not None:
+                keep = torch.tensor([int(i) in wanted for i in ids], dtype=torch.bool)
+                ids, images = ids[keep], images[keep]
+            if len(ids):
+                yield ids, images
+
+    def read(self, indices: Sequence[int] | None, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
+        """(data-set indices, images) in data order: all images, or only ``indices`` (sorted)."""
+        total = self.total if indices is None else len(indices)
+        with tqdm(
+            total=total, desc=desc, unit="image", disable=not self.progress, leave=False
+        ) as bar:
+            for ids, images in self._batches(indices):
+                yield ids, self._checked(images, int(ids[0]))
+                bar.update(len(ids))
+
+
+@dataclass
+class Selection:
+    """The images of some targets and what is kept of their crops.
+
+    Attributes
+    ----------
+    targets : list
+        The targets read from these images (class indices, or one group).
+    boxes : Tensor
+        (M, 4) crop boxes of every image.
+    image_ids : list of int
+        Data-set index of each selected image, in data order. Crop ``c`` is
+        box ``c % M`` of image ``image_ids[c // M]``.
+    summaries : dict of str to Tensor
+        Each circuit layer's neuron means per crop, (crops, C), on the CPU.
+    target_values : dict
+        Each target's value per crop, (crops,).
+    """
+
+    targets: list[TargetKey]
+    boxes: Tensor
+    image_ids: list[int] = field(default_factory=list)
+    summaries: dict[str, Tensor] = field(default_factory=dict)
+    target_values: dict[TargetKey, Tensor] = field(default_factory=dict)
+
+    @property
+    def n_crops(self) -> int:
+        """Number of crops."""
+        return len(self.image_ids) * len(self.boxes)
+
+    def crop_ref(self, crop: int) -> tuple[int, tuple[int, ...]]:
+        """Data-set index and box (top, left, height, width) of a crop."""
+        image, box = divmod(crop, len(self.boxes))
+        return self.image_ids[image], tuple(self.boxes[box].tolist())
+
+
+class Summariser:
+    """Crops a selection's images in fixed groups and keeps each crop's summaries.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    selection : Selection
+        Receives the image ids, summaries and target values.
+    layers : dict of str to nn.Module
+        The layers to summarise (circuit layers, and a target group's layer).
+    batch_size : int
+        Crops per forward pass.
+    """
+
+    def __init__(
+        self, model: nn.Module, selection: Selection, layers: dict[str, nn.Module], batch_size: int
+    ) -> None:
+        self.model, self.selection, self.layers = model, selection, layers
+        self._batcher = Rebatcher(max(1, batch_size // len(selection.boxes)))
+        self._parts: dict[str, list[Tensor]] = {name: [] for name in layers}
+        self._values: dict[TargetKey, list[Tensor]] = {t: [] for t in selection.targets}
+
+    def push(self, ids: Tensor, images: Tensor) -> None:
+        """The next selected images."""
+        for group in self._batcher.push(ids, images):
+            self._summarise(*group)
+
+    def _summarise(self, ids: Tensor, images: Tensor) -> None:
+        crops = crop_and_resize(images, self.selection.boxes)
+        captures = {name: LayerCapture(module) for name, module in self.layers.items()}
+        output = record(self.model, crops, list(captures.values()))
+        for name, capture in captures.items():
+            self._parts[name].append(neuron_means(capture.output[0]).cpu())
+        for target in self.selection.targets:
+            if isinstance(target, int):
+                values = output[:, target]
+            else:
+                values = target(captures[str(target.layer)].output[0])
+            self._values[target].append(values.cpu())
+        self.selection.image_ids.extend(ids.tolist())
+
+    def finish(self) -> Selection:
+        """Summarise the last group; the selection, complete."""
+        for group in self._batcher.flush():
+            self._summarise(*group)
+        self.selection.summaries = {
+            name: torch.cat(parts) if parts else torch.empty(0)
+            for name, parts in self._parts.items()
+        }
+        self.selection.target_values = {
+            target: torch.cat(parts) if parts else torch.empty(0)
+            for target, parts in self._values.items()
+        }
+        return self.selection
+
+
+class CropActivations:
+    """Recomputes a layer's full activations on chosen crops of a selection, in fixed groups.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model.
+    layer : nn.Module
+        The layer whose output is wanted.
+    selection : Selection
+        Where the crops come from.
+    crops : sequence of int
+        The crops wanted, sorted.
+    batch_size : int
+        Crops per forward pass (the pass stops at the layer).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: nn.Module,
+        selection: Selection,
+        crops: Sequence[int],
+        batch_size: int,
+    ) -> None:
+        self.model, self.layer, self.selection = model, layer, selection
+        per_image: dict[int, list[int]] = {}
+        for crop in crops:
+            per_image.setdefault(selection.image_ids[crop // len(selection.boxes)], []).append(crop)
+        self.per_image = per_image
+        self._batcher = Rebatcher(batch_size)
+
+    @property
+    def images(self) -> list[int]:
+        """Data-set indices of the images that hold wanted crops."""
+        return sorted(self.per_image)
+
+    def push(self, ids: Tensor, images: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Images read in order; returns groups of (crop ids, activations) now complete."""
+        crop_ids, crops = [], []
+        boxes = self.selection.boxes
+        for image_id, image in zip(ids.tolist(), images, strict=True):
+            wanted = self.per_image.get(image_id)
+            if wanted is None:
+                continue
+            crops.append(crop_and_resize(image[None], boxes[[c % len(boxes) for c in wanted]]))
+            crop_ids.extend(wanted)
+        if not crop_ids:
+            return []
+        groups = self._batcher.push(torch.tensor(crop_ids), torch.cat(crops))
+        return [(ids_, self._activations(rows)) for ids_, rows in groups]
+
+    def flush(self) -> list[tuple[Tensor, Tensor]]:
+        """The last group."""
+        return [(ids, self._activations(rows)) for ids, rows in self._batcher.flush()]
+
+    def _activations(self, crops: Tensor) -> Tensor:
+        with torch.no_grad(), preserve_buffers(self.model):
+            return run_to_layer(self.model, crops, self.layer)[0]
