@@ -2,32 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances, silhouette_score
 
 from ..groups import GroupSet, Layer, NeuronGroup
 from ._validation import as_array, check_count, per_neuron
 
 
+def _tree_cuts(
+    data: np.ndarray, linkage: str, metric: str = "euclidean"
+) -> Callable[[int], np.ndarray]:
+    """n -> the partition into n clusters of one agglomerative tree, fitted once.
+
+    Cutting the full tree below its last n - 1 merges gives the clusters that
+    ``AgglomerativeClustering(n)`` finds (the same partition; labels may be
+    numbered differently), without fitting the tree again for every n.
+    """
+    tree = AgglomerativeClustering(
+        n_clusters=None,
+        distance_threshold=0,
+        linkage=linkage,
+        metric=metric,
+        compute_full_tree=True,
+    ).fit(data)
+    n_leaves = len(data)
+
+    def cut(n_clusters: int) -> np.ndarray:
+        parent = np.arange(2 * n_leaves - 1)
+        for merge, (a, b) in enumerate(tree.children_[: n_leaves - n_clusters]):
+            parent[a] = parent[b] = n_leaves + merge
+        roots = np.arange(n_leaves)
+        while (parent[roots] != roots).any():
+            roots = parent[roots]
+        return np.unique(roots, return_inverse=True)[1]
+
+    return cut
+
+
 def _best_by_silhouette(
-    fit_labels, candidates: Sequence[int], data: np.ndarray, metric: str
-) -> tuple[np.ndarray, int]:
-    """Labels for the candidate cluster count with the highest silhouette score."""
-    best_labels, best_score, best_n = None, -np.inf, candidates[0]
+    cut: Callable[[int], np.ndarray], candidates: Sequence[int], distances: np.ndarray
+) -> int:
+    """The candidate cluster count whose partition has the highest silhouette score.
+
+    ``distances`` is the pairwise distance matrix of the clustered points.
+    """
+    best_score, best_n = -np.inf, candidates[0]
     for n in candidates:
-        labels = fit_labels(n)
+        labels = cut(n)
         if len(np.unique(labels)) < 2:
             continue
-        score = silhouette_score(data, labels, metric=metric)
+        score = silhouette_score(distances, labels, metric="precomputed")
         if score > best_score:
-            best_labels, best_score, best_n = labels, score, n
-    if best_labels is None:
-        best_labels = fit_labels(candidates[0])
-    return best_labels, best_n
+            best_score, best_n = score, n
+    return best_n
 
 
 class CoactivationClustering(ClusterMixin, BaseEstimator):
@@ -116,10 +147,15 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
             return model.fit_predict(np.clip(corr, 0.0, 1.0))
 
         if self.n_groups is not None:
-            labels, n_groups = fit_labels(self.n_groups), self.n_groups
+            n_groups = self.n_groups
         else:
             candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1)) or [2]
-            labels, n_groups = _best_by_silhouette(fit_labels, candidates, distance, "precomputed")
+            if self.method == "agglomerative":
+                cut = _tree_cuts(distance, "average", metric="precomputed")
+            else:
+                cut = fit_labels
+            n_groups = _best_by_silhouette(cut, candidates, distance)
+        labels = fit_labels(n_groups)
         self.labels_ = labels
         self.n_groups_ = n_groups
         self.affinity_ = corr
@@ -221,12 +257,13 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
             return AgglomerativeClustering(n, linkage="ward").fit_predict(concepts)
 
         if self.n_groups is not None:
-            concept_labels, n_groups = fit_labels(self.n_groups), self.n_groups
+            n_groups = self.n_groups
         else:
             candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1)) or [2]
-            concept_labels, n_groups = _best_by_silhouette(
-                fit_labels, candidates, concepts, "euclidean"
+            n_groups = _best_by_silhouette(
+                _tree_cuts(concepts, "ward"), candidates, pairwise_distances(concepts)
             )
+        concept_labels = fit_labels(n_groups)
         owners, sizes = np.asarray(owners), np.asarray(sizes)
         labels = np.empty(n_neurons, dtype=int)
         for row in range(n_neurons):
@@ -256,5 +293,8 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
         def fit_labels(n: int) -> np.ndarray:
             return AgglomerativeClustering(n, linkage="ward").fit_predict(exemplars)
 
-        labels, _ = _best_by_silhouette(fit_labels, list(range(2, top + 1)), exemplars, "euclidean")
-        return labels
+        candidates = list(range(2, top + 1))
+        best = _best_by_silhouette(
+            _tree_cuts(exemplars, "ward"), candidates, pairwise_distances(exemplars)
+        )
+        return fit_labels(best)

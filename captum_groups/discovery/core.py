@@ -127,6 +127,9 @@ class TargetValues:
             target.validate_output(output)
         parts = []
         for reduction, dim in self.kinds:
+            if (reduction, dim) == ("mean", 1):
+                parts.append(neuron_means(output))
+                continue
             axis = NeuronGroup("all", [0], dim=dim).channel_axis(output.ndim)
             channels = range(output.shape[axis])
             every = NeuronGroup("all", channels, reduction=reduction, dim=dim)
@@ -242,25 +245,26 @@ class CoreScores:
             slot_targets[: len(targets), crop] = torch.tensor(targets)
         totals = torch.zeros(n_slots, *chunk.shape, dtype=chunk.dtype, device=chunk.device)
         steps_per_pass = max(1, per_pass // n_crops)
-        step_sizes = torch.tensor(self.step_sizes, dtype=chunk.dtype, device=chunk.device)
+        alphas_all = torch.tensor(self.alphas, dtype=chunk.dtype, device=chunk.device)
+        sizes_all = torch.tensor(self.step_sizes, dtype=chunk.dtype, device=chunk.device)
+        shape = (-1,) + (1,) * chunk.ndim
         for first in range(0, len(self.alphas), steps_per_pass):
-            alphas = self.alphas[first : first + steps_per_pass]
+            alphas = alphas_all[first : first + steps_per_pass]
             # the path points of every crop, step-major, as Captum lays them out
-            path = torch.cat([alpha * chunk for alpha in alphas]).requires_grad_()
+            path = (alphas.view(shape) * chunk).flatten(0, 1).requires_grad_()
+            # each row's gradient comes out scaled by its step size (Captum's rule)
+            row_sizes = sizes_all[first : first + len(alphas)].repeat_interleave(n_crops)
             with torch.enable_grad():
                 output = self.between(path)
                 reduced = self.values.reduce(output)
                 for slot in range(n_slots):
                     owner = slot_targets[slot].repeat(len(alphas))
                     value = self.values(output, owner.clamp_min(0), reduced)
-                    value = value * (owner >= 0).to(value.device, value.dtype)
+                    weight = row_sizes * (owner >= 0).to(row_sizes.device, row_sizes.dtype)
                     (grads,) = torch.autograd.grad(
-                        value.sum(), path, retain_graph=slot < n_slots - 1
+                        (value * weight).sum(), path, retain_graph=slot < n_slots - 1
                     )
-                    # Captum's rule: each step's gradient times its step size, summed over steps
-                    grads = grads.view(len(alphas), n_crops, *chunk.shape[1:])
-                    weights = step_sizes[first : first + len(alphas)]
-                    totals[slot] += (grads * weights.view(-1, *[1] * chunk.ndim)).sum(0)
+                    totals[slot] += grads.view(len(alphas), n_crops, *chunk.shape[1:]).sum(0)
         for slot in range(n_slots):
             attributions = totals[slot] * chunk
             per_neuron = neuron_means(attributions)
