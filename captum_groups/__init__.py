@@ -25,6 +25,7 @@ from .attr import (
 from .circuits import (
     Circuit,
     build_circuit,
+    build_circuits,
     edge_fidelity,
     masking_fidelity,
     sufficiency,
@@ -54,6 +55,7 @@ __all__ = [
     "NeuronGroup",
     "ablate",
     "build_circuit",
+    "build_circuits",
     "edge_fidelity",
     "find_assemblies",
     "masking_fidelity",
