@@ -184,3 +184,26 @@ def test_core_neurons_refuse_nan_exemplars_and_targets_on_the_lower_layer(digits
         find_core_neurons(model, "relu3", NeuronGroup("relu3", [0]), x[:5])
     with pytest.raises(ValueError, match="n_steps must be a positive int"):
         find_core_neurons(model, "relu3", 1, x[:5], n_steps=0)
+
+
+def test_core_scores_follow_the_device_and_dtype_of_the_activations():
+    """The integration runs where the activations are: shapes on the meta device, float64 kept."""
+    from captum_groups.discovery import CoreScores
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1))
+    targets = [NeuronGroup("2", [1]), NeuronGroup("2", [0, 4], [1.0, -1.0])]
+    scorer = CoreScores(net.to("meta"), targets, n_steps=3)
+    scorer.add(torch.empty(6, 3, 2, 2, device="meta"), [[0, 1], [1], [0], [0, 1], [1], [0]])
+    scores, signed = scorer.result()
+    assert scores.device.type == "meta" and scores.shape == signed.shape == (2, 3)
+    double = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1)).double()
+    scorer = CoreScores(double, targets, n_steps=3)
+    scorer.add(torch.rand(4, 3, 2, 2, dtype=torch.float64), [[0], [1], [0, 1], [1]])
+    assert scorer.result()[0].dtype == torch.float64
+
+
+def test_a_float64_model_reads_float32_images(digits):
+    model, x, _ = digits
+    circuit = build_circuit(model.double(), ["relu3"], 3, x, **SMALL)
+    model.float()
+    assert circuit.nodes and all(abs(w) <= 1 + 1e-9 for w in circuit.edges.values())

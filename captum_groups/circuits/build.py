@@ -308,7 +308,11 @@ def _score_layer(
             integrate(index, crops.push(ids, batch))
     for index, crops in enumerate(recompute):
         integrate(index, crops.flush())
-    return [scorer.result() for scorer in scorers]
+    results = []
+    for scorer in scorers:
+        scores, signed = scorer.result()
+        results.append((scores.cpu(), signed.cpu()))
+    return results
 
 
 def _adaptive_sizes(

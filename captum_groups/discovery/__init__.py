@@ -1,7 +1,7 @@
 """Finding neuron groups: exemplars, NeurFlow core neurons, and grouping estimators."""
 
 from .clustering import CoactivationClustering, ConceptClustering
-from .core import CoreNeurons, find_core_neurons
+from .core import CoreNeurons, CoreScores, find_core_neurons
 from .crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from .exemplars import (
     ExemplarMiner,
@@ -17,6 +17,7 @@ __all__ = [
     "CoactivationClustering",
     "ConceptClustering",
     "CoreNeurons",
+    "CoreScores",
     "find_core_neurons",
     "NMFGroups",
     "ExemplarMiner",

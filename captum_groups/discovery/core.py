@@ -268,25 +268,27 @@ class CoreScores:
         for slot in range(n_slots):
             attributions = totals[slot] * chunk
             per_neuron = neuron_means(attributions)
-            valid = slot_targets[slot] >= 0
-            self._accumulate(slot_targets[slot][valid], per_neuron[valid.to(per_neuron.device)])
+            valid = (slot_targets[slot] >= 0).nonzero()[:, 0]
+            rows = per_neuron.index_select(0, valid.to(per_neuron.device))
+            self._accumulate(slot_targets[slot][valid], rows)
 
     def _accumulate(self, targets: Tensor, per_neuron: Tensor) -> None:
-        values = per_neuron.detach().double().cpu()
+        values = per_neuron.detach().double()
         if self._abs is None or self._signed is None:
-            self._abs = torch.zeros(self.n_targets, values.shape[1], dtype=torch.float64)
+            self._abs = values.new_zeros(self.n_targets, values.shape[1])
             self._signed = torch.zeros_like(self._abs)
-        self._abs.index_add_(0, targets, values.abs())
-        self._signed.index_add_(0, targets, values)
+        self._abs.index_add_(0, targets.to(values.device), values.abs())
+        self._signed.index_add_(0, targets.to(values.device), values)
         self._count += torch.bincount(targets, minlength=self.n_targets)
 
     def result(self) -> tuple[Tensor, Tensor]:
-        """(T, C) mean |IG| and mean signed IG of each lower neuron per target (float64, CPU)."""
+        """(T, C) mean |IG| and mean signed IG of each lower neuron per target (float64, on
+        the activations' device)."""
         empty = (self._count == 0).nonzero()
         if self._abs is None or self._signed is None or len(empty):
             first = int(empty[0]) if len(empty) else 0
             raise ValueError(f"target {self.values.targets[first]!r} got no exemplars")
-        count = self._count[:, None].double()
+        count = self._count[:, None].double().to(self._abs.device)
         return self._abs / count, self._signed / count
 
 
@@ -431,7 +433,7 @@ def find_core_neurons(
         scores, signed = core_scores(
             between, targets, activations, owners, n_steps, method, internal_batch_size
         )
-    ranked = scores.argsort(dim=1, descending=True, stable=True)[:, :tau]
+    ranked = scores.cpu().argsort(dim=1, descending=True, stable=True)[:, :tau]
     if adaptive:
         assert pool is not None
         overlap = TopKOverlap(between, targets, ranked, [len(b) for b in batches])
@@ -443,8 +445,8 @@ def find_core_neurons(
         ranked_lists = ranked.tolist()
     return CoreNeurons(
         tuple(targets),
-        scores.to(activations.dtype),
-        signed.to(activations.dtype),
+        scores.to(activations.dtype).cpu(),
+        signed.to(activations.dtype).cpu(),
         tuple(tuple(r) for r in ranked_lists),
         layer_name(model, lower),
     )
