@@ -25,6 +25,8 @@ from .attr import (
 from .circuits import (
     Circuit,
     build_circuit,
+    compare_classes,
+    debug_image,
     edge_fidelity,
     masking_fidelity,
     sufficiency,
@@ -54,6 +56,8 @@ __all__ = [
     "NeuronGroup",
     "ablate",
     "build_circuit",
+    "compare_classes",
+    "debug_image",
     "edge_fidelity",
     "find_assemblies",
     "masking_fidelity",
