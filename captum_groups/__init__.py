@@ -2,8 +2,9 @@
 
 The public API is re-exported here; the attribution classes live in
 :mod:`captum_groups.attr`, ablation in :mod:`captum_groups.ablation`, circuits
-(graph, building, fidelity, drawing) in :mod:`captum_groups.circuits`, and the
-embedded data and model in :mod:`captum_groups.datasets`.
+(graph, building, fidelity, drawing, image debugging) in
+:mod:`captum_groups.circuits`, concept labels in :mod:`captum_groups.labeling`,
+and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
 from .ablation import ablate, retain
@@ -32,6 +33,7 @@ from .circuits import (
     sufficiency,
 )
 from .groups import GroupSet, NeuronGroup
+from .labeling import label_groups
 from .regularize import BEANRegularizer, find_assemblies
 
 __version__ = "0.1.0"
@@ -60,6 +62,7 @@ __all__ = [
     "debug_image",
     "edge_fidelity",
     "find_assemblies",
+    "label_groups",
     "masking_fidelity",
     "retain",
     "sufficiency",
