@@ -360,3 +360,14 @@ def test_digits_misclassified_images_flip_back_when_the_debugged_group_is_masked
                 random_back.append(int(model(image[None]).argmax()) == true)
     top_rate, random_rate = top_back / len(cases), sum(random_back) / len(random_back)
     assert top_rate >= random_rate + 0.3, (top_rate, random_rate)
+
+
+def test_class_comparison_by_layer(planted):
+    model, _, circuit, nodes = planted
+    fooling = _blob({2: (0, 0, 3, 0.8), 0: (5, 5, 2, 1.5)})
+    comparison = compare_classes(model, fooling, circuit, _class1_circuit(model), n_steps=8)
+    top_layer = comparison.separating(layer="relu_b")
+    assert {row.group.layer for _, row, _ in top_layer} == {"relu_b"}
+    assert top_layer[0][1].node == nodes["B0"]
+    with pytest.raises(ValueError, match="neither circuit has a group in layer 'fc'"):
+        comparison.separating(layer="fc")

@@ -49,7 +49,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -345,7 +344,8 @@ class ImageDebug:
         data : Tensor, optional
             The images the circuit's exemplars index, for exemplar thumbnails.
         max_groups : int
-            Active groups shown on the image (those carrying most first).
+            Active groups shown on the image: the top layer's first, each layer's
+            by flow.
         crops_per_group : int
             Expressing crops drawn per group.
 
@@ -353,7 +353,11 @@ class ImageDebug:
         -------
         matplotlib.figure.Figure
         """
-        shown = self.top(max_groups, by="flow")
+        shown = [
+            row
+            for layer in reversed(self.circuit.layers)
+            for row in self.top(len(self.groups), "flow", layer)
+        ][:max_groups]
         colors = {row.node: _COLORS[i % len(_COLORS)] for i, row in enumerate(shown)}
         width = max(len(self.circuit.node_ids(layer)) for layer in self.circuit.layers)
         columns = max(1, len(shown))
@@ -699,18 +703,28 @@ class ClassComparison:
         """The two classes (A, B)."""
         return self.first.circuit.target, self.second.circuit.target  # type: ignore[return-value]
 
-    def separating(self) -> list[tuple[str, GroupDebug, float]]:
-        """Every group of both circuits with its push toward A over B (margin units),
-        strongest push first: ``(circuit "A" or "B", the group's row, push)``."""
+    def separating(self, layer: str | None = None) -> list[tuple[str, GroupDebug, float]]:
+        """Every group of both circuits (of one layer, if given) with its push toward A
+        over B, in margin units, strongest first: ``("A" or "B", the group's row, push)``.
+
+        A group of A's circuit pushes by the margin ``logit_A - logit_B`` it carries
+        along its circuit's edges; a group of B's circuit by minus the margin
+        ``logit_B - logit_A`` it carries along B's. Rank within a layer to compare
+        like with like (see :meth:`ImageDebug.top`).
+        """
         rows = [("A", row, row.contrast) for row in self.first.groups.values()]
         rows += [("B", row, -row.contrast) for row in self.second.groups.values()]
+        if layer is not None:
+            rows = [item for item in rows if item[1].group.layer == layer]
+            if not rows:
+                raise ValueError(f"neither circuit has a group in layer {layer!r}")
         return sorted(rows, key=lambda item: -abs(item[2]))
 
-    def table(self) -> str:
-        """A text table of the separating groups."""
+    def table(self, layer: str | None = None) -> str:
+        """A text table of the separating groups (active ones starred)."""
         a, b = self.classes
         lines = [f"{'circuit':8s} {'node':12s} {'label':14s} {'score':>6s} {f'{a} over {b}':>10s}"]
-        for which, row, push in self.separating():
+        for which, row, push in self.separating(layer):
             lines.append(
                 f"{(a if which == 'A' else b)!s:8s} {row.node:12s} "
                 f"{(row.group.label or '')[:14]:14s} {row.score:6.2f} {push:10.3f}"
@@ -726,42 +740,46 @@ class ClassComparison:
             f"groups by their push toward {a}:\n{self.table()}"
         )
 
-    def plot(self, n: int = 6) -> Figure:
-        """Bars of the n groups that separate the classes most, and the image with the
-        crops that express the strongest group of each side.
+    def plot(self, n: int = 6, layer: str | None = None) -> Figure:
+        """Bars of the n groups (of one layer, if given) that separate the classes most,
+        inactive ones pale, and the image with the crops that express the active group
+        pushing most toward each class.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
         a, b = self.classes
-        rows = self.separating()[:n]
+        rows = self.separating(layer)[:n]
         figure = Figure(figsize=(9.0, 0.5 * len(rows) + 2.0))
-        grid = figure.add_gridspec(2, 3, width_ratios=[1, 1, 2.2])
+        grid = figure.add_gridspec(1, 3, width_ratios=[1, 1, 2.2])
         for column, (debug, cls) in enumerate([(self.first, a), (self.second, b)]):
-            axis = figure.add_subplot(grid[:, column])
+            axis = figure.add_subplot(grid[0, column])
             _show_image(axis, debug.image)
-            best = debug.top(1, by="contrast")
+            best = debug.top(1, by="contrast", layer=layer)
             if best:
                 for box, _ in best[0].crops[:3]:
                     _draw_box(axis, box, "tab:red" if column == 0 else "tab:blue")
                 axis.set_title(f"for {cls}: {best[0].node}\nscore {best[0].score:.2f}", fontsize=8)
             else:
-                axis.set_title(f"no active group for {cls}", fontsize=8)
-        axis = figure.add_subplot(grid[:, 2])
+                axis.set_title(f"no active group\nfor {cls}", fontsize=8)
+        axis = figure.add_subplot(grid[0, 2])
         names = [
             f"{a if which == 'A' else b}:{row.node}"
             + (f" ({row.group.label})" if row.group.label else "")
             for which, row, _ in rows
         ]
-        pushes = np.array([push for _, _, push in rows])
-        axis.barh(
-            range(len(rows)), pushes, color=["tab:red" if p > 0 else "tab:blue" for p in pushes]
-        )
+        for position, (_, row, push) in enumerate(rows):
+            axis.barh(
+                position,
+                push,
+                color="tab:red" if push > 0 else "tab:blue",
+                alpha=1.0 if row.active else 0.35,
+            )
         axis.set_yticks(range(len(rows)), names, fontsize=8)
         axis.invert_yaxis()
         axis.axvline(0, color="0.3", linewidth=0.8)
-        axis.set_xlabel(f"push toward {a} over {b} (margin units)")
+        axis.set_xlabel(f"push toward {a} over {b} (margin units; pale: inactive)")
         figure.tight_layout()
         return figure
 
