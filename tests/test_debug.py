@@ -265,6 +265,10 @@ def test_typical_activations_from_stored_exemplars(planted):
 
     assert torch.allclose(typical_activations(circuit, model, data)["a0"], expected, atol=1e-6)
     assert debug.groups["a0"].image_score == pytest.approx(0.7, rel=1e-4)
+    mixed = NeuronGroup("relu_a", [0, 3], name="mixed")  # neuron 3 is silent on factor 0
+    silent = Circuit(0, ["relu_a"], {"mixed": mixed}, {}, {"mixed": circuit.exemplars["a0"]})
+    with pytest.warns(UserWarning, match="node 'mixed' has member neurons whose typical"):
+        debug_image(silent, model, data[1], data=data, n_steps=4)
     no_exemplars = Circuit(0, ["relu_a"], {"a0": group}, {("a0", TARGET): 1.0})
     with pytest.raises(ValueError, match="node 'a0' has no typical activations and no stored"):
         debug_image(no_exemplars, model, data[1], data=data, n_steps=4)
@@ -275,6 +279,10 @@ def test_debug_leaves_the_model_untouched_checks_input_and_plots(planted, tmp_pa
     before = model_state(model)
     image = _blob({0: (2, 1, 4, 1.4)})
     debug = debug_image(circuit, model, image[None], versus=2, n_steps=8)
+    again = debug_image(
+        circuit, model, image, versus=2, n_steps=8, baselines=torch.zeros(1, 4, 8, 8)
+    )
+    assert again.groups[nodes["B0"]].flow == pytest.approx(debug.groups[nodes["B0"]].flow)
     figure = debug.plot(images)
     assert isinstance(figure, Figure) and len(figure.axes) == 3  # two active groups + circuit
     figure.savefig(tmp_path / "debug.png")

@@ -35,17 +35,27 @@ activations relative to their typical values, so:
   expressed group.
 - **Activations must be non-negative** (after a ReLU): negative values are
   clamped to zero, so on signed layers the score only sees the positive part.
+  A member whose typical activation is zero would dominate the score (a
+  warning says so).
+- **A concept, not a class.** On the digits CNN (``benchmarks/debug_digits.py``)
+  the groups of the ten class circuits are active (whole image, 0.6) on 73% of
+  their own class's test images and on 28% of the others'; the best crop
+  raises both (93%, 54%). ``eps`` from 1e-8 to 1e-3 changes at most 0.34% of
+  those decisions there, since a member is silent in only 0.5% of cases.
 
 The attribution part says how much each group carries: the conductance of
 the target through the group (``LayerGroupConductance``, all paths), and the
 target's change split along the circuit's own edges, top-down, with
 :class:`~captum_groups.attr.GroupInteraction` giving each edge's share of the
-upper group's change on this image (``flow``).
+upper group's change on this image (``flow``). Masking the top group of the
+circuit's top layer so ranked sends 9 of the digits CNN's 10 errors back to
+the true class, against 21% for random groups of the same size.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -193,6 +203,8 @@ class GroupDebug:
         along the circuit's edges, in target units.
     share : float
         ``flow`` as a fraction of the target's change ``T(image) - T(baseline)``.
+        It can exceed 1 (or be negative) when neurons outside the circuit push
+        the other way, so compare shares within a layer.
     contrast : float or None
         With ``versus``: the part of the margin (target minus the other
         class) carried through the group along the circuit's edges.
@@ -459,6 +471,41 @@ def _target_values(target: int | NeuronGroup, output: Tensor, captured: dict) ->
     return target(captured[TARGET])
 
 
+def _expression(
+    group: NeuronGroup,
+    layer_output: Tensor,
+    typical: Tensor,
+    boxes: Tensor,
+    threshold: float,
+    eps: float,
+    node: str,
+) -> dict[str, object]:
+    """Score, value ratio, coverage and expressing crops of one group on the crops."""
+    if (typical.abs() <= eps).any():
+        warnings.warn(
+            f"node {node!r} has member neurons whose typical activation is zero; the score "
+            f"divides by it (plus eps), so those neurons dominate it",
+            UserWarning,
+            stacklevel=3,
+        )
+    members = group.neuron_activations(layer_output).detach().cpu().float()
+    scores = expression_score(members, typical, eps)
+    weights = torch.ones(len(group)) if group.weights is None else torch.tensor(group.weights)
+    value_ratio = (members @ weights.float()) / ((typical @ weights.float()).abs() + eps)
+    coverage = (members.clamp_min(0) >= threshold * typical.abs()).float().mean(1)
+    order = scores.argsort(descending=True, stable=True)
+    return {
+        "score": float(scores.max()),
+        "image_score": float(scores[0]),
+        "value_ratio": float(value_ratio.max()),
+        "coverage": float(coverage.max()),
+        "active": bool(scores.max() >= threshold),
+        "crops": [
+            (tuple(boxes[i].tolist()), float(scores[i])) for i in order if scores[i] >= threshold
+        ],
+    }
+
+
 def debug_image(
     circuit: Circuit,
     model: nn.Module,
@@ -530,7 +577,7 @@ def debug_image(
     boxes = _boxes(*image.shape[-2:], scales)
     crops = crop_and_resize(image[None], boxes)
     baseline = (
-        baselines.expand_as(image)
+        torch.broadcast_to(baselines.reshape(baselines.shape[-image.ndim :]), image.shape)
         if isinstance(baselines, Tensor)
         else torch.full_like(image, float(baselines))
     )
@@ -544,30 +591,12 @@ def debug_image(
     target_values = _target_values(circuit.target, output, captured)
     target_change = float(target_values[0] - target_values[-1])
 
-    rows: dict[str, dict] = {}
-    for node, group in circuit.nodes.items():
-        layer_output = captured[group.layer][:-1]
-        members = group.neuron_activations(layer_output).detach().cpu().float()
-        reference = typical[node].float()
-        scores = expression_score(members, reference, eps)
-        weights = torch.tensor(group.weights) if group.weights is not None else None
-        weights = torch.ones(len(group)) if weights is None else weights.float()
-        value_ratio = (members @ weights) / ((reference @ weights).abs() + eps)
-        coverage = (members.clamp_min(0) >= threshold * reference.abs()).float().mean(1)
-        order = scores.argsort(descending=True, stable=True)
-        rows[node] = {
-            "score": float(scores.max()),
-            "image_score": float(scores[0]),
-            "value_ratio": float(value_ratio.max()),
-            "coverage": float(coverage.max()),
-            "active": bool(scores.max() >= threshold),
-            "crops": [
-                (tuple(boxes[i].tolist()), float(scores[i]))
-                for i in order
-                if scores[i] >= threshold
-            ],
-        }
-
+    rows = {
+        node: _expression(
+            group, captured[group.layer][:-1], typical[node].float(), boxes, threshold, eps, node
+        )
+        for node, group in circuit.nodes.items()
+    }
     conductance, contrast_cond = _conductances(circuit, model, image, baseline, n_steps, versus)
     flows_to = _edge_fractions(circuit, model, image, baseline, n_steps, captured)
     flow, edge_flows = _propagate(circuit, conductance, flows_to)
