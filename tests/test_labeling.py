@@ -311,5 +311,10 @@ def test_label_groups_checks_its_input():
     with pytest.raises(TypeError, match="looked up by data-set index"):
         label_groups(FACTOR_GROUPS, labeler, model, [images[:10], images[10:]], k=5,
                      progress=False)  # fmt: skip
+    from torch.utils.data import DataLoader
+
+    shuffled = DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=True)
+    with pytest.raises(ValueError, match="shuffling DataLoader"):
+        label_groups(FACTOR_GROUPS, labeler, model, shuffled, k=5, progress=False)
     with pytest.raises(ValueError, match="one name per attribute column"):
         EnrichmentLabeler(torch.ones(5, 2, dtype=torch.bool), ["only one"])

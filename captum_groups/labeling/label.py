@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from torch import nn
 from tqdm import tqdm
 
-from .._data import Data
+from .._data import Data, check_reiterable
 from ..circuits import Circuit
 from ..groups import GroupSet, NeuronGroup
 from .base import GroupEvidence, GroupLabel, Labeler, LabelerError, checked_label
@@ -167,9 +167,12 @@ def label_groups(
         raise ValueError("k=None uses a circuit's stored exemplars; give k to label groups")
     if not (isinstance(labeler, Labeler) or callable(getattr(labeler, "label", labeler))):
         raise TypeError(f"labeler must be a Labeler or a callable, got {type(labeler).__name__}")
-    name = getattr(labeler, "name", None) or type(labeler).__name__
-    if not isinstance(name, str) or name == "function":
-        name = getattr(labeler, "__name__", type(labeler).__name__)
+    name = (
+        labeler.name
+        if isinstance(labeler, Labeler)
+        else getattr(labeler, "__name__", type(labeler).__name__)
+    )
+    check_reiterable(data)
     if scales is None and circuit is not None:
         scales = circuit.params.get("scales")
     evidence = gather_evidence(
