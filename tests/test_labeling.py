@@ -81,6 +81,12 @@ def test_enrichment_labels_planted_class_selective_groups():
     for answer in labeling.labels.values():
         assert answer.score == 1.0 and answer.evidence["p_value"] < 1e-10
         assert answer.evidence["base_rate"] == 0.25 and answer.evidence["enrichment"] == 4.0
+    from captum_groups.discovery import mine_exemplars
+    from captum_groups.viz import plot_group_exemplars
+
+    found = mine_exemplars(model, "1", images, k=3, groups=labeling.groups, progress=False)
+    montage = plot_group_exemplars(found.groups, images, labeling.groups, n=3)
+    assert "zero" in montage.axes[0].get_ylabel() and "three" in montage.axes[9].get_ylabel()
     attributes = torch.stack([labels < 2, labels >= 2], 1)
     by_attribute = label_groups(
         FACTOR_GROUPS, EnrichmentLabeler(attributes, ["low", "high"]), model, images, k=30,
