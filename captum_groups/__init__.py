@@ -2,8 +2,9 @@
 
 The public API is re-exported here; the attribution classes live in
 :mod:`captum_groups.attr`, ablation in :mod:`captum_groups.ablation`, circuits
-(graph, building, fidelity, drawing) in :mod:`captum_groups.circuits`, and the
-embedded data and model in :mod:`captum_groups.datasets`.
+(graph, building, fidelity, drawing, image debugging) in
+:mod:`captum_groups.circuits`, concept labels in :mod:`captum_groups.labeling`,
+and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
 from .ablation import ablate, retain
@@ -26,11 +27,14 @@ from .circuits import (
     Circuit,
     build_circuit,
     build_circuits,
+    compare_classes,
+    debug_image,
     edge_fidelity,
     masking_fidelity,
     sufficiency,
 )
 from .groups import GroupSet, NeuronGroup
+from .labeling import label_groups
 from .regularize import BEANRegularizer, find_assemblies
 
 __version__ = "0.1.0"
@@ -56,8 +60,11 @@ __all__ = [
     "ablate",
     "build_circuit",
     "build_circuits",
+    "compare_classes",
+    "debug_image",
     "edge_fidelity",
     "find_assemblies",
+    "label_groups",
     "masking_fidelity",
     "retain",
     "sufficiency",

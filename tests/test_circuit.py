@@ -240,3 +240,27 @@ def test_build_circuit_leaves_the_model_untouched_and_checks_input(digits_model,
     with pytest.raises(ValueError, match="target class 12 is out of range for 10 outputs"):
         build_circuit(digits_model, ["relu3"], 12, x, **kwargs)
     assert_same_state(before, model_state(digits_model))
+
+
+def test_labels_and_their_details_round_trip_and_are_checked(tmp_path):
+    nodes = {"a": NeuronGroup("l1", [0, 1], name="a"), "b": NeuronGroup("l2", [3], name="b")}
+    circuit = Circuit(2, ["l1", "l2"], nodes, {("a", "b"): 1.0, ("b", TARGET): 0.5})
+    details = {"a": {"score": 0.75, "labeler": "hand", "evidence": {"counts": (3, 4)}}}
+    labelled = circuit.relabel({"a": "loops", "b": "bars"}, details)
+    assert circuit.nodes["a"].label is None, "relabel returns a copy"
+    assert labelled.nodes["a"].label == "loops" and labelled.nodes["b"].label == "bars"
+    assert labelled.label_details["a"]["evidence"] == {"counts": [3, 4]}  # JSON values
+    loaded = Circuit.from_json(labelled.to_json())
+    assert loaded == labelled and loaded.nodes["b"].label == "bars"
+    assert labelled.to_networkx().nodes["a"]["label_score"] == 0.75
+    assert labelled.subcircuit("b").label_details == labelled.label_details
+    unlabelled = labelled.relabel({"a": None})
+    assert unlabelled.nodes["a"].label is None and "a" not in unlabelled.label_details
+    with pytest.raises(ValueError, match="unknown node 'zz'"):
+        circuit.relabel({"zz": "x"})
+    with pytest.raises(ValueError, match=r"label_details\['a'\]\['score'\] must be a finite"):
+        circuit.relabel({"a": "x"}, {"a": {"score": float("nan")}})
+    with pytest.raises(ValueError, match=r"label_details\['a'\] must hold JSON values"):
+        circuit.relabel({"a": "x"}, {"a": {"evidence": {"model": object()}}})
+    with pytest.raises(ValueError, match="keys among"):
+        circuit.relabel({"a": "x"}, {"a": {"colour": "red"}})

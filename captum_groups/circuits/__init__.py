@@ -7,10 +7,21 @@
 - :func:`masking_fidelity`, :func:`sufficiency`, :func:`edge_fidelity`
   (``fidelity``): NeurFlow's evaluation protocol.
 - :func:`plot_circuit` (``plot``): a layered drawing.
+- :func:`debug_image`, :func:`compare_classes` (``debug``): NeurFlow's image
+  debugging: which groups one image expresses, where, and what they carry.
 """
 
 from ._ids import TARGET
 from .build import build_circuit, build_circuits
+from .debug import (
+    ClassComparison,
+    GroupDebug,
+    ImageDebug,
+    compare_classes,
+    debug_image,
+    expression_score,
+    typical_activations,
+)
 from .fidelity import (
     EdgeFidelityResult,
     FidelityReport,
@@ -25,13 +36,20 @@ from .plot import plot_circuit
 __all__ = [
     "TARGET",
     "Circuit",
+    "ClassComparison",
     "EdgeFidelityResult",
     "FidelityReport",
     "FidelityResult",
+    "GroupDebug",
+    "ImageDebug",
     "build_circuit",
     "build_circuits",
+    "compare_classes",
+    "debug_image",
     "edge_fidelity",
+    "expression_score",
     "masking_fidelity",
     "plot_circuit",
     "sufficiency",
+    "typical_activations",
 ]

@@ -56,6 +56,37 @@ def _group_from_dict(data: Mapping[str, Any]) -> NeuronGroup:
     )
 
 
+_DETAIL_KEYS = ("score", "labeler", "evidence")
+
+
+def _checked_details(
+    node: str, details: Mapping[str, Any], nodes: Mapping[str, NeuronGroup]
+) -> dict[str, Any]:
+    """A node's label details as plain JSON values, after checking them."""
+    if node not in nodes:
+        raise ValueError(f"label_details names an unknown node {node!r}")
+    if not isinstance(details, Mapping) or set(details) - set(_DETAIL_KEYS):
+        raise ValueError(
+            f"label_details[{node!r}] must be a mapping with keys among {_DETAIL_KEYS}, "
+            f"got {details!r}"
+        )
+    score = details.get("score")
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score)
+    ):
+        raise ValueError(f"label_details[{node!r}]['score'] must be a finite number, got {score!r}")
+    labeler = details.get("labeler")
+    if labeler is not None and not isinstance(labeler, str):
+        raise ValueError(f"label_details[{node!r}]['labeler'] must be a string, got {labeler!r}")
+    try:
+        return json.loads(json.dumps(dict(details), allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"label_details[{node!r}] must hold JSON values (numbers, strings, lists, dicts): "
+            f"{error}"
+        ) from None
+
+
 class Circuit:
     """Groups across layers with signed edges from lower to upper groups.
 
@@ -82,6 +113,10 @@ class Circuit:
         For each node, each member neuron's mean activation (spatial mean)
         over the node's top exemplars: how strongly a typical instance of the
         node's concept drives it (NeurFlow's reference for image debugging).
+    label_details : mapping of str to mapping, optional
+        For labelled nodes, how the label was found: ``{"score": float,
+        "labeler": str, "evidence": {...}}`` with JSON values (written by
+        :func:`captum_groups.labeling.label_groups`; see :meth:`relabel`).
 
     Examples
     --------
@@ -107,6 +142,7 @@ class Circuit:
         params: Mapping[str, Any] | None = None,
         core_neurons: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
         typical_activations: Mapping[str, Sequence[float]] | None = None,
+        label_details: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
             raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
@@ -156,6 +192,10 @@ class Circuit:
                     f"({len(self.nodes[node])}), got {len(values)}"
                 )
             self.typical_activations[node] = tuple(float(v) for v in values)
+        self.label_details: dict[str, dict[str, Any]] = {
+            node: _checked_details(node, details, self.nodes)
+            for node, details in (label_details or {}).items()
+        }
 
     def _level(self, node: str) -> int:
         return len(self.layers) if node == TARGET else self.layers.index(self.nodes[node].layer)
@@ -179,6 +219,7 @@ class Circuit:
             and self.params == other.params
             and self.core_neurons == other.core_neurons
             and self.typical_activations == other.typical_activations
+            and self.label_details == other.label_details
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -272,11 +313,56 @@ class Circuit:
             self.params,
             self.core_neurons,
             {n: a for n, a in self.typical_activations.items() if n in keep},
+            {n: d for n, d in self.label_details.items() if n in keep},
+        )
+
+    def relabel(
+        self,
+        labels: Mapping[str, str | None],
+        details: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> Circuit:
+        """A copy whose nodes carry new labels (groups are immutable, so they are replaced).
+
+        Parameters
+        ----------
+        labels : mapping of str to str or None
+            Node id -> label (None removes a label). Other nodes keep theirs.
+        details : mapping of str to mapping, optional
+            Node id -> ``{"score", "labeler", "evidence"}`` (JSON values) for
+            the relabelled nodes; a relabelled node without details loses its
+            old ones.
+
+        Examples
+        --------
+        >>> circuit = Circuit(0, ["fc"], {"a": NeuronGroup("fc", [1], name="a")}, {})
+        >>> labelled = circuit.relabel({"a": "loops"}, {"a": {"score": 0.9}})
+        >>> labelled.nodes["a"].label, labelled.label_details["a"]["score"]
+        ('loops', 0.9)
+        >>> Circuit.from_json(labelled.to_json()) == labelled
+        True
+        """
+        for node in labels:
+            if node not in self.nodes:
+                raise ValueError(f"labels names an unknown node {node!r}")
+        for node in details or {}:
+            if node not in labels:
+                raise ValueError(f"details names node {node!r}, which labels does not relabel")
+        kept = {n: d for n, d in self.label_details.items() if n not in labels}
+        return Circuit(
+            self.target,
+            self.layers,
+            {n: g.replace(label=labels[n]) if n in labels else g for n, g in self.nodes.items()},
+            self.edges,
+            self.exemplars,
+            self.params,
+            self.core_neurons,
+            self.typical_activations,
+            {**kept, **(details or {})},
         )
 
     def to_networkx(self) -> nx.DiGraph:
-        """A ``networkx.DiGraph``: nodes carry layer, indices, weights, name, label;
-        edges (lower -> upper) carry ``weight``."""
+        """A ``networkx.DiGraph``: nodes carry layer, indices, weights, name, label and
+        label score; edges (lower -> upper) carry ``weight``."""
         graph = nx.DiGraph(
             target=self.target if isinstance(self.target, int) else repr(self.target)
         )
@@ -290,6 +376,7 @@ class Circuit:
                 weights=None if group.weights is None else list(group.weights),
                 name=group.name,
                 label=group.label,
+                label_score=self.label_details.get(node, {}).get("score"),
             )
         for (lower, upper), weight in self.edges.items():
             graph.add_edge(lower, upper, weight=weight)
@@ -315,6 +402,7 @@ class Circuit:
             "typical_activations": {
                 node: list(values) for node, values in self.typical_activations.items()
             },
+            "label_details": self.label_details,
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -339,6 +427,7 @@ class Circuit:
             data["params"],
             data.get("core_neurons"),
             data.get("typical_activations"),
+            data.get("label_details"),
         )
 
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
@@ -35,8 +37,9 @@ def plot_circuit(
     Edges are drawn from lower to upper groups, their width proportional to
     the absolute weight: red for positive, blue for negative. With ``data``
     (the images the circuit's exemplars index), each node shows thumbnails of
-    its top exemplar crops. The figure is created without pyplot, so no
-    window opens.
+    its top exemplar crops. Each node shows its id, size and label (with the
+    label's score when the circuit records one). The figure is created
+    without pyplot, so no window opens.
 
     Parameters
     ----------
@@ -55,31 +58,80 @@ def plot_circuit(
     -------
     matplotlib.figure.Figure
     """
-    levels = [circuit.node_ids(layer) for layer in circuit.layers] + [[TARGET]]
+    width = max(len(level) for level in _levels(circuit))
+    figure = Figure(figsize=figsize or (max(6.0, 2.2 * width), 2.0 * (len(circuit.layers) + 1)))
+    draw_circuit(figure.add_subplot(), circuit, data, thumbnails)
+    figure.axes[0].set_title(title or repr(circuit), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def _levels(circuit: Circuit) -> list[list[str]]:
+    return [circuit.node_ids(layer) for layer in circuit.layers] + [[TARGET]]
+
+
+def _node_text(circuit: Circuit, node: str) -> str:
+    if node == TARGET:
+        return f"class {circuit.target}" if isinstance(circuit.target, int) else "target"
+    group = circuit.nodes[node]
+    text = f"{node}\n{len(group)} neurons"
+    if group.label:
+        score = circuit.label_details.get(node, {}).get("score")
+        text += f"\n{group.label}" + (f" ({score:.2f})" if score is not None else "")
+    return text
+
+
+def draw_circuit(
+    axis: Axes,
+    circuit: Circuit,
+    data: Tensor | None = None,
+    thumbnails: int = 3,
+    edge_values: Mapping[tuple[str, str], float] | None = None,
+    node_colors: Mapping[str, str] | None = None,
+    node_notes: Mapping[str, str] | None = None,
+) -> None:
+    """Draw a circuit into a matplotlib axis (see :func:`plot_circuit`).
+
+    Parameters
+    ----------
+    axis : matplotlib Axes
+        Where to draw.
+    circuit, data, thumbnails
+        As in :func:`plot_circuit`.
+    edge_values : mapping of (str, str) to float, optional
+        Draw these values (e.g. one image's flow along each edge) instead of
+        the circuit's weights; other edges are drawn thin and grey.
+    node_colors : mapping of str to color, optional
+        Highlight these nodes with a frame of that color; the others fade.
+    node_notes : mapping of str to str, optional
+        An extra line of text under some nodes.
+    """
+    levels = _levels(circuit)
     width = max(len(level) for level in levels)
-    figure = Figure(figsize=figsize or (max(6.0, 2.2 * width), 2.0 * len(levels)))
-    axis = figure.add_subplot()
     position: dict[str, tuple[float, float]] = {}
     for y, level in enumerate(levels):
         for i, node in enumerate(level):
             position[node] = ((i + 0.5) / len(level) * width, float(y))
-    largest = max((abs(w) for w in circuit.edges.values()), default=1.0) or 1.0
-    for (lower, upper), weight in circuit.edges.items():
+    shown = dict(circuit.edges) if edge_values is None else dict(edge_values)
+    largest = max((abs(w) for w in shown.values()), default=1.0) or 1.0
+    for lower, upper in circuit.edges:
         (x0, y0), (x1, y1) = position[lower], position[upper]
+        weight = shown.get((lower, upper))
+        if weight is None:
+            axis.plot([x0, x1], [y0, y1], color="0.8", linewidth=0.6, zorder=1)
+            continue
         axis.plot(
             [x0, x1],
             [y0, y1],
             color="tab:red" if weight > 0 else "tab:blue",
             linewidth=0.5 + 6 * abs(weight) / largest,
             alpha=0.35 + 0.5 * abs(weight) / largest,
-            zorder=1,
+            zorder=2,
         )
     for node, (x, y) in position.items():
-        if node == TARGET:
-            text = f"class {circuit.target}" if isinstance(circuit.target, int) else "target"
-        else:
-            group = circuit.nodes[node]
-            text = f"{node}\n{len(group)} neurons" + (f"\n{group.label}" if group.label else "")
+        text = _node_text(circuit, node)
+        if node_notes and node in node_notes:
+            text += "\n" + node_notes[node]
         items = circuit.exemplars.get(node, [])[:thumbnails] if data is not None else []
         for j, (index, box) in enumerate(items):
             image = OffsetImage(
@@ -87,6 +139,8 @@ def plot_circuit(
             )
             offset = (j - (len(items) - 1) / 2) * 0.28
             axis.add_artist(AnnotationBbox(image, (x + offset, y + 0.18), frameon=False, zorder=3))
+        highlighted = node_colors is not None and node in node_colors
+        faded = node_colors is not None and not highlighted and node != TARGET
         axis.text(
             x,
             y - (0.12 if items else 0),
@@ -95,7 +149,14 @@ def plot_circuit(
             va="top" if items else "center",
             fontsize=8,
             zorder=4,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.6"},
+            alpha=0.55 if faded else 1.0,
+            bbox={
+                "boxstyle": "round",
+                "facecolor": "white",
+                "alpha": 0.85,
+                "edgecolor": node_colors[node] if highlighted else "0.6",
+                "linewidth": 2.5 if highlighted else 1.0,
+            },
         )
     axis.set_yticks(range(len(levels)), [*circuit.layers, "target"])
     axis.set_xticks([])
@@ -103,6 +164,3 @@ def plot_circuit(
     axis.set_ylim(-0.6, len(levels) - 0.4)
     for side in ("top", "right", "bottom"):
         axis.spines[side].set_visible(False)
-    axis.set_title(title or repr(circuit), fontsize=9)
-    figure.tight_layout()
-    return figure

@@ -103,7 +103,7 @@ def plot_group_exemplars(
                 axis.imshow(heat[col].numpy(), cmap="bwr", vmin=-bound, vmax=bound, alpha=0.55)
             axis.set_xticks([])
             axis.set_yticks([])
-        label = group.name or f"group {row}"
+        label = (group.name or f"group {row}") + (f"\n{group.label}" if group.label else "")
         axes[row, 0].set_ylabel(
             f"{label}\n{len(group)} ch", rotation=0, ha="right", va="center", fontsize=7
         )
