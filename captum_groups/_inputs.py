@@ -305,9 +305,9 @@ def load_image_files(paths: Sequence[str], options: ImageOptions) -> Tensor:
 def load_circuit(path: str) -> Circuit:
     """A circuit JSON written by ``Circuit.to_json`` (read as JSON, never unpickled)."""
     try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise OptionError("circuit", f"cannot read {path} ({error})") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise OptionError("circuit", f"cannot read {path} as JSON text ({error})") from None
     try:
         return Circuit.from_json(text)
     except (ValueError, KeyError, TypeError) as error:

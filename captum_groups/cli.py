@@ -204,6 +204,12 @@ def _add_report_options(parser: argparse.ArgumentParser, n_steps: bool) -> None:
         default=512,
         help="most images to evaluate fidelity and shares on (default: 512)",
     )
+    group.add_argument(
+        "--fidelity-points",
+        type=_positive,
+        default=5,
+        help="most points per fidelity curve (default: 5)",
+    )
     if n_steps:
         group.add_argument(
             "--n-steps",
@@ -480,6 +486,7 @@ def _report_keywords(args: argparse.Namespace) -> dict[str, Any]:
         "render_steps": args.render_steps,
         "fidelity_draws": args.fidelity_draws,
         "fidelity_images": args.fidelity_images,
+        "fidelity_points": args.fidelity_points,
         "n_steps": args.n_steps,
         "random_state": args.seed,
         "progress": not args.quiet,

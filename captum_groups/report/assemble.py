@@ -23,7 +23,7 @@ mean value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,9 +61,6 @@ __all__ = [
     "images_at",
     "target_shares",
 ]
-
-CURVE_POINTS = 6
-"""Most points per fidelity curve (circuits pruned to the top-j inputs per node)."""
 
 
 @dataclass(frozen=True)
@@ -284,10 +281,10 @@ def _exemplar_pictures(
     )
 
 
-def _curve_circuits(circuit: Circuit) -> list[Circuit]:
+def _curve_circuits(circuit: Circuit, points: int) -> list[Circuit]:
     """Nested circuits: the top-j inputs of every node, for a few j, ending with the circuit."""
     in_degree = max((len(circuit.in_edges(node)) for node in [TARGET, *circuit.nodes]), default=1)
-    steps = sorted({int(round(j)) for j in np.linspace(1, in_degree, min(in_degree, CURVE_POINTS))})
+    steps = sorted({int(round(j)) for j in np.linspace(1, in_degree, min(in_degree, points))})
     return [circuit.prune(top_k=j) for j in steps[:-1]] + [circuit]
 
 
@@ -296,14 +293,15 @@ def _fidelity(
     circuit: Circuit,
     inputs: Tensor,
     draws: int,
+    points: int,
     n_steps: int,
     random_state: int | None,
-    tick,
+    tick: Callable[[], None],
 ) -> FidelitySection:
     curves: dict[str, dict[str, dict[int, FidelityResult]]] = {"mask": {}, "retain": {}}
     last: dict[str, dict[str, FidelityResult]] = {}
     for mode in ("mask", "retain"):
-        for pruned in _curve_circuits(circuit):
+        for pruned in _curve_circuits(circuit, points):
             report = masking_fidelity(
                 model, pruned, inputs, mode=mode, n_random=draws, random_state=random_state
             )
@@ -314,7 +312,10 @@ def _fidelity(
     figures = {
         mode: figure_uri(
             fidelity_curves_figure(
-                {scope: [points[n] for n in sorted(points)] for scope, points in by_scope.items()},
+                {
+                    scope: [by_count[n] for n in sorted(by_count)]
+                    for scope, by_count in by_scope.items()
+                },
                 mode,
             )
         )
@@ -352,7 +353,7 @@ def _describe_target(circuit: Circuit) -> str:
 def _caption(circuit: Circuit, node: str, share: float) -> tuple[str, ...]:
     group = circuit.nodes[node]
     lines = [node if group.label is None else f"{node} · {group.label}"]
-    lines.append(f"{len(group)} neurons · {share:+.0%}")
+    lines.append(f"{len(group)} neuron{'s' if len(group) > 1 else ''} · {share:+.0%}")
     return tuple(lines)
 
 
@@ -364,6 +365,7 @@ def assemble(
     render_steps: int = 128,
     fidelity_draws: int = 30,
     fidelity_images: int = 512,
+    fidelity_points: int = 5,
     n_steps: int = 32,
     random_state: int | None = 0,
     batch_size: int = 64,
@@ -387,6 +389,9 @@ def assemble(
         Random draws per fidelity point (and edge-fidelity subsets per size).
     fidelity_images : int
         Most evaluation images.
+    fidelity_points : int
+        Most points per fidelity curve: the circuit pruned to the top-j inputs of
+        every node, for j from 1 up to the whole circuit.
     n_steps : int
         Integration steps for the shares and the attribution overlays.
     random_state : int, optional
@@ -404,6 +409,7 @@ def assemble(
         ("render_steps", render_steps, 0),
         ("fidelity_draws", fidelity_draws, 1),
         ("fidelity_images", fidelity_images, 1),
+        ("fidelity_points", fidelity_points, 1),
         ("n_steps", n_steps, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -411,7 +417,7 @@ def assemble(
     inputs = evaluation_images(model, circuit, data, fidelity_images, batch_size)
     side = int(inputs.shape[-1])
     size = render_size if render_size is not None else min(max(side, 24), 128)
-    n_curves = len(_curve_circuits(circuit))
+    n_curves = len(_curve_circuits(circuit, fidelity_points))
     bar = tqdm(
         total=len(circuit.layers) + len(circuit.nodes) + 2 * n_curves + 2,
         desc="report",
@@ -456,7 +462,14 @@ def assemble(
             )
             tick("exemplars")
         fidelity = _fidelity(
-            model, circuit, inputs, fidelity_draws, n_steps, random_state, lambda: tick("fidelity")
+            model,
+            circuit,
+            inputs,
+            fidelity_draws,
+            fidelity_points,
+            n_steps,
+            random_state,
+            lambda: tick("fidelity"),
         )
     layout = layered_layout(
         circuit,
@@ -482,6 +495,7 @@ def assemble(
         "render_steps": render_steps,
         "fidelity_draws": fidelity_draws,
         "fidelity_images": fidelity_images,
+        "fidelity_points": fidelity_points,
         "n_steps": n_steps,
         "random_state": random_state,
         "batch_size": batch_size,

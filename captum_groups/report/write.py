@@ -66,6 +66,7 @@ def write_report(
     render_steps: int = 128,
     fidelity_draws: int = 30,
     fidelity_images: int = 512,
+    fidelity_points: int = 5,
     n_steps: int = 32,
     random_state: int | None = 0,
     batch_size: int = 64,
@@ -101,8 +102,8 @@ def write_report(
         Suggested commands (what, command); a Python snippet by default.
     build_seconds : float, optional
         Time taken to build the circuit, to record.
-    render_size, render_steps, fidelity_draws, fidelity_images, n_steps, random_state, \
-batch_size, progress
+    render_size, render_steps, fidelity_draws, fidelity_images, fidelity_points, n_steps, \
+random_state, batch_size, progress
         See :func:`~captum_groups.report.assemble.assemble`.
 
     Returns
@@ -132,6 +133,7 @@ batch_size, progress
         render_steps=render_steps,
         fidelity_draws=fidelity_draws,
         fidelity_images=fidelity_images,
+        fidelity_points=fidelity_points,
         n_steps=n_steps,
         random_state=random_state,
         batch_size=batch_size,
