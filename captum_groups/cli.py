@@ -413,7 +413,12 @@ def _next_steps(
     args: argparse.Namespace, circuit: Circuit, out: str, build: bool
 ) -> list[tuple[str, str]]:
     source = _source_options(args)
-    top_node = next(iter(circuit.in_edges(TARGET)), next(iter(circuit.nodes), None))
+    into_target = circuit.in_edges(TARGET)
+    top_node = (
+        max(into_target, key=lambda node: abs(into_target[node]))
+        if into_target
+        else next(iter(circuit.nodes), None)
+    )
     steps = [
         (
             "Write the report again from the saved circuit (e.g. after giving its groups "

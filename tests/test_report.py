@@ -51,9 +51,11 @@ def test_shares_match_captum_layer_conductance(digits_model64, digits_test):
         rise = digits_model64(images)[:, 3] - digits_model64(torch.zeros_like(images))[:, 3]
     assert mean_rise == pytest.approx(float(rise.mean()))
     for layer in ("relu2", "relu3"):
-        flows = LayerConductance(digits_model64, digits_model64.get_submodule(layer)).attribute(
-            images, target=3, n_steps=24
-        ).detach()
+        flows = (
+            LayerConductance(digits_model64, digits_model64.get_submodule(layer))
+            .attribute(images, target=3, n_steps=24)
+            .detach()
+        )
         for node in circuit.node_ids(layer):
             channels = list(circuit.nodes[node].indices)
             expected = float(flows[:, channels].sum() / rise.sum())

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..circuits import FidelityResult
 
@@ -46,6 +47,7 @@ def fidelity_curves_figure(curves: Mapping[str, Sequence[FidelityResult]], mode:
         if 0.0 <= min(scores) and max(scores) <= 1.0:  # accuracies
             axis.set_ylim(-0.05, 1.05)
         axis.tick_params(labelsize=7)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("score", fontsize=8)
     axes[-1].legend(fontsize=7, loc="best")
     figure.tight_layout()
