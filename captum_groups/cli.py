@@ -389,13 +389,13 @@ def _source_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
-def _prepare(args: argparse.Namespace) -> tuple[nn.Module, Data]:
-    """Seed, model (on its device) and data, from the shared options."""
+def _prepare(args: argparse.Namespace) -> tuple[nn.Module, Data, torch.device]:
+    """Seed, model (on its device), data and device, from the shared options."""
     device = parse_device(args.device)
     torch.manual_seed(args.seed)
     model = load_model(args.model, args.weights).to(device)
     data = load_data(args.data, _image_options(args))
-    return model, data
+    return model, data, device
 
 
 def _option_of_build_error(message: str) -> str:
@@ -412,74 +412,38 @@ def _option_of_build_error(message: str) -> str:
 def _next_steps(
     args: argparse.Namespace, circuit: Circuit, out: str, build: bool
 ) -> list[tuple[str, str]]:
+    """Follow-up commands for the report, with the same model and data options."""
     source = _source_options(args)
-    into_target = circuit.in_edges(TARGET)
-    top_node = (
-        max(into_target, key=lambda node: abs(into_target[node]))
-        if into_target
-        else next(iter(circuit.nodes), None)
-    )
+    saved = f"{out}/circuit.json"
     steps = [
         (
             "Write the report again from the saved circuit (e.g. after giving its groups "
             "labels in circuit.json)",
-            shlex.join(["captum-groups", "report", f"{out}/circuit.json", *source, "--out", out]),
+            shlex.join(["captum-groups", "report", saved, *source, "--out", out]),
         )
     ]
-    if top_node is not None:
+    into_target = circuit.in_edges(TARGET)
+    if into_target:
+        strongest = max(into_target, key=lambda node: abs(into_target[node]))
+        command = ["captum-groups", "attribute", "--groups", saved, "--nodes", strongest]
+        command += [*source, *"--indices 0 1 2 3 --out".split(), f"{out}/attributions"]
         steps.append(
-            (
-                f"Attribution maps of group {top_node} on chosen images",
-                shlex.join(
-                    [
-                        "captum-groups",
-                        "attribute",
-                        "--groups",
-                        f"{out}/circuit.json",
-                        "--nodes",
-                        top_node,
-                        *source,
-                        "--indices",
-                        "0",
-                        "1",
-                        "2",
-                        "3",
-                        "--out",
-                        f"{out}/attributions",
-                    ]
-                ),
-            )
+            (f"Attribution maps of group {strongest} on chosen images", shlex.join(command))
         )
     if build and isinstance(circuit.target, int):
+        command = ["captum-groups", "circuit", "--target", str(circuit.target), "--layers"]
+        command += [*circuit.layers, *source, *"--tau 16 --k 50 --n-steps 50 --out".split()]
         steps.append(
             (
                 "A finer circuit with NeurFlow's own settings (slower)",
-                shlex.join(
-                    [
-                        "captum-groups",
-                        "circuit",
-                        "--target",
-                        str(circuit.target),
-                        "--layers",
-                        *circuit.layers,
-                        *source,
-                        "--tau",
-                        "16",
-                        "--k",
-                        "50",
-                        "--n-steps",
-                        "50",
-                        "--out",
-                        f"{out}-neurflow",
-                    ]
-                ),
+                shlex.join([*command, f"{out}-neurflow"]),
             )
         )
     steps.append(
         (
             "Use the circuit in Python (JSON, no pickle)",
             "from pathlib import Path\nfrom captum_groups import Circuit\n"
-            f"circuit = Circuit.from_json(Path({out + '/circuit.json'!r}).read_text())",
+            f"circuit = Circuit.from_json(Path({saved!r}).read_text())",
         )
     )
     return steps
@@ -507,7 +471,7 @@ def _options_record(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None:
-    model, data = _prepare(args)
+    model, data, device = _prepare(args)
     if args.layers is None:
         if args.model is not None:
             raise OptionError(
@@ -517,14 +481,14 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
         args.layers = list(DIGITS_LAYERS)
     check_layers(model, args.layers)
     images = stack_for_build_circuit(data, progress=not args.quiet)
-    check_target(model, images[:1].to(parse_device(args.device)), args.target)
+    check_target(model, images[:1].to(device), args.target)
     build_start = time.perf_counter()
     try:
         circuit = build_circuit(
             model,
             args.layers,
             args.target,
-            images.to(parse_device(args.device)),
+            images.to(device),
             **build_circuit_keywords(args),
         )
     except ValueError as error:
@@ -564,8 +528,8 @@ def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) 
 
 def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     circuit = load_circuit(args.circuit)
-    model, data = _prepare(args)
-    _check_circuit_fits(model, circuit, data, parse_device(args.device))
+    model, data, device = _prepare(args)
+    _check_circuit_fits(model, circuit, data, device)
     out = args.out if args.out is not None else str(Path(args.circuit).parent)
     files = write_report(
         model,

@@ -119,7 +119,7 @@ def test_report_is_written_again_from_the_saved_circuit(digits_report, tmp_path)
     out, _ = digits_report
     again = tmp_path / "again"
     argv = ["report", str(out / "circuit.json"), "--out", str(again), "--render-steps", "0"]
-    assert main([*argv, "--fidelity-draws", "3", "--quiet"]) == 0
+    assert main([*argv, "--fidelity-draws", "3", "--fidelity-points", "2", "--quiet"]) == 0
     assert (again / "circuit.json").read_text() == (out / "circuit.json").read_text()
     html = (again / "report.html").read_text()
     circuit = Circuit.from_json((out / "circuit.json").read_text())
@@ -155,6 +155,28 @@ def test_attribute_writes_overlays_and_captum_attributions(digits_report, tmp_pa
                 images[[4, 9, 11]], neuron_selector=group, n_steps=8
             )
             torch.testing.assert_close(saved["attributions"][:, position], expected)
+
+
+def test_attribute_reads_image_files(tmp_path):
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(2)]
+    files = []
+    for i, image in enumerate(pixels):
+        files.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(image).save(files[-1])
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps([{"layer": "relu3", "indices": [3, 4, 8], "name": "g"}]))
+    argv = ["attribute", "--groups", str(groups), "--images", *map(str, files)]
+    options = ["--grayscale", "--no-normalize", "--image-size", "8", "--n-steps", "6", "--quiet"]
+    assert main([*argv, *options, "--out", str(tmp_path / "out")]) == 0
+    saved = torch.load(tmp_path / "out" / "attributions.pt", weights_only=True)
+    expected_images = torch.tensor(np.stack(pixels), dtype=torch.float32)[:, None] / 255
+    torch.testing.assert_close(saved["images"], expected_images)
+    model = digits_cnn()
+    expected = NeuronIntegratedGradients(model, model.relu3).attribute(
+        expected_images, neuron_selector=NeuronGroup("relu3", [3, 4, 8]), n_steps=6
+    )
+    torch.testing.assert_close(saved["attributions"][:, 0], expected)
 
 
 @pytest.fixture
