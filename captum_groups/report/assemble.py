@@ -23,7 +23,7 @@ mean value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,20 +148,18 @@ def images_at(data: Data, indices: list[int]) -> Tensor:
     )
 
 
-def _predictions(model: nn.Module, data: Data, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-    device = _device(model)
-    for batch in iter_batches(data, batch_size):
-        batch = batch.to(device)
-        with torch.no_grad(), preserve_buffers(model):
-            yield batch, model(batch).argmax(1)
-
-
-def evaluation_images(model: nn.Module, circuit: Circuit, data: Data, limit: int, batch_size: int):
+def evaluation_images(
+    model: nn.Module, circuit: Circuit, data: Data, limit: int, batch_size: int
+) -> Tensor:
     """The images the report evaluates on (see the module docstring), on the model's device."""
+    device = _device(model)
     kept: list[Tensor] = []
     count = 0
-    for batch, predicted in _predictions(model, data, batch_size):
+    for batch in iter_batches(data, batch_size):
+        batch = batch.to(device)
         if isinstance(circuit.target, int):
+            with torch.no_grad(), preserve_buffers(model):
+                predicted = model(batch).argmax(1)
             batch = batch[predicted == circuit.target]
         kept.append(batch[: limit - count])
         count += len(kept[-1])
