@@ -19,19 +19,30 @@ ICLR 2025), of neuronal assemblies (BEAN, Gao et al. 2021) and of the NMF
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import overload
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NeuronGroup", "GroupSet", "layer_name", "neuron_means", "resolve_layer"]
+__all__ = [
+    "GROUPSET_FORMAT",
+    "GroupSet",
+    "NeuronGroup",
+    "layer_name",
+    "neuron_means",
+    "resolve_layer",
+]
 
 Layer = str | nn.Module
 Reduction = str | tuple[int, ...]
 _REDUCTIONS = ("mean", "sum", "max")
+GROUPSET_FORMAT = "captum-groups groupset"
+"""The ``format`` field of a GroupSet file (:meth:`GroupSet.to_json`)."""
+_GROUP_KEYS = ("layer", "indices", "weights", "name", "label", "reduction", "dim")
 
 
 def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.Module:
@@ -279,6 +290,62 @@ class NeuronGroup:
         layer, indices, weights = fields.pop("layer"), fields.pop("indices"), fields.pop("weights")
         return NeuronGroup(layer, indices, weights, **fields)  # type: ignore[arg-type]
 
+    def to_dict(self) -> dict[str, object]:
+        """The group as a JSON-ready dict; :meth:`from_dict` reads it back.
+
+        The layer must be a dotted name (a module cannot be written to JSON).
+
+        Examples
+        --------
+        >>> NeuronGroup("relu3", [4, 9], name="g0").to_dict()["indices"]
+        [4, 9]
+        """
+        if not isinstance(self._layer, str):
+            raise TypeError("the group must name its layer (a dotted string) to be exported")
+        return {
+            "layer": self._layer,
+            "indices": list(self._indices),
+            "weights": None if self._weights is None else list(self._weights),
+            "name": self._name,
+            "label": self._label,
+            "reduction": list(self._reduction)
+            if isinstance(self._reduction, tuple)
+            else self._reduction,
+            "dim": self._dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> NeuronGroup:
+        """A group from a dict with the keys of :meth:`to_dict`.
+
+        Only ``layer`` and ``indices`` are required; ``weights``, ``name``,
+        ``label``, ``reduction`` (a name or a position list) and ``dim`` are optional.
+
+        Examples
+        --------
+        >>> NeuronGroup.from_dict({"layer": "relu3", "indices": [4, 9], "label": "loops"})
+        NeuronGroup('relu3', [4, 9], label='loops')
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a group must be a dict with 'layer' and 'indices', got {data!r}")
+        missing = [key for key in ("layer", "indices") if key not in data]
+        unknown = sorted(set(data) - set(_GROUP_KEYS))
+        if missing or unknown:
+            raise ValueError(
+                f"a group dict needs the keys 'layer' and 'indices' and may have "
+                f"{list(_GROUP_KEYS[2:])}; missing {missing}, unknown {unknown}"
+            )
+        reduction = data.get("reduction", "mean")
+        return cls(
+            data["layer"],  # type: ignore[arg-type]
+            data["indices"],  # type: ignore[arg-type]
+            data.get("weights"),  # type: ignore[arg-type]
+            name=data.get("name"),  # type: ignore[arg-type]
+            label=data.get("label"),  # type: ignore[arg-type]
+            reduction=tuple(reduction) if isinstance(reduction, list) else reduction,  # type: ignore[arg-type]
+            dim=data.get("dim", 1),  # type: ignore[arg-type]
+        )
+
     def resolve(self, model: object) -> nn.Module:
         """The module this group's layer refers to inside ``model``."""
         return resolve_layer(model, self._layer, "group.layer")
@@ -452,6 +519,48 @@ class GroupSet(Sequence[NeuronGroup]):
             for i, v in enumerate(values)
         ]
         return cls(groups)
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The groups as a GroupSet file; :meth:`from_json` reads it back (no pickle).
+
+        The file is a JSON object ``{"format": "captum-groups groupset",
+        "version": 1, "layer": ..., "groups": [...]}`` with one dict per group
+        (the keys of :meth:`NeuronGroup.to_dict`).
+
+        Examples
+        --------
+        >>> groups = GroupSet.from_labels("relu3", [0, 1, 0])
+        >>> GroupSet.from_json(groups.to_json()) == groups
+        True
+        """
+        if not isinstance(self.layer, str):
+            raise TypeError("the groups must name their layer (a dotted string) to be exported")
+        return json.dumps(
+            {
+                "format": GROUPSET_FORMAT,
+                "version": 1,
+                "layer": self.layer,
+                "groups": [group.to_dict() for group in self._groups],
+            },
+            indent=indent,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> GroupSet:
+        """Read a GroupSet file written by :meth:`to_json`.
+
+        A group dict may leave out ``layer``; it then belongs to the file's layer.
+        """
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != GROUPSET_FORMAT:
+            raise ValueError(f"not a GroupSet file: its 'format' must be {GROUPSET_FORMAT!r}")
+        if not isinstance(data.get("groups"), list):
+            raise ValueError("a GroupSet file needs a 'groups' list")
+        layer = data.get("layer")
+        return cls(
+            NeuronGroup.from_dict({"layer": layer, **group} if isinstance(group, dict) else group)
+            for group in data["groups"]
+        )
 
     @property
     def layer(self) -> Layer:

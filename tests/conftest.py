@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch import Tensor, nn
 
+from captum_groups.cli import main
 from captum_groups.datasets import digits_cnn, load_digits
 
 warnings.filterwarnings("ignore", message=".*Setting forward, backward hooks.*")
@@ -106,3 +110,17 @@ def assert_same_state(before: dict, after: dict) -> None:
         assert before[key].keys() == after[key].keys()
         for name, value in before[key].items():
             assert torch.equal(value, after[key][name]), f"{key} {name} changed"
+
+
+DIGITS_REPORT_OPTIONS = ["--render-steps", "16", "--fidelity-draws", "5", "--quiet"]
+"""Lighter report settings than the command's defaults, to keep the suite fast."""
+
+
+@pytest.fixture(scope="session")
+def digits_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The default command on the digits CNN (digit 3): its output folder and what it printed."""
+    out = tmp_path_factory.mktemp("digits-report") / "report"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["circuit", "--target", "3", "--out", str(out), *DIGITS_REPORT_OPTIONS]) == 0
+    return out, printed.getvalue()

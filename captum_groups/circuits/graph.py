@@ -27,35 +27,6 @@ __all__ = ["Circuit", "TARGET"]
 Exemplar = tuple[int, tuple[int, int, int, int]]
 
 
-def _group_to_dict(group: NeuronGroup) -> dict[str, Any]:
-    if not isinstance(group.layer, str):
-        raise TypeError("circuit groups must name their layer (a dotted string) to be exported")
-    return {
-        "layer": group.layer,
-        "indices": list(group.indices),
-        "weights": None if group.weights is None else list(group.weights),
-        "name": group.name,
-        "label": group.label,
-        "reduction": list(group.reduction)
-        if isinstance(group.reduction, tuple)
-        else group.reduction,
-        "dim": group.dim,
-    }
-
-
-def _group_from_dict(data: Mapping[str, Any]) -> NeuronGroup:
-    reduction = data["reduction"]
-    return NeuronGroup(
-        data["layer"],
-        data["indices"],
-        data["weights"],
-        name=data["name"],
-        label=data["label"],
-        reduction=tuple(reduction) if isinstance(reduction, list) else reduction,
-        dim=data["dim"],
-    )
-
-
 _DETAIL_KEYS = ("score", "labeler", "evidence")
 
 
@@ -387,9 +358,9 @@ class Circuit:
         return {
             "format": "captum-groups circuit",
             "version": 1,
-            "target": self.target if isinstance(self.target, int) else _group_to_dict(self.target),
+            "target": self.target if isinstance(self.target, int) else self.target.to_dict(),
             "layers": list(self.layers),
-            "nodes": {node: _group_to_dict(group) for node, group in self.nodes.items()},
+            "nodes": {node: group.to_dict() for node, group in self.nodes.items()},
             "edges": [[lower, upper, weight] for (lower, upper), weight in self.edges.items()],
             "exemplars": {
                 node: [[i, list(box)] for i, box in items] for node, items in self.exemplars.items()
@@ -416,9 +387,9 @@ class Circuit:
             raise ValueError("not a captum-groups circuit (missing or wrong 'format' field)")
         target = data["target"]
         return cls(
-            target if isinstance(target, int) else _group_from_dict(target),
+            target if isinstance(target, int) else NeuronGroup.from_dict(target),
             data["layers"],
-            {node: _group_from_dict(group) for node, group in data["nodes"].items()},
+            {node: NeuronGroup.from_dict(group) for node, group in data["nodes"].items()},
             {(lower, upper): weight for lower, upper, weight in data["edges"]},
             {
                 node: [(i, tuple(box)) for i, box in items]

@@ -100,7 +100,13 @@ def plot_group_exemplars(
             axis.imshow(image, cmap="gray_r" if image.ndim == 2 else None)
             if heat is not None:
                 bound = float(heat[col].abs().max()) or 1.0
-                axis.imshow(heat[col].numpy(), cmap="bwr", vmin=-bound, vmax=bound, alpha=0.55)
+                axis.imshow(
+                    heat[col].detach().cpu().numpy(),
+                    cmap="bwr",
+                    vmin=-bound,
+                    vmax=bound,
+                    alpha=0.55,
+                )
             axis.set_xticks([])
             axis.set_yticks([])
         label = (group.name or f"group {row}") + (f"\n{group.label}" if group.label else "")

@@ -1,0 +1,322 @@
+"""What the command line names, turned into objects: models, weights, data, groups, circuits.
+
+Used by :mod:`captum_groups.cli`. Every loader raises :class:`OptionError`
+naming the option at fault, so the command can print a one-line usage error.
+
+- A model spec is ``torchvision:NAME`` (a torchvision model built with
+  ``weights=None``) or ``package.module:factory`` (a callable returning an
+  ``nn.Module``; the current directory is importable, as with ``python -m``).
+  Without one, the embedded digits CNN is used.
+- Weights are a state dict saved with ``torch.save``, read with
+  ``weights_only=True`` (no pickle of arbitrary objects).
+- Data are an image folder in torchvision's ``ImageFolder`` layout
+  (``root/<class>/<image>``), or a tensor file (``torch.save`` of an (N, C, H, W)
+  tensor, an ``(images, labels)`` pair, or a dict with an ``"images"`` key),
+  read with ``weights_only=True``. Without data, the embedded digits test split.
+- A groups file is JSON: a list of group dicts (the keys of
+  :meth:`NeuronGroup.to_dict`; only ``layer`` and ``indices`` are required),
+  a GroupSet file (:meth:`GroupSet.to_json`), or a circuit JSON (its nodes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from ._data import Data, batch_inputs
+from .circuits import Circuit
+from .datasets import digits_cnn, load_digits
+from .groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageOptions",
+    "OptionError",
+    "check_layers",
+    "check_target",
+    "load_circuit",
+    "load_data",
+    "load_groups",
+    "load_image_files",
+    "load_model",
+    "one_line",
+    "parse_device",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DIGITS_LAYERS = ("relu2", "relu3")
+"""Circuit layers of the embedded digits CNN when ``--layers`` is not given."""
+
+
+class OptionError(ValueError):
+    """Bad command-line input; the message starts with the option at fault."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {one_line(message)}")
+        self.option = option
+
+
+def one_line(message: object, limit: int = 400) -> str:
+    """A message squeezed onto one line (whitespace collapsed, long ones cut).
+
+    Examples
+    --------
+    >>> one_line("a\\n  b")
+    'a b'
+    """
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_device(spec: str | None) -> torch.device:
+    """``--device``: a torch device string; CUDA must be available if asked for."""
+    if spec is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as error:
+        raise OptionError("--device", f"{spec!r} is not a device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError("--device", f"{spec!r} asked for, but CUDA is not available here")
+    return device
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        close = [n for n in available if n.startswith(name[:4])][:6] or available[:6]
+        raise OptionError("--model", f"torchvision has no model {name!r}; e.g. {', '.join(close)}")
+    return torchvision.models.get_model(name, weights=None)
+
+
+def _factory_model(spec: str) -> nn.Module:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise OptionError(
+            "--model",
+            f"{spec!r} is not a model spec; expected 'torchvision:NAME' "
+            f"(e.g. torchvision:resnet18) or 'package.module:factory'",
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise OptionError("--model", f"cannot import {module_name!r} ({error})") from None
+    factory = module
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise OptionError("--model", f"{module_name!r} has no attribute {attribute!r}")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise OptionError("--model", f"{spec!r} is not callable")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise OptionError(
+            "--model", f"{spec!r} returned {type(model).__name__}, not a torch nn.Module"
+        )
+    return model
+
+
+def load_model(spec: str | None, weights: str | None = None) -> nn.Module:
+    """``--model`` and ``--weights``: the model, in eval mode (the digits CNN without a spec).
+
+    Examples
+    --------
+    >>> type(load_model(None)).__name__
+    'DigitsCNN'
+    >>> load_model("nonsense")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    captum_groups._inputs.OptionError: --model: 'nonsense' is not a model spec; expected ...
+    """
+    if spec is None:
+        model: nn.Module = digits_cnn()
+    elif spec.startswith("torchvision:"):
+        model = _torchvision_model(spec.removeprefix("torchvision:"))
+    else:
+        model = _factory_model(spec)
+    if weights is not None:
+        _load_weights(model, weights)
+    return model.eval()
+
+
+def _load_weights(model: nn.Module, path: str) -> None:
+    if not Path(path).is_file():
+        raise OptionError("--weights", f"{path} is not a file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types for foreign or corrupt files
+        raise OptionError(
+            "--weights", f"{path} cannot be read as a state dict with weights_only=True ({error})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise OptionError(
+            "--weights", f"{path} holds a {type(state).__name__}, not a state dict of tensors"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise OptionError(
+            "--weights", f"{path} does not match {type(model).__name__}: {error}"
+        ) from None
+
+
+def check_layers(model: nn.Module, layers: Sequence[str], option: str = "--layers") -> None:
+    """Every name must be a submodule of the model."""
+    for name in layers:
+        try:
+            resolve_layer(model, name, "layer")
+        except ValueError as error:
+            raise OptionError(option, str(error)) from None
+
+
+def check_target(model: nn.Module, sample: Tensor, target: int) -> int:
+    """``--target`` must index one of the model's outputs; returns the number of outputs."""
+    try:
+        with torch.no_grad():
+            outputs = model(sample)
+    except RuntimeError as error:
+        raise OptionError(
+            "--data", f"the model cannot run on these images {tuple(sample.shape)}: {error}"
+        ) from None
+    n_outputs = outputs.shape[1]
+    if not 0 <= target < n_outputs:
+        raise OptionError(
+            "--target",
+            f"class {target} is out of range: the model has {n_outputs} outputs (0 to "
+            f"{n_outputs - 1})",
+        )
+    return n_outputs
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How image files become tensors: ``--image-size``, ``--mean``/``--std``, ``--grayscale``."""
+
+    size: int = 224
+    mean: tuple[float, ...] | None = IMAGENET_MEAN
+    std: tuple[float, ...] | None = IMAGENET_STD
+    grayscale: bool = False
+
+    def transform(self) -> transforms.Compose:
+        """Resize the short side, centre-crop a square, to tensor, normalise."""
+        steps: list = [transforms.Resize(self.size), transforms.CenterCrop(self.size)]
+        if self.grayscale:
+            steps.append(transforms.Grayscale())
+        steps.append(transforms.ToTensor())
+        if self.mean is not None and self.std is not None:
+            steps.append(transforms.Normalize(self.mean, self.std))
+        return transforms.Compose(steps)
+
+
+def load_data(path: str | None, options: ImageOptions) -> Data:
+    """``--data``: an ImageFolder dataset or a tensor (the digits test split without a path)."""
+    if path is None:
+        return load_digits("test")[0]
+    location = Path(path)
+    if location.is_dir():
+        try:
+            return ImageFolder(str(location), transform=options.transform())
+        except (FileNotFoundError, PermissionError, OSError) as error:
+            raise OptionError(
+                "--data",
+                f"{path} holds no readable images in the ImageFolder layout "
+                f"(root/<class>/<image>): {error}",
+            ) from None
+    if location.is_file():
+        try:
+            loaded = torch.load(location, map_location="cpu", weights_only=True)
+            images = batch_inputs(loaded, "--data")
+        except Exception as error:  # torch.load raises many types for foreign or corrupt files
+            raise OptionError(
+                "--data",
+                f"{path} is neither an image folder nor a tensor file readable with "
+                f"weights_only=True ({error})",
+            ) from None
+        if images.ndim != 4 or not images.is_floating_point():
+            raise OptionError(
+                "--data",
+                f"{path} must hold float images shaped (N, C, H, W), got "
+                f"{images.dtype} {tuple(images.shape)}",
+            )
+        if len(images) == 0:
+            raise OptionError("--data", f"{path} holds no images")
+        return images
+    raise OptionError("--data", f"{path} is not a folder or a file")
+
+
+def load_image_files(paths: Sequence[str], options: ImageOptions) -> Tensor:
+    """``--images``: image files, transformed as a folder's images are."""
+    from PIL import Image
+
+    transform = options.transform()
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                images.append(transform(image.convert("L" if options.grayscale else "RGB")))
+        except OSError as error:
+            raise OptionError("--images", f"cannot read {path} ({error})") from None
+    return torch.stack(images)
+
+
+def load_circuit(path: str) -> Circuit:
+    """A circuit JSON written by ``Circuit.to_json`` (read as JSON, never unpickled)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise OptionError("circuit", f"cannot read {path} as JSON text ({error})") from None
+    try:
+        return Circuit.from_json(text)
+    except (ValueError, KeyError, TypeError) as error:
+        raise OptionError(
+            "circuit", f"{path} is not a captum-groups circuit JSON ({error})"
+        ) from None
+
+
+def load_groups(path: str, names: Sequence[str] | None = None) -> list[NeuronGroup]:
+    """``--groups``: the groups of a JSON file, all of them or those named (``--nodes``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise OptionError("--groups", f"cannot read {path} as JSON ({error})") from None
+    try:
+        if isinstance(data, list):
+            groups = [NeuronGroup.from_dict(item) for item in data]
+            ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
+        elif isinstance(data, dict) and data.get("format") == GROUPSET_FORMAT:
+            groups = list(GroupSet.from_json(json.dumps(data)))
+            ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
+        elif isinstance(data, dict) and data.get("format") == "captum-groups circuit":
+            nodes = Circuit.from_dict(data).nodes
+            groups, ids = list(nodes.values()), list(nodes)
+        else:
+            raise ValueError(
+                "expected a list of group dicts, a GroupSet file or a circuit JSON "
+                f"(a 'format' of {GROUPSET_FORMAT!r} or 'captum-groups circuit')"
+            )
+    except (ValueError, TypeError, KeyError) as error:
+        raise OptionError("--groups", f"{path}: {error}") from None
+    if not groups:
+        raise OptionError("--groups", f"{path} holds no groups")
+    named = [g.replace(name=i) for g, i in zip(groups, ids, strict=True)]
+    if not names:
+        return named
+    unknown = [n for n in names if n not in ids]
+    if unknown:
+        raise OptionError("--nodes", f"{unknown} not in {path}; it has {ids}")
+    return [named[ids.index(n)] for n in names]

@@ -1,0 +1,25 @@
+"""The circuit report: one self-contained ``report.html`` and ``circuit.json`` next to it.
+
+This package only assembles: the numbers come from :mod:`captum_groups.circuits`
+(fidelity) and :mod:`captum_groups.attr` (shares of the target), the pictures
+from :mod:`captum_groups.viz`. Nothing in the package imports it except the
+command line (:mod:`captum_groups.cli`).
+
+- :func:`write_report`: compute, render and write the report.
+- :func:`~captum_groups.report.assemble.assemble`: the report's content.
+- :func:`~captum_groups.report.layout.layered_layout`: where nodes and edges go.
+"""
+
+from .assemble import ReportContent, assemble, target_shares
+from .layout import GraphLayout, layered_layout
+from .write import ReportFiles, write_report
+
+__all__ = [
+    "GraphLayout",
+    "ReportContent",
+    "ReportFiles",
+    "assemble",
+    "layered_layout",
+    "target_shares",
+    "write_report",
+]

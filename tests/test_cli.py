@@ -1,0 +1,287 @@
+"""The captum-groups command: the main job end to end, option mapping, usage errors."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from captum.attr import NeuronIntegratedGradients
+from PIL import Image
+
+from captum_groups import Circuit, GroupSet, NeuronGroup, build_circuit
+from captum_groups.cli import BUILD_CIRCUIT_KEYWORDS, build_circuit_keywords, build_parser, main
+from captum_groups.datasets import digits_cnn, load_digits
+
+SCRIPT = Path(sys.executable).with_name("captum-groups")
+
+
+def usage_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run the command, expect a usage error; the error message (one line)."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_default_command_is_build_circuit_on_the_digits(digits_report):
+    out, printed = digits_report
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    model, (images, _) = digits_cnn(), load_digits("test")
+    expected = build_circuit(
+        model, ["relu2", "relu3"], 3, images, tau=8, k=30, n_steps=32, thumbnails=6,
+        random_state=0, progress=False,
+    )  # fmt: skip
+    assert circuit == expected
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "circuit built in" in printed and "report generated in" in printed
+
+
+def test_options_map_one_to_one_onto_build_circuit():
+    args = build_parser().parse_args(
+        "circuit --target 3 --tau 5 --k 7 --n-groups 2 --n-steps 9 --scales 1 0.5 --adaptive "
+        "--tolerance 0.1 --thumbnails 3 --batch-size 64 --seed 4 --quiet --method riemann_middle "
+        "--internal-batch-size 100 --all-images".split()
+    )
+    assert build_circuit_keywords(args) == {
+        "tau": 5,
+        "k": 7,
+        "n_groups": 2,
+        "n_steps": 9,
+        "method": "riemann_middle",
+        "internal_batch_size": 100,
+        "scales": (1.0, 0.5),
+        "adaptive": True,
+        "tolerance": 0.1,
+        "predicted_only": False,
+        "thumbnails": 3,
+        "batch_size": 64,
+        "random_state": 4,
+        "progress": False,
+    }
+    # every build_circuit parameter has its option (the grouping estimator is Python only)
+    given = {keyword for keyword, _ in BUILD_CIRCUIT_KEYWORDS.values()}
+    positional = {"model", "layers", "target", "data"}
+    assert given | positional == set(inspect.signature(build_circuit).parameters) - {"grouping"}
+    parameters = inspect.signature(build_circuit).parameters
+    for keyword, _ in BUILD_CIRCUIT_KEYWORDS.values():
+        assert keyword in parameters, keyword
+
+
+def write_image_folder(root: Path, side: int = 32) -> Path:
+    """16 generated RGB images in two class folders: bright discs and dark stripes."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:side, :side]
+    for index in range(16):
+        kind = "discs" if index % 2 == 0 else "stripes"
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        pixels = rng.uniform(0, 60, (side, side, 3))
+        if kind == "discs":
+            cy, cx, r = rng.uniform(8, side - 8, 2).tolist() + [rng.uniform(4, 8)]
+            pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(150, 255, 3)
+        else:
+            pixels[(xx // int(rng.integers(2, 6))) % 2 == 0] += 120
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / kind / f"{index}.png")
+    return root
+
+
+def test_resnet18_from_an_image_folder_end_to_end(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images")
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None)
+    with torch.no_grad():
+        resnet.fc.bias[7] += 50.0  # planted: every image is predicted as class 7
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pt")
+    out = tmp_path / "report"
+    argv = (
+        f"circuit --model torchvision:resnet18 --weights {tmp_path / 'resnet18.pt'} "
+        f"--data {folder} --image-size 32 --layers layer3.1 layer4.1 --target 7 --tau 2 --k 6 "
+        f"--n-groups 2 --n-steps 4 --scales 1 0.5 --thumbnails 3 --render-steps 2 "
+        f"--fidelity-draws 3 --fidelity-points 2 --fidelity-images 16 --quiet --out {out}"
+    )
+    assert main(argv.split()) == 0
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    assert circuit.target == 7 and circuit.layers == ("layer3.1", "layer4.1")
+    widths = {"layer3.1": 256, "layer4.1": 512}
+    for node, group in circuit.nodes.items():
+        assert max(group.indices) < widths[group.layer]
+        for index, (top, left, height, width) in circuit.exemplars[node]:
+            assert 0 <= index < 16 and top + height <= 32 and left + width <= 32
+    assert circuit.params["images"] == 16  # the planted bias: all 16 images predicted as 7
+    html = (out / "report.html").read_text()
+    assert html.count('class="node group-node"') == len(circuit.nodes)
+    assert html.count('<path class="edge') == len(circuit.edges)
+    assert "16 evaluation images" in html
+    assert "report generated in" in capsys.readouterr().out
+
+
+def test_report_is_written_again_from_the_saved_circuit(digits_report, tmp_path):
+    out, _ = digits_report
+    again = tmp_path / "again"
+    argv = ["report", str(out / "circuit.json"), "--out", str(again), "--render-steps", "0"]
+    assert main([*argv, "--fidelity-draws", "3", "--fidelity-points", "2", "--quiet"]) == 0
+    assert (again / "circuit.json").read_text() == (out / "circuit.json").read_text()
+    html = (again / "report.html").read_text()
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    assert html.count('class="node group-node"') == len(circuit.nodes)
+    assert "Lucent rendering:" not in html  # --render-steps 0 leaves renderings out
+
+
+def test_attribute_writes_overlays_and_captum_attributions(digits_report, tmp_path):
+    out, _ = digits_report
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    node = next(iter(circuit.nodes))
+    mine = NeuronGroup("relu3", [1, 5], name="mine")
+    listed = tmp_path / "groups.json"
+    listed.write_text(json.dumps([{"layer": "relu3", "indices": [1, 5], "name": "mine"}]))
+    halves = GroupSet.from_labels("relu2", np.arange(32) % 2, names=["a", "b"])
+    groupset = tmp_path / "groupset.json"
+    groupset.write_text(halves.to_json())
+    model, (images, _) = digits_cnn(), load_digits("test")
+    for groups_file, nodes, groups in (
+        (listed, [], [mine]),
+        (groupset, [], list(halves)),
+        (out / "circuit.json", ["--nodes", node], [circuit.nodes[node]]),
+    ):
+        target = tmp_path / groups_file.stem
+        argv = ["attribute", "--groups", str(groups_file), *nodes, "--indices", "4", "9", "11"]
+        assert main([*argv, "--n-steps", "8", "--out", str(target), "--quiet"]) == 0
+        saved = torch.load(target / "attributions.pt", weights_only=True)
+        assert saved["groups"] == [g.name for g in groups]
+        assert saved["attributions"].shape == (3, len(groups), 1, 8, 8)
+        for position, group in enumerate(groups):
+            assert Image.open(target / f"{group.name.replace(':', '_')}.png").size[0] > 50
+            expected = NeuronIntegratedGradients(model, model.get_submodule(group.layer)).attribute(
+                images[[4, 9, 11]], neuron_selector=group, n_steps=8
+            )
+            torch.testing.assert_close(saved["attributions"][:, position], expected)
+
+
+def test_attribute_reads_image_files(tmp_path):
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (8, 8), dtype=np.uint8) for _ in range(2)]
+    files = []
+    for i, image in enumerate(pixels):
+        files.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(image).save(files[-1])
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps([{"layer": "relu3", "indices": [3, 4, 8], "name": "g"}]))
+    argv = ["attribute", "--groups", str(groups), "--images", *map(str, files)]
+    options = ["--grayscale", "--no-normalize", "--image-size", "8", "--n-steps", "6", "--quiet"]
+    assert main([*argv, *options, "--out", str(tmp_path / "out")]) == 0
+    saved = torch.load(tmp_path / "out" / "attributions.pt", weights_only=True)
+    expected_images = torch.tensor(np.stack(pixels), dtype=torch.float32)[:, None] / 255
+    torch.testing.assert_close(saved["images"], expected_images)
+    model = digits_cnn()
+    expected = NeuronIntegratedGradients(model, model.relu3).attribute(
+        expected_images, neuron_selector=NeuronGroup("relu3", [3, 4, 8]), n_steps=6
+    )
+    torch.testing.assert_close(saved["attributions"][:, 0], expected)
+
+
+@pytest.fixture
+def weights_of_resnet(tmp_path) -> Path:
+    path = tmp_path / "resnet18.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def test_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, weights_of_resnet):
+    (tmp_path / "factories.py").write_text("def not_a_model():\n    return 3\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken" / "cats"
+    broken.mkdir(parents=True)
+    (broken / "cat.png").write_bytes(b"this is not a png")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    cases = [
+        (["--model", "resnet18"], "--model", "not a model spec"),
+        (["--model", "torchvision:resnet-18"], "--model", "torchvision has no model"),
+        (["--model", "no_such_module:make"], "--model", "cannot import"),
+        (["--model", "factories:missing"], "--model", "has no attribute"),
+        (["--model", "factories:not_a_model", "--layers", "a"], "--model", "not a torch nn.Module"),
+        (["--weights", str(weights_of_resnet)], "--weights", "does not match DigitsCNN"),
+        (["--weights", str(garbage)], "--weights", "weights_only=True"),
+        (["--weights", "missing.pt"], "--weights", "is not a file"),
+        (["--data", str(tmp_path / "empty")], "--data", "no readable images"),
+        (["--data", str(tmp_path / "broken")], "--data", "cannot read an image"),
+        (["--data", "nowhere"], "--data", "is not a folder or a file"),
+        (["--data", str(garbage)], "--data", "neither an image folder nor a tensor file"),
+        (["--layers", "relu2", "relu9"], "--layers", "relu9"),
+        (["--target", "10"], "--target", "out of range: the model has 10 outputs"),
+        (["--target", "-1"], "--target", "out of range"),
+        (["--model", "torchvision:resnet18"], "--layers", "is required with --model"),
+        (["--device", "warp"], "--device", "not a device"),
+        (["--tau", "40"], "--tau", "tau=40 is larger than layer"),
+    ]
+    for options, option, words in cases:
+        argv = ["circuit", "--quiet", *options]
+        if "--target" not in options:
+            argv += ["--target", "3"]
+        message = usage_error(capsys, argv)
+        assert message.startswith(f"captum-groups circuit: error: {option}"), message
+        assert words in message, message
+
+
+def test_usage_errors_of_report_and_attribute(tmp_path, capsys, digits_report):
+    out, _ = digits_report
+    not_json = tmp_path / "circuit.json"
+    not_json.write_text("{ not json")
+    pickled = tmp_path / "pickled.json"
+    pickled.write_bytes(b"\x80\x04\x95")
+    few = tmp_path / "few.pt"
+    torch.save(load_digits("test")[0][:20], few)
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps([{"layer": "relu3", "indices": [70]}]))
+    bad_layer = tmp_path / "bad_layer.json"
+    bad_layer.write_text(json.dumps([{"layer": "conv9", "indices": [1]}]))
+    circuit_file = str(out / "circuit.json")
+    cases = [
+        (["report", str(not_json)], "circuit", "not a captum-groups circuit JSON"),
+        (["report", str(pickled)], "circuit", "as JSON text"),
+        (["report", circuit_file, "--data", str(few)], "--data", "the data hold 20 images"),
+        (["report", circuit_file, "--model", "torchvision:resnet18"], "--model", "relu2"),
+        (["attribute", "--groups", str(groups)], "--groups", "indices out of range"),
+        (["attribute", "--groups", str(bad_layer)], "--groups", "conv9"),
+        (["attribute", "--groups", str(not_json)], "--groups", "cannot read"),
+        (["attribute", "--groups", circuit_file, "--nodes", "nope"], "--nodes", "nope"),
+        (["attribute", "--groups", circuit_file, "--indices", "450"], "--indices", "449"),
+    ]
+    for argv, option, words in cases:
+        message = usage_error(capsys, [*argv, "--quiet", "--out", str(tmp_path / "x")])
+        assert message.startswith(f"captum-groups {argv[0]}: error: {option}"), message
+        assert words in message, message
+
+
+def test_help_names_the_options(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["circuit", "--help"])
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    for option in ("--target", "--model", "--weights", "--data", "--layers", "--tau", "--k"):
+        assert option in shown
+
+
+def test_console_script_exits_with_code_2_and_one_line(tmp_path):
+    assert SCRIPT.exists(), "install the package (pip install -e .) to get the console script"
+    failed = subprocess.run(
+        [SCRIPT, "circuit", "--target", "3", "--model", "nonsense"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [
+        "captum-groups circuit: error: --model: 'nonsense' is not a model spec; expected "
+        "'torchvision:NAME' (e.g. torchvision:resnet18) or 'package.module:factory' "
+        "(see captum-groups circuit --help)"
+    ]
