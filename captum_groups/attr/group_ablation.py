@@ -20,6 +20,7 @@ from ..ablation import (
     neuron_mask,
 )
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name
+from ._base import keeps_model
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
 
@@ -65,6 +66,7 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         PerturbationAttribution.__init__(self, forward_func)
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],

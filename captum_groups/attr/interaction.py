@@ -13,10 +13,12 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
+from .._checks import check_method, check_positive_int
 from .._data import iter_batches
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
+from ._base import keeps_model
 from ._engine import (
     batched_vjp,
     chunks,
@@ -98,6 +100,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         return True
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...] | Iterable[Any],
@@ -163,6 +166,10 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
                 group_batch_size=group_batch_size,
                 attribute_to_layer_input=attribute_to_layer_input,
             )
+        check_positive_int(n_steps, "n_steps")
+        check_method(method)
+        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_positive_int(group_batch_size, "group_batch_size", optional=True)
         lower_list, _ = self._layer_groups(lower_groups, "lower_groups")
         upper_list, _ = self._upper_groups(upper_groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
@@ -190,6 +197,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         edges = edges.detach()
         return edges.mean(0) if average else edges
 
+    @keeps_model
     def attribute_from_activations(
         self,
         lower_activations: Tensor,
@@ -209,7 +217,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         layer's activations, from ``baselines`` (zero activations by default,
         as in NeurFlow) to ``lower_activations``, summed over each lower
         group: :math:`\sum_{e \in D} (a_e - a'_e) \int_0^1 \partial U /
-        \partial a_e \, dlpha`. Only the part of the network between the two
+        \partial a_e \, d\alpha`. Only the part of the network between the two
         layers runs. It is extracted with ``torch.fx``, or given as
         ``subnetwork``. Per upper group the weights add up to
         ``U(a) - U(a')`` over a partition of the lower layer.
@@ -276,7 +284,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             group_batch_size=group_batch_size,
         )
         membership = torch.stack([g.membership(lower_activations) for g in lower_list])
-        edges = self._aggregate(attributions, membership).transpose(0, 1)
+        edges = self._aggregate(attributions, membership)
         return edges.mean(0) if average else edges
 
     def _upper_groups(self, groups: Groups) -> tuple[list[NeuronGroup], bool]:
@@ -333,8 +341,8 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         with (
             torch.enable_grad(),
             frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input) as lower,
-            LayerCapture(self.upper_layer, stop=True, after=lower) as upper,
+            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
+            LayerCapture(self.upper_layer, stop=True, after=lower, model=model) as upper,
         ):
             lower.run(self.forward_func, scaled, extra)
             lower_out, upper_out = lower.output[:1], upper.output
