@@ -16,11 +16,15 @@ from ._validation import as_array, check_count, per_neuron
 def _best_by_silhouette(
     fit_labels, candidates: Sequence[int], data: np.ndarray, metric: str
 ) -> tuple[np.ndarray, int]:
-    """Labels for the candidate cluster count with the highest silhouette score."""
+    """Labels for the candidate cluster count with the highest silhouette score.
+
+    The silhouette is defined for 2 to n - 1 clusters of n items; when no
+    candidate can be scored (e.g. two items), the first candidate is used.
+    """
     best_labels, best_score, best_n = None, -np.inf, candidates[0]
     for n in candidates:
         labels = fit_labels(n)
-        if len(np.unique(labels)) < 2:
+        if not 2 <= len(np.unique(labels)) <= len(data) - 1:
             continue
         score = silhouette_score(data, labels, metric=metric)
         if score > best_score:
@@ -43,7 +47,9 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
     layer : str or nn.Module
         The layer the neurons belong to (used to build ``groups_``).
     n_groups : int, optional
-        Number of groups; chosen by silhouette score in 2..``max_groups`` if None.
+        Number of groups; chosen by silhouette score in 2..``max_groups`` if
+        None (two neurons, which the silhouette cannot compare, make two
+        groups; one neuron makes one).
     method : {"agglomerative", "spectral"}
         Average-linkage clustering of ``1 - correlation``, or spectral
         clustering of the positive correlations.
@@ -51,6 +57,9 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         Largest number of groups tried when ``n_groups`` is None.
     random_state : int, optional
         Seed for spectral clustering.
+    dim : int
+        Axis of X that holds the neurons: 1 for (N, C, ...) activations, -1
+        for channels-last sequences (N, T, F); the other axes are averaged.
 
     Attributes
     ----------
@@ -80,30 +89,36 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         method: str = "agglomerative",
         max_groups: int = 20,
         random_state: int | None = None,
+        dim: int = 1,
     ) -> None:
         self.layer = layer
         self.n_groups = n_groups
         self.method = method
         self.max_groups = max_groups
         self.random_state = random_state
+        self.dim = dim
 
     def fit(self, X: object, y: object = None) -> CoactivationClustering:
-        """Group the neurons of activations X, shaped (N, C) or (N, C, ...)."""
-        acts = per_neuron(X)
+        """Group the neurons of activations X, shaped (N, C) or (N, C, ...) (see ``dim``)."""
+        acts = per_neuron(X, dim=self.dim)
         n_examples, n_neurons = acts.shape
-        if n_examples < 2 or n_neurons < 2:
-            raise ValueError(f"X needs at least 2 examples and 2 neurons, got shape {acts.shape}")
+        if n_examples < 2:
+            raise ValueError(f"X needs at least 2 examples to correlate, got shape {acts.shape}")
         if self.method not in ("agglomerative", "spectral"):
             raise ValueError(f"method must be 'agglomerative' or 'spectral', got {self.method!r}")
-        check_count(self.n_groups, "n_groups", 2, n_neurons)
+        check_count(self.n_groups, "n_groups", 1, n_neurons)
         check_count(self.max_groups, "max_groups", 2, 10_000)
         with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(acts.T)
+            corr = np.atleast_2d(np.corrcoef(acts.T))
         corr = np.nan_to_num(corr, nan=0.0)
         np.fill_diagonal(corr, 1.0)
         distance = np.clip(1.0 - corr, 0.0, 2.0)
 
         def fit_labels(n: int) -> np.ndarray:
+            if n == 1:
+                return np.zeros(n_neurons, dtype=int)
+            if n == n_neurons:
+                return np.arange(n_neurons)
             if self.method == "agglomerative":
                 model = AgglomerativeClustering(n, metric="precomputed", linkage="average")
                 return model.fit_predict(distance)
@@ -118,7 +133,8 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         if self.n_groups is not None:
             labels, n_groups = fit_labels(self.n_groups), self.n_groups
         else:
-            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1)) or [2]
+            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1))
+            candidates = candidates or [min(2, n_neurons)]
             labels, n_groups = _best_by_silhouette(fit_labels, candidates, distance, "precomputed")
         self.labels_ = labels
         self.n_groups_ = n_groups
@@ -144,7 +160,9 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
     layer : str or nn.Module
         The layer the neurons belong to.
     n_groups : int, optional
-        Number of groups; chosen by silhouette in 2..``max_groups`` if None.
+        Number of groups; chosen by silhouette in 2..``max_groups`` if None
+        (two sub-concepts, which the silhouette cannot compare, make two
+        groups; one makes one).
     max_groups : int
         Largest number of groups tried when ``n_groups`` is None (NeurFlow: 100).
     max_subconcepts : int
@@ -215,15 +233,18 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
                 sizes.append(len(members))
         concepts = np.stack(concepts)
         n_concepts = len(concepts)
-        check_count(self.n_groups, "n_groups", 2, n_concepts)
+        check_count(self.n_groups, "n_groups", 1, n_concepts)
 
         def fit_labels(n: int) -> np.ndarray:
+            if n == 1:
+                return np.zeros(n_concepts, dtype=int)
             return AgglomerativeClustering(n, linkage="ward").fit_predict(concepts)
 
         if self.n_groups is not None:
             concept_labels, n_groups = fit_labels(self.n_groups), self.n_groups
         else:
-            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1)) or [2]
+            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1))
+            candidates = candidates or [min(2, n_concepts)]
             concept_labels, n_groups = _best_by_silhouette(
                 fit_labels, candidates, concepts, "euclidean"
             )
