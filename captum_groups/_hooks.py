@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
+from ._data import Data, iter_batches
 from .groups import layer_name
 
 __all__ = [
@@ -219,19 +220,26 @@ def record(
 
 
 def layer_outputs(
-    model: nn.Module, inputs: Tensor, layer: nn.Module, batch_size: int = 256
+    model: nn.Module,
+    inputs: Data,
+    layer: nn.Module,
+    batch_size: int = 256,
+    parameter: str = "inputs",
 ) -> Tensor:
     """The layer's (first) output on all inputs, in batches, without gradients or buffer updates.
 
-    Each batch stops at the layer.
+    ``inputs`` is read by the package's one data rule (:mod:`captum_groups._data`); each
+    batch stops at the layer.
     """
     with torch.no_grad(), preserve_buffers(model):
-        return torch.cat(
-            [
-                run_to_layer(model, inputs[start : start + batch_size], layer)[0]
-                for start in range(0, len(inputs), batch_size)
-            ]
-        )
+        outputs = [
+            run_to_layer(model, batch, layer)[0]
+            for batch in iter_batches(inputs, batch_size, parameter)
+            if len(batch)
+        ]
+    if not outputs:
+        raise ValueError(f"{parameter} is empty; give at least one example")
+    return torch.cat(outputs)
 
 
 def training_modules(model: nn.Module | None) -> list[str]:

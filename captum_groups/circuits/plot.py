@@ -9,23 +9,29 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
+from .._data import Data, examples_at
 from ._ids import TARGET
 
 if TYPE_CHECKING:
     from .graph import Circuit
 
 
-def _thumbnail(data: Tensor, index: int, box: tuple[int, ...]) -> np.ndarray:
+def _thumbnail(image: Tensor, box: tuple[int, ...], node: str) -> np.ndarray:
     """One exemplar crop as an image array (H, W) or (H, W, 3) in [0, 1]."""
     top, left, height, width = box
-    crop = data[index][..., top : top + height, left : left + width].detach().cpu().float()
+    if image.ndim != 3 or top + height > image.shape[-2] or left + width > image.shape[-1]:
+        raise ValueError(
+            f"the crop box {tuple(box)} of node {node!r} does not fit an image of shape "
+            f"{tuple(image.shape)} from data; give the images the circuit was built on"
+        )
+    crop = image[..., top : top + height, left : left + width].detach().cpu().float()
     crop = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-12)
     return crop[0].numpy() if crop.shape[0] == 1 else crop.permute(1, 2, 0).numpy()
 
 
 def plot_circuit(
     circuit: Circuit,
-    data: Tensor | None = None,
+    data: Data | None = None,
     thumbnails: int = 3,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
@@ -42,8 +48,9 @@ def plot_circuit(
     ----------
     circuit : Circuit
         The circuit.
-    data : Tensor, optional
-        Images (N, C, H, W) that the circuit's exemplar indices refer to.
+    data : Tensor, Dataset, DataLoader or list of batches, optional
+        Images (N, C, H, W) that the circuit's exemplar indices refer to, in
+        the same order (read by the package's one data rule).
     thumbnails : int
         Exemplar crops shown per node.
     figsize : (float, float), optional
@@ -55,7 +62,16 @@ def plot_circuit(
     -------
     matplotlib.figure.Figure
     """
+    if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
+        raise ValueError(f"thumbnails must be an int >= 0, got {thumbnails!r}")
     levels = [circuit.node_ids(layer) for layer in circuit.layers] + [[TARGET]]
+    shown = {
+        node: circuit.exemplars.get(node, [])[:thumbnails] if data is not None else []
+        for level in levels
+        for node in level
+    }
+    wanted = sorted({index for items in shown.values() for index, _ in items})
+    images = dict(zip(wanted, examples_at(data, wanted), strict=True)) if wanted else {}
     width = max(len(level) for level in levels)
     figure = Figure(figsize=figsize or (max(6.0, 2.2 * width), 2.0 * len(levels)))
     axis = figure.add_subplot()
@@ -80,10 +96,10 @@ def plot_circuit(
         else:
             group = circuit.nodes[node]
             text = f"{node}\n{len(group)} neurons" + (f"\n{group.label}" if group.label else "")
-        items = circuit.exemplars.get(node, [])[:thumbnails] if data is not None else []
+        items = shown[node]
         for j, (index, box) in enumerate(items):
             image = OffsetImage(
-                _thumbnail(data, index, box), zoom=22 / max(box[2], box[3]), cmap="gray_r"
+                _thumbnail(images[index], box, node), zoom=22 / max(box[2], box[3]), cmap="gray_r"
             )
             offset = (j - (len(items) - 1) / 2) * 0.28
             axis.add_artist(AnnotationBbox(image, (x + offset, y + 0.18), frameon=False, zorder=3))
