@@ -250,14 +250,18 @@ def ablate(
         What ablated neurons output: zero; their mean activation over
         ``data`` (per neuron, over examples and positions); a number; or a
         tensor with one value per neuron of the layer.
-    data : Tensor, or iterable of batches, optional
-        Model inputs for ``value="mean"``: one tensor, or batches (a data
-        loader yielding ``(x, y)`` works; the first element is the input).
+    data : Tensor, Dataset, DataLoader or list of batches, optional
+        Model inputs for ``value="mean"``, read by the package's one data
+        rule (batches that are tensors, ``(x, y)`` tuples or dicts; see
+        :mod:`captum_groups._data`). Empty data, and data that gives NaN or
+        infinite activations, are refused.
 
     Returns
     -------
     Ablation
-        A context manager.
+        A context manager. On exit it raises if the model ran inside the
+        block but an ablated layer never did (the ablation had no effect);
+        one object can be active once at a time.
 
     Examples
     --------

@@ -86,13 +86,15 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the layer; each is ablated on its own.
         target : int, tuple, Tensor, list or NeuronGroup, optional
-            A Captum target on the model output, or a group of a later layer.
+            A Captum target on the model output, or a group of a layer that
+            runs after this one (an earlier layer is refused: ablating this
+            layer could not change it).
         additional_forward_args : optional
             Extra arguments for ``forward_func``.
         value : {"zero", "mean"}, float or Tensor
             What ablated neurons output, as in :func:`captum_groups.ablate`.
-        data : Tensor or iterable of batches, optional
-            Examples for ``value="mean"``.
+        data : Tensor, Dataset, DataLoader or list of batches, optional
+            Examples for ``value="mean"`` (read by the package's one data rule).
         group_batch_size : int, optional
             Groups ablated per forward pass (all at once if None).
 

@@ -120,10 +120,11 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
 
         Parameters
         ----------
-        inputs : Tensor, tuple of Tensor, or iterable of batches
-            Model inputs, batch first; or a data loader (batches that are
-            tensors, or tuples whose first element is the input), which
-            implies ``average=True``.
+        inputs : Tensor, tuple of Tensor, or data
+            Model inputs, batch first; or data read by the package's one
+            rule (a Dataset, a DataLoader or a list of batches; batches that
+            are tensors, ``(x, y)`` tuples or dicts, see
+            :mod:`captum_groups._data`), which implies ``average=True``.
         upper_groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the upper layer (the targets).
         lower_groups : NeuronGroup, GroupSet or list of NeuronGroup
