@@ -265,3 +265,15 @@ def test_two_neurons_and_two_concepts_are_valid_groupings():
     two_neurons_one_concept_each = np.stack([np.zeros((2, 3)), np.ones((2, 3))])
     concepts = ConceptClustering("conv").fit(two_neurons_one_concept_each)
     assert sorted(g.indices for g in concepts.groups_) == [(0,), (1,)]
+
+
+def test_noise_tunnel_refuses_an_averaged_interaction(digits_model, digits_test):
+    """Item 2: where a wrapper still cannot work (no batch axis), the error says why."""
+    lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
+    upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+    tunnel = NoiseTunnel(GroupInteraction(digits_model, "relu2", "relu3"))
+    kwargs = dict(nt_samples=2, upper_groups=upper, lower_groups=lower, n_steps=4)
+    with pytest.raises(ValueError, match="average=True .* NoiseTunnel cannot split"):
+        tunnel.attribute(digits_test[0][:3], average=True, **kwargs)
+    per_example = tunnel.attribute(digits_test[0][:3], **kwargs)
+    assert per_example.shape == (3, 3, 4)

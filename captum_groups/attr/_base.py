@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
 from numbers import Real
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
+from captum.attr import NoiseTunnel
 from captum.attr._utils.batching import _batch_attribution
 from torch import Tensor, nn
 
@@ -57,6 +59,17 @@ def keeps_model(method: Method) -> Method:
             return method(self, *args, **kwargs)
 
     return attribute  # type: ignore[return-value]
+
+
+def inside_noise_tunnel() -> bool:
+    """Whether the current call runs inside Captum's NoiseTunnel (which needs results whose
+    first axis is the batch)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), NoiseTunnel):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _index_selector(index: int | tuple, value: Tensor | tuple[Tensor, ...]) -> Tensor:

@@ -18,7 +18,7 @@ from .._data import iter_batches
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
-from ._base import keeps_model
+from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
     batched_vjp,
     chunks,
@@ -142,7 +142,9 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         group_batch_size : int, optional
             Upper groups whose gradients are held at once; bounds memory.
         average : bool
-            Average the matrix over the examples.
+            Average the matrix over the examples. The result then has no
+            batch axis, so it cannot be wrapped by NoiseTunnel (refused);
+            wrap the per-example result and average it afterwards.
         attribute_to_layer_input : bool
             Use the lower layer's input instead of its output.
         progress : bool
@@ -171,6 +173,12 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         check_method(method)
         check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
         check_positive_int(group_batch_size, "group_batch_size", optional=True)
+        if average and inside_noise_tunnel():
+            raise ValueError(
+                "average=True gives one (G_upper, G_lower) matrix without a batch axis, which "
+                "NoiseTunnel cannot split into its noisy samples; wrap the per-example result "
+                "(average=False) and average it afterwards"
+            )
         lower_list, _ = self._layer_groups(lower_groups, "lower_groups")
         upper_list, _ = self._upper_groups(upper_groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
