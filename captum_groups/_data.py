@@ -79,6 +79,10 @@ def batch_inputs(batch: Any, parameter: str = "data") -> Tensor:
             f"{parameter} must yield tensors, (inputs, labels) tuples or dicts of tensors; "
             f"got a batch whose inputs are {type(inputs).__name__}"
         )
+    if inputs.device.type == "meta":
+        raise ValueError(
+            f"{parameter} holds tensors on the meta device, which have shapes but no values"
+        )
     return inputs
 
 

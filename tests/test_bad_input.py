@@ -714,6 +714,12 @@ CASES = [
         "data must give labels",
     ),
     Case(
+        "meta-data",
+        lambda c: mine_exemplars(c.model, "relu3", c.x.to("meta"), k=1, progress=False),
+        ValueError,
+        "data holds tensors on the meta device",
+    ),
+    Case(
         "data-type",
         lambda c: mine_exemplars(c.model, "relu3", 3, k=1, progress=False),
         TypeError,

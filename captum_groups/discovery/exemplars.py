@@ -253,6 +253,8 @@ class ExemplarMiner:
         """Add a batch of examples (the next ones of the data set)."""
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("inputs must be a batched tensor")
+        if inputs.device.type == "meta":
+            raise ValueError("inputs are on the meta device, which holds shapes but no values")
         if inputs.is_floating_point() and not torch.isfinite(inputs).all():
             raise ValueError("inputs contain NaN or infinite values")
         if len(inputs) == 0:
