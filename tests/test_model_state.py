@@ -89,6 +89,7 @@ def _neuron_class(name: str) -> Callable:
             "GroupConductance": {"n_steps": 4, "target": 1},
             "GroupDeepLiftShap": {"baselines": torch.zeros(2, *x.shape[1:])},
             "GroupGradientShap": {"baselines": torch.zeros(2, *x.shape[1:])},
+            "GroupFeatureAblation": {"feature_mask": torch.arange(64).view(1, 1, 8, 8) // 16},
         }.get(name, {})
         return getattr(cga, name)(model, "relu2").attribute(x, UPPER, **kwargs)
 
