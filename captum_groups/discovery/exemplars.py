@@ -29,7 +29,7 @@ from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from .crops import crop_and_resize, crop_boxes
 
 
-def neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
+def _neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
     """The axis of ``output`` that holds the neurons, after checking ``dim`` against it.
 
     A Linear layer applied to sequences (N, T, F) keeps its neurons on the
@@ -50,7 +50,7 @@ def neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
     return axis
 
 
-def neuron_means(output: Tensor, axis: int) -> Tensor:
+def _neuron_means(output: Tensor, axis: int) -> Tensor:
     """Each neuron's activation per example, (N, neurons): the mean over the other axes."""
     moved = output.movedim(axis, 1)
     return moved.flatten(2).mean(2) if moved.ndim > 2 else moved
@@ -263,8 +263,8 @@ class ExemplarMiner:
         candidates = crop_and_resize(inputs, boxes) if self.scales else inputs
         with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
             (output,) = run_to_layer(self.model, candidates, self.layer)[:1]
-        axis = neuron_axis(self.layer, output, self.dim, self.layer_name)
-        scores = [neuron_means(output, axis).T]
+        axis = _neuron_axis(self.layer, output, self.dim, self.layer_name)
+        scores = [_neuron_means(output, axis).T]
         if self.groups:
             scores.append(torch.stack([g(output) for g in self.groups]))
         first_id = self.next_index * len(boxes)
@@ -324,8 +324,9 @@ class ExemplarMiner:
         self._check_mergeable(other)
         if self._state is None or other._state is None:
             return other if self._state is None else self
-        merged = ExemplarMiner(self.model, self.layer, self.k, self.groups, self.scales)
-        merged.dim = self.dim
+        merged = ExemplarMiner(
+            self.model, self.layer, self.k, self.groups, self.scales, dim=self.dim
+        )
         merged._state = [
             _top_k(torch.cat([a[0], b[0]], 1), torch.cat([a[1], b[1]], 1), self.k)
             for a, b in zip(self._state, other._state, strict=True)
@@ -447,5 +448,5 @@ def exemplar_activations(
     with guarded_call(model, "exemplar_activations"):
         inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
         vectors = layer_outputs(model, inputs, module, batch_size)
-    axis = neuron_axis(module, vectors, dim, layer_name(model, module))
-    return neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)
+    axis = _neuron_axis(module, vectors, dim, layer_name(model, module))
+    return _neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)
