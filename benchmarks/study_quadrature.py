@@ -78,7 +78,15 @@ def _agreement(reference, candidate) -> tuple[list[tuple[int, int, int]], bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", default=["digits", "resnet50"])
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        metavar="METHOD:STEPS",
+        default=[f"{m}:{n}" for m, n in CANDIDATES],
+        help="quadratures to compare with 50 Gauss-Legendre steps",
+    )
     args = parser.parse_args()
+    candidates = [(c.split(":")[0], int(c.split(":")[1])) for c in args.candidates]
     warnings.filterwarnings("ignore")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(
@@ -104,7 +112,7 @@ def main() -> None:
                 )
             )
             reference_seconds += time.perf_counter() - start
-        for method, n_steps in CANDIDATES:
+        for method, n_steps in candidates:
             seconds, identical, totals = 0.0, 0, None
             for (_, model, layers, target, images, options), reference in zip(
                 circuits, references, strict=True

@@ -11,7 +11,9 @@ Every function of the package that takes ``data`` reads it with
 A batch is unpacked by :func:`batch_inputs`: a tensor is the inputs; a tuple
 or list ``(x, y, ...)`` gives its first item; a dict gives the value under the
 first key of :data:`INPUT_KEYS` it has. Labels, where a function needs them,
-come from :func:`batch_labels` by the same rule.
+come from :func:`batch_labels` by the same rule. Examples are numbered in the
+order the batches give them; :func:`examples_at` fetches examples by number
+(exemplar montages, circuit thumbnails).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 __all__ = [
     "INPUT_KEYS",
@@ -30,6 +32,7 @@ __all__ = [
     "batch_inputs",
     "batch_labels",
     "check_reiterable",
+    "examples_at",
     "iter_batches",
     "n_examples",
 ]
@@ -75,6 +78,10 @@ def batch_inputs(batch: Any, parameter: str = "data") -> Tensor:
         raise TypeError(
             f"{parameter} must yield tensors, (inputs, labels) tuples or dicts of tensors; "
             f"got a batch whose inputs are {type(inputs).__name__}"
+        )
+    if inputs.device.type == "meta":
+        raise ValueError(
+            f"{parameter} holds tensors on the meta device, which have shapes but no values"
         )
     return inputs
 
@@ -155,6 +162,55 @@ def check_reiterable(data: Data, parameter: str = "data") -> None:
             f"{parameter} is a shuffling DataLoader, but examples are referred to by their "
             f"position across passes; use shuffle=False"
         )
+
+
+def examples_at(
+    data: Data, indices: Iterable[int] | Tensor, parameter: str = "data", batch_size: int = 256
+) -> Tensor:
+    """The inputs of the examples at the given positions of ``data``, in the order given.
+
+    A tensor is indexed; a map-style Dataset is read item by item; anything
+    else (a DataLoader, a list of batches) is read once, batch by batch,
+    keeping only the examples asked for.
+
+    Examples
+    --------
+    >>> x = torch.arange(10.0).reshape(5, 2)
+    >>> examples_at([(x[:3], torch.zeros(3)), (x[3:], torch.ones(2))], [4, 0]).tolist()
+    [[8.0, 9.0], [0.0, 1.0]]
+    """
+    if isinstance(indices, Tensor):
+        indices = indices.flatten().tolist()
+    wanted = [int(i) for i in indices]
+    if not wanted:
+        raise ValueError("indices is empty; ask for at least one example")
+    total = n_examples(data)
+    if min(wanted) < 0 or (total is not None and max(wanted) >= total):
+        bad = min(wanted) if min(wanted) < 0 else max(wanted)
+        raise ValueError(
+            f"{parameter} has {total} examples, but example {bad} is asked for; give the data "
+            f"the indices refer to"
+        )
+    if isinstance(data, Tensor):
+        return data[wanted]
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        return torch.stack([batch_inputs(data[i], parameter) for i in wanted])
+    check_reiterable(data, parameter)
+    found: dict[int, Tensor] = {}
+    needed, start = set(wanted), 0
+    for inputs in iter_batches(data, batch_size, parameter):
+        for position in needed.intersection(range(start, start + len(inputs))):
+            found[position] = inputs[position - start]
+        start += len(inputs)
+        if len(found) == len(needed):
+            break
+    missing = needed - set(found)
+    if missing:
+        raise ValueError(
+            f"{parameter} has {start} examples, but example {max(missing)} is asked for; give "
+            f"the data the indices refer to"
+        )
+    return torch.stack([found[i] for i in wanted])
 
 
 def n_examples(data: Data) -> int | None:

@@ -7,23 +7,30 @@ Forward passes that only need a layer's output stop right after that layer
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+import captum
 import torch
 from captum._utils.common import _run_forward
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
+from ._data import Data, iter_batches
 from .groups import layer_name
 
 __all__ = [
     "LayerCapture",
     "drop_new_attributes",
     "frozen_parameters",
+    "guarded_call",
     "layer_outputs",
     "model_of",
     "preserve_buffers",
@@ -81,6 +88,8 @@ class LayerCapture:
     order : list, optional
         A list shared by several captures: each call appends its layer, so
         the order in which layers run can be read off.
+    model : nn.Module, optional
+        The model the layer belongs to, to name the layer in error messages.
 
     Examples
     --------
@@ -99,6 +108,7 @@ class LayerCapture:
         after: LayerCapture | None = None,
         require_grad: bool = False,
         order: list[nn.Module] | None = None,
+        model: nn.Module | None = None,
     ) -> None:
         self.layer = layer
         self.use_input = use_input
@@ -106,15 +116,20 @@ class LayerCapture:
         self.after = after
         self.require_grad = require_grad
         self.order = order
+        self.model = model
         self.calls: list[Captured] = []
         self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    @property
+    def name(self) -> str:
+        """The layer's dotted name in the model (its class name if no model is known)."""
+        return repr(layer_name(self.model, self.layer))
 
     def _hook(self, module: nn.Module, args: Any, output: Any = None) -> None:
         if self.after is not None and not self.after.calls:
             raise ValueError(
-                f"layer {layer_name(None, self.layer)} runs before layer "
-                f"{layer_name(None, self.after.layer)}; a target group must belong to a layer "
-                f"that runs after the attributed layer"
+                f"layer {self.name} runs before layer {self.after.name}; a target or upper "
+                f"group must belong to a layer that runs after the attributed (lower) layer"
             )
         tensors = _as_tuple(args if self.use_input else output)
         if self.require_grad:
@@ -157,8 +172,7 @@ class LayerCapture:
         """What the layer produced in its one call; a clear error otherwise."""
         if not self.calls:
             raise RuntimeError(
-                f"layer {layer_name(None, self.layer)} did not run during the forward pass; "
-                f"is it part of the model?"
+                f"layer {self.name} did not run during the forward pass; is it part of the model?"
             )
         return self.calls[0]
 
@@ -213,19 +227,26 @@ def record(
 
 
 def layer_outputs(
-    model: nn.Module, inputs: Tensor, layer: nn.Module, batch_size: int = 256
+    model: nn.Module,
+    inputs: Data,
+    layer: nn.Module,
+    batch_size: int = 256,
+    parameter: str = "inputs",
 ) -> Tensor:
     """The layer's (first) output on all inputs, in batches, without gradients or buffer updates.
 
-    Each batch stops at the layer.
+    ``inputs`` is read by the package's one data rule (:mod:`captum_groups._data`); each
+    batch stops at the layer.
     """
     with torch.no_grad(), preserve_buffers(model):
-        return torch.cat(
-            [
-                run_to_layer(model, inputs[start : start + batch_size], layer)[0]
-                for start in range(0, len(inputs), batch_size)
-            ]
-        )
+        outputs = [
+            run_to_layer(model, batch, layer)[0]
+            for batch in iter_batches(inputs, batch_size, parameter)
+            if len(batch)
+        ]
+    if not outputs:
+        raise ValueError(f"{parameter} is empty; give at least one example")
+    return torch.cat(outputs)
 
 
 def training_modules(model: nn.Module | None) -> list[str]:
@@ -249,12 +270,38 @@ def training_modules(model: nn.Module | None) -> list[str]:
     ]
 
 
+_INTERNAL = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(captum.__file__)) + os.sep,
+    contextlib.__file__,
+)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning, issued by the caller of this function, at
+    the first frame outside this package, Captum and contextlib: the user's call."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def warn_if_training(model: nn.Module | None, caller: str) -> None:
     """Warn that ``caller``'s results are random or batch-dependent in training mode.
 
     The package computes what the model computes as it is (as Captum does),
     and restores its buffers afterwards; this warning names the modules that
-    make the results differ from the model in eval mode.
+    make the results differ from the model in eval mode. It points at the
+    user's line.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_if_training(model, "example")
+    >>> "dropout is active" in str(caught[0].message)
+    True
     """
     active = training_modules(model)
     if active:
@@ -264,8 +311,41 @@ def warn_if_training(model: nn.Module | None, caller: str) -> None:
             f"batch statistics ({shown}); results are random or depend on the batch. Call "
             f"model.eval() first for deterministic results (buffers are restored either way).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_user_stacklevel(),
         )
+
+
+_inside_call: ContextVar[bool] = ContextVar("captum_groups_inside_call", default=False)
+
+
+@contextmanager
+def guarded_call(model: nn.Module | None, caller: str) -> Iterator[None]:
+    """What every public call does with the user's model: the train-mode policy.
+
+    The call computes with the model as it is (train or eval mode, as Captum
+    does). Its buffers (BatchNorm running statistics) are restored on exit,
+    also after an error, and a model in training mode gets one
+    :func:`warn_if_training` warning per public call: calls nested inside
+    another public call (a loop over batches or groups) stay quiet.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).train()
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     with guarded_call(model, "outer"), guarded_call(model, "inner"):
+    ...         _ = model(torch.randn(4, 2))
+    >>> len(caught), int(model[1].num_batches_tracked)
+    (1, 0)
+    """
+    if not _inside_call.get():
+        warn_if_training(model, caller)
+    token = _inside_call.set(True)
+    try:
+        with preserve_buffers(model):
+            yield
+    finally:
+        _inside_call.reset(token)
 
 
 @contextmanager

@@ -28,14 +28,43 @@ class _KeepLayers(fx.Tracer):
         return qualified_name in self.names or super().is_leaf_module(module, qualified_name)
 
 
-def _call_node(graph: fx.Graph, name: str, parameter: str) -> fx.Node:
+_GIVE_SUBNETWORK = (
+    "pass subnetwork= (a callable that maps the lower layer's output to the upper layer's "
+    "output) instead of extracting it"
+)
+
+
+def _call_node(
+    graph: fx.Graph, name: str, parameter: str, model: nn.Module, tracer: _KeepLayers
+) -> fx.Node:
     calls = [n for n in graph.nodes if n.op == "call_module" and n.target == name]
-    if len(calls) != 1:
+    if len(calls) == 1:
+        return calls[0]
+    if calls:
         raise ValueError(
             f"{parameter} {name!r} is called {len(calls)} times in the traced model; the part "
             f"between two layers needs each of them called exactly once"
         )
-    return calls[0]
+    parts = name.split(".")
+    for end in range(1, len(parts)):
+        outer = ".".join(parts[:end])
+        if outer in tracer.names:
+            raise ValueError(
+                f"{parameter} {name!r} is inside the other layer {outer!r}, so the part between "
+                f"them is not a piece of the model's forward pass; choose layers that do not "
+                f"contain each other, or {_GIVE_SUBNETWORK}"
+            )
+        module = model.get_submodule(outer)
+        if fx.Tracer.is_leaf_module(tracer, module, outer):
+            raise ValueError(
+                f"{parameter} {name!r} is inside {outer!r} ({type(module).__name__}), a torch.nn "
+                f"module that torch.fx keeps as one call, so {name!r} never appears on its own "
+                f"in the traced model; {_GIVE_SUBNETWORK}"
+            )
+    raise ValueError(
+        f"{parameter} {name!r} is never called as a module in the traced model (it may be "
+        f"called inside code that torch.fx does not trace into); {_GIVE_SUBNETWORK}"
+    )
 
 
 def _between(lower: fx.Node, upper: fx.Node) -> set[fx.Node]:
@@ -87,21 +116,21 @@ def subnetwork(
         if upper_layer is None
         else layer_name(model, resolve_layer(model, upper_layer, "upper_layer"))
     )
+    tracer = _KeepLayers({lower, upper} - {None})
     try:
-        traced = fx.GraphModule(model, _KeepLayers({lower, upper} - {None}).trace(model))
+        traced = fx.GraphModule(model, tracer.trace(model))
     except Exception as error:  # fx raises many kinds of errors on untraceable code
         raise ValueError(
-            f"torch.fx could not trace {type(model).__name__} ({error}); pass a callable that "
-            f"maps the lower layer's output to the upper layer's output instead"
+            f"torch.fx could not trace {type(model).__name__} ({error}); {_GIVE_SUBNETWORK}"
         ) from error
-    lower_node = _call_node(traced.graph, lower, "lower_layer")
+    lower_node = _call_node(traced.graph, lower, "lower_layer", model, tracer)
     if upper is None:
         (upper_node,) = [n.args[0] for n in traced.graph.nodes if n.op == "output"]
         upper = "the output"
         if not isinstance(upper_node, fx.Node):
             raise ValueError("the model must return one tensor to end a subnetwork at its output")
     else:
-        upper_node = _call_node(traced.graph, upper, "upper_layer")
+        upper_node = _call_node(traced.graph, upper, "upper_layer", model, tracer)
     needed = _between(lower_node, upper_node)
     if lower_node not in needed:
         raise ValueError(f"upper_layer {upper!r} does not depend on lower_layer {lower!r}")

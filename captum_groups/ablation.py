@@ -9,6 +9,11 @@ chosen neurons of each layer are replaced, in every forward pass, by a value
 (zero, their mean over a data set, or given numbers). On exit, also after an
 error, the model is exactly as before. The replacement is not in place and
 is differentiable, so gradients flow through ablated models.
+
+Mistakes that would make an ablation silently do nothing are refused: a
+group of a module that is not part of the model (e.g. of a copy of it), a
+layer that never runs while the model runs inside the block, and entering
+the same ablation twice.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_finite
 from ._data import Data, iter_batches
-from ._hooks import LayerCapture, record
+from ._hooks import LayerCapture, guarded_call, record
 from .groups import GroupSet, NeuronGroup, layer_name
 
 __all__ = ["ablate", "retain", "Ablation"]
@@ -46,11 +52,23 @@ def _groups_by_layer(model: nn.Module, groups: Any) -> dict[nn.Module, list[Neur
 
 
 def check_value(value: Value, data: object) -> None:
-    """Raise a clear error for an unknown ablation value, or ``"mean"`` without data."""
-    if isinstance(value, str) and value not in ("zero", "mean"):
-        raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
-    if isinstance(value, str) and value == "mean" and data is None:
-        raise ValueError("value='mean' needs data: pass the examples to average activations over")
+    """Raise a clear error for an unknown or non-finite ablation value, or ``"mean"`` without
+    data."""
+    if isinstance(value, str):
+        if value not in ("zero", "mean"):
+            raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
+        if value == "mean" and data is None:
+            raise ValueError(
+                "value='mean' needs data: pass the examples to average activations over"
+            )
+        return
+    if isinstance(value, Tensor):
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ValueError("value holds NaN or infinite entries; ablation values must be finite")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
+    check_finite(value, "value")
 
 
 def channel_axis(groups: list[NeuronGroup], output: Tensor) -> int:
@@ -95,11 +113,17 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
 def mean_activations(
     model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Data
 ) -> dict[nn.Module, Tensor]:
-    """Per-neuron mean activation (over examples and positions) of each layer over ``data``."""
+    """Per-neuron mean activation (over examples and positions) of each layer over ``data``.
+
+    ``data`` is read by the package's one rule (:mod:`captum_groups._data`). Empty data
+    and data that gives NaN or infinite activations are refused.
+    """
     sums: dict[nn.Module, Tensor] = {}
     counts: dict[nn.Module, int] = {}
     for inputs in iter_batches(data):
-        captures = [LayerCapture(layer) for layer in layers]
+        if len(inputs) == 0:
+            continue
+        captures = [LayerCapture(layer, model=model) for layer in layers]
         record(model, inputs, captures)
         for layer, capture in zip(layers, captures, strict=True):
             output = capture.output[0]
@@ -108,8 +132,15 @@ def mean_activations(
             sums[layer] = sums.get(layer, 0) + per_neuron.sum(0)
             counts[layer] = counts.get(layer, 0) + per_neuron.shape[0]
     if not sums:
-        raise ValueError("data is empty; mean ablation needs at least one batch")
-    return {layer: sums[layer] / counts[layer] for layer in sums}
+        raise ValueError("data is empty; value='mean' needs at least one example to average over")
+    means = {layer: sums[layer] / counts[layer] for layer in sums}
+    for layer, mean in means.items():
+        if not torch.isfinite(mean).all():
+            raise ValueError(
+                f"data gives NaN or infinite activations at layer {layer_name(model, layer)!r}, "
+                f"so value='mean' has no finite mean; check data for NaN or infinite values"
+            )
+    return means
 
 
 class Ablation:
@@ -133,12 +164,13 @@ class Ablation:
         self._by_layer = _groups_by_layer(model, groups)
         check_value(value, data)
         self.value = value
-        self._means = (
-            mean_activations(model, self._by_layer, data)
-            if isinstance(value, str) and value == "mean"
-            else {}
-        )
+        self._means: dict[nn.Module, Tensor] = {}
+        if isinstance(value, str) and value == "mean":
+            with guarded_call(model, "retain" if keep else "ablate"):
+                self._means = mean_activations(model, self._by_layer, data)
         self._handles: list[Any] = []
+        self._runs: dict[nn.Module, int] = {}
+        self._model_runs = 0
 
     def _replacement(self, layer: nn.Module, output: Tensor) -> Tensor:
         groups = self._by_layer[layer]
@@ -159,21 +191,44 @@ class Ablation:
                 f"layer {layer_name(self.model, module)!r} returns {type(output).__name__}; "
                 f"only layers with one output tensor can be ablated"
             )
+        self._runs[module] += 1
         return self._replacement(module, output)
 
+    def _count_model_run(self, module: nn.Module, args: Any, output: Any) -> None:
+        self._model_runs += 1
+
     def __enter__(self) -> Ablation:
+        if self._handles:
+            raise RuntimeError(
+                "this ablation is already active (its with block was entered twice); nested "
+                "blocks need their own ablate(...) / retain(...) objects"
+            )
+        self._runs = dict.fromkeys(self._by_layer, 0)
+        self._model_runs = 0
         try:
             for layer in self._by_layer:
                 self._handles.append(layer.register_forward_hook(self._hook))
+            self._handles.append(self.model.register_forward_hook(self._count_model_run))
         except BaseException:
-            self.__exit__(None, None, None)
+            self._remove_hooks()
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def _remove_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._remove_hooks()
+        idle = [layer for layer, runs in self._runs.items() if runs == 0]
+        if exc_type is None and self._model_runs and idle:
+            names = ", ".join(repr(layer_name(self.model, layer)) for layer in idle)
+            raise ValueError(
+                f"layer {names} never ran in the {self._model_runs} forward pass(es) of the "
+                f"model inside the with block, so its groups were not ablated; choose a layer "
+                f"that the model's forward pass calls"
+            )
 
 
 def ablate(
@@ -195,14 +250,18 @@ def ablate(
         What ablated neurons output: zero; their mean activation over
         ``data`` (per neuron, over examples and positions); a number; or a
         tensor with one value per neuron of the layer.
-    data : Tensor, or iterable of batches, optional
-        Model inputs for ``value="mean"``: one tensor, or batches (a data
-        loader yielding ``(x, y)`` works; the first element is the input).
+    data : Tensor, Dataset, DataLoader or list of batches, optional
+        Model inputs for ``value="mean"``, read by the package's one data
+        rule (batches that are tensors, ``(x, y)`` tuples or dicts; see
+        :mod:`captum_groups._data`). Empty data, and data that gives NaN or
+        infinite activations, are refused.
 
     Returns
     -------
     Ablation
-        A context manager.
+        A context manager. On exit it raises if the model ran inside the
+        block but an ablated layer never did (the ablation had no effect);
+        one object can be active once at a time.
 
     Examples
     --------

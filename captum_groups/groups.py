@@ -51,7 +51,9 @@ def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.M
     Parameters
     ----------
     model : nn.Module or callable
-        The model; needed only when ``layer`` is a dotted name.
+        The model; needed only when ``layer`` is a dotted name. When it is an
+        ``nn.Module``, a module given as ``layer`` must be one of its
+        submodules (not, say, a module of a copy of the model).
     layer : str or nn.Module
         A module, or a dotted name such as ``"layer3.1.conv2"``.
     parameter : str
@@ -64,6 +66,12 @@ def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.M
     ReLU()
     """
     if isinstance(layer, nn.Module):
+        if isinstance(model, nn.Module) and not any(m is layer for m in model.modules()):
+            raise ValueError(
+                f"{parameter} is a {type(layer).__name__} module that is not part of "
+                f"{type(model).__name__} (a module of another model, or of a copy of it?); "
+                f"give a module of this model or its dotted name"
+            )
         return layer
     if not isinstance(layer, str):
         raise TypeError(f"{parameter} must be an nn.Module or a dotted module name, got {layer!r}")

@@ -33,7 +33,7 @@ from sklearn.cluster import AgglomerativeClustering
 from torch import Tensor, nn
 
 from ._data import iter_batches
-from ._hooks import preserve_buffers, run_to_layer
+from ._hooks import guarded_call, run_to_layer
 from .discovery._validation import check_count
 from .groups import GroupSet, Layer, layer_name, resolve_layer
 
@@ -244,14 +244,26 @@ def _layer_activations(
     model: nn.Module, layer: nn.Module, data: Iterable[Any]
 ) -> tuple[Tensor, Tensor]:
     acts, labels = [], []
-    with torch.no_grad(), preserve_buffers(model):
+    with torch.no_grad():
         for inputs, batch_labels in iter_batches(data, labels=True):
+            if len(inputs) == 0:
+                continue
+            if len(batch_labels) != len(inputs):
+                raise ValueError(
+                    f"data gives a batch of {len(inputs)} inputs with {len(batch_labels)} labels"
+                )
             out = run_to_layer(model, inputs, layer)[0]
             acts.append(out.flatten(2).mean(2) if out.ndim > 2 else out)
             labels.append(batch_labels)
     if not acts:
-        raise ValueError("data is empty")
-    return torch.cat(acts), torch.cat(labels)
+        raise ValueError("data is empty; find_assemblies needs labelled examples")
+    found = torch.cat(acts)
+    if not torch.isfinite(found).all():
+        raise ValueError(
+            f"data gives NaN or infinite activations at layer {layer_name(model, layer)!r}; "
+            f"check data for NaN or infinite values"
+        )
+    return found, torch.cat(labels)
 
 
 def find_assemblies(
@@ -306,7 +318,10 @@ def find_assemblies(
         else resolve_layer(model, next_layer)
     )
     batches = [data] if isinstance(data, tuple) and isinstance(data[0], Tensor) else data
-    acts, labels = _layer_activations(model, module, batches)
+    check_count(n_assemblies, "n_assemblies", 2, 1_000_000)
+    check_count(max_assemblies, "max_assemblies", 2, 1_000_000)
+    with guarded_call(model, "find_assemblies"):
+        acts, labels = _layer_activations(model, module, batches)
     n_neurons = acts.shape[1]
     check_count(n_assemblies, "n_assemblies", 2, n_neurons)
     with torch.no_grad():
@@ -328,7 +343,8 @@ def find_assemblies(
     if n_assemblies is not None:
         assignment = partition(n_assemblies)
     else:
-        candidates = [partition(n) for n in range(2, min(max_assemblies, n_neurons - 1) + 1)]
+        counts = range(2, min(max_assemblies, n_neurons - 1) + 1)
+        candidates = [partition(n) for n in counts] or [np.arange(n_neurons)]
         assignment = max(candidates, key=score)
     groups = GroupSet.from_labels(layer_name(model, module), assignment)
     classes = torch.unique(labels)

@@ -83,22 +83,42 @@ def resnet18_distinct() -> nn.Module:
     return make_resnet18(distinct_relus=True).double()
 
 
+_PLAIN = (bool, int, float, str, type(None), tuple)
+
+
 def model_state(model: nn.Module) -> dict:
-    """Everything a public call must leave unchanged."""
+    """Everything a public call must leave unchanged.
+
+    Hooks of every kind (forward, forward-pre, backward, backward-pre, also
+    those with kwargs or always called), train/eval flags, requires_grad
+    flags, parameter values and their ``.grad``, buffers, and each module's
+    attributes (the names in ``vars``, and the values of plain ones).
+    """
+    hook_dicts = (
+        "_forward_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_forward_pre_hooks",
+        "_forward_pre_hooks_with_kwargs",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+    )
     return {
         "hooks": {
-            name: (
-                len(m._forward_hooks),
-                len(m._forward_pre_hooks),
-                len(m._backward_hooks),
-                len(getattr(m, "_backward_pre_hooks", {})),
-            )
+            name: tuple(tuple(getattr(m, d, {})) for d in hook_dicts)
             for name, m in model.named_modules()
         },
-        "attributes": {name: sorted(vars(m)) for name, m in model.named_modules()},
+        "attributes": {
+            name: {k: v if isinstance(v, _PLAIN) else type(v) for k, v in vars(m).items()}
+            for name, m in model.named_modules()
+        },
         "training": {name: m.training for name, m in model.named_modules()},
         "requires_grad": {name: p.requires_grad for name, p in model.named_parameters()},
         "parameters": {name: p.detach().clone() for name, p in model.named_parameters()},
+        "grads": {
+            name: None if p.grad is None else p.grad.detach().clone()
+            for name, p in model.named_parameters()
+        },
         "buffers": {name: b.detach().clone() for name, b in model.named_buffers()},
     }
 
@@ -106,10 +126,13 @@ def model_state(model: nn.Module) -> dict:
 def assert_same_state(before: dict, after: dict) -> None:
     for key in ("hooks", "attributes", "training", "requires_grad"):
         assert before[key] == after[key], key
-    for key in ("parameters", "buffers"):
+    for key in ("parameters", "grads", "buffers"):
         assert before[key].keys() == after[key].keys()
         for name, value in before[key].items():
-            assert torch.equal(value, after[key][name]), f"{key} {name} changed"
+            if value is None:
+                assert after[key][name] is None, f"{key} {name} appeared"
+            else:
+                assert torch.equal(value, after[key][name]), f"{key} {name} changed"
 
 
 DIGITS_REPORT_OPTIONS = ["--render-steps", "16", "--fidelity-draws", "5", "--quiet"]

@@ -177,10 +177,10 @@ def test_several_groups_equal_one_call_per_group(name, digits_model64, digits_x)
             NeuronGroup("conv2", [3, 9, 30, 31], reduction="max"),
         ]
     )
-    looped = torch.stack([_ours(name, digits_model64, "conv2", digits_x, g) for g in groups])
+    looped = torch.stack([_ours(name, digits_model64, "conv2", digits_x, g) for g in groups], 1)
     batched = _ours(name, digits_model64, "conv2", digits_x, groups)
     chunked = _ours(name, digits_model64, "conv2", digits_x, list(groups), group_batch_size=2)
-    assert batched.shape == (3, *digits_x.shape)
+    assert batched.shape == (len(digits_x), 3, *digits_x.shape[1:])  # (N, G, ...)
     _close(batched, looped)
     _close(chunked, looped)
 

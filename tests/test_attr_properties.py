@@ -51,7 +51,7 @@ def test_integrated_gradients_complete_on_digits(digits_model, digits_test):
         expected = _layer_value(digits_model, "conv2", x, group) - _layer_value(
             digits_model, "conv2", torch.zeros_like(x), group
         )
-        total = attrs[g].flatten(1).sum(1)
+        total = attrs[:, g].flatten(1).sum(1)
         torch.testing.assert_close(total, expected, rtol=5e-3, atol=5e-3)
 
 
@@ -75,7 +75,7 @@ def test_conductance_through_a_partition_sums_to_target_difference(digits_model6
     )
     with torch.no_grad():
         expected = digits_model64(x)[:, target] - digits_model64(torch.zeros_like(x))[:, target]
-    torch.testing.assert_close(attrs.sum(0).flatten(1).sum(1), expected, rtol=5e-3, atol=5e-3)
+    torch.testing.assert_close(attrs.sum(1).flatten(1).sum(1), expected, rtol=5e-3, atol=5e-3)
 
 
 def test_analytic_gradient_on_a_hand_built_network():
@@ -159,13 +159,13 @@ def test_tuple_inputs_and_additional_forward_args():
     ours = GroupIntegratedGradients(model, "act").attribute(
         (x1, x2), groups, additional_forward_args=(2.0,), n_steps=10
     )
-    assert isinstance(ours, tuple) and ours[0].shape == (2, 4, 3) and ours[1].shape == (2, 4, 2)
+    assert isinstance(ours, tuple) and ours[0].shape == (4, 2, 3) and ours[1].shape == (4, 2, 2)
     for g, group in enumerate(groups):
         ref = NeuronIntegratedGradients(model, model.act).attribute(
             (x1, x2), group, additional_forward_args=(2.0,), n_steps=10
         )
-        torch.testing.assert_close(ours[0][g], ref[0])
-        torch.testing.assert_close(ours[1][g], ref[1])
+        torch.testing.assert_close(ours[0][:, g], ref[0])
+        torch.testing.assert_close(ours[1][:, g], ref[1])
 
 
 def test_sequence_outputs_with_channel_last_dim():

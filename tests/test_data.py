@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from captum_groups._data import batch_inputs, check_reiterable, iter_batches, n_examples
+from captum_groups._data import (
+    batch_inputs,
+    check_reiterable,
+    examples_at,
+    iter_batches,
+    n_examples,
+)
 
 X, Y = torch.arange(20.0).reshape(10, 2), torch.arange(10)
 
@@ -67,3 +73,21 @@ def test_the_number_of_examples_is_known_without_reading():
     assert n_examples(TensorDataset(X)) == 10
     assert n_examples(DataLoader(TensorDataset(X), batch_size=3)) == 10
     assert n_examples([X]) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        X,
+        TensorDataset(X, Y),
+        DictDataset(),
+        DataLoader(TensorDataset(X, Y), batch_size=3),
+        [(X[:4], Y[:4]), (X[4:], Y[4:])],
+        [{"image": X[:6]}, {"image": X[6:]}],
+    ],
+    ids=["tensor", "dataset", "dict-dataset", "loader", "tuples", "dicts"],
+)
+def test_examples_are_fetched_by_position_from_every_kind_of_data(data):
+    assert torch.equal(examples_at(data, [9, 0, 4, 4]), X[[9, 0, 4, 4]])
+    with pytest.raises(ValueError, match="data has 10 examples, but example 10 is asked for"):
+        examples_at(data, [1, 10])

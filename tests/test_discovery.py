@@ -229,7 +229,7 @@ def test_estimator_errors():
     acts = _activations(Planted(), _planted_data())
     with pytest.raises(ValueError, match="NMF needs a non-negative layer"):
         NMFGroups("layer", n_components=2).fit(acts - 1)
-    with pytest.raises(ValueError, match="n_groups must be between 2 and 16"):
+    with pytest.raises(ValueError, match="n_groups must be between 1 and 16"):
         CoactivationClustering("relu", n_groups=40).fit(acts)
     with pytest.raises(ValueError, match="method must be"):
         CoactivationClustering("relu", method="kmeans").fit(acts)

@@ -3,8 +3,9 @@
 Attribution *from* a group to the inputs: each ``Group*`` class is the group
 counterpart of a Captum ``Neuron*`` class, with the same constructor, the same
 ``attribute`` keywords, ``group`` in place of ``neuron_selector`` (any Captum
-selector still works), and a leading group axis on the result when several
-groups are asked for at once.
+selector still works), and a group axis after the batch axis, (N, G, ...),
+when several groups are asked for at once (so NoiseTunnel and other wrappers
+that assume the batch axis first keep working).
 
 Attribution *to* the groups of a layer, results shaped (N, G):
 ``LayerGroupConductance`` and ``LayerGroupGradientXActivation`` (a Captum

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from numbers import Real
+from typing import Any, TypeVar
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
+from captum.attr import NoiseTunnel
 from captum.attr._utils.batching import _batch_attribution
 from torch import Tensor, nn
 
-from .._hooks import LayerCapture, model_of, record
+from .._checks import check_positive_int
+from .._hooks import LayerCapture, guarded_call, model_of, record
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._engine import (
     RandomState,
@@ -32,6 +38,38 @@ GroupArg = (
     | Callable[..., Tensor]
 )
 """What ``group`` accepts: a group, several groups, or any Captum neuron_selector."""
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def keeps_model(method: Method) -> Method:
+    """Apply the train-mode policy to an ``attribute`` method (see :func:`guarded_call`).
+
+    The model computes as it is; its buffers are restored on return (also
+    after an error), and a model in training mode gets one warning per call.
+    Place it under Captum's ``log_usage``: ``NoiseTunnel`` calls
+    ``attribute.__wrapped__``, which is then this wrapper.
+    """
+
+    @functools.wraps(method)
+    def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        caller = f"{type(self).__name__}.{method.__name__}"
+        with guarded_call(model_of(self.forward_func, self.layer), caller):
+            return method(self, *args, **kwargs)
+
+    return attribute  # type: ignore[return-value]
+
+
+def inside_noise_tunnel() -> bool:
+    """Whether the current call runs inside Captum's NoiseTunnel (which needs results whose
+    first axis is the batch)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), NoiseTunnel):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _index_selector(index: int | tuple, value: Tensor | tuple[Tensor, ...]) -> Tensor:
@@ -118,16 +156,36 @@ class _GroupAttributionMixin:
             named.append(("baselines", baselines))
         elif isinstance(baselines, tuple):
             named.extend(("baselines", b) for b in baselines if isinstance(b, Tensor))
+        scalars = baselines if isinstance(baselines, tuple) else (baselines,)
+        for scalar in scalars:
+            if isinstance(scalar, Real) and not math.isfinite(float(scalar)):
+                raise ValueError(f"baselines contain NaN or infinite values, got {scalar!r}")
         for parameter, tensor in named:
             if not isinstance(tensor, Tensor):
                 raise TypeError(f"{parameter} must be tensors, got {type(tensor).__name__}")
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(f"{parameter} contain NaN or infinite values")
+            if tensor.device.type == "meta":
+                raise ValueError(
+                    f"{parameter} are on the meta device, which holds shapes but no values; "
+                    f"give real tensors (on the model's device)"
+                )
             if reference is not None and tensor.device != reference.device:
                 raise ValueError(
                     f"{parameter} are on {tensor.device} but the model's parameters are on "
                     f"{reference.device}; move them to the same device"
                 )
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{parameter} contain NaN or infinite values")
+        for tensor in inputs_tuple:
+            if tensor.ndim == 0 or tensor.shape[0] == 0:
+                raise ValueError(
+                    f"inputs must be a non-empty batch (N, ...) with N >= 1, got shape "
+                    f"{tuple(tensor.shape)}"
+                )
+        if reference is not None and reference.device.type == "meta":
+            raise ValueError(
+                "the model's parameters are on the meta device, which holds no values; "
+                "load or initialise them on a real device first"
+            )
         return inputs_tuple
 
     def _check_layer(
@@ -144,7 +202,9 @@ class _GroupAttributionMixin:
         the same pass: each must run once, and its groups must fit its output.
         Returns what the attributed layer produced in that pass.
         """
-        captures = [LayerCapture(self.layer, use_input)] + [LayerCapture(m) for m, _ in later]
+        model = model_of(self.forward_func)
+        first = LayerCapture(self.layer, use_input, model=model)
+        captures = [first] + [LayerCapture(m, after=first, model=model) for m, _ in later]
         record(self.forward_func, inputs, captures, additional_forward_args)
         calls = captures[0].calls
         if not calls:
@@ -156,7 +216,6 @@ class _GroupAttributionMixin:
                 f"BasicBlock), so attributions to its output are ambiguous; choose a module "
                 f"that runs once, e.g. the block's output or the layer before it"
             )
-        model = model_of(self.forward_func)
         for (module, groups), capture in zip(later, captures[1:], strict=True):
             if len(capture.calls) != 1:
                 raise ValueError(
@@ -203,17 +262,14 @@ class _GroupAttributionMixin:
 
     @staticmethod
     def _chunks(selectors: list[Selector], group_batch_size: int | None) -> list[Sequence]:
-        if group_batch_size is not None and (
-            isinstance(group_batch_size, bool)
-            or not isinstance(group_batch_size, int)
-            or group_batch_size < 1
-        ):
-            raise ValueError(f"group_batch_size must be a positive int, got {group_batch_size!r}")
+        check_positive_int(group_batch_size, "group_batch_size", optional=True)
         return chunks(selectors, group_batch_size)
 
     @staticmethod
     def _assemble(results: list[Any], several: bool) -> Any:
-        """One result per group -> Captum's shape, plus a leading group axis if several.
+        """One result per group -> Captum's shape, plus a group axis after the batch axis if
+        several: (N, G, ...), so that wrappers such as NoiseTunnel, which assume the batch
+        axis first, work.
 
         Results are detached: no autograd graph is kept alive by an attribution.
         """
@@ -221,10 +277,10 @@ class _GroupAttributionMixin:
             parts = [tuple(t.detach() for t in r) for r in results]
             if not several:
                 return parts[0]
-            return tuple(torch.stack([r[i] for r in parts]) for i in range(len(parts[0])))
+            return tuple(torch.stack([r[i] for r in parts], 1) for i in range(len(parts[0])))
         if not several:
             return results[0].detach()
-        return torch.stack([r.detach() for r in results])
+        return torch.stack([r.detach() for r in results], 1)
 
     def _run_with_gradient_func(
         self,

@@ -72,6 +72,7 @@ class LayerTarget:
                     f"by target has shape {tuple(output.shape)}"
                 )
             return output.reshape(-1)
-        with LayerCapture(self.layer, stop=True, after=lower) as upper:
+        model = model_of(self.forward_func, self.layer)
+        with LayerCapture(self.layer, stop=True, after=lower, model=model) as upper:
             runner.run(self.forward_func, inputs, additional_forward_args)
         return self.group(selector_value(upper.output))

@@ -17,9 +17,10 @@ from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, 
 from captum.log import log_usage
 from torch import Tensor
 
+from .._checks import check_method, check_positive_int
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 from ._engine import (
     Selector,
     batched_vjp,
@@ -48,6 +49,12 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
 
     All groups share each full forward pass and the backward pass from the
     target to the layer; the passes from the layer to the inputs run batched.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -83,6 +90,7 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
         self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -104,7 +112,7 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute through. Several groups add a leading group axis.
+            What to attribute through. Several groups add a group axis after the batch axis.
         baselines : scalar, Tensor or tuple, optional
             Integration start point (zeros by default).
         target : int, tuple, Tensor or list, optional
@@ -127,8 +135,11 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
+        check_positive_int(n_steps, "n_steps")
+        check_method(method)
+        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .._hooks import drop_new_attributes
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 
 _DEEPLIFT_ATTRIBUTES = ("input", "output", "input_ref")
 
@@ -25,6 +25,12 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
     attribution is the weighted sum of its neurons' attributions; all groups
     share one forward pass up to the layer and one vmapped backward pass
     (DeepLIFT's hooks allow one backward pass per forward pass).
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -52,6 +58,7 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -69,7 +76,7 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         baselines : scalar, Tensor or tuple, optional
             Reference inputs (zeros by default).
         additional_forward_args : optional
@@ -84,7 +91,7 @@ class GroupDeepLift(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
@@ -122,6 +129,12 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
     The group counterpart of :class:`captum.attr.NeuronDeepLiftShap`: DeepLIFT
     averaged over a distribution of baselines.
 
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
+
     Parameters
     ----------
     model : nn.Module
@@ -149,6 +162,7 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -166,7 +180,7 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         baselines : Tensor, tuple or callable
             A distribution of reference inputs (at least two), as in Captum.
         additional_forward_args : optional
@@ -181,7 +195,7 @@ class GroupDeepLiftShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines

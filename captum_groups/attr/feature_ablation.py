@@ -9,8 +9,9 @@ from captum._utils.typing import BaselineType, TensorOrTupleOfTensorsGeneric
 from captum.attr import FeatureAblation, NeuronAttribution, PerturbationAttribution
 from captum.log import log_usage
 
+from .._checks import check_positive_int
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 
 
 class GroupFeatureAblation(NeuronAttribution, PerturbationAttribution, _GroupAttributionMixin):
@@ -20,6 +21,12 @@ class GroupFeatureAblation(NeuronAttribution, PerturbationAttribution, _GroupAtt
     input feature (or feature-mask segment) is replaced by its baseline and
     the change of the group's value is its attribution. Each perturbed batch
     runs the model once, up to the layer, for all groups together.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -53,6 +60,7 @@ class GroupFeatureAblation(NeuronAttribution, PerturbationAttribution, _GroupAtt
         PerturbationAttribution.__init__(self, forward_func)
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -71,7 +79,7 @@ class GroupFeatureAblation(NeuronAttribution, PerturbationAttribution, _GroupAtt
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         baselines : scalar, Tensor or tuple, optional
             Values that ablated features take (zero by default).
         additional_forward_args : optional
@@ -88,8 +96,9 @@ class GroupFeatureAblation(NeuronAttribution, PerturbationAttribution, _GroupAtt
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )

@@ -12,7 +12,7 @@ from captum.attr import GradientAttribution, NeuronAttribution
 from captum.log import log_usage
 
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 from ._engine import group_input_gradients, split_per_group
 
 
@@ -22,9 +22,14 @@ class GroupGradient(NeuronAttribution, GradientAttribution, _GroupAttributionMix
     The group counterpart of :class:`captum.attr.NeuronGradient`, with the
     same constructor and keywords, and ``group`` in place of
     ``neuron_selector``. Any Captum ``neuron_selector`` is accepted too.
-    Several groups (a sequence or a :class:`~captum_groups.GroupSet`) share
-    one forward pass up to the layer and one batched backward pass, and the
-    result gets a leading group axis.
+    Several groups share one forward pass up to the layer and one batched
+    backward pass.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -57,6 +62,7 @@ class GroupGradient(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         GradientAttribution.__init__(self, forward_func)
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -72,7 +78,7 @@ class GroupGradient(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         additional_forward_args : optional
             Extra arguments for ``forward_func``, as in Captum.
         attribute_to_neuron_input : bool
@@ -83,7 +89,7 @@ class GroupGradient(NeuronAttribution, GradientAttribution, _GroupAttributionMix
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input

@@ -9,8 +9,9 @@ from captum._utils.typing import TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution, GradientShap, NeuronAttribution
 from captum.log import log_usage
 
+from .._checks import check_finite, check_positive_int
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 
 
 class GroupGradientShap(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -20,6 +21,12 @@ class GroupGradientShap(NeuronAttribution, GradientAttribution, _GroupAttributio
     random baselines, noise and interpolation points are drawn once per call
     and shared by all groups, exactly as one Captum call per group with the
     same seed would draw them.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -56,6 +63,7 @@ class GroupGradientShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -74,7 +82,7 @@ class GroupGradientShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         baselines : Tensor, tuple or callable
             The baseline distribution to sample from, as in Captum.
         n_samples : int
@@ -91,8 +99,10 @@ class GroupGradientShap(NeuronAttribution, GradientAttribution, _GroupAttributio
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
+        check_positive_int(n_samples, "n_samples")
+        check_finite(stdevs, "stdevs")
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )

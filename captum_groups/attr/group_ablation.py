@@ -20,6 +20,7 @@ from ..ablation import (
     neuron_mask,
 )
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name
+from ._base import keeps_model
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
 
@@ -65,6 +66,7 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         PerturbationAttribution.__init__(self, forward_func)
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -84,13 +86,15 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
         groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the layer; each is ablated on its own.
         target : int, tuple, Tensor, list or NeuronGroup, optional
-            A Captum target on the model output, or a group of a later layer.
+            A Captum target on the model output, or a group of a layer that
+            runs after this one (an earlier layer is refused: ablating this
+            layer could not change it).
         additional_forward_args : optional
             Extra arguments for ``forward_func``.
         value : {"zero", "mean"}, float or Tensor
             What ablated neurons output, as in :func:`captum_groups.ablate`.
-        data : Tensor or iterable of batches, optional
-            Examples for ``value="mean"``.
+        data : Tensor, Dataset, DataLoader or list of batches, optional
+            Examples for ``value="mean"`` (read by the package's one data rule).
         group_batch_size : int, optional
             Groups ablated per forward pass (all at once if None).
 

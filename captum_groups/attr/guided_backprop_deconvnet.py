@@ -11,7 +11,7 @@ from captum.log import log_usage
 from torch import nn
 
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 
 
 class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -23,6 +23,7 @@ class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _Gro
         GradientAttribution.__init__(self, model)
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -38,7 +39,7 @@ class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _Gro
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         additional_forward_args : optional
             Extra arguments for the model.
         attribute_to_neuron_input : bool
@@ -49,7 +50,7 @@ class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _Gro
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input
@@ -70,6 +71,12 @@ class GroupGuidedBackprop(_ModifiedReluGroupAttribution):
 
     The group counterpart of :class:`captum.attr.NeuronGuidedBackprop`: only
     positive gradients pass back through ReLUs.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -97,6 +104,12 @@ class GroupDeconvolution(_ModifiedReluGroupAttribution):
 
     The group counterpart of :class:`captum.attr.NeuronDeconvolution`:
     gradients pass back through ReLUs as if through a ReLU of the gradient.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------

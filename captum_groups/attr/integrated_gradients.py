@@ -9,8 +9,9 @@ from captum._utils.typing import BaselineType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution, IntegratedGradients, NeuronAttribution
 from captum.log import log_usage
 
+from .._checks import check_method, check_positive_int
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin
+from ._base import GroupArg, _GroupAttributionMixin, keeps_model
 
 
 class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
@@ -22,6 +23,12 @@ class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAtt
     sum to ``group(x) - group(baseline)`` up to integration error. Several
     groups share each forward pass up to the layer (nothing above it runs)
     and one batched backward pass per integration batch.
+
+    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
+    add a group axis after the batch axis: the result is shaped (N, G, ...)
+    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
+    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
+    with several groups too.
 
     Parameters
     ----------
@@ -41,8 +48,8 @@ class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAtt
     >>> model, (x, _) = digits_cnn(), load_digits("test")
     >>> groups = GroupSet.from_labels("conv3", [i % 4 for i in range(64)])
     >>> ig = GroupIntegratedGradients(model, "conv3")
-    >>> ig.attribute(x[:2], groups, n_steps=16).shape
-    torch.Size([4, 2, 1, 8, 8])
+    >>> ig.attribute(x[:2], groups, n_steps=16).shape  # (N, G, C, H, W)
+    torch.Size([2, 4, 1, 8, 8])
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAtt
         self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: TensorOrTupleOfTensorsGeneric,
@@ -77,7 +85,7 @@ class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAtt
         inputs : Tensor or tuple of Tensor
             Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a leading group axis.
+            What to attribute. Several groups add a group axis after the batch axis.
         baselines : scalar, Tensor or tuple, optional
             Integration start point (zeros by default), as in Captum.
         additional_forward_args : optional
@@ -96,8 +104,11 @@ class GroupIntegratedGradients(NeuronAttribution, GradientAttribution, _GroupAtt
         Returns
         -------
         Tensor or tuple of Tensor
-            Shaped like ``inputs``; (G, *inputs.shape) for several groups.
+            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
         """
+        check_positive_int(n_steps, "n_steps")
+        check_method(method)
+        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )

@@ -13,10 +13,12 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
+from .._checks import check_method, check_positive_int
 from .._data import iter_batches
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
+from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
     batched_vjp,
     chunks,
@@ -98,6 +100,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         return True
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...] | Iterable[Any],
@@ -117,10 +120,11 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
 
         Parameters
         ----------
-        inputs : Tensor, tuple of Tensor, or iterable of batches
-            Model inputs, batch first; or a data loader (batches that are
-            tensors, or tuples whose first element is the input), which
-            implies ``average=True``.
+        inputs : Tensor, tuple of Tensor, or data
+            Model inputs, batch first; or data read by the package's one
+            rule (a Dataset, a DataLoader or a list of batches; batches that
+            are tensors, ``(x, y)`` tuples or dicts, see
+            :mod:`captum_groups._data`), which implies ``average=True``.
         upper_groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the upper layer (the targets).
         lower_groups : NeuronGroup, GroupSet or list of NeuronGroup
@@ -138,7 +142,9 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         group_batch_size : int, optional
             Upper groups whose gradients are held at once; bounds memory.
         average : bool
-            Average the matrix over the examples.
+            Average the matrix over the examples. The result then has no
+            batch axis, so it cannot be wrapped by NoiseTunnel (refused);
+            wrap the per-example result and average it afterwards.
         attribute_to_layer_input : bool
             Use the lower layer's input instead of its output.
         progress : bool
@@ -162,6 +168,16 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
                 internal_batch_size=internal_batch_size,
                 group_batch_size=group_batch_size,
                 attribute_to_layer_input=attribute_to_layer_input,
+            )
+        check_positive_int(n_steps, "n_steps")
+        check_method(method)
+        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_positive_int(group_batch_size, "group_batch_size", optional=True)
+        if average and inside_noise_tunnel():
+            raise ValueError(
+                "average=True gives one (G_upper, G_lower) matrix without a batch axis, which "
+                "NoiseTunnel cannot split into its noisy samples; wrap the per-example result "
+                "(average=False) and average it afterwards"
             )
         lower_list, _ = self._layer_groups(lower_groups, "lower_groups")
         upper_list, _ = self._upper_groups(upper_groups)
@@ -190,6 +206,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         edges = edges.detach()
         return edges.mean(0) if average else edges
 
+    @keeps_model
     def attribute_from_activations(
         self,
         lower_activations: Tensor,
@@ -209,7 +226,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         layer's activations, from ``baselines`` (zero activations by default,
         as in NeurFlow) to ``lower_activations``, summed over each lower
         group: :math:`\sum_{e \in D} (a_e - a'_e) \int_0^1 \partial U /
-        \partial a_e \, dlpha`. Only the part of the network between the two
+        \partial a_e \, d\alpha`. Only the part of the network between the two
         layers runs. It is extracted with ``torch.fx``, or given as
         ``subnetwork``. Per upper group the weights add up to
         ``U(a) - U(a')`` over a partition of the lower layer.
@@ -276,7 +293,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             group_batch_size=group_batch_size,
         )
         membership = torch.stack([g.membership(lower_activations) for g in lower_list])
-        edges = self._aggregate(attributions, membership).transpose(0, 1)
+        edges = self._aggregate(attributions, membership)
         return edges.mean(0) if average else edges
 
     def _upper_groups(self, groups: Groups) -> tuple[list[NeuronGroup], bool]:
@@ -333,8 +350,8 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         with (
             torch.enable_grad(),
             frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input) as lower,
-            LayerCapture(self.upper_layer, stop=True, after=lower) as upper,
+            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
+            LayerCapture(self.upper_layer, stop=True, after=lower, model=model) as upper,
         ):
             lower.run(self.forward_func, scaled, extra)
             lower_out, upper_out = lower.output[:1], upper.output

@@ -12,8 +12,10 @@ from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 
+from .._checks import check_method, check_positive_int
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import GroupSet, Layer, NeuronGroup
+from ._base import keeps_model
 from ._engine import layer_conductance, path_alphas, scaled_path
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
@@ -79,6 +81,7 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
         return True
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -127,6 +130,9 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
         Tensor, or (Tensor, Tensor)
             (N, G) conductances ((N,) for a single group), and the delta.
         """
+        check_positive_int(n_steps, "n_steps")
+        check_method(method)
+        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
         spec = LayerTarget(self.forward_func, target, self.layer)
@@ -187,7 +193,7 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
         with (
             torch.enable_grad(),
             frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input) as lower,
+            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
         ):
             values = target.evaluate(scaled, extra, n_steps + 1, lower)
             captured = lower.output

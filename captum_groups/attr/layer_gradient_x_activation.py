@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import GroupSet, Layer, NeuronGroup
+from ._base import keeps_model
 from ._layer import _LayerGroupMixin
 from ._target import LayerTarget, Target
 
@@ -66,6 +67,7 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
         return self._multiply_by_inputs
 
     @log_usage()
+    @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -111,7 +113,9 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
         with (
             torch.enable_grad(),
             frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input, require_grad=True) as lower,
+            LayerCapture(
+                self.layer, attribute_to_layer_input, require_grad=True, model=model
+            ) as lower,
         ):
             values = spec.evaluate(
                 _format_tensor_into_tuples(inputs), additional_forward_args, 1, lower

@@ -41,10 +41,10 @@ from tqdm import tqdm
 from .._data import Data
 from .._hooks import (
     LayerCapture,
+    guarded_call,
     model_of,
     preserve_buffers,
     record,
-    warn_if_training,
 )
 from .._subnetwork import subnetwork
 from ..discovery.clustering import ConceptClustering
@@ -490,6 +490,47 @@ def _params(
     }
 
 
+def _build_all(
+    model: nn.Module,
+    data: Data,
+    names: list[str],
+    targets: list[TargetKey],
+    settings: _Settings,
+    progress: bool,
+) -> list[_Circuit]:
+    """2-3. Summarise, then build every circuit layer by layer, top-down."""
+    device, dtype = model_device_dtype(model)
+    reader = ImageReader(data, device, dtype, settings.batch_size, progress)
+    start = time.perf_counter()
+    selections = _select_and_summarise(model, reader, names, targets, settings)
+    seconds = time.perf_counter() - start
+    logger.info(
+        "summaries: %d targets, %.2f s",
+        len(targets),
+        seconds,
+        extra={"layer": "summaries", "seconds": seconds},
+    )
+    for name, summary in next(iter(selections.values())).summaries.items():
+        if name in names and settings.tau > summary.shape[1]:
+            raise ValueError(
+                f"tau={settings.tau} is larger than layer {name!r} ({summary.shape[1]} neurons)"
+            )
+    circuits = [_start(t, selections[t], settings.k) for t in targets]
+    for position in tqdm(
+        range(len(names) - 1, -1, -1), desc="circuit layers", disable=not progress
+    ):
+        started = time.perf_counter()
+        _build_layer(model, reader, circuits, names, position, settings)
+        seconds = time.perf_counter() - started
+        logger.info(
+            "layer %s: %.2f s",
+            names[position],
+            seconds,
+            extra={"layer": names[position], "seconds": seconds},
+        )
+    return circuits
+
+
 def build_circuits(
     model: nn.Module,
     layers: Sequence[Layer],
@@ -552,35 +593,8 @@ def build_circuits(
     _check_settings(settings)
     names = _layer_names(model, layers)
     checked = _check_targets(model, targets, names)
-    warn_if_training(model, "build_circuit")
-    device, dtype = model_device_dtype(model)
-    reader = ImageReader(data, device, dtype, batch_size, progress)
-    start = time.perf_counter()
-    selections = _select_and_summarise(model, reader, names, checked, settings)
-    logger.info(
-        "summaries: %d targets, %.2f s",
-        len(checked),
-        time.perf_counter() - start,
-        extra={"layer": "summaries", "seconds": time.perf_counter() - start},
-    )
-    for name, summary in next(iter(selections.values())).summaries.items():
-        if name in names and tau > summary.shape[1]:
-            raise ValueError(
-                f"tau={tau} is larger than layer {name!r} ({summary.shape[1]} neurons)"
-            )
-    circuits = [_start(t, selections[t], k) for t in checked]
-    for position in tqdm(
-        range(len(names) - 1, -1, -1), desc="circuit layers", disable=not progress
-    ):
-        started = time.perf_counter()
-        _build_layer(model, reader, circuits, names, position, settings)
-        seconds = time.perf_counter() - started
-        logger.info(
-            "layer %s: %.2f s",
-            names[position],
-            seconds,
-            extra={"layer": names[position], "seconds": seconds},
-        )
+    with guarded_call(model, "build_circuit"):
+        circuits = _build_all(model, data, names, checked, settings, progress)
     return {
         original: Circuit(
             c.target,

@@ -11,6 +11,10 @@
   node's value when they are ablated. It should be strongly negative.
 
 Every result is a small object holding the numbers and a ``plot()``.
+``inputs`` are read by the package's one data rule (a tensor, Dataset,
+DataLoader or list of batches; see :mod:`captum_groups._data`). The model is
+used as it is (a model in training mode gets a warning; its buffers are
+restored), and a circuit whose layers are not in the model is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._hooks import layer_outputs, preserve_buffers, run_to_layer
+from .._checks import check_positive_int
+from .._data import Data, iter_batches
+from .._hooks import guarded_call, layer_outputs, preserve_buffers, run_to_layer
 from .._subnetwork import subnetwork
 from ..ablation import ablate, retain
 from ..discovery.core import core_scores
@@ -165,24 +171,44 @@ class EdgeFidelityResult:
         return figure
 
 
+def _check_call(model: nn.Module, circuit: Circuit, labels: Tensor | None) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
+    circuit.check_model(model)
+    if labels is not None and not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a tensor of class indices, got {type(labels).__name__}")
+
+
+def _first_example(inputs: Data) -> Tensor:
+    for batch in iter_batches(inputs, 1, "inputs"):
+        if len(batch):
+            return batch[:1]
+    raise ValueError("inputs is empty; give at least one example")
+
+
 def _score(
-    model: nn.Module, circuit: Circuit, inputs: Tensor, labels: Tensor | None, batch_size: int
+    model: nn.Module, circuit: Circuit, inputs: Data, labels: Tensor | None, batch_size: int
 ) -> float:
     """Accuracy for a class target (against ``labels`` or the class), else the mean target."""
-    with torch.no_grad(), preserve_buffers(model):
-        if isinstance(circuit.target, int):
-            predictions = torch.cat(
-                [
-                    model(inputs[s : s + batch_size]).argmax(1)
-                    for s in range(0, len(inputs), batch_size)
-                ]
-            )
-            expected = (
-                labels if labels is not None else torch.full_like(predictions, circuit.target)
-            )
-            return float((predictions == expected).float().mean())
+    if not isinstance(circuit.target, int):
         outputs = layer_outputs(model, inputs, circuit.target.resolve(model), batch_size)
         return float(circuit.target(outputs).mean())
+    with torch.no_grad(), preserve_buffers(model):
+        predictions = torch.cat(
+            [model(batch).argmax(1) for batch in iter_batches(inputs, batch_size, "inputs")]
+        )
+    if len(predictions) == 0:
+        raise ValueError("inputs is empty; give at least one example")
+    if labels is None:
+        return float((predictions == circuit.target).float().mean())
+    if labels.shape != predictions.shape:
+        raise ValueError(
+            f"labels must hold one class per example of inputs ({len(predictions)}), got shape "
+            f"{tuple(labels.shape)}"
+        )
+    return float((predictions == labels.to(predictions.device)).float().mean())
 
 
 def _circuit_neurons(circuit: Circuit, layer: str) -> list[int]:
@@ -192,7 +218,7 @@ def _circuit_neurons(circuit: Circuit, layer: str) -> list[int]:
 def masking_fidelity(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Tensor,
+    inputs: Data,
     labels: Tensor | None = None,
     mode: str = "mask",
     per_layer: bool = True,
@@ -207,11 +233,13 @@ def masking_fidelity(
     model : nn.Module
         The model.
     circuit : Circuit
-        The circuit (or any set of groups wrapped in one).
-    inputs : Tensor
+        The circuit (or any set of groups wrapped in one); its layers must
+        be layers of ``model``.
+    inputs : Tensor, Dataset, DataLoader or list of batches
         Evaluation inputs, e.g. the images of the target class.
     labels : Tensor, optional
-        True labels for the accuracy; by default the circuit's target class.
+        True labels for the accuracy, one per example in the order of
+        ``inputs``; by default the circuit's target class.
     mode : {"mask", "retain"}
         Ablate the circuit's neurons, or keep only them (in their layers).
     per_layer : bool
@@ -230,17 +258,37 @@ def masking_fidelity(
     """
     if mode not in ("mask", "retain"):
         raise ValueError(f"mode must be 'mask' or 'retain', got {mode!r}")
-    if n_random < 1:
-        raise ValueError(f"n_random must be at least 1, got {n_random}")
+    check_positive_int(n_random, "n_random")
+    check_positive_int(batch_size, "batch_size")
+    _check_call(model, circuit, labels)
+    caller = "masking_fidelity" if mode == "mask" else "sufficiency"
+    with guarded_call(model, caller):
+        return _masking_fidelity(
+            model, circuit, inputs, labels, mode, per_layer, n_random, random_state, batch_size
+        )
+
+
+def _masking_fidelity(
+    model: nn.Module,
+    circuit: Circuit,
+    inputs: Data,
+    labels: Tensor | None,
+    mode: str,
+    per_layer: bool,
+    n_random: int,
+    random_state: int | None,
+    batch_size: int,
+) -> FidelityReport:
     switch = ablate if mode == "mask" else retain
     rng = np.random.default_rng(random_state)
     baseline = _score(model, circuit, inputs, labels, batch_size)
+    first = _first_example(inputs)
     sizes = {}
     with torch.no_grad(), preserve_buffers(model):
         for layer in circuit.layers:
             neurons = _circuit_neurons(circuit, layer)
             if neurons:
-                width = run_to_layer(model, inputs[:1], model.get_submodule(layer))[0].shape[1]
+                width = run_to_layer(model, first, model.get_submodule(layer))[0].shape[1]
                 sizes[layer] = (neurons, width)
     scopes = [(layer, [layer]) for layer in sizes] if per_layer else []
     scopes.append(("all layers", list(sizes)))
@@ -267,13 +315,16 @@ def masking_fidelity(
 def sufficiency(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Tensor,
+    inputs: Data,
     labels: Tensor | None = None,
     n_random: int = 30,
     random_state: int | None = None,
     batch_size: int = 256,
 ) -> FidelityResult:
-    """The score with only the circuit kept at every layer at once (against random neurons)."""
+    """The score with only the circuit kept at every layer at once (against random neurons).
+
+    The parameters are those of :func:`masking_fidelity`.
+    """
     report = masking_fidelity(
         model, circuit, inputs, labels, "retain", False, n_random, random_state, batch_size
     )
@@ -283,7 +334,7 @@ def sufficiency(
 def edge_fidelity(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Tensor,
+    inputs: Data,
     node: str = TARGET,
     sizes: Sequence[int] = (1, 2, 5, 10),
     n_draws: int = 20,
@@ -303,8 +354,8 @@ def edge_fidelity(
     model : nn.Module
         The model.
     circuit : Circuit
-        The circuit.
-    inputs : Tensor
+        The circuit; its layers must be layers of ``model``.
+    inputs : Tensor, Dataset, DataLoader or list of batches
         Inputs to evaluate on, e.g. the node's exemplars or the class images.
     node : str
         An upper node id (``TARGET`` by default); its lower layer is the
@@ -322,6 +373,11 @@ def edge_fidelity(
     -------
     EdgeFidelityResult
     """
+    _check_call(model, circuit, None)
+    check_positive_int(n_draws, "n_draws")
+    check_positive_int(n_steps, "n_steps")
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, int) for s in sizes):
+        raise ValueError(f"sizes must be a non-empty sequence of ints, got {sizes!r}")
     if node == TARGET:
         lower_layer, upper_value = circuit.layers[-1], circuit.target
         upper_layer = None if isinstance(circuit.target, int) else circuit.target.layer
@@ -333,11 +389,38 @@ def edge_fidelity(
         if position == 0:
             raise ValueError(f"node {node!r} is in the lowest circuit layer; it has no lower layer")
         lower_layer, upper_layer = circuit.layers[position - 1], upper_value.layer
+    with guarded_call(model, "edge_fidelity"):
+        return _edge_fidelity(
+            model,
+            inputs,
+            node,
+            lower_layer,
+            upper_layer,
+            upper_value,
+            sizes,
+            n_draws,
+            n_steps,
+            random_state,
+        )
+
+
+def _edge_fidelity(
+    model: nn.Module,
+    inputs: Data,
+    node: str,
+    lower_layer: str,
+    upper_layer: str | None,
+    upper_value: int | NeuronGroup,
+    sizes: Sequence[int],
+    n_draws: int,
+    n_steps: int,
+    random_state: int | None,
+) -> EdgeFidelityResult:
     lower = model.get_submodule(lower_layer)
     between = subnetwork(model, lower_layer, upper_layer)
-    with torch.no_grad(), preserve_buffers(model):
-        activations = run_to_layer(model, inputs, lower)[0]
-        owners = torch.zeros(len(inputs), dtype=torch.long)
+    activations = layer_outputs(model, inputs, lower)
+    with torch.no_grad():
+        owners = torch.zeros(len(activations), dtype=torch.long)
         _, signed = core_scores(between, [upper_value], activations, owners, n_steps)
 
         def node_value(acts: Tensor) -> float:
@@ -352,7 +435,10 @@ def edge_fidelity(
         drawn_sizes, summed, changes = [], [], []
         for size in sizes:
             if not 1 <= size <= n_neurons:
-                raise ValueError(f"subset size {size} must be between 1 and {n_neurons}")
+                raise ValueError(
+                    f"sizes must lie between 1 and the {n_neurons} neurons of layer "
+                    f"{lower_layer!r}, got {size}"
+                )
             for _ in range(n_draws):
                 subset = rng.choice(n_neurons, size, replace=False)
                 masked = activations.clone()

@@ -6,6 +6,7 @@ through groups of neurons in lower layers, as in NeurFlow (Cao et al., ICLR
 signed weights from a lower node to an upper node; the target is the top
 node. A circuit is a plain data structure: it can be queried, pruned,
 exported to ``networkx`` and to JSON (and loaded back exactly), and drawn.
+JSON is validated on load: a missing or malformed field is reported by name.
 """
 
 from __future__ import annotations
@@ -13,18 +14,29 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
 from typing import Any
 
 import networkx as nx
 from matplotlib.figure import Figure
+from torch import nn
 
-from ..groups import GroupSet, NeuronGroup
+from ..groups import GroupSet, NeuronGroup, resolve_layer
 from ._ids import TARGET
 from .plot import plot_circuit
 
 __all__ = ["Circuit", "TARGET"]
 
 Exemplar = tuple[int, tuple[int, int, int, int]]
+
+FORMAT = "captum-groups circuit"
+"""The ``format`` field of a circuit's JSON."""
+
+VERSION = 1
+"""The JSON version this package writes and reads."""
+
+_GROUP_FIELDS = ("layer", "indices", "weights", "name", "label", "reduction", "dim")
+_REQUIRED = ("format", "version", "target", "layers", "nodes", "edges")
 
 
 _DETAIL_KEYS = ("score", "labeler", "evidence")
@@ -56,6 +68,86 @@ def _checked_details(
             f"label_details[{node!r}] must hold JSON values (numbers, strings, lists, dicts): "
             f"{error}"
         ) from None
+
+
+def _require(condition: bool, field: str, expected: str, got: object) -> None:
+    if not condition:
+        raise ValueError(f"circuit JSON field {field!r} must be {expected}, got {got!r}")
+
+
+def _group_from_dict(data: object, field: str) -> NeuronGroup:
+    _require(isinstance(data, Mapping), field, "an object describing a group", data)
+    _require(
+        isinstance(data.get("layer"), str),  # type: ignore[union-attr]
+        f"{field}.layer",
+        "a dotted layer name",
+        data.get("layer"),  # type: ignore[union-attr]
+    )
+    try:
+        return NeuronGroup.from_dict(data)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"circuit JSON field {field!r}: {error}") from None
+
+
+def _edges_from_list(edges: object) -> dict[tuple[str, str], float]:
+    _require(isinstance(edges, list), "edges", "a list of [lower, upper, weight]", edges)
+    found: dict[tuple[str, str], float] = {}
+    for position, edge in enumerate(edges):  # type: ignore[arg-type]
+        field = f"edges[{position}]"
+        _require(
+            isinstance(edge, list)
+            and len(edge) == 3
+            and all(isinstance(end, str) for end in edge[:2])
+            and isinstance(edge[2], Real)
+            and not isinstance(edge[2], bool),
+            field,
+            "[lower node, upper node, weight]",
+            edge,
+        )
+        key = (edge[0], edge[1])
+        if key in found:
+            raise ValueError(
+                f"circuit JSON field 'edges' lists the edge {key} twice ({field} repeats it); "
+                f"an edge has one weight"
+            )
+        found[key] = edge[2]
+    return found
+
+
+def _exemplars_from_dict(exemplars: object) -> dict[str, list[Exemplar]]:
+    _require(isinstance(exemplars, Mapping), "exemplars", "an object node -> list", exemplars)
+    found: dict[str, list[Exemplar]] = {}
+    for node, items in exemplars.items():  # type: ignore[union-attr]
+        field = f"exemplars[{node!r}]"
+        _require(isinstance(items, list), field, "a list of [index, [top, left, h, w]]", items)
+        found[node] = []
+        for item in items:
+            _require(
+                isinstance(item, list) and len(item) == 2 and isinstance(item[1], list),
+                field,
+                "a list of [index, [top, left, height, width]] items",
+                item,
+            )
+            found[node].append((item[0], tuple(item[1])))
+    return found
+
+
+def _check_exemplar(node: str, index: object, box: object) -> Exemplar:
+    field = f"exemplars[{node!r}]"
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"{field} holds the example index {index!r}; indices are ints >= 0")
+    values = tuple(box) if isinstance(box, (tuple, list)) else ()
+    if (
+        len(values) != 4
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in values)
+        or min(values) < 0
+        or min(values[2:]) < 1
+    ):
+        raise ValueError(
+            f"{field} holds the crop box {box!r}; a box is 4 ints (top, left, height, width), "
+            f"non-negative, with height and width >= 1"
+        )
+    return index, values  # type: ignore[return-value]
 
 
 class Circuit:
@@ -117,14 +209,22 @@ class Circuit:
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
             raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
+        if isinstance(target, int) and target < 0:
+            raise ValueError(f"target must be a class index >= 0, got {target}")
         self.target = target
+        if isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers):
+            raise TypeError(f"layers must be a sequence of dotted layer names, got {layers!r}")
         self.layers = tuple(layers)
+        if not self.layers:
+            raise ValueError("layers must name at least one layer")
         if len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layers must not repeat, got {self.layers}")
         self.nodes: dict[str, NeuronGroup] = dict(nodes)
         if TARGET in self.nodes:
             raise ValueError(f"{TARGET!r} is reserved for the target node")
         for node, group in self.nodes.items():
+            if not isinstance(node, str) or not isinstance(group, NeuronGroup):
+                raise TypeError(f"nodes must map str ids to NeuronGroups, got {node!r}: {group!r}")
             if group.layer not in self.layers:
                 raise ValueError(f"node {node!r} belongs to {group.layer!r}, not a circuit layer")
         self.edges: dict[tuple[str, str], float] = {}
@@ -138,18 +238,32 @@ class Circuit:
                 raise ValueError(
                     f"edge ({lower!r}, {upper!r}) must go from a lower to an upper layer"
                 )
+            if isinstance(weight, bool) or not isinstance(weight, Real):
+                raise TypeError(f"edge ({lower!r}, {upper!r}) has a non-numeric weight {weight!r}")
             if not math.isfinite(weight):
                 raise ValueError(f"edge ({lower!r}, {upper!r}) has a non-finite weight")
             self.edges[(lower, upper)] = float(weight)
-        self.exemplars = {
-            node: [(int(i), tuple(int(v) for v in box)) for i, box in items]
-            for node, items in (exemplars or {}).items()
-        }
+        self.exemplars: dict[str, list[Exemplar]] = {}
+        for node, items in (exemplars or {}).items():
+            if node not in self.nodes:
+                raise ValueError(f"exemplars names an unknown node {node!r}")
+            self.exemplars[node] = [_check_exemplar(node, i, box) for i, box in items]
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})
         self.core_neurons: dict[str, dict[str, tuple[int, ...]]] = {}
         for layer, cores in (core_neurons or {}).items():
             if layer not in self.layers:
                 raise ValueError(f"core_neurons names {layer!r}, which is not a circuit layer")
+            if not isinstance(cores, Mapping) or not all(
+                isinstance(ranked, (list, tuple))
+                and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ranked)
+                for ranked in cores.values()
+            ):
+                raise ValueError(
+                    f"core_neurons[{layer!r}] must map upper units to lists of neuron indices "
+                    f"(ints >= 0), got {cores!r}"
+                )
             self.core_neurons[layer] = {
                 str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()
             }
@@ -167,6 +281,24 @@ class Circuit:
             node: _checked_details(node, details, self.nodes)
             for node, details in (label_details or {}).items()
         }
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a clear error unless every circuit layer (and a target group's layer) is a
+        submodule of ``model``: a circuit is tied to the model it was built on.
+
+        Examples
+        --------
+        >>> circuit = Circuit(0, ["1"], {"a": NeuronGroup("1", [0])}, {("a", "target"): 1.0})
+        >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+        >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: circuit.layers='1' is not a submodule of Sequential; known names: 0
+        """
+        for layer in self.layers:
+            resolve_layer(model, layer, "circuit.layers")
+        if isinstance(self.target, NeuronGroup):
+            self.target.resolve(model)
 
     def _level(self, node: str) -> int:
         return len(self.layers) if node == TARGET else self.layers.index(self.nodes[node].layer)
@@ -356,8 +488,8 @@ class Circuit:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`to_json`)."""
         return {
-            "format": "captum-groups circuit",
-            "version": 1,
+            "format": FORMAT,
+            "version": VERSION,
             "target": self.target if isinstance(self.target, int) else self.target.to_dict(),
             "layers": list(self.layers),
             "nodes": {node: group.to_dict() for node, group in self.nodes.items()},
@@ -382,29 +514,74 @@ class Circuit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Circuit:
-        """Rebuild a circuit from :meth:`to_dict`'s output."""
-        if data.get("format") != "captum-groups circuit":
+        """Rebuild a circuit from :meth:`to_dict`'s output, validating every field.
+
+        A missing field, a field of the wrong type, an unknown ``version``,
+        a negative target, a crop box that is not 4 ints, exemplars of an
+        unknown node or an edge listed twice raise a ``ValueError`` that
+        names the field.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a circuit must be a JSON object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
             raise ValueError("not a captum-groups circuit (missing or wrong 'format' field)")
-        target = data["target"]
-        return cls(
-            target if isinstance(target, int) else NeuronGroup.from_dict(target),
-            data["layers"],
-            {node: NeuronGroup.from_dict(group) for node, group in data["nodes"].items()},
-            {(lower, upper): weight for lower, upper, weight in data["edges"]},
-            {
-                node: [(i, tuple(box)) for i, box in items]
-                for node, items in data["exemplars"].items()
-            },
-            data["params"],
-            data.get("core_neurons"),
-            data.get("typical_activations"),
-            data.get("label_details"),
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise ValueError(f"circuit JSON lacks the field(s) {missing}")
+        version = data["version"]
+        _require(
+            version == VERSION, "version", f"{VERSION} (the version this package reads)", version
         )
+        target = data["target"]
+        if isinstance(target, Mapping):
+            target = _group_from_dict(target, "target")
+        else:
+            _require(
+                isinstance(target, int) and not isinstance(target, bool) and target >= 0,
+                "target",
+                "a class index >= 0 or a group object",
+                target,
+            )
+        layers = data["layers"]
+        _require(
+            isinstance(layers, list) and bool(layers) and all(isinstance(n, str) for n in layers),
+            "layers",
+            "a non-empty list of layer names",
+            layers,
+        )
+        nodes = data["nodes"]
+        _require(isinstance(nodes, Mapping), "nodes", "an object node id -> group", nodes)
+        optional: dict[str, Any] = {}
+        for key in ("params", "core_neurons", "typical_activations", "label_details"):
+            value = data.get(key)
+            _require(value is None or isinstance(value, Mapping), key, "an object", value)
+            optional[key] = value
+        try:
+            return cls(
+                target,
+                layers,
+                {
+                    node: _group_from_dict(group, f"nodes[{node!r}]")
+                    for node, group in nodes.items()
+                },
+                _edges_from_list(data["edges"]),
+                _exemplars_from_dict(data.get("exemplars", {})),
+                optional["params"],
+                optional["core_neurons"],
+                optional["typical_activations"],
+                optional["label_details"],
+            )
+        except TypeError as error:
+            raise ValueError(f"circuit JSON: {error}") from None
 
     @classmethod
     def from_json(cls, text: str) -> Circuit:
-        """Load a circuit saved with :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+        """Load a circuit saved with :meth:`to_json` (validated as in :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"text is not valid JSON ({error})") from None
+        return cls.from_dict(data)
 
     def plot(self, data: Any = None, **kwargs: Any) -> Figure:
         """Draw the circuit and return the figure (see :func:`plot_circuit`)."""

@@ -11,23 +11,29 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
+from .._data import Data, examples_at
 from ._ids import TARGET
 
 if TYPE_CHECKING:
     from .graph import Circuit
 
 
-def _thumbnail(data: Tensor, index: int, box: tuple[int, ...]) -> np.ndarray:
+def _thumbnail(image: Tensor, box: tuple[int, ...], node: str) -> np.ndarray:
     """One exemplar crop as an image array (H, W) or (H, W, 3) in [0, 1]."""
     top, left, height, width = box
-    crop = data[index][..., top : top + height, left : left + width].detach().cpu().float()
+    if image.ndim != 3 or top + height > image.shape[-2] or left + width > image.shape[-1]:
+        raise ValueError(
+            f"the crop box {tuple(box)} of node {node!r} does not fit an image of shape "
+            f"{tuple(image.shape)} from data; give the images the circuit was built on"
+        )
+    crop = image[..., top : top + height, left : left + width].detach().cpu().float()
     crop = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-12)
     return crop[0].numpy() if crop.shape[0] == 1 else crop.permute(1, 2, 0).numpy()
 
 
 def plot_circuit(
     circuit: Circuit,
-    data: Tensor | None = None,
+    data: Data | None = None,
     thumbnails: int = 3,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
@@ -45,8 +51,9 @@ def plot_circuit(
     ----------
     circuit : Circuit
         The circuit.
-    data : Tensor, optional
-        Images (N, C, H, W) that the circuit's exemplar indices refer to.
+    data : Tensor, Dataset, DataLoader or list of batches, optional
+        Images (N, C, H, W) that the circuit's exemplar indices refer to, in
+        the same order (read by the package's one data rule).
     thumbnails : int
         Exemplar crops shown per node.
     figsize : (float, float), optional
@@ -58,6 +65,8 @@ def plot_circuit(
     -------
     matplotlib.figure.Figure
     """
+    if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
+        raise ValueError(f"thumbnails must be an int >= 0, got {thumbnails!r}")
     width = max(len(level) for level in _levels(circuit))
     figure = Figure(figsize=figsize or (max(6.0, 2.2 * width), 2.0 * (len(circuit.layers) + 1)))
     draw_circuit(figure.add_subplot(), circuit, data, thumbnails)
@@ -107,6 +116,13 @@ def draw_circuit(
         An extra line of text under some nodes.
     """
     levels = _levels(circuit)
+    thumbs = {
+        node: circuit.exemplars.get(node, [])[:thumbnails] if data is not None else []
+        for level in levels
+        for node in level
+    }
+    wanted = sorted({index for items in thumbs.values() for index, _ in items})
+    images = dict(zip(wanted, examples_at(data, wanted), strict=True)) if wanted else {}
     width = max(len(level) for level in levels)
     position: dict[str, tuple[float, float]] = {}
     for y, level in enumerate(levels):
@@ -132,10 +148,10 @@ def draw_circuit(
         text = _node_text(circuit, node)
         if node_notes and node in node_notes:
             text += "\n" + node_notes[node]
-        items = circuit.exemplars.get(node, [])[:thumbnails] if data is not None else []
+        items = thumbs[node]
         for j, (index, box) in enumerate(items):
             image = OffsetImage(
-                _thumbnail(data, index, box), zoom=22 / max(box[2], box[3]), cmap="gray_r"
+                _thumbnail(images[index], box, node), zoom=22 / max(box[2], box[3]), cmap="gray_r"
             )
             offset = (j - (len(items) - 1) / 2) * 0.28
             axis.add_artist(AnnotationBbox(image, (x + offset, y + 0.18), frameon=False, zorder=3))

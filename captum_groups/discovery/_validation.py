@@ -18,14 +18,25 @@ def as_array(X: object, name: str = "X") -> np.ndarray:
     return array
 
 
-def per_neuron(X: object, name: str = "X") -> np.ndarray:
-    """(N, C) activations: (N, C, ...) outputs are reduced by their spatial mean."""
+def neuron_axis(array: np.ndarray, dim: object, name: str = "X") -> int:
+    """The axis of ``array`` (batch first) that holds the neurons, from ``dim``."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim == 0:
+        raise ValueError(f"dim must be a non-zero int (axis 0 is the examples), got {dim!r}")
+    axis = int(dim) if dim > 0 else array.ndim + int(dim)
+    if not 1 <= axis < array.ndim:
+        raise ValueError(f"dim={dim} is not an axis of {name} shaped {array.shape}")
+    return axis
+
+
+def per_neuron(X: object, name: str = "X", dim: int = 1) -> np.ndarray:
+    """(N, C) activations: the neuron axis ``dim`` kept, the other axes averaged."""
     array = as_array(X, name)
     if array.ndim < 2:
         raise ValueError(
             f"{name} must be activations shaped (N, C) or (N, C, ...), got {array.shape}"
         )
-    return array.reshape(array.shape[0], array.shape[1], -1).mean(2)
+    moved = np.moveaxis(array, neuron_axis(array, dim, name), 1)
+    return moved.reshape(moved.shape[0], moved.shape[1], -1).mean(2)
 
 
 def check_count(value: int | None, name: str, low: int, high: int) -> None:

@@ -48,12 +48,14 @@ def _best_by_silhouette(
 ) -> int:
     """The candidate cluster count whose partition has the highest silhouette score.
 
-    ``distances`` is the pairwise distance matrix of the clustered points.
+    ``distances`` is the pairwise distance matrix of the clustered points. The
+    silhouette is defined for 2 to n - 1 clusters of n items; when no
+    candidate can be scored (e.g. two items), the first candidate is used.
     """
     best_score, best_n = -np.inf, candidates[0]
     for n in candidates:
         labels = cut(n)
-        if len(np.unique(labels)) < 2:
+        if not 2 <= len(np.unique(labels)) <= len(distances) - 1:
             continue
         score = silhouette_score(distances, labels, metric="precomputed")
         if score > best_score:
@@ -74,7 +76,9 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
     layer : str or nn.Module
         The layer the neurons belong to (used to build ``groups_``).
     n_groups : int, optional
-        Number of groups; chosen by silhouette score in 2..``max_groups`` if None.
+        Number of groups; chosen by silhouette score in 2..``max_groups`` if
+        None (two neurons, which the silhouette cannot compare, make two
+        groups; one neuron makes one).
     method : {"agglomerative", "spectral"}
         Average-linkage clustering of ``1 - correlation``, or spectral
         clustering of the positive correlations.
@@ -82,6 +86,9 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         Largest number of groups tried when ``n_groups`` is None.
     random_state : int, optional
         Seed for spectral clustering.
+    dim : int
+        Axis of X that holds the neurons: 1 for (N, C, ...) activations, -1
+        for channels-last sequences (N, T, F); the other axes are averaged.
 
     Attributes
     ----------
@@ -111,30 +118,36 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         method: str = "agglomerative",
         max_groups: int = 20,
         random_state: int | None = None,
+        dim: int = 1,
     ) -> None:
         self.layer = layer
         self.n_groups = n_groups
         self.method = method
         self.max_groups = max_groups
         self.random_state = random_state
+        self.dim = dim
 
     def fit(self, X: object, y: object = None) -> CoactivationClustering:
-        """Group the neurons of activations X, shaped (N, C) or (N, C, ...)."""
-        acts = per_neuron(X)
+        """Group the neurons of activations X, shaped (N, C) or (N, C, ...) (see ``dim``)."""
+        acts = per_neuron(X, dim=self.dim)
         n_examples, n_neurons = acts.shape
-        if n_examples < 2 or n_neurons < 2:
-            raise ValueError(f"X needs at least 2 examples and 2 neurons, got shape {acts.shape}")
+        if n_examples < 2:
+            raise ValueError(f"X needs at least 2 examples to correlate, got shape {acts.shape}")
         if self.method not in ("agglomerative", "spectral"):
             raise ValueError(f"method must be 'agglomerative' or 'spectral', got {self.method!r}")
-        check_count(self.n_groups, "n_groups", 2, n_neurons)
+        check_count(self.n_groups, "n_groups", 1, n_neurons)
         check_count(self.max_groups, "max_groups", 2, 10_000)
         with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(acts.T)
+            corr = np.atleast_2d(np.corrcoef(acts.T))
         corr = np.nan_to_num(corr, nan=0.0)
         np.fill_diagonal(corr, 1.0)
         distance = np.clip(1.0 - corr, 0.0, 2.0)
 
         def fit_labels(n: int) -> np.ndarray:
+            if n == 1:
+                return np.zeros(n_neurons, dtype=int)
+            if n == n_neurons:
+                return np.arange(n_neurons)
             if self.method == "agglomerative":
                 model = AgglomerativeClustering(n, metric="precomputed", linkage="average")
                 return model.fit_predict(distance)
@@ -149,12 +162,15 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         if self.n_groups is not None:
             n_groups = self.n_groups
         else:
-            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1)) or [2]
-            if self.method == "agglomerative":
+            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1))
+            candidates = candidates or [min(2, n_neurons)]
+            if len(candidates) == 1:
+                n_groups = candidates[0]
+            elif self.method == "agglomerative":
                 cut = _tree_cuts(distance, "average", metric="precomputed")
+                n_groups = _best_by_silhouette(cut, candidates, distance)
             else:
-                cut = fit_labels
-            n_groups = _best_by_silhouette(cut, candidates, distance)
+                n_groups = _best_by_silhouette(fit_labels, candidates, distance)
         labels = fit_labels(n_groups)
         self.labels_ = labels
         self.n_groups_ = n_groups
@@ -180,7 +196,9 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
     layer : str or nn.Module
         The layer the neurons belong to.
     n_groups : int, optional
-        Number of groups; chosen by silhouette in 2..``max_groups`` if None.
+        Number of groups; chosen by silhouette in 2..``max_groups`` if None
+        (two sub-concepts, which the silhouette cannot compare, make two
+        groups; one makes one).
     max_groups : int
         Largest number of groups tried when ``n_groups`` is None (NeurFlow: 100).
     max_subconcepts : int
@@ -251,17 +269,24 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
                 sizes.append(len(members))
         concepts = np.stack(concepts)
         n_concepts = len(concepts)
-        check_count(self.n_groups, "n_groups", 2, n_concepts)
+        check_count(self.n_groups, "n_groups", 1, n_concepts)
 
         def fit_labels(n: int) -> np.ndarray:
+            if n == 1:
+                return np.zeros(n_concepts, dtype=int)
             return AgglomerativeClustering(n, linkage="ward").fit_predict(concepts)
 
         if self.n_groups is not None:
             n_groups = self.n_groups
         else:
-            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1)) or [2]
-            n_groups = _best_by_silhouette(
-                _tree_cuts(concepts, "ward"), candidates, pairwise_distances(concepts)
+            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1))
+            candidates = candidates or [min(2, n_concepts)]
+            n_groups = (
+                candidates[0]
+                if len(candidates) == 1
+                else _best_by_silhouette(
+                    _tree_cuts(concepts, "ward"), candidates, pairwise_distances(concepts)
+                )
             )
         concept_labels = fit_labels(n_groups)
         owners, sizes = np.asarray(owners), np.asarray(sizes)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from .._captum import SUPPORTED_METHODS, approximation_parameters
-from .._hooks import frozen_parameters, layer_outputs, preserve_buffers, warn_if_training
+from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
@@ -420,36 +420,36 @@ def find_core_neurons(
     _check_steps(n_steps, method)
     if adaptive and pool is None:
         raise ValueError("adaptive=True needs pool: the inputs to re-rank the target's top-k among")
-    warn_if_training(model, "find_core_neurons")
-    activations = layer_outputs(model, torch.cat(batches), lower, batch_size)
-    n_neurons = activations.shape[1]
-    if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= n_neurons:
-        raise ValueError(
-            f"tau must be an int between 1 and the lower layer's {n_neurons} neurons, got {tau}"
+    with guarded_call(model, "find_core_neurons"):
+        activations = layer_outputs(model, torch.cat(batches), lower, batch_size)
+        n_neurons = activations.shape[1]
+        if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= n_neurons:
+            raise ValueError(
+                f"tau must be an int between 1 and the lower layer's {n_neurons} neurons, got {tau}"
+            )
+        between = subnetwork if subnetwork is not None else extract_subnetwork(model, lower, upper)
+        owners = torch.cat(
+            [torch.full((len(b),), t, dtype=torch.long) for t, b in enumerate(batches)]
         )
-    between = subnetwork if subnetwork is not None else extract_subnetwork(model, lower, upper)
-    owners = torch.cat([torch.full((len(b),), t, dtype=torch.long) for t, b in enumerate(batches)])
-    with preserve_buffers(model):
         scores, signed = core_scores(
             between, targets, activations, owners, n_steps, method, internal_batch_size
         )
-    ranked = scores.cpu().argsort(dim=1, descending=True, stable=True)[:, :tau]
-    if adaptive:
-        assert pool is not None
-        overlap = TopKOverlap(between, targets, ranked, [len(b) for b in batches])
-        with preserve_buffers(model):
+        ranked = scores.cpu().argsort(dim=1, descending=True, stable=True)[:, :tau]
+        if adaptive:
+            assert pool is not None
+            overlap = TopKOverlap(between, targets, ranked, [len(b) for b in batches])
             overlap.add(layer_outputs(model, pool, lower, batch_size))
-        sizes = overlap.sizes(tolerance)
-        ranked_lists = [ranked[t, :size].tolist() for t, size in enumerate(sizes)]
-    else:
-        ranked_lists = ranked.tolist()
-    return CoreNeurons(
-        tuple(targets),
-        scores.to(activations.dtype).cpu(),
-        signed.to(activations.dtype).cpu(),
-        tuple(tuple(r) for r in ranked_lists),
-        layer_name(model, lower),
-    )
+            sizes = overlap.sizes(tolerance)
+            ranked_lists = [ranked[t, :size].tolist() for t, size in enumerate(sizes)]
+        else:
+            ranked_lists = ranked.tolist()
+        return CoreNeurons(
+            tuple(targets),
+            scores.to(activations.dtype).cpu(),
+            signed.to(activations.dtype).cpu(),
+            tuple(tuple(r) for r in ranked_lists),
+            layer_name(model, lower),
+        )
 
 
 class TopKOverlap:

@@ -2,10 +2,15 @@
 
 A neuron's *concept* is the set of inputs (or NeurFlow crops of inputs) that
 activate it most (Cao et al., ICLR 2025): its top-k exemplars. A neuron's
-activation is its spatial mean; a group's is its own reduction.
+activation is its mean over the axes other than the batch and the neuron
+axis ``dim`` (space for (N, C, H, W) outputs, time for channels-last
+(N, T, F) sequences with ``dim=-1``); a group's is its own reduction.
 :class:`ExemplarMiner` keeps only the running top-k (memory does not grow
 with the data set), and two miners that saw different shards merge into
-exactly what one pass over both would give.
+exactly what one pass over both would give. A miner records what it was
+built on (layer, k, scales, neuron axis, groups, image size and the range of
+data-set indices it saw), and refuses to merge with a miner built otherwise
+or one that saw some of the same indices.
 """
 
 from __future__ import annotations
@@ -17,10 +22,38 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._data import Data, iter_batches
-from .._hooks import layer_outputs, preserve_buffers, run_to_layer
-from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
+from .._checks import check_positive_int
+from .._data import Data, examples_at, iter_batches
+from .._hooks import guarded_call, layer_outputs, run_to_layer
+from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from .crops import crop_and_resize, crop_boxes
+
+
+def _neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
+    """The axis of ``output`` that holds the neurons, after checking ``dim`` against it.
+
+    A Linear layer applied to sequences (N, T, F) keeps its neurons on the
+    last axis; asking for another axis is refused rather than mining tokens.
+    """
+    axis = dim if dim > 0 else output.ndim + dim
+    if output.ndim < 2 or not 1 <= axis < output.ndim:
+        raise ValueError(
+            f"dim={dim} does not name a non-batch axis of layer {name!r}'s output of shape "
+            f"{tuple(output.shape)}"
+        )
+    if isinstance(layer, nn.Linear) and output.ndim > 2 and axis != output.ndim - 1:
+        raise ValueError(
+            f"layer {name!r} is a Linear layer on {output.ndim}-d inputs, so its "
+            f"{layer.out_features} neurons are on the last axis, but dim={dim} picks axis "
+            f"{axis} of shape {tuple(output.shape)}; pass dim=-1"
+        )
+    return axis
+
+
+def _neuron_means(output: Tensor, axis: int) -> Tensor:
+    """Each neuron's activation per example, (N, neurons): the mean over the other axes."""
+    moved = output.movedim(axis, 1)
+    return moved.flatten(2).mean(2) if moved.ndim > 2 else moved
 
 
 @dataclass(frozen=True)
@@ -41,17 +74,22 @@ class TopExemplars:
     indices: Tensor
     boxes: Tensor
 
-    def inputs(self, data: Tensor, unit: int) -> Tensor:
+    def inputs(self, data: Data, unit: int) -> Tensor:
         """The exemplar inputs of one unit, cropped and resized like the model saw them.
 
         Parameters
         ----------
-        data : Tensor
-            The data set the exemplars were mined from, (N, C, H, W).
+        data : Tensor, Dataset, DataLoader or list of batches
+            The data set the exemplars were mined from, in the same order
+            (read by the package's one data rule, :mod:`captum_groups._data`).
         unit : int
             Row of the unit.
         """
-        images = data[self.indices[unit]]
+        if not 0 <= unit < len(self.indices):
+            raise ValueError(
+                f"unit must be a row between 0 and {len(self.indices) - 1}, got {unit}"
+            )
+        images = examples_at(data, self.indices[unit])
         if images.ndim != 4:
             return images
         crops = [
@@ -88,6 +126,17 @@ def _top_k(values: Tensor, ids: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values_sorted[:, :k], ids_sorted.gather(1, order)[:, :k]
 
 
+def _add_range(ranges: list[tuple[int, int]], new: tuple[int, int]) -> list[tuple[int, int]]:
+    """Index ranges [start, end) with ``new`` added, adjacent ranges joined."""
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted([*ranges, new]):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
+        else:
+            joined.append((start, end))
+    return joined
+
+
 class ExemplarMiner:
     """Streaming top-k exemplar state for one layer; mergeable across shards.
 
@@ -105,7 +154,13 @@ class ExemplarMiner:
         Mine NeurFlow crops of these relative sizes instead of whole images,
         e.g. :data:`NEURFLOW_SCALES`.
     start_index : int
-        Data set index of the first example this miner will see (for shards).
+        Data set index of the first example this miner will see. Shards of
+        one data set need their own start, so that their index ranges do not
+        overlap when they are merged.
+    dim : int, optional
+        Axis of the layer output that holds the neurons: 1 for (N, C, ...)
+        outputs, -1 for channels-last sequences (N, T, F). By default the
+        groups' ``dim`` (if groups are given), else 1.
 
     Examples
     --------
@@ -127,21 +182,52 @@ class ExemplarMiner:
         groups: GroupSet | Sequence[NeuronGroup] | None = None,
         scales: Sequence[float] | None = None,
         start_index: int = 0,
+        dim: int | None = None,
     ) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_positive_int(k, "k")
+        if isinstance(start_index, bool) or not isinstance(start_index, int) or start_index < 0:
+            raise ValueError(f"start_index must be a non-negative int, got {start_index!r}")
         self.model = model
         self.layer = resolve_layer(model, layer)
+        self.layer_name = layer_name(model, self.layer)
         self.k = k
+        if isinstance(groups, NeuronGroup):
+            groups = [groups]
         self.groups = list(groups) if groups is not None else []
         for group in self.groups:
+            if not isinstance(group, NeuronGroup):
+                raise TypeError(f"groups must hold NeuronGroup objects, got {group!r}")
             if group.resolve(model) is not self.layer:
-                raise ValueError(f"group {group!r} does not belong to the mined layer")
+                raise ValueError(
+                    f"groups: group {group!r} does not belong to the mined layer "
+                    f"{self.layer_name!r}"
+                )
+        self.dim = self._neuron_dim(dim)
+        if scales is not None:
+            crop_boxes(8, 8, tuple(scales))  # validates the scales
         self.scales = tuple(scales) if scales is not None else None
+        self.ranges: list[tuple[int, int]] = []
         self.next_index = start_index
         self.seen = 0
         self._state: list[tuple[Tensor, Tensor]] | None = None
         self._boxes: Tensor | None = None
+
+    def _neuron_dim(self, dim: int | None) -> int:
+        dims = {group.dim for group in self.groups}
+        if dim is None:
+            if len(dims) > 1:
+                raise ValueError(f"groups use different neuron axes {sorted(dims)}; pass dim=")
+            return dims.pop() if dims else 1
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
+            raise ValueError(f"dim must be a non-zero int (axis 0 is the batch), got {dim!r}")
+        if dims - {dim}:
+            raise ValueError(
+                f"dim={dim} but the groups select neurons along dim {sorted(dims)}; groups and "
+                f"neurons must use the same axis"
+            )
+        return dim
 
     def _boxes_for(self, inputs: Tensor) -> Tensor:
         height, width = inputs.shape[-2:]
@@ -149,20 +235,36 @@ class ExemplarMiner:
         if boxes is None:
             boxes = torch.tensor([[0, 0, height, width]])
         if self._boxes is not None and not torch.equal(boxes, self._boxes):
-            raise ValueError("all inputs must have the same image size to mine crops")
+            raise ValueError(
+                f"inputs of {height}x{width} pixels differ in size from the images seen before; "
+                f"all images must have the same size (crop boxes are shared)"
+            )
         self._boxes = boxes
         return boxes
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(height, width) of the images seen, or None (no images seen yet, or not images)."""
+        if self._boxes is None:
+            return None
+        return int(self._boxes[0, 2]), int(self._boxes[0, 3])
 
     def update(self, inputs: Tensor) -> None:
         """Add a batch of examples (the next ones of the data set)."""
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("inputs must be a batched tensor")
+        if inputs.device.type == "meta":
+            raise ValueError("inputs are on the meta device, which holds shapes but no values")
+        if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+            raise ValueError("inputs contain NaN or infinite values")
+        if len(inputs) == 0:
+            return
         boxes = self._boxes_for(inputs) if inputs.ndim == 4 else torch.tensor([[0, 0, 0, 0]])
         candidates = crop_and_resize(inputs, boxes) if self.scales else inputs
-        with torch.no_grad(), preserve_buffers(self.model):
+        with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
             (output,) = run_to_layer(self.model, candidates, self.layer)[:1]
-        neuron_scores = output.flatten(2).mean(2) if output.ndim > 2 else output
-        scores = [neuron_scores.T]
+        axis = _neuron_axis(self.layer, output, self.dim, self.layer_name)
+        scores = [_neuron_means(output, axis).T]
         if self.groups:
             scores.append(torch.stack([g(output) for g in self.groups]))
         first_id = self.next_index * len(boxes)
@@ -176,22 +278,62 @@ class ExemplarMiner:
                 unit_ids = torch.cat([old_ids, unit_ids], 1)
             new_state.append(_top_k(unit_scores.float(), unit_ids, self.k))
         self._state = new_state
+        self.ranges = _add_range(self.ranges, (self.next_index, self.next_index + len(inputs)))
         self.next_index += inputs.shape[0]
         self.seen += candidates.shape[0]
 
+    def _check_mergeable(self, other: ExemplarMiner) -> None:
+        if not isinstance(other, ExemplarMiner):
+            raise TypeError(f"other must be an ExemplarMiner, got {type(other).__name__}")
+        for what, mine, theirs in (
+            ("layer", self.layer_name, other.layer_name),
+            ("k", self.k, other.k),
+            ("scales", self.scales, other.scales),
+            ("dim", self.dim, other.dim),
+            ("groups", self.groups, other.groups),
+        ):
+            if mine != theirs:
+                raise ValueError(
+                    f"cannot merge miners built on different {what}: {mine!r} and {theirs!r}"
+                )
+        if self.layer is not other.layer:
+            raise ValueError(
+                f"cannot merge miners of layer {self.layer_name!r} of two different models"
+            )
+        if self.image_size and other.image_size and self.image_size != other.image_size:
+            raise ValueError(
+                f"cannot merge miners that saw images of different sizes: {self.image_size} and "
+                f"{other.image_size} (crop boxes would not match)"
+            )
+        for start, end in self.ranges:
+            for other_start, other_end in other.ranges:
+                if start < other_end and other_start < end:
+                    raise ValueError(
+                        f"cannot merge miners whose data-set index ranges overlap: [{start}, "
+                        f"{end}) and [{other_start}, {other_end}); give each shard's miner its "
+                        f"own start_index"
+                    )
+
     def merge(self, other: ExemplarMiner) -> ExemplarMiner:
-        """A miner holding the top-k over what both miners saw."""
+        """A miner holding the top-k over what both miners saw.
+
+        Both must be built on the same layer, k, scales, neuron axis and
+        groups, have seen images of the same size, and have seen disjoint
+        data-set index ranges (see ``start_index``).
+        """
+        self._check_mergeable(other)
         if self._state is None or other._state is None:
             return other if self._state is None else self
-        if (self.k, self.scales, len(self.groups)) != (other.k, other.scales, len(other.groups)):
-            raise ValueError("only miners with the same k, scales and groups can be merged")
-        merged = ExemplarMiner(self.model, self.layer, self.k, self.groups, self.scales)
+        merged = ExemplarMiner(
+            self.model, self.layer, self.k, self.groups, self.scales, dim=self.dim
+        )
         merged._state = [
             _top_k(torch.cat([a[0], b[0]], 1), torch.cat([a[1], b[1]], 1), self.k)
             for a, b in zip(self._state, other._state, strict=True)
         ]
         merged._boxes = self._boxes
         merged.seen = self.seen + other.seen
+        merged.ranges = sorted(self.ranges + other.ranges)
         merged.next_index = max(self.next_index, other.next_index)
         return merged
 
@@ -223,6 +365,7 @@ def mine_exemplars(
     scales: Sequence[float] | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    dim: int | None = None,
 ) -> Exemplars:
     """Top-k exemplars of every neuron (and group) of a layer over a data set.
 
@@ -246,6 +389,9 @@ def mine_exemplars(
         Examples per forward pass when ``data`` is a tensor.
     progress : bool
         Show a progress bar.
+    dim : int, optional
+        Axis of the layer output that holds the neurons (see
+        :class:`ExemplarMiner`); -1 for channels-last sequences (N, T, F).
 
     Returns
     -------
@@ -260,11 +406,15 @@ def mine_exemplars(
     >>> found.neurons.values.shape, found.neurons.boxes.shape
     (torch.Size([64, 10]), torch.Size([64, 10, 4]))
     """
-    miner = ExemplarMiner(model, layer, k, groups, scales)
-    for batch in tqdm(
-        iter_batches(data, batch_size), desc="mining exemplars", disable=not progress, leave=False
-    ):
-        miner.update(batch)
+    miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim)
+    with guarded_call(model, "mine_exemplars"):
+        for batch in tqdm(
+            iter_batches(data, batch_size),
+            desc="mining exemplars",
+            disable=not progress,
+            leave=False,
+        ):
+            miner.update(batch)
     return miner.result()
 
 
@@ -272,15 +422,18 @@ def exemplar_activations(
     model: nn.Module,
     layer: Layer,
     exemplars: TopExemplars,
-    data: Tensor,
+    data: Data,
     neurons: Sequence[int] | None = None,
     batch_size: int = 256,
+    dim: int = 1,
 ) -> Tensor:
     """Each neuron's exemplars seen by the layer: (neurons, k, C) activation vectors.
 
     The input of :class:`ConceptClustering`: row ``i`` holds the layer's
     activation vector (spatial mean per channel) on each of neuron
-    ``neurons[i]``'s top-k exemplars, as in NeurFlow.
+    ``neurons[i]``'s top-k exemplars, as in NeurFlow. ``data`` is the data
+    set the exemplars were mined from (a tensor, Dataset, DataLoader or list
+    of batches, in the same order); ``dim`` is the layer's neuron axis.
 
     Examples
     --------
@@ -292,7 +445,8 @@ def exemplar_activations(
     """
     module = resolve_layer(model, layer)
     rows = range(exemplars.values.shape[0]) if neurons is None else neurons
-    inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
-    vectors = layer_outputs(model, inputs, module, batch_size)
-    vectors = vectors.flatten(2).mean(2) if vectors.ndim > 2 else vectors
-    return vectors.view(len(rows), exemplars.values.shape[1], -1)
+    with guarded_call(model, "exemplar_activations"):
+        inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
+        vectors = layer_outputs(model, inputs, module, batch_size)
+    axis = _neuron_axis(module, vectors, dim, layer_name(model, module))
+    return _neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)

@@ -7,23 +7,24 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import NMF
 
 from ..groups import GroupSet, Layer, NeuronGroup
-from ._validation import as_array, check_count
+from ._validation import as_array, check_count, neuron_axis
 
 
-def _positions_by_channels(X: object) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, C, *spatial) activations -> (N * positions, C) matrix, and the spatial shape."""
+def _positions_by_channels(X: object, dim: int) -> tuple[np.ndarray, tuple[int, ...], int]:
+    """Activations with channels on axis ``dim`` -> (N * positions, C) matrix, the shape of the
+    other non-batch axes, and the channel axis."""
     acts = as_array(X)
     if acts.ndim < 2:
         raise ValueError(f"X must be activations shaped (N, C) or (N, C, H, W), got {acts.shape}")
+    axis = neuron_axis(acts, dim)
     minimum = acts.min()
     if minimum < 0:
         raise ValueError(
             f"X has negative activations (min {minimum:.3g}); NMF needs a non-negative layer, "
             f"such as the output of a ReLU"
         )
-    spatial = acts.shape[2:]
-    matrix = np.moveaxis(acts, 1, -1).reshape(-1, acts.shape[1])
-    return matrix, spatial
+    channels_last = np.moveaxis(acts, axis, -1)
+    return channels_last.reshape(-1, acts.shape[axis]), channels_last.shape[1:-1], axis
 
 
 class NMFGroups(TransformerMixin, BaseEstimator):
@@ -35,6 +36,8 @@ class NMFGroups(TransformerMixin, BaseEstimator):
     component is a channel direction, i.e. a weighted neuron group (unit L2
     norm). ``transform`` gives each example's spatial factors. (N, C, H, W)
     activations are taken as they are; no permute to channels-last is needed.
+    Channels-last activations, such as a sequence layer's (N, T, F), take
+    ``dim=-1``: the channels are then read from the last axis, not the tokens.
 
     Parameters
     ----------
@@ -54,6 +57,9 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         A channel joins a component's group when its weight is at least this
         fraction of the component's largest weight (``components_`` keeps
         all weights).
+    dim : int
+        Axis of the activations that holds the channels (1, or -1 for
+        channels-last); the groups get the same ``dim``.
 
     Attributes
     ----------
@@ -86,6 +92,7 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         tol: float = 1e-5,
         random_state: int | None = None,
         min_weight: float = 0.05,
+        dim: int = 1,
     ) -> None:
         self.layer = layer
         self.n_components = n_components
@@ -94,15 +101,17 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.random_state = random_state
         self.min_weight = min_weight
+        self.dim = dim
 
     def fit(self, X: object, y: object = None) -> NMFGroups:
-        """Factorise activations X, shaped (N, C) or (N, C, H, W), non-negative."""
+        """Factorise activations X, shaped (N, C) or (N, C, H, W) (see ``dim``), non-negative."""
         self.fit_transform(X)
         return self
 
     def fit_transform(self, X: object, y: object = None) -> np.ndarray:
-        """Fit, and return the spatial factors of X: (N, n_components, *spatial)."""
-        matrix, spatial = _positions_by_channels(X)
+        """Fit, and return the spatial factors of X: shaped like X, with the n_components
+        factors on the channel axis, e.g. (N, n_components, H, W)."""
+        matrix, spatial, axis = _positions_by_channels(X, self.dim)
         check_count(self.n_components, "n_components", 1, matrix.shape[1])
         self.nmf_ = NMF(
             self.n_components,
@@ -120,14 +129,20 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         self.groups_ = GroupSet(
             self._group(i, component) for i, component in enumerate(self.components_)
         )
-        return self._spatial(factors * norms, len(as_array(X)), spatial)
+        return self._spatial(factors * norms, spatial, axis)
 
     def transform(self, X: object) -> np.ndarray:
-        """Spatial factors of X: (N, n_components, *spatial)."""
+        """Spatial factors of X, shaped like X with n_components on the channel axis."""
         if not hasattr(self, "nmf_"):
             raise ValueError("this NMFGroups is not fitted yet; call fit first")
-        matrix, spatial = _positions_by_channels(X)
-        return self._spatial(self.nmf_.transform(matrix) * self._norms, len(as_array(X)), spatial)
+        matrix, spatial, axis = _positions_by_channels(X, self.dim)
+        if matrix.shape[1] != self.components_.shape[1]:
+            raise ValueError(
+                f"X has {matrix.shape[1]} channels along dim={self.dim}, but the fit saw "
+                f"{self.components_.shape[1]}"
+            )
+        factors = self.nmf_.transform(matrix) * self._norms
+        return self._spatial(factors, spatial, axis)
 
     def _group(self, index: int, component: np.ndarray) -> NeuronGroup:
         """The weighted group of one component: its channels above ``min_weight``."""
@@ -135,8 +150,11 @@ class NMFGroups(TransformerMixin, BaseEstimator):
             raise ValueError(f"min_weight must be in [0, 1], got {self.min_weight!r}")
         largest = component.max()
         keep = np.flatnonzero(component >= self.min_weight * largest) if largest > 0 else [0]
-        return NeuronGroup(self.layer, keep, weights=component[keep], name=f"nmf{index}")
+        return NeuronGroup(
+            self.layer, keep, weights=component[keep], name=f"nmf{index}", dim=self.dim
+        )
 
     @staticmethod
-    def _spatial(factors: np.ndarray, n_examples: int, spatial: tuple[int, ...]) -> np.ndarray:
-        return np.moveaxis(factors.reshape(n_examples, *spatial, -1), -1, 1)
+    def _spatial(factors: np.ndarray, spatial: tuple[int, ...], axis: int) -> np.ndarray:
+        """(N * positions, K) factors -> shaped like the activations, K on the channel axis."""
+        return np.moveaxis(factors.reshape(-1, *spatial, factors.shape[1]), -1, axis)

@@ -8,6 +8,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from .._checks import check_positive_int
+from .._data import Data
+from .._hooks import guarded_call
 from ..attr import GroupDeepLift, GroupGradient, GroupIntegratedGradients
 from ..discovery.exemplars import TopExemplars
 from ..groups import GroupSet, NeuronGroup
@@ -27,7 +30,7 @@ def _as_image(crop: Tensor) -> np.ndarray:
 
 def plot_group_exemplars(
     exemplars: TopExemplars,
-    data: Tensor,
+    data: Data,
     groups: GroupSet | Sequence[NeuronGroup],
     n: int = 8,
     model: nn.Module | None = None,
@@ -41,8 +44,9 @@ def plot_group_exemplars(
     exemplars : TopExemplars
         Exemplars of the groups, one row per group in ``groups`` order (e.g.
         ``mine_exemplars(..., groups=groups).groups``).
-    data : Tensor
-        The images the exemplars were mined from, (N, C, H, W).
+    data : Tensor, Dataset, DataLoader or list of batches
+        The images the exemplars were mined from, (N, C, H, W), in the same
+        order (read by the package's one data rule).
     groups : GroupSet or sequence of NeuronGroup
         The groups, for the row labels and the attributions.
     n : int
@@ -72,7 +76,16 @@ def plot_group_exemplars(
     >>> len(figure.axes)
     24
     """
-    groups = list(groups)
+    if not isinstance(exemplars, TopExemplars):
+        raise TypeError(
+            f"exemplars must be a TopExemplars (e.g. mine_exemplars(...).groups), got "
+            f"{type(exemplars).__name__}"
+        )
+    groups = [groups] if isinstance(groups, NeuronGroup) else list(groups)
+    if not groups or not all(isinstance(g, NeuronGroup) for g in groups):
+        raise ValueError("groups must be a NeuronGroup or a non-empty sequence of NeuronGroups")
+    check_positive_int(n, "n")
+    check_positive_int(n_steps, "n_steps")
     if exemplars.values.shape[0] != len(groups):
         raise ValueError(
             f"exemplars has {exemplars.values.shape[0]} rows but {len(groups)} groups were given"
@@ -84,7 +97,20 @@ def plot_group_exemplars(
             )
         if model is None:
             raise ValueError("attribution overlays need the model: pass model=")
-    n = min(n, exemplars.values.shape[1])
+    with guarded_call(model, "plot_group_exemplars"):
+        shown = min(n, exemplars.values.shape[1])
+        return _montage(exemplars, data, groups, shown, model, attribution, n_steps)
+
+
+def _montage(
+    exemplars: TopExemplars,
+    data: Data,
+    groups: list[NeuronGroup],
+    n: int,
+    model: nn.Module | None,
+    attribution: str | None,
+    n_steps: int,
+) -> Figure:
     figure = Figure(figsize=(0.95 * n + 0.8, 1.0 * len(groups) + 0.3))
     axes = figure.subplots(len(groups), n, squeeze=False)
     for row, group in enumerate(groups):

@@ -10,7 +10,13 @@ Lucent's ``render_vis`` registers a forward hook on every module and never
 removes it, and creates its image tensors on a module-level device (CUDA when
 available, whatever the model's device). The wrappers here remove every hook
 Lucent adds (also on error), put the images on the model's device, keep the
-model's parameters out of the optimization, and restore the model's mode.
+model's parameters out of the optimization, and restore the model's buffers.
+Lucent names layers by joining module names with underscores, so ``"block.0"``
+and a top-level ``"block_0"`` share one Lucent name; :func:`render_groups`
+reads each group's layer by module identity instead, and
+:func:`group_objective` refuses such an ambiguous name when given the model.
+As everywhere in the package, the model computes as it is: in training mode
+(dropout, batch statistics) with a warning.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from lucent.optvis.param import spatial as lucent_spatial
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._hooks import LayerCapture, frozen_parameters, record
+from .._checks import check_positive_int
+from .._hooks import LayerCapture, frozen_parameters, guarded_call, record
 from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
@@ -51,6 +58,36 @@ def _dense_direction(group: NeuronGroup, size: int, like: Tensor) -> Tensor:
     return direction
 
 
+def _check_kind(kind: object) -> None:
+    if kind not in ("value", "direction"):
+        raise ValueError(f"kind must be 'value' or 'direction', got {kind!r}")
+
+
+def _group_loss(group: NeuronGroup, batch: int | None, kind: str, output: Tensor) -> Tensor:
+    """The (negated, to be minimised) value or direction of a group on a layer output."""
+    if batch is not None:
+        output = output[batch : batch + 1]
+    if kind == "value":
+        return -group(output).mean()
+    axis = group.channel_axis(output.ndim)
+    direction = _dense_direction(group, output.shape[axis], output)
+    shape = [1] * output.ndim
+    shape[axis] = -1
+    return -F.cosine_similarity(direction.view(shape), output, dim=axis).mean()
+
+
+def _check_unambiguous(model: nn.Module, name: str) -> None:
+    """Refuse a layer whose Lucent name is shared with another module of the model."""
+    lucent_name = lucent_layer_name(name)
+    sharing = [n for n, _ in model.named_modules() if n and lucent_layer_name(n) == lucent_name]
+    if len(sharing) > 1:
+        raise ValueError(
+            f"layers {sharing} all become Lucent's layer name {lucent_name!r}, so a Lucent "
+            f"objective cannot tell them apart; render_groups (which finds layers by module) "
+            f"is not affected"
+        )
+
+
 def group_objective(
     group: NeuronGroup,
     batch: int | None = None,
@@ -72,7 +109,9 @@ def group_objective(
         activations and the group's weight vector, i.e. Lucent's
         ``direction`` objective (for weighted groups such as NMF components).
     model : nn.Module, optional
-        Needed only when the group's layer is a module, to find its name.
+        Needed when the group's layer is a module, to find its name. When
+        given, a layer whose Lucent name (dots become underscores) is shared
+        with another module is refused.
 
     Returns
     -------
@@ -87,28 +126,37 @@ def group_objective(
     >>> type(objective).__name__
     'Objective'
     """
-    if kind not in ("value", "direction"):
-        raise ValueError(f"kind must be 'value' or 'direction', got {kind!r}")
+    if not isinstance(group, NeuronGroup):
+        raise TypeError(f"group must be a NeuronGroup, got {group!r}")
+    _check_kind(kind)
     name = group.layer if isinstance(group.layer, str) else None
     if name is None:
         if model is None:
             raise ValueError("the group's layer is a module; pass model= to find its name")
-        name = layer_name(model, group.layer)
+        name = layer_name(model, resolve_layer(model, group.layer, "group.layer"))
+    if model is not None:
+        _check_unambiguous(model, name)
     lucent_name = lucent_layer_name(name)
 
     def loss(hook: Callable[[str], Tensor]) -> Tensor:
-        output = hook(lucent_name)
-        if batch is not None:
-            output = output[batch : batch + 1]
-        if kind == "value":
-            return -group(output).mean()
-        axis = group.channel_axis(output.ndim)
-        direction = _dense_direction(group, output.shape[axis], output)
-        shape = [1] * output.ndim
-        shape[axis] = -1
-        return -F.cosine_similarity(direction.view(shape), output, dim=axis).mean()
+        return _group_loss(group, batch, kind, hook(lucent_name))
 
     return objectives.Objective(loss, name=f"{kind}:{group!r}", description=f"maximise {group!r}")
+
+
+@contextmanager
+def _latest_outputs(modules: Sequence[nn.Module]):  # type: ignore[no-untyped-def]
+    """module -> its output in the latest forward pass, by module identity; hooks removed."""
+    latest: dict[nn.Module, Tensor] = {}
+    handles = [
+        module.register_forward_hook(lambda m, args, out: latest.__setitem__(m, out))
+        for module in dict.fromkeys(modules)
+    ]
+    try:
+        yield latest
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager
@@ -119,7 +167,6 @@ def _lucent_on(model: nn.Module, device: torch.device):  # type: ignore[no-untyp
     device_before = lucent_spatial.device
     lucent_spatial.device = device
     try:
-        model.eval()
         with frozen_parameters(model):
             yield
     finally:
@@ -141,13 +188,22 @@ def _input_channels(model: nn.Module) -> int:
 def _check_size(
     model: nn.Module, groups: Sequence[NeuronGroup], channels: int, size: int, device
 ) -> None:
-    """Run a blank image through the model: the groups' layers must be reached and fit."""
-    captures = [LayerCapture(group.resolve(model)) for group in groups]
+    """Run blank images through the model: the groups' layers must be reached once and fit."""
+    captures = [LayerCapture(group.resolve(model), model=model) for group in groups]
+    blank = torch.zeros(len(groups), channels, size, size, device=device)
     try:
-        record(model, torch.zeros(1, channels, size, size, device=device), captures)
+        record(model, blank, captures)
     except RuntimeError as error:
-        raise ValueError(f"size={size} is too small for the model ({error})") from error
+        raise ValueError(
+            f"size={size} is too small for the model, or it cannot run on {channels}-channel "
+            f"images ({error})"
+        ) from error
     for group, capture in zip(groups, captures, strict=True):
+        if len(capture.calls) > 1:
+            raise ValueError(
+                f"layer {capture.name} runs {len(capture.calls)} times in one forward pass; "
+                f"render a layer that runs once"
+            )
         output = capture.output[0]
         if output.numel() == 0:
             raise ValueError(f"size={size} is too small: layer {group.layer!r} has an empty output")
@@ -173,10 +229,14 @@ def render_groups(
     Parameters
     ----------
     model : nn.Module
-        The model; it is left with exactly the hooks, mode, flags and
-        parameters it had (Lucent's leaked hooks are removed, also on error).
+        The model; it is left with exactly the hooks, mode, flags,
+        parameters and buffers it had (Lucent's leaked hooks are removed,
+        also on error). It renders as it is: call ``model.eval()`` first for
+        a model with dropout or batch norm (a model in training mode gets a
+        warning).
     groups : NeuronGroup, GroupSet or sequence of NeuronGroup
-        The groups to draw (their layers given as dotted names).
+        The groups to draw (layers as dotted names or modules; found by
+        module identity, so Lucent's underscore names cannot mix them up).
     size : int
         Image side in pixels.
     steps : int
@@ -213,28 +273,41 @@ def render_groups(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if isinstance(groups, (str, Tensor)):
+        raise TypeError(f"groups must be a NeuronGroup or a sequence of them, got {groups!r}")
     group_list = [groups] if isinstance(groups, NeuronGroup) else list(groups)
     if not group_list or not all(isinstance(g, NeuronGroup) for g in group_list):
         raise ValueError("groups must be a NeuronGroup or a non-empty sequence of NeuronGroups")
-    for group in group_list:
-        resolve_layer(model, group.layer, "group.layer")
+    modules = [resolve_layer(model, group.layer, "group.layer") for group in group_list]
+    check_positive_int(size, "size")
+    check_positive_int(steps, "steps")
+    check_positive_int(channels, "channels", optional=True)
+    _check_kind(kind)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     channels = channels or _input_channels(model)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    objective = sum(
-        (
-            group_objective(g, batch=i, kind=kind, model=model)
-            for i, g in enumerate(group_list[1:], 1)
-        ),
-        group_objective(group_list[0], batch=0, kind=kind, model=model),
-    )
     if decorrelate is None:
         lucent_device = "cuda" if torch.cuda.is_available() else "cpu"
         decorrelate = channels == 3 and device.type == lucent_device
-    with torch.random.fork_rng(devices=[]), _lucent_on(model, device):
+    with (
+        guarded_call(model, "render_groups"),
+        torch.random.fork_rng(devices=[]),
+        _lucent_on(model, device),
+        _latest_outputs(modules) as latest,
+    ):
         _check_size(model, group_list, channels, size, device)
+
+        def read(group: NeuronGroup, module: nn.Module, batch: int) -> objectives.Objective:
+            return objectives.Objective(
+                lambda hook: _group_loss(group, batch, kind, latest[module])
+            )
+
+        objective = sum(
+            (read(g, m, i) for i, (g, m) in enumerate(zip(group_list, modules, strict=True)) if i),
+            read(group_list[0], modules[0], 0),
+        )
         torch.manual_seed(seed)
         make_image = param_f or (
             lambda: param.image(
@@ -284,12 +357,18 @@ def render_circuit(model: nn.Module, circuit: Any, **kwargs: Any) -> dict[str, n
     """Render every node of a :class:`~captum_groups.Circuit`; node id -> image.
 
     Groups of one layer are rendered together in one batch. Keyword
-    arguments go to :func:`render_groups`.
+    arguments go to :func:`render_groups`. Every circuit layer must be a
+    layer of ``model`` (a circuit is tied to the model it was built on).
     """
-    images: dict[str, np.ndarray] = {}
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for layer in circuit.layers:
-        nodes = circuit.node_ids(layer)
-        if nodes:
-            rendered = render_groups(model, [circuit.nodes[n] for n in nodes], **kwargs)
-            images.update(zip(nodes, rendered, strict=True))
+        resolve_layer(model, layer, "circuit.layers")
+    images: dict[str, np.ndarray] = {}
+    with guarded_call(model, "render_circuit"):
+        for layer in circuit.layers:
+            nodes = circuit.node_ids(layer)
+            if nodes:
+                rendered = render_groups(model, [circuit.nodes[n] for n in nodes], **kwargs)
+                images.update(zip(nodes, rendered, strict=True))
     return images
