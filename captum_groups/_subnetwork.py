@@ -150,7 +150,7 @@ def subnetwork(
     return fx.GraphModule(traced, graph, class_name="Subnetwork")
 
 
-class _Affine(nn.Module):
+class Affine(nn.Module):
     """An eval-mode batch norm as the per-channel affine map it computes."""
 
     def __init__(self, norm: _BatchNorm) -> None:
@@ -200,7 +200,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     (True, 'BatchNorm2d')
     """
     if _foldable(module):
-        return _Affine(module)
+        return Affine(module)
     if not any(_foldable(m) for m in module.modules()):
         return module
     try:

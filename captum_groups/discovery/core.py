@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
+from .._affine_prefix import split_affine_prefix
 from .._captum import SUPPORTED_METHODS, approximation_parameters
 from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
@@ -185,6 +186,11 @@ class CoreScores:
     internal_batch_size : int, optional
         Rows (exemplars x steps) per forward/backward pass; by default about
         :data:`ELEMENTS_PER_PASS` activation elements.
+    split_prefix : bool
+        Run the affine first part of ``between`` (e.g. a convolution and an
+        eval-mode batch norm, up to the first nonlinearity) once per exemplar
+        instead of once per step (see :mod:`captum_groups._affine_prefix`).
+        The same integral, to float rounding.
 
     Examples
     --------
@@ -206,11 +212,13 @@ class CoreScores:
         n_steps: int = 50,
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
+        split_prefix: bool = True,
     ) -> None:
         _check_steps(n_steps, method)
         if not targets:
             raise ValueError("targets is empty")
         self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
+        self.split = split_affine_prefix(self.between) if split_prefix else None
         self.values = TargetValues(targets)
         self.n_targets = len(targets)
         step_sizes, alphas = approximation_parameters(method)
@@ -243,31 +251,54 @@ class CoreScores:
         slot_targets = torch.full((n_slots, n_crops), -1, dtype=torch.long)
         for crop, targets in enumerate(owners):
             slot_targets[: len(targets), crop] = torch.tensor(targets)
-        totals = torch.zeros(n_slots, *chunk.shape, dtype=chunk.dtype, device=chunk.device)
+        # the affine prefix runs once per crop: the path starts at its frontier
+        inputs = chunk.detach().requires_grad_(self.split is not None)
+        with torch.enable_grad():
+            ends = self.split.prefix(inputs) if self.split else (inputs,)
+        with torch.no_grad():
+            zero = torch.zeros_like(chunk[:1])
+            base = self.split.prefix(zero) if self.split else (zero,)
+        spans = [end.detach() - start for end, start in zip(ends, base, strict=True)]
+        totals = [end.new_zeros(n_slots, *end.shape) for end in ends]
         steps_per_pass = max(1, per_pass // n_crops)
         alphas_all = torch.tensor(self.alphas, dtype=chunk.dtype, device=chunk.device)
         sizes_all = torch.tensor(self.step_sizes, dtype=chunk.dtype, device=chunk.device)
-        shape = (-1,) + (1,) * chunk.ndim
         for first in range(0, len(self.alphas), steps_per_pass):
             alphas = alphas_all[first : first + steps_per_pass]
             # the path points of every crop, step-major, as Captum lays them out
-            path = (alphas.view(shape) * chunk).flatten(0, 1).requires_grad_()
+            path = [
+                (start + alphas.view(-1, *[1] * span.ndim) * span).flatten(0, 1).requires_grad_()
+                for start, span in zip(base, spans, strict=True)
+            ]
             # each row's gradient comes out scaled by its step size (Captum's rule)
             row_sizes = sizes_all[first : first + len(alphas)].repeat_interleave(n_crops)
             with torch.enable_grad():
-                output = self.between(path)
+                # copies, so that an in-place first operation (ReLU(inplace=True)) is allowed
+                points = [point.clone() for point in path]
+                output = self.split.rest(*points)[0] if self.split else self.between(*points)
                 reduced = self.values.reduce(output)
                 for slot in range(n_slots):
                     owner = slot_targets[slot].repeat(len(alphas))
                     value = self.values(output, owner.clamp_min(0), reduced)
                     weight = row_sizes * (owner >= 0).to(row_sizes.device, row_sizes.dtype)
-                    (grads,) = torch.autograd.grad(
-                        (value * weight).sum(), path, retain_graph=slot < n_slots - 1
+                    grads = torch.autograd.grad(
+                        (value * weight).sum(),
+                        path,
+                        retain_graph=slot < n_slots - 1,
+                        allow_unused=True,
                     )
-                    totals[slot] += grads.view(len(alphas), n_crops, *chunk.shape[1:]).sum(0)
+                    for total, grad in zip(totals, grads, strict=True):
+                        if grad is not None:
+                            total[slot] += grad.view(len(alphas), *total.shape[1:]).sum(0)
         for slot in range(n_slots):
-            attributions = totals[slot] * chunk
-            per_neuron = neuron_means(attributions)
+            if self.split:
+                # the summed gradients at the frontier go back through the prefix once
+                (gradient,) = torch.autograd.grad(
+                    ends, inputs, [t[slot] for t in totals], retain_graph=slot < n_slots - 1
+                )
+            else:
+                gradient = totals[0][slot]
+            per_neuron = neuron_means(gradient * chunk)
             valid = (slot_targets[slot] >= 0).nonzero()[:, 0]
             rows = per_neuron.index_select(0, valid.to(per_neuron.device))
             self._accumulate(slot_targets[slot][valid], rows)
