@@ -15,7 +15,9 @@ Settings:
   64 px images, the class predicted most often, layers layer4.0-4.2, tau=16,
   k=50, NeurFlow crops);
 - ``digits``: the trained digits CNN, each of the ten classes, layers
-  relu1-relu3, tau=6, k=50, NeurFlow crops, all 1,797 images.
+  relu1-relu3, tau=6, k=50, NeurFlow crops, all 1,797 images;
+- ``digits-wide``: the same with layers relu2, relu3 and relu4 (after fc1)
+  and tau=10 (a check of the choice made on the first two).
 
 Run: python -m benchmarks.study_quadrature [--settings digits resnet50]
 """
@@ -58,8 +60,10 @@ def _settings(name: str) -> list[tuple[str, torch.nn.Module, list[str], int, tor
     from captum_groups.datasets import digits_cnn, load_digits
 
     model, images = digits_cnn(), load_digits("all")[0]
-    layers = ["relu1", "relu2", "relu3"]
-    return [(f"digit {d}", model, layers, d, images, {"tau": 6, "k": 50}) for d in range(10)]
+    layers, tau = (
+        (["relu1", "relu2", "relu3"], 6) if name == "digits" else (["relu2", "relu3", "relu4"], 10)
+    )
+    return [(f"digit {d}", model, layers, d, images, {"tau": tau, "k": 50}) for d in range(10)]
 
 
 def _agreement(reference, candidate) -> tuple[list[tuple[int, int, int]], bool]:
@@ -77,7 +81,12 @@ def _agreement(reference, candidate) -> tuple[list[tuple[int, int, int]], bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="+", default=["digits", "resnet50"])
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["digits", "resnet50"],
+        choices=["digits", "digits-wide", "resnet50"],
+    )
     parser.add_argument(
         "--candidates",
         nargs="+",

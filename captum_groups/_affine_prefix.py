@@ -28,7 +28,7 @@ from torch import nn
 
 from ._subnetwork import Affine
 
-__all__ = ["AffineSplit", "split_affine_prefix"]
+__all__ = ["AffineSplit", "split_affine_prefix", "trace_to_leaves"]
 
 _AFFINE_MODULES = (
     nn.Conv1d,
@@ -85,6 +85,17 @@ class _LeafTracer(fx.Tracer):
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         return isinstance(module, Affine) or super().is_leaf_module(module, qualified_name)
+
+
+def trace_to_leaves(module: object) -> fx.GraphModule | None:
+    """``module`` traced down to torch.nn's own modules (and :class:`Affine`), or None when it
+    is not an nn.Module or fx cannot trace it."""
+    if not isinstance(module, nn.Module):
+        return None
+    try:
+        return fx.GraphModule(module, _LeafTracer().trace(module))
+    except Exception:  # fx raises many kinds of errors on untraceable code
+        return None
 
 
 @dataclass
@@ -155,12 +166,10 @@ def split_affine_prefix(module: nn.Module) -> AffineSplit | None:
     >>> torch.allclose(split.rest(*split.prefix(x))[0], net(x))
     True
     """
-    try:
-        graph = _LeafTracer().trace(module)
-    except Exception:  # fx raises many kinds of errors on untraceable code
+    traced = trace_to_leaves(module)
+    if traced is None:
         return None
-    traced = fx.GraphModule(module, graph)
-    nodes = list(graph.nodes)
+    nodes = list(traced.graph.nodes)
     inputs = [n for n in nodes if n.op == "placeholder"]
     if len(inputs) != 1:
         return None

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
-from .._affine_prefix import split_affine_prefix
+from .._affine_prefix import split_affine_prefix, trace_to_leaves
 from .._captum import SUPPORTED_METHODS, approximation_parameters
+from .._channel_head import split_channel_head
 from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
@@ -137,6 +138,42 @@ class TargetValues:
             parts.append(every.neuron_activations(output))
         return torch.cat(parts, 1)
 
+    @property
+    def channelwise(self) -> bool:
+        """Whether every target reads channels on axis 1 (so a channel head can serve it)."""
+        return self.classes or all(dim == 1 for _, dim in self.kinds)
+
+    def channels(self, owners: Tensor) -> Tensor:
+        """The channels each row's target reads, (N, L) (padded with channel 0 at weight 0)."""
+        return self._index[owners.to(self._index.device)]
+
+    def gathered(self, values: Tensor, owners: Tensor) -> Tensor:
+        """Each row's target value from its own channels only: ``values`` is (N, L, ...),
+        row ``i`` holding the channels ``channels(owners)[i]`` (see ``ChannelHead``)."""
+        owners = owners.to(self._index.device)
+        per_channel = values
+        if values.ndim > 2:
+            flat = values.flatten(2)
+            reduced = [
+                self._reduce_positions(values, flat, reduction) for reduction, _ in self.kinds
+            ]
+            kinds = self._kind[owners].to(values.device)
+            per_channel = torch.stack(reduced).gather(
+                0, kinds.view(1, -1, 1).expand(1, *values.shape[:2])
+            )[0]
+        weights = self._weight[owners].to(values.device, values.dtype)
+        return (per_channel * weights).sum(1)
+
+    @staticmethod
+    def _reduce_positions(values: Tensor, flat: Tensor, reduction: object) -> Tensor:
+        if reduction == "mean":
+            return flat.mean(2)
+        if reduction == "sum":
+            return flat.sum(2)
+        if reduction == "max":
+            return flat.amax(2)
+        return values[(slice(None), slice(None), *reduction)]  # type: ignore[misc]
+
     def __call__(self, output: Tensor, owners: Tensor, reduced: Tensor | None = None) -> Tensor:
         """Value of target ``owners[i]`` on row ``i`` of ``output``: shape (N,)."""
         reduced = self.reduce(output) if reduced is None else reduced
@@ -189,8 +226,10 @@ class CoreScores:
     split_prefix : bool
         Run the affine first part of ``between`` (e.g. a convolution and an
         eval-mode batch norm, up to the first nonlinearity) once per exemplar
-        instead of once per step (see :mod:`captum_groups._affine_prefix`).
-        The same integral, to float rounding.
+        instead of once per step (see :mod:`captum_groups._affine_prefix`),
+        and compute its last layer only at each row's own target channels
+        (see :mod:`captum_groups._channel_head`). The same integral, to float
+        rounding; ``False`` integrates through ``between`` as it is.
 
     Examples
     --------
@@ -218,8 +257,11 @@ class CoreScores:
         if not targets:
             raise ValueError("targets is empty")
         self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
-        self.split = split_affine_prefix(self.between) if split_prefix else None
         self.values = TargetValues(targets)
+        self.split = split_affine_prefix(self.between) if split_prefix else None
+        rest = self.split.rest if self.split else trace_to_leaves(self.between)
+        shortcut = split_prefix and rest is not None and self.values.channelwise
+        self.head = split_channel_head(rest) if shortcut else None
         self.n_targets = len(targets)
         step_sizes, alphas = approximation_parameters(method)
         self.step_sizes, self.alphas = step_sizes(n_steps), alphas(n_steps)
@@ -275,11 +317,15 @@ class CoreScores:
             with torch.enable_grad():
                 # copies, so that an in-place first operation (ReLU(inplace=True)) is allowed
                 points = [point.clone() for point in path]
-                output = self.split.rest(*points)[0] if self.split else self.between(*points)
-                reduced = self.values.reduce(output)
+                # the shared forward pass: up to the head, or to the output
+                if self.head:
+                    boundary = self.head.body(*points)
+                else:
+                    output = self.split.rest(*points)[0] if self.split else self.between(*points)
+                    reduced = self.values.reduce(output)
                 for slot in range(n_slots):
                     owner = slot_targets[slot].repeat(len(alphas))
-                    value = self.values(output, owner.clamp_min(0), reduced)
+                    value = self._slot_values(boundary if self.head else (output, reduced), owner)
                     weight = row_sizes * (owner >= 0).to(row_sizes.device, row_sizes.dtype)
                     grads = torch.autograd.grad(
                         (value * weight).sum(),
@@ -302,6 +348,16 @@ class CoreScores:
             valid = (slot_targets[slot] >= 0).nonzero()[:, 0]
             rows = per_neuron.index_select(0, valid.to(per_neuron.device))
             self._accumulate(slot_targets[slot][valid], rows)
+
+    def _slot_values(self, shared: tuple[Tensor, ...], owner: Tensor) -> Tensor:
+        """Each row's value of its target (``owner``, -1 for none): from the shared head
+        inputs at the target's own channels, or from the shared output."""
+        known = owner.clamp_min(0)
+        if self.head is None:
+            output, reduced = shared
+            return self.values(output, known, reduced)
+        channels = self.values.channels(known).to(shared[0].device)
+        return self.values.gathered(self.head(shared, channels), known)
 
     def _accumulate(self, targets: Tensor, per_neuron: Tensor) -> None:
         values = per_neuron.detach().double()

@@ -1,5 +1,5 @@
-"""The affine first part of a subnetwork: split where the first nonlinearity starts, and the
-integration over it equal to the integration through the whole subnetwork."""
+"""Shortcuts of the integration of core scores: the affine first part of a subnetwork split off,
+the channel-wise end computed per row at its target channels; both equal the plain integral."""
 
 from __future__ import annotations
 
@@ -76,3 +76,29 @@ def test_scores_through_the_split_equal_scores_through_the_whole_subnetwork():
         results.append(scorer.result())
     for with_split, without in zip(*results, strict=True):
         torch.testing.assert_close(with_split, without, rtol=1e-4, atol=1e-7)
+
+
+def test_the_channel_head_gives_each_row_its_own_channels_only():
+    """Digits CNN, relu2 -> relu3 (max-pool first: no affine prefix): the last convolution and
+    ReLU are computed at each row's target channels; every reduction kind agrees."""
+    from captum_groups.datasets import digits_cnn
+
+    model = digits_cnn()
+    between = subnetwork(model, "relu2", "relu3")
+    targets = [
+        NeuronGroup("relu3", [5]),
+        NeuronGroup("relu3", [1, 9, 30], [1.0, -2.0, 0.5]),
+        NeuronGroup("relu3", [7, 8], reduction="max"),
+        NeuronGroup("relu3", [2], reduction=(1, 0)),
+    ]
+    torch.manual_seed(0)
+    x = torch.rand(10, 32, 4, 4)
+    owners = [[i % 4, (i + 2) % 4] for i in range(10)]
+    shortcut = CoreScores(between, targets, n_steps=12)
+    assert shortcut.split is None and shortcut.head is not None
+    plain = CoreScores(between, targets, n_steps=12, split_prefix=False)
+    assert plain.head is None
+    for scorer in (shortcut, plain):
+        scorer.add(x, owners)
+    for fast, slow in zip(shortcut.result(), plain.result(), strict=True):
+        torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-8)
