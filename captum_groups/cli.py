@@ -251,8 +251,8 @@ def _add_circuit_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--n-steps",
         type=_positive,
-        default=32,
-        help="integration steps, also for shares and overlays (NeurFlow: 50; default 32)",
+        default=24,
+        help="integration steps, also for shares and overlays (NeurFlow: 50; default 24)",
     )
     group.add_argument(
         "--method",

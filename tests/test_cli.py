@@ -37,7 +37,7 @@ def test_default_command_is_build_circuit_on_the_digits(digits_report):
     circuit = Circuit.from_json((out / "circuit.json").read_text())
     model, (images, _) = digits_cnn(), load_digits("test")
     expected = build_circuit(
-        model, ["relu2", "relu3"], 3, images, tau=8, k=30, n_steps=32, thumbnails=6,
+        model, ["relu2", "relu3"], 3, images, tau=8, k=30, n_steps=24, thumbnails=6,
         random_state=0, progress=False,
     )  # fmt: skip
     assert circuit == expected

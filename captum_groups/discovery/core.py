@@ -248,7 +248,7 @@ class CoreScores:
         self,
         between: Callable[[Tensor], Tensor],
         targets: Sequence[Target],
-        n_steps: int = 50,
+        n_steps: int = 24,
         method: str = "gausslegendre",
         internal_batch_size: int | None = None,
         split_prefix: bool = True,
@@ -384,7 +384,7 @@ def core_scores(
     targets: Sequence[Target],
     activations: Tensor,
     owners: Tensor | Sequence[Sequence[int]],
-    n_steps: int = 50,
+    n_steps: int = 24,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -443,7 +443,7 @@ def find_core_neurons(
     target: Target | Sequence[Target],
     exemplars: Tensor | Sequence[Tensor],
     tau: int = 16,
-    n_steps: int = 50,
+    n_steps: int = 24,
     adaptive: bool = False,
     pool: Tensor | None = None,
     tolerance: float = 0.05,
@@ -469,7 +469,7 @@ def find_core_neurons(
     tau : int
         Core neurons per target (NeurFlow: 16); the most in adaptive mode.
     n_steps : int
-        Integration steps (NeurFlow: 50).
+        Integration steps (24, as ``build_circuit``'s default; NeurFlow: 50).
     adaptive : bool
         NeurFlow's optimal tau: mask the ranked neurons one by one and keep
         the fewest whose masking changes the target's top-k set (k = number
