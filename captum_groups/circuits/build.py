@@ -43,7 +43,6 @@ from .._hooks import (
     LayerCapture,
     guarded_call,
     model_of,
-    preserve_buffers,
     record,
 )
 from .._subnetwork import subnetwork
@@ -231,7 +230,7 @@ def _select_and_summarise(
         return summarisers[key]
 
     def route(ids: Tensor, images: Tensor) -> None:
-        with torch.no_grad(), preserve_buffers(model):
+        with torch.no_grad():
             classes = model(images).argmax(1)
         for target in predicted:
             chosen = classes == target
@@ -239,12 +238,14 @@ def _select_and_summarise(
                 summariser(target, [target]).push(ids[chosen.cpu()], images[chosen])
 
     for ids, images in reader.read(None, "summarising crops"):
+        # the first batch checks the layers and fixes the crop boxes
         if not probed:
             _check_forward_order(model, layers, targets, images)
             boxes = crop_boxes(images.shape[-2], images.shape[-1], settings.scales)
             probed = True
         if everything:
             summariser("all", everything).push(ids, images)
+        # class targets read the images the model predicts as them, predicted in fixed groups
         for group in predictions.push(ids, images) if predicted else []:
             route(*group)
     if not probed:
@@ -306,10 +307,9 @@ def _score_layer(
 
     def integrate(index: int, groups: list[tuple[Tensor, Tensor]]) -> None:
         for crop_ids, activations in groups:
-            rows = [owners[index][int(c)] for c in crop_ids]
-            with preserve_buffers(model):
-                scorers[index].add(activations, rows)
+            scorers[index].add(activations, [owners[index][int(c)] for c in crop_ids])
 
+    # the images holding exemplar crops, read once for every circuit
     for ids, batch in reader.read(images, f"integrating {layer}"):
         for index, crops in enumerate(recompute):
             integrate(index, crops.push(ids, batch))
@@ -340,11 +340,9 @@ def _adaptive_sizes(
     )
     for ids, batch in reader.read(pool.images, f"adaptive tau {layer}"):
         for _, activations in pool.push(ids, batch):
-            with preserve_buffers(model):
-                overlap.add(activations)
-    for _, activations in pool.flush():
-        with preserve_buffers(model):
             overlap.add(activations)
+    for _, activations in pool.flush():
+        overlap.add(activations)
     return overlap.sizes(settings.tolerance)
 
 
@@ -449,6 +447,7 @@ def _build_layer(
         else (None if isinstance(c.target, int) else str(c.target.layer))
         for c in circuits
     }
+    # score the layer's neurons for every upper unit, one data pass per upper layer
     scored: dict[int, tuple[Tensor, Tensor]] = {}
     for upper in dict.fromkeys(uppers.values()):
         sharing = [c for c in circuits if uppers[id(c)] == upper]
@@ -456,6 +455,7 @@ def _build_layer(
         scored.update((id(c), r) for c, r in zip(sharing, results, strict=True))
     for circuit in circuits:
         scores, signed = scored[id(circuit)]
+        # each unit's core neurons: its top tau (NeurFlow's optimal tau when adaptive)
         ranked = scores.argsort(dim=1, descending=True, stable=True)[:, : settings.tau]
         if settings.adaptive:
             upper = uppers[id(circuit)]
@@ -464,6 +464,7 @@ def _build_layer(
         else:
             cores = ranked.tolist()
         circuit.core_neurons[layer] = dict(zip(circuit.unit_ids, cores, strict=True))
+        # the critical set, and each critical neuron's own top-k crops
         critical = sorted({n for core in cores for n in core})
         summaries = circuit.selection.summaries
         exemplars = summaries[layer][:, critical].topk(settings.k, dim=0).indices.T
