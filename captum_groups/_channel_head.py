@@ -1,16 +1,18 @@
 """The channel-wise end of a subnetwork, evaluated for each row's own target channels only.
 
 A core-neuron target reads a few channels of the upper layer (one, for a
-neuron). Typical upper layers end with a channel-mixing operation (a
+neuron). Typical upper layers end with a channel-mixing operation (a 1x1
 convolution or a linear map) followed by channel-wise ones (batch norm,
 ReLU, a residual addition). Computing every output channel there, and
 back-propagating through all of them, is wasted work when each row needs
 one. :func:`split_channel_head` cuts a traced module into a *body*, shared by
 all targets, and a *head*: the last mixing operations and the channel-wise
 ones after them. :meth:`ChannelHead.__call__` evaluates the head on the
-body's outputs for given channels per row: a convolution with only those
-output channels' kernels, an affine map with only their scale and shift,
-the residual branch read at those channels.
+body's outputs for given channels per row: the mixing with only those
+channels' weights (a few dot products per row), an affine map with only
+their scale and shift, the residual branch read at those channels. Wider
+kernels are left in the body: one row's channel would need a convolution
+of its own.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def _kind(node: fx.Node, module: fx.GraphModule) -> str | None:
     """How a node is evaluated in the head: "mix", "affine", "elementwise", "add", or None."""
     if node.op == "call_module":
         leaf = module.get_submodule(str(node.target))
-        if isinstance(leaf, nn.Conv2d) and leaf.groups == 1 and leaf.padding_mode == "zeros":
-            return "mix"
+        if isinstance(leaf, nn.Conv2d) and leaf.kernel_size == (1, 1) and leaf.groups == 1:
+            return "mix" if leaf.padding in ((0, 0), "valid") else None
         if isinstance(leaf, nn.Linear):
             return "mix"
         if isinstance(leaf, Affine):
@@ -112,27 +114,14 @@ class ChannelHead:
 
 
 def _mix(leaf: nn.Module, inputs: Tensor, channels: Tensor) -> Tensor:
-    """A convolution or linear map computing only ``channels`` (rows, L) of each row."""
-    rows, width = channels.shape
+    """A 1x1 convolution or linear map computing only ``channels`` (rows, L) of each row."""
     weight = leaf.weight[channels]
     bias = None if leaf.bias is None else leaf.bias[channels]
     if isinstance(leaf, nn.Linear):
         out = torch.einsum("rlc,rc->rl", weight, inputs)
         return out if bias is None else out + bias
-    if leaf.kernel_size == (1, 1) and leaf.padding in ((0, 0), "valid"):
-        strided = inputs[..., :: leaf.stride[0], :: leaf.stride[1]]
-        out = torch.einsum("rlc,rchw->rlhw", weight[..., 0, 0], strided)
-    else:
-        grouped = F.conv2d(
-            inputs.reshape(1, -1, *inputs.shape[2:]),
-            weight.reshape(rows * width, *weight.shape[2:]),
-            None,
-            leaf.stride,
-            leaf.padding,
-            leaf.dilation,
-            groups=rows,
-        )
-        out = grouped.view(rows, width, *grouped.shape[2:])
+    strided = inputs[..., :: leaf.stride[0], :: leaf.stride[1]]
+    out = torch.einsum("rlc,rchw->rlhw", weight[..., 0, 0], strided)
     return out if bias is None else out + bias[..., None, None]
 
 
@@ -142,7 +131,7 @@ def split_channel_head(module: fx.GraphModule) -> ChannelHead | None:
 
     Examples
     --------
-    >>> net = fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 3)))
+    >>> net = fx.symbolic_trace(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 1)))
     >>> head = split_channel_head(net)
     >>> x, channels = torch.randn(2, 3, 6, 6), torch.tensor([[4], [1]])
     >>> out = head(head.body(x), channels)  # channel 4 of row 0, channel 1 of row 1

@@ -78,26 +78,54 @@ def test_scores_through_the_split_equal_scores_through_the_whole_subnetwork():
         torch.testing.assert_close(with_split, without, rtol=1e-4, atol=1e-7)
 
 
-def test_the_channel_head_gives_each_row_its_own_channels_only():
-    """Digits CNN, relu2 -> relu3 (max-pool first: no affine prefix): the last convolution and
-    ReLU are computed at each row's target channels; every reduction kind agrees."""
-    from captum_groups.datasets import digits_cnn
+class _Block(nn.Module):
+    """A residual block ending in a 1x1 convolution, a batch norm, the addition and a ReLU."""
 
-    model = digits_cnn()
-    between = subnetwork(model, "relu2", "relu3")
-    targets = [
-        NeuronGroup("relu3", [5]),
-        NeuronGroup("relu3", [1, 9, 30], [1.0, -2.0, 0.5]),
-        NeuronGroup("relu3", [7, 8], reduction="max"),
-        NeuronGroup("relu3", [2], reduction=(1, 0)),
-    ]
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_a = nn.Conv2d(8, 8, 3, padding=1)
+        self.relu_a = nn.ReLU()
+        self.conv_b = nn.Conv2d(8, 8, 1)
+        self.norm = nn.BatchNorm2d(8)
+        self.relu_out = nn.ReLU()
+
+    def forward(self, x):
+        return self.relu_out(self.norm(self.conv_b(self.relu_a(self.conv_a(x)))) + x)
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.stem_relu = nn.ReLU()
+        self.block = _Block()
+
+    def forward(self, x):
+        return self.block(self.stem_relu(self.stem(x)))
+
+
+def test_the_channel_head_gives_each_row_its_own_channels_only():
+    """The block's 1x1 convolution, batch norm, residual addition and ReLU are computed at each
+    row's target channels; every reduction kind agrees with the plain integral."""
     torch.manual_seed(0)
-    x = torch.rand(10, 32, 4, 4)
+    model = _Net().eval()
+    with torch.no_grad():
+        model.block.norm.running_mean.uniform_(-0.3, 0.3)
+        model.block.norm.running_var.uniform_(0.5, 1.5)
+    between = subnetwork(model, "stem_relu", "block")
+    targets = [
+        NeuronGroup("block", [5]),
+        NeuronGroup("block", [1, 3, 6], [1.0, -2.0, 0.5]),
+        NeuronGroup("block", [7, 0], reduction="max"),
+        NeuronGroup("block", [2], reduction=(1, 0)),
+    ]
+    x = torch.rand(10, 8, 4, 4)
     owners = [[i % 4, (i + 2) % 4] for i in range(10)]
     shortcut = CoreScores(between, targets, n_steps=12)
-    assert shortcut.split is None and shortcut.head is not None
+    assert shortcut.split is not None and shortcut.head is not None
+    assert [str(n.target) for n in shortcut.head.nodes][0] == "block.conv_b"
     plain = CoreScores(between, targets, n_steps=12, split_prefix=False)
-    assert plain.head is None
+    assert plain.split is None and plain.head is None
     for scorer in (shortcut, plain):
         scorer.add(x, owners)
     for fast, slow in zip(shortcut.result(), plain.result(), strict=True):

@@ -194,15 +194,18 @@ def _check_steps(n_steps: int, method: str) -> None:
         raise ValueError(f"method={method!r} needs n_steps >= 2, got {n_steps}")
 
 
-def rows_per_pass(activations: Tensor, internal_batch_size: int | None) -> int:
-    """Rows (exemplars x steps) per integration pass: given, or from :data:`ELEMENTS_PER_PASS`."""
+def rows_per_pass(
+    activations: Tensor, internal_batch_size: int | None, row_elements: int | None = None
+) -> int:
+    """Rows (exemplars x steps) per integration pass: given, or from :data:`ELEMENTS_PER_PASS`
+    and the elements of a row (by default, of an activation row)."""
     if internal_batch_size is not None:
         if isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int):
             raise ValueError(f"internal_batch_size must be an int, got {internal_batch_size!r}")
         if internal_batch_size < 1:
             raise ValueError(f"internal_batch_size must be positive, got {internal_batch_size}")
         return internal_batch_size
-    per_row = max(1, activations[0].numel())
+    per_row = max(1, row_elements or activations[0].numel())
     return max(1, ELEMENTS_PER_PASS // per_row)
 
 
@@ -278,7 +281,9 @@ class CoreScores:
         order = [i for i in order if owners[i]]
         if not order:
             return
-        per_pass = rows_per_pass(activations, self.internal_batch_size)
+        per_pass = rows_per_pass(
+            activations, self.internal_batch_size, self._row_elements(activations)
+        )
         crops_per_pass = max(1, per_pass // len(self.alphas))
         model = self.between if isinstance(self.between, nn.Module) else None
         with frozen_parameters(model):
@@ -286,6 +291,14 @@ class CoreScores:
                 rows = order[start : start + crops_per_pass]
                 chunk = activations[rows].detach()
                 self._integrate(chunk, [list(owners[i]) for i in rows], per_pass)
+
+    def _row_elements(self, activations: Tensor) -> int:
+        """Elements of one path row: an activation row, or the prefix's frontier if larger."""
+        if self.split is None:
+            return activations[0].numel()
+        with torch.no_grad():
+            ends = self.split.prefix(torch.zeros_like(activations[:1]))
+        return max(activations[0].numel(), sum(end[0].numel() for end in ends))
 
     def _integrate(self, chunk: Tensor, owners: list[list[int]], per_pass: int) -> None:
         """Integrated gradients of each exemplar of ``chunk`` for each of its targets."""
