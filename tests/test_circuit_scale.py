@@ -207,3 +207,13 @@ def test_a_float64_model_reads_float32_images(digits):
     circuit = build_circuit(model.double(), ["relu3"], 3, x, **SMALL)
     model.float()
     assert circuit.nodes and all(abs(w) <= 1 + 1e-9 for w in circuit.edges.values())
+
+
+def test_one_core_neuron_per_target_is_a_valid_setting(digits):
+    """tau=1 leaves one neuron (one concept) per layer to group: a one-group layer."""
+    model, x, _ = digits
+    circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=1, k=10, n_steps=8,
+                            progress=False)  # fmt: skip
+    assert [len(circuit.node_ids(layer)) for layer in circuit.layers] == [1, 1]
+    assert all(len(ranked) == 1 for cores in circuit.core_neurons.values()
+               for ranked in cores.values())  # fmt: skip
