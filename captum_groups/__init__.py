@@ -20,8 +20,10 @@ from .attr import (
     GroupGuidedBackprop,
     GroupIntegratedGradients,
     GroupInteraction,
+    LayerGroupAblation,
     LayerGroupConductance,
     LayerGroupGradientXActivation,
+    LayerGroupInteraction,
 )
 from .circuits import (
     Circuit,
@@ -54,8 +56,10 @@ __all__ = [
     "GroupIntegratedGradients",
     "GroupInteraction",
     "GroupSet",
+    "LayerGroupAblation",
     "LayerGroupConductance",
     "LayerGroupGradientXActivation",
+    "LayerGroupInteraction",
     "NeuronGroup",
     "ablate",
     "build_circuit",

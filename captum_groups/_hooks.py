@@ -18,11 +18,11 @@ from typing import Any
 
 import captum
 import torch
-from captum._utils.common import _run_forward
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
+from ._captum import _run_forward
 from ._data import Data, iter_batches
 from .groups import layer_name
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from captum._utils.common import _verify_select_neuron
 from torch import nn
 
 from captum_groups import GroupSet, NeuronGroup
+from captum_groups._captum import _verify_select_neuron
 
 
 @pytest.fixture

@@ -1,24 +1,46 @@
-"""What every group attribution class shares: layers, groups, checks, results."""
+"""The one base of the group attribution classes: constructor, checks, and the replay.
+
+Every class of :mod:`captum_groups.attr` derives from :class:`_GroupAttribution`
+first and then from Captum's own bases, as Captum's classes do
+(``NeuronAttribution`` or ``LayerAttribution``, then ``GradientAttribution`` or
+``PerturbationAttribution``). The base holds the constructor, the
+``multiplies_by_inputs`` property, the input and layer checks, and
+:meth:`_GroupAttribution._replay`, which runs a Captum algorithm once per group
+on work shared by all groups (see :mod:`._engine`). A method that reuses a
+Captum algorithm names it in ``_captum_class``; its ``attribute`` keeps
+Captum's explicit signature and calls ``_replay`` (``gradient_shap.py`` is a
+complete example). Parameters shared by all classes are described once, in
+:mod:`._docs`.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from numbers import Real
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
-from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
-from captum.attr import NoiseTunnel
-from captum.attr._utils.batching import _batch_attribution
+from captum.attr import (
+    Attribution,
+    GradientAttribution,
+    LayerAttribution,
+    NeuronAttribution,
+    NoiseTunnel,
+    PerturbationAttribution,
+)
 from torch import Tensor, nn
 
+from .._captum import _batch_attribution, _format_tensor_into_tuples, _verify_select_neuron
 from .._checks import check_positive_int
-from .._hooks import LayerCapture, guarded_call, model_of, record
+from .._hooks import LayerCapture, drop_new_attributes, guarded_call, model_of, record
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ._docs import complete
 from ._engine import (
     RandomState,
     Selector,
@@ -87,24 +109,54 @@ def _is_index(selector: object) -> bool:
     )
 
 
-class _GroupAttributionMixin:
-    """Group handling shared by all ``captum_groups.attr`` classes.
+class _GroupAttribution:
+    """What every ``captum_groups.attr`` class shares.
 
-    Concrete classes also subclass Captum's ``NeuronAttribution`` and
-    ``GradientAttribution`` or ``PerturbationAttribution``.
+    A subclass lists Captum's bases after this one, e.g.
+    ``class GroupSaliency(_GroupAttribution, NeuronAttribution, GradientAttribution)``.
     """
 
     forward_func: Callable[..., Any]
     layer: nn.Module
 
-    @staticmethod
-    def _resolve(forward_func: Callable[..., Any], layer: Layer) -> nn.Module:
+    _captum_class: ClassVar[type[Attribution]]
+    """The Captum algorithm :meth:`_replay` runs once per group."""
+    _vectorize: ClassVar[bool] = False
+    """Run one vmapped backward pass per chunk of groups (for backward hooks that allow only
+    one backward pass per forward pass, as DeepLIFT's) instead of one pass per group."""
+    _leaves_attributes: ClassVar[tuple[str, ...]] = ()
+    """Attributes the Captum algorithm may leave on the model's modules; removed after a run."""
+    _multiply_by_inputs: bool | None = None
+    """``multiplies_by_inputs``; None: Captum's answer for the kind of method."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            cls.__doc__ = complete(cls.__doc__, inspect.signature(cls.__init__), cls.__name__)
+        for name, method in vars(cls).items():
+            if name.startswith("attribute") and callable(method):
+                owner = f"{cls.__name__}.{name}"
+                method.__doc__ = complete(method.__doc__, inspect.signature(method), owner)
+
+    def __init__(
+        self, forward_func: Callable[..., Any], layer: Layer, device_ids: list[int] | None = None
+    ) -> None:
         if isinstance(forward_func, nn.DataParallel):
             raise ValueError(
                 "forward_func is an nn.DataParallel; captum_groups captures layers with one "
                 "hook per call and does not gather across replicas; pass the wrapped module"
             )
-        return resolve_layer(forward_func, layer)
+        module = resolve_layer(forward_func, layer)
+        kind = LayerAttribution if isinstance(self, LayerAttribution) else NeuronAttribution
+        kind.__init__(self, forward_func, module, device_ids)  # type: ignore[arg-type]
+        if isinstance(self, GradientAttribution):
+            GradientAttribution.__init__(self, forward_func)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        if self._multiply_by_inputs is None:
+            return super().multiplies_by_inputs  # type: ignore[misc]
+        return self._multiply_by_inputs
 
     def _layer_label(self) -> str:
         return repr(layer_name(model_of(self.forward_func), self.layer))
@@ -282,64 +334,81 @@ class _GroupAttributionMixin:
             return results[0].detach()
         return torch.stack([r.detach() for r in results], 1)
 
-    def _run_with_gradient_func(
+    def _replay(
         self,
-        algorithm: Callable[[Callable[..., Any]], Any],
-        selectors: list[Selector],
-        several: bool,
+        inputs: Any,
+        group: GroupArg,
+        additional_forward_args: Any,
         use_input: bool,
         group_batch_size: int | None,
-        vectorize: bool = False,
+        **options: Any,
     ) -> Any:
-        """Run a Captum algorithm per group with a shared multi-group ``gradient_func``.
+        """Captum's ``_captum_class`` run once per group, on model work shared by all groups.
 
-        ``algorithm(gradient_func)`` builds the Captum algorithm, installs the
-        given gradient function and returns its attribution. ``vectorize``
-        asks for one vmapped backward pass per chunk (see ``batched_vjp``).
+        ``options`` are the algorithm's own ``attribute`` keywords
+        (``baselines``, ``n_steps`` ...). A gradient method gets a
+        ``gradient_func`` that returns its group's share of one shared forward
+        and backward pass; a perturbation method gets a ``forward_func`` that
+        returns its group's share of one shared forward pass (see
+        :func:`._engine.run_per_group`). Every run sees the random draws of a
+        single Captum call, so each group's result is exactly Captum's.
         """
-        results: list[Any] = []
-        random_state = RandomState()
-        for chunk in self._chunks(selectors, group_batch_size):
+        selectors, several = self._prepare(
+            inputs, group, additional_forward_args, use_input, options.get("baselines")
+        )
+        perturbs = issubclass(self._captum_class, PerturbationAttribution)
+        leftovers = self._leaves_attributes
 
-            def compute_all(
-                forward_fn: Callable[..., Any],
-                inputs: Any,
-                target_ind: Any = None,
-                additional_forward_args: Any = None,
-                chunk: Sequence[Selector] = chunk,
-            ) -> list[tuple[Tensor, ...]]:
-                grads = group_input_gradients(
-                    forward_fn,
-                    inputs,
-                    self.layer,
-                    chunk,
-                    additional_forward_args,
-                    use_input,
-                    vectorize,
+        def algorithm(shared: Callable[..., Any]) -> Any:
+            if perturbs:
+                method = self._captum_class(shared)
+            else:
+                method = self._captum_class(self.forward_func, **self._captum_options())
+                method.gradient_func = shared
+            cleanup = drop_new_attributes(self.forward_func, leftovers) if leftovers else None
+            with cleanup or nullcontext():
+                return method.attribute.__wrapped__(
+                    method, inputs, additional_forward_args=additional_forward_args, **options
                 )
-                return split_per_group(grads)
 
-            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
-        return self._assemble(results, several)
-
-    def _run_with_forward_func(
-        self,
-        algorithm: Callable[[Callable[..., Any]], Any],
-        selectors: list[Selector],
-        several: bool,
-        use_input: bool,
-        group_batch_size: int | None,
-    ) -> Any:
-        """Run a perturbation algorithm per group with a shared multi-group forward function."""
         results: list[Any] = []
         random_state = RandomState()
         for chunk in self._chunks(selectors, group_batch_size):
-
-            def compute_all(*args: Any, chunk: Sequence[Selector] = chunk) -> list[Tensor]:
-                return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
-
+            shared_work = self._values if perturbs else self._input_gradients
+            compute_all = partial(shared_work, chunk, use_input)
             results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
         return self._assemble(results, several)
+
+    def _captum_options(self) -> dict[str, Any]:
+        """Constructor keywords of the Captum algorithm beyond the model."""
+        if self._multiply_by_inputs is None:
+            return {}
+        return {"multiply_by_inputs": self._multiply_by_inputs}
+
+    def _input_gradients(
+        self,
+        chunk: Sequence[Selector],
+        use_input: bool,
+        forward_fn: Callable[..., Any],
+        inputs: Any,
+        target_ind: Any = None,
+        additional_forward_args: Any = None,
+    ) -> list[tuple[Tensor, ...]]:
+        """A Captum ``gradient_func`` for every group of ``chunk``: one result per group."""
+        grads = group_input_gradients(
+            forward_fn,
+            inputs,
+            self.layer,
+            chunk,
+            additional_forward_args,
+            use_input,
+            self._vectorize,
+        )
+        return split_per_group(grads)
+
+    def _values(self, chunk: Sequence[Selector], use_input: bool, *args: Any) -> list[Tensor]:
+        """A Captum ``forward_func`` for every group of ``chunk``: each group's value."""
+        return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
 
     def _integrate(
         self,
@@ -360,3 +429,17 @@ class _GroupAttributionMixin:
         return _batch_attribution(
             self, num_examples, internal_batch_size, points, include_endpoint=endpoint, **kwargs
         )
+
+
+class _MultipliesByInputs(_GroupAttribution):
+    """A method with Captum's ``multiply_by_inputs`` option (local or global attribution)."""
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Layer,
+        device_ids: list[int] | None = None,
+        multiply_by_inputs: bool = True,
+    ) -> None:
+        super().__init__(forward_func, layer, device_ids)
+        self._multiply_by_inputs = multiply_by_inputs

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum._utils.common import (
+from torch import Tensor, nn
+
+from .._captum import (
     _expand_additional_forward_args,
     _format_additional_forward_args,
     _format_tensor_into_tuples,
+    _reshape_and_sum,
+    approximation_parameters,
 )
-from captum.attr._utils.approximation_methods import approximation_parameters
-from captum.attr._utils.common import _reshape_and_sum
-from torch import Tensor, nn
-
 from .._hooks import Captured, frozen_parameters, model_of, run_to_layer
 from ..groups import NeuronGroup
 
@@ -45,6 +45,7 @@ def selector_cotangents(captured: Captured, selectors: Sequence[Selector]) -> Ca
     per_group: list[list[Tensor]] = []
     with torch.enable_grad():
         for selector in selectors:
+            # The selector's value per example; the batch sum's gradient is each example's.
             value = selector(selector_value(detached))
             grads = torch.autograd.grad(value.sum(), detached, allow_unused=True)
             per_group.append(
@@ -136,8 +137,11 @@ def group_input_gradients(
     """Gradients of every selector w.r.t. the inputs: one forward to the layer, shared."""
     inputs_tuple = _format_tensor_into_tuples(inputs)
     with torch.enable_grad(), frozen_parameters(model_of(forward_fn, layer)):
+        # One forward pass, stopped at the layer, shared by every selector.
         captured = run_to_layer(forward_fn, inputs, layer, additional_forward_args, use_input)
+        # What each selector sends back from the layer: d selector / d layer output.
         cotangents = selector_cotangents(captured, selectors)
+        # Back from the layer to the inputs, once per selector, over the one graph.
         return batched_vjp(captured, inputs_tuple, cotangents, vectorize)
 
 
@@ -206,13 +210,16 @@ class _Replay:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tensors = _tensors_in([*args, *kwargs.values()])
         if self._group == 0:
+            # First run: compute this call for every group, keep the results, answer group 0.
             results = self._compute_all(*args, **kwargs)
             self._records.append((tensors, results))
             return results[0]
+        # Later runs: the algorithm makes the same calls in the same order; read them back.
         if self._call >= len(self._records):
             raise RuntimeError("the attribution algorithm made more calls than when recorded")
         recorded, results = self._records[self._call]
         self._call += 1
+        # Same random draws, same arguments: anything else would not be Captum's result.
         if len(recorded) != len(tensors) or not all(
             a.shape == b.shape and torch.equal(a, b) for a, b in zip(recorded, tensors, strict=True)
         ):
@@ -239,6 +246,7 @@ def run_per_group(
     for group in range(n_groups):
         if group:
             replay.next_group()
+        # Every run starts from the generators of one plain Captum call.
         random_state.restore()
         results.append(algorithm(replay))
     return results

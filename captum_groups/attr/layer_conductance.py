@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 
-from .._checks import check_method, check_positive_int
+from .._captum import BaselineType, _format_input_baseline, _validate_input
+from .._checks import check_integration
 from .._hooks import LayerCapture, frozen_parameters, model_of
-from ..groups import GroupSet, Layer, NeuronGroup
+from ..groups import GroupsLike
 from ._base import keeps_model
 from ._engine import layer_conductance, path_alphas, scaled_path
-from ._layer import _LayerGroupMixin
+from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
 
-class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAttribution):
     r"""Conductance of a target through each group of a layer, shaped (N, G).
 
     Captum's :class:`~captum.attr.LayerConductance` gives, for each element
@@ -37,15 +35,6 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     The target ``F`` is a Captum ``target`` on the model output, or a
     :class:`NeuronGroup` of a later layer (hidden-to-hidden attribution, which
     Captum lacks); then the forward pass stops at that layer.
-
-    Parameters
-    ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The attributed layer (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
 
     Examples
     --------
@@ -63,21 +52,9 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     torch.Size([5, 4])
     """
 
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
+    _multiply_by_inputs = True  # as Captum's LayerConductance: always global
 
     def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
         return True
 
     @log_usage()
@@ -85,7 +62,7 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        groups: GroupsLike,
         baselines: BaselineType = None,
         target: Target = None,
         additional_forward_args: Any = None,
@@ -100,39 +77,18 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
 
         Parameters
         ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
-        groups : NeuronGroup, GroupSet or list of NeuronGroup
-            Groups of the attributed layer.
         baselines : scalar, Tensor or tuple, optional
             Start of the integration path (zeros by default).
-        target : int, tuple, Tensor, list or NeuronGroup, optional
-            What to explain: a Captum target on the model output, or a group
-            of a later layer.
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        n_steps : int
-            Integration steps.
-        method : str
-            Captum's approximation method.
-        internal_batch_size : int, optional
-            Examples x steps per forward pass, as in Captum.
         return_convergence_delta : bool
             Also return, per example, the sum over groups minus
             ``F(inputs) - F(baselines)``.
-        attribute_to_layer_input : bool
-            Attribute to the layer's input instead of its output.
-        grad_kwargs : dict, optional
-            Passed to ``torch.autograd.grad``.
 
         Returns
         -------
         Tensor, or (Tensor, Tensor)
             (N, G) conductances ((N,) for a single group), and the delta.
         """
-        check_positive_int(n_steps, "n_steps")
-        check_method(method)
-        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_integration(n_steps, method, internal_batch_size)
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
         spec = LayerTarget(self.forward_func, target, self.layer)
@@ -187,6 +143,7 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     ) -> Tensor:
         """Per-element conductance over some integration steps, (N, *layer_shape)."""
         num_examples = inputs[0].shape[0]
+        # n_steps + 1 points of the path: conductance takes differences of consecutive ones.
         _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
         scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
         model = model_of(self.forward_func, self.layer)
@@ -195,9 +152,12 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
             frozen_parameters(model),
             LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
         ):
+            # One forward pass over all points (stopping at a target group's layer).
             values = target.evaluate(scaled, extra, n_steps + 1, lower)
             captured = lower.output
+            # dF/dy at every point, for every element of the layer.
             (layer_grads,) = torch.autograd.grad(
                 torch.unbind(values), captured[:1], **(grad_kwargs or {})
             )
+        # sum over steps of (y(a_{s+1}) - y(a_s)) * dF/dy(a_s), per element.
         return layer_conductance(captured[0].detach(), layer_grads, num_examples)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum._utils.common import _format_tensor_into_tuples
 from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 
+from .._captum import _format_tensor_into_tuples
 from .._hooks import LayerCapture, frozen_parameters, model_of
-from ..groups import GroupSet, Layer, NeuronGroup
-from ._base import keeps_model
-from ._layer import _LayerGroupMixin
+from ..groups import GroupsLike
+from ._base import _MultipliesByInputs, keeps_model
+from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
 
-class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+class LayerGroupGradientXActivation(
+    _LayerGroupAttribution, _MultipliesByInputs, LayerAttribution, GradientAttribution
+):
     """Gradient x activation of a target, summed over each group of a layer: (N, G).
 
     The group counterpart of :class:`captum.attr.LayerGradientXActivation`:
@@ -30,12 +31,6 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
 
     Parameters
     ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The attributed layer (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
     multiply_by_inputs : bool
         Multiply the gradient by the activation (True, Captum's default).
 
@@ -50,49 +45,18 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
     torch.Size([3, 4])
     """
 
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
-        self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
-
     @log_usage()
     @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        groups: GroupsLike,
         target: Target = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
         grad_kwargs: dict[str, Any] | None = None,
     ) -> Tensor:
         """Gradient x activation per group.
-
-        Parameters
-        ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
-        groups : NeuronGroup, GroupSet or list of NeuronGroup
-            Groups of the attributed layer.
-        target : int, tuple, Tensor, list or NeuronGroup, optional
-            A Captum target on the model output, or a group of a later layer.
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        attribute_to_layer_input : bool
-            Attribute to the layer's input instead of its output.
-        grad_kwargs : dict, optional
-            Passed to ``torch.autograd.grad``.
 
         Returns
         -------
