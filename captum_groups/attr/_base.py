@@ -19,8 +19,8 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from numbers import Real
 from typing import Any, ClassVar, TypeVar
@@ -36,11 +36,18 @@ from captum.attr import (
 )
 from torch import Tensor, nn
 
-from .._captum import _batch_attribution, _format_tensor_into_tuples, _verify_select_neuron
+from .._captum import _format_tensor_into_tuples, _verify_select_neuron
 from .._checks import check_positive_int
-from .._hooks import LayerCapture, drop_new_attributes, guarded_call, model_of, record
+from .._hooks import (
+    LayerCapture,
+    drop_new_attributes,
+    frozen_parameters,
+    guarded_call,
+    model_of,
+    record,
+)
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
-from ._docs import complete
+from ._docs import RETURNS_LIKE_INPUTS, complete
 from ._engine import (
     RandomState,
     Selector,
@@ -112,15 +119,17 @@ def _is_index(selector: object) -> bool:
 class _GroupAttribution:
     """What every ``captum_groups.attr`` class shares.
 
-    A subclass lists Captum's bases after this one, e.g.
-    ``class GroupSaliency(_GroupAttribution, NeuronAttribution, GradientAttribution)``.
+    A subclass lists Captum's bases after this one, and names the Captum
+    algorithm it replays, e.g. ``class GroupSaliency(_GroupAttribution,
+    NeuronAttribution, GradientAttribution, captum_class=Saliency)``.
     """
 
     forward_func: Callable[..., Any]
     layer: nn.Module
 
     _captum_class: ClassVar[type[Attribution]]
-    """The Captum algorithm :meth:`_replay` runs once per group."""
+    """The Captum algorithm :meth:`_replay` runs once per group, given as a class keyword:
+    ``class GroupSaliency(..., captum_class=Saliency)``."""
     _vectorize: ClassVar[bool] = False
     """Run one vmapped backward pass per chunk of groups (for backward hooks that allow only
     one backward pass per forward pass, as DeepLIFT's) instead of one pass per group."""
@@ -129,14 +138,19 @@ class _GroupAttribution:
     _multiply_by_inputs: bool | None = None
     """``multiplies_by_inputs``; None: Captum's answer for the kind of method."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(
+        cls, captum_class: type[Attribution] | None = None, **kwargs: Any
+    ) -> None:
         super().__init_subclass__(**kwargs)
+        if captum_class is not None:
+            cls._captum_class = captum_class
         if not cls.__name__.startswith("_"):
             cls.__doc__ = complete(cls.__doc__, inspect.signature(cls.__init__), cls.__name__)
+        returns = RETURNS_LIKE_INPUTS if issubclass(cls, NeuronAttribution) else None
         for name, method in vars(cls).items():
             if name.startswith("attribute") and callable(method):
-                owner = f"{cls.__name__}.{name}"
-                method.__doc__ = complete(method.__doc__, inspect.signature(method), owner)
+                signature, owner = inspect.signature(method), f"{cls.__name__}.{name}"
+                method.__doc__ = complete(method.__doc__, signature, owner, returns)
 
     def __init__(
         self, forward_func: Callable[..., Any], layer: Layer, device_ids: list[int] | None = None
@@ -334,25 +348,31 @@ class _GroupAttribution:
             return results[0].detach()
         return torch.stack([r.detach() for r in results], 1)
 
-    def _replay(
-        self,
-        inputs: Any,
-        group: GroupArg,
-        additional_forward_args: Any,
-        use_input: bool,
-        group_batch_size: int | None,
-        **options: Any,
-    ) -> Any:
+    def _replay(self, arguments: dict[str, Any], **fixed: Any) -> Any:
         """Captum's ``_captum_class`` run once per group, on model work shared by all groups.
 
-        ``options`` are the algorithm's own ``attribute`` keywords
-        (``baselines``, ``n_steps`` ...). A gradient method gets a
-        ``gradient_func`` that returns its group's share of one shared forward
-        and backward pass; a perturbation method gets a ``forward_func`` that
-        returns its group's share of one shared forward pass (see
-        :func:`._engine.run_per_group`). Every run sees the random draws of a
-        single Captum call, so each group's result is exactly Captum's.
+        ``arguments`` are the ``attribute`` call's parameters by name: its
+        ``locals()`` before it sets any other variable (checked against its
+        signature). ``inputs``, ``group``, ``additional_forward_args``,
+        ``attribute_to_neuron_input`` and ``group_batch_size`` drive the group
+        machinery; the others, and ``fixed``, are the Captum algorithm's own
+        ``attribute`` keywords (``baselines``, ``n_steps`` ...).
+
+        A gradient method gets a ``gradient_func`` that returns its group's
+        share of one forward and backward pass shared by all groups; a
+        perturbation method gets a ``forward_func`` that returns its group's
+        share of one shared forward pass (see :func:`._engine.run_per_group`).
+        Every run sees the random draws of a single Captum call, so each
+        group's result is exactly Captum's.
         """
+        options = {name: value for name, value in arguments.items() if name != "self"}
+        if set(options) != set(inspect.signature(type(self).attribute).parameters) - {"self"}:
+            raise RuntimeError(f"{type(self).__name__}.attribute must pass _replay its locals()")
+        inputs, group = options.pop("inputs"), options.pop("group")
+        additional_forward_args = options.pop("additional_forward_args")
+        use_input = options.pop("attribute_to_neuron_input")
+        group_batch_size = options.pop("group_batch_size")
+        options.update(fixed)
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, use_input, options.get("baselines")
         )
@@ -378,6 +398,18 @@ class _GroupAttribution:
             compute_all = partial(shared_work, chunk, use_input)
             results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
         return self._assemble(results, several)
+
+    @contextmanager
+    def _recording(self, use_input: bool, require_grad: bool = False) -> Iterator[LayerCapture]:
+        """Gradients on, the model's parameters frozen (only input and activation gradients are
+        needed), and the attributed layer recorded."""
+        model = model_of(self.forward_func, self.layer)
+        with (
+            torch.enable_grad(),
+            frozen_parameters(model),
+            LayerCapture(self.layer, use_input, require_grad=require_grad, model=model) as capture,
+        ):
+            yield capture
 
     def _captum_options(self) -> dict[str, Any]:
         """Constructor keywords of the Captum algorithm beyond the model."""
@@ -409,26 +441,6 @@ class _GroupAttribution:
     def _values(self, chunk: Sequence[Selector], use_input: bool, *args: Any) -> list[Tensor]:
         """A Captum ``forward_func`` for every group of ``chunk``: each group's value."""
         return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
-
-    def _integrate(
-        self,
-        num_examples: int,
-        n_steps: int,
-        internal_batch_size: int | None,
-        endpoint: bool,
-        **kwargs: Any,
-    ) -> Any:
-        """``self._attribute`` over all steps, or in step chunks as Captum's ``_batch_attribution``.
-
-        ``endpoint``: the method evaluates ``n_steps + 1`` points and takes
-        differences between consecutive ones (layer conductance).
-        """
-        if internal_batch_size is None:
-            return self._attribute(n_steps=n_steps, **kwargs)  # type: ignore[attr-defined]
-        points = n_steps + 1 if endpoint else n_steps
-        return _batch_attribution(
-            self, num_examples, internal_batch_size, points, include_endpoint=endpoint, **kwargs
-        )
 
 
 class _MultipliesByInputs(_GroupAttribution):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 
-__all__ = ["PARAMETERS", "complete"]
+__all__ = ["PARAMETERS", "RETURNS_LIKE_INPUTS", "complete"]
 
 PARAMETERS: dict[str, str] = {
     "forward_func": """forward_func : callable
@@ -59,6 +59,10 @@ PARAMETERS: dict[str, str] = {
 }
 """Shared parameter descriptions, NumPy style, keyed by parameter name."""
 
+RETURNS_LIKE_INPUTS = """Tensor or tuple of Tensor
+    Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups."""
+"""What the ``attribute`` of every ``Group*`` class returns, unless it says otherwise."""
+
 _HEADER = re.compile(r"^(\w[\w ]*)\n-+\n", re.MULTILINE)
 
 
@@ -67,7 +71,7 @@ def _sections(doc: str) -> list[tuple[str, str]]:
     the title ``""``."""
     marks = list(_HEADER.finditer(doc))
     pieces = [("", doc[: marks[0].start()] if marks else doc)]
-    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+    for mark, following in zip(marks, [*marks[1:], None], strict=False):
         end = following.start() if following is not None else len(doc)
         pieces.append((mark.group(1), doc[mark.end() : end]))
     return pieces
@@ -89,9 +93,12 @@ def _entries(body: str) -> dict[str, str]:
     }
 
 
-def complete(doc: str | None, signature: inspect.Signature, owner: str) -> str | None:
+def complete(
+    doc: str | None, signature: inspect.Signature, owner: str, returns: str | None = None
+) -> str | None:
     """``doc``, cleaned, with a Parameters section that describes every parameter of
-    ``signature`` in order (the written entries, then :data:`PARAMETERS`).
+    ``signature`` in order (the written entries, then :data:`PARAMETERS`), and a Returns
+    section (``returns``) if it has none.
 
     Examples
     --------
@@ -137,6 +144,8 @@ def complete(doc: str | None, signature: inspect.Signature, owner: str) -> str |
     sections = [s for s in sections if s[0] != "Parameters"]
     if entries:
         sections.insert(at, ("Parameters", "\n".join(entries) + "\n\n"))
+    if returns is not None and "Returns" not in titles:
+        sections.insert(at + 1, ("Returns", returns + "\n\n"))
     if not sections[0][1].endswith("\n\n"):
         sections[0] = ("", sections[0][1].rstrip("\n") + "\n\n")
     text = "".join(body if not t else f"{t}\n{'-' * len(t)}\n{body}" for t, body in sections)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -15,21 +16,18 @@ from .._captum import (
     TargetType,
     TensorOrTupleOfTensorsGeneric,
     _expand_target,
-    _format_input_baseline,
     _format_output,
     _is_tuple,
     _reshape_and_sum,
-    _validate_input,
 )
 from .._checks import check_integration
-from .._hooks import LayerCapture, frozen_parameters, model_of
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 from ._engine import (
+    Integral,
+    PathPoints,
     Selector,
     batched_vjp,
     flow_weights,
-    path_alphas,
-    scaled_path,
     split_per_group,
 )
 
@@ -53,15 +51,6 @@ class GroupConductance(_MultipliesByInputs, NeuronAttribution, GradientAttributi
     All groups share each full forward pass and the backward pass from the
     target to the layer; the passes from the layer to the inputs run batched.
     Several groups give results shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> cond = GroupConductance(model, "conv3")
-    >>> cond.attribute(x[:2], NeuronGroup("conv3", [4, 8]), target=y[:2], n_steps=20).shape
-    torch.Size([2, 1, 8, 8])
     """
 
     @log_usage()
@@ -93,63 +82,46 @@ class GroupConductance(_MultipliesByInputs, NeuronAttribution, GradientAttributi
         grad_kwargs : dict, optional
             Passed to ``torch.autograd.grad`` for the target's gradient.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> cond = GroupConductance(model, "conv3")
+        >>> cond.attribute(x[:2], NeuronGroup("conv3", [4, 8]), target=y[:2], n_steps=20).shape
+        torch.Size([2, 1, 8, 8])
         """
         check_integration(n_steps, method, internal_batch_size)
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )
-        is_tuple = _is_tuple(inputs)
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        results: list[Any] = []
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
+        )
+        use_input, results = attribute_to_neuron_input, []
         for chunk in self._chunks(selectors, group_batch_size):
-            kwargs = dict(
-                inputs=formatted_inputs,
-                selectors=chunk,
-                baselines=formatted_baselines,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                method=method,
-                attribute_to_neuron_input=attribute_to_neuron_input,
-                grad_kwargs=grad_kwargs,
-            )
-            attrs = self._integrate(
-                num_examples, n_steps, internal_batch_size, endpoint=False, **kwargs
-            )
-            results.extend(_format_output(is_tuple, a) for a in split_per_group(attrs))
+            step = partial(self._conductance, integral, chunk, target, use_input, grad_kwargs)
+            attributions = split_per_group(integral.over(step))
+            results.extend(_format_output(_is_tuple(inputs), a) for a in attributions)
         return self._assemble(results, several)
 
-    def _attribute(
+    def _conductance(
         self,
-        inputs: tuple[Tensor, ...],
+        integral: Integral,
         selectors: Sequence[Selector],
-        baselines: tuple[Tensor | int | float, ...],
-        target: TargetType = None,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "riemann_trapezoid",
-        attribute_to_neuron_input: bool = False,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
-        grad_kwargs: dict[str, Any] | None = None,
+        target: TargetType,
+        use_input: bool,
+        grad_kwargs: dict[str, Any] | None,
+        points: PathPoints,
     ) -> tuple[Tensor, ...]:
-        """Conductance of a chunk of groups over some integration steps: (G, N, ...)."""
-        num_examples = inputs[0].shape[0]
-        # The points of the straight path from the baselines to the inputs, stacked step-major.
-        step_sizes, alphas = path_alphas(method, n_steps, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_neuron_input) as capture,
-        ):
+        """Conductance through a chunk of groups over one batch of path points: (G, N, ...)."""
+        scaled, n_points, num_examples = points.inputs, points.n_points, integral.num_examples
+        with self._recording(use_input) as capture:
             # One full forward pass over all points, recording the layer on the way.
-            output = capture.run(self.forward_func, scaled, extra, _expand_target(target, n_steps))
+            target_rows = _expand_target(target, n_points)
+            output = capture.run(
+                self.forward_func, scaled, points.additional_forward_args, target_rows
+            )
             captured = capture.output
             if output.numel() != output.shape[0]:
                 raise ValueError(
@@ -168,14 +140,14 @@ class GroupConductance(_MultipliesByInputs, NeuronAttribution, GradientAttributi
             # Back from the layer to the inputs, one pass per group: sum_e dF/dy_e dy_e/dx.
             input_grads = batched_vjp(captured, scaled, cotangents)
         n_groups = len(selectors)
-        weights = torch.tensor(step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
+        weights = torch.tensor(points.step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
         attributions = []
-        for grad, inp, base in zip(input_grads, inputs, baselines, strict=True):
+        for grad, inp, base in zip(input_grads, integral.inputs, integral.baselines, strict=True):
             # The integral: each step's gradient times its quadrature weight, summed over steps.
-            per_step = grad.reshape(n_groups, n_steps, -1) * weights.view(1, n_steps, 1)
+            per_step = grad.reshape(n_groups, n_points, -1) * weights.view(1, n_points, 1)
             total = torch.stack(
                 [
-                    _reshape_and_sum(per_step[g], n_steps, num_examples, tuple(inp.shape[1:]))
+                    _reshape_and_sum(per_step[g], n_points, num_examples, tuple(inp.shape[1:]))
                     for g in range(n_groups)
                 ]
             )

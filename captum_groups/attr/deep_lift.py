@@ -26,24 +26,13 @@ class _DeepLiftFamily(_MultipliesByInputs, NeuronAttribution, GradientAttributio
         super().__init__(model, layer, multiply_by_inputs=multiply_by_inputs)
 
 
-class GroupDeepLift(_DeepLiftFamily):
+class GroupDeepLift(_DeepLiftFamily, captum_class=DeepLift):
     """DeepLIFT (rescale rule) attribution of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronDeepLift`. All groups
     share one forward pass up to the layer and one vmapped backward pass;
     several groups give results shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> dl = GroupDeepLift(model, "relu3")
-    >>> dl.attribute(x[:2], NeuronGroup("relu3", [3, 7, 9])).shape
-    torch.Size([2, 1, 8, 8])
     """
-
-    _captum_class = DeepLift
 
     @log_usage()
     @keeps_model
@@ -59,41 +48,25 @@ class GroupDeepLift(_DeepLiftFamily):
     ) -> TensorOrTupleOfTensorsGeneric:
         """DeepLIFT attributions of the group(s) against ``baselines``.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> x, _ = load_digits("test")
+        >>> dl = GroupDeepLift(digits_cnn(), "relu3")
+        >>> dl.attribute(x[:2], NeuronGroup("relu3", [3, 7, 9])).shape
+        torch.Size([2, 1, 8, 8])
         """
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            baselines=baselines,
-            custom_attribution_func=custom_attribution_func,
-        )
+        return self._replay(locals())
 
 
-class GroupDeepLiftShap(_DeepLiftFamily):
+class GroupDeepLiftShap(_DeepLiftFamily, captum_class=DeepLiftShap):
     """DeepLIFT SHAP attribution of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronDeepLiftShap`: DeepLIFT
     averaged over a distribution of baselines. Several groups give results
     shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> dls = GroupDeepLiftShap(model, "fc1")
-    >>> dls.attribute(x[:2], NeuronGroup("fc1", [0, 4]), torch.rand(3, 1, 8, 8)).shape
-    torch.Size([2, 1, 8, 8])
     """
-
-    _captum_class = DeepLiftShap
 
     @log_usage()
     @keeps_model
@@ -107,24 +80,22 @@ class GroupDeepLiftShap(_DeepLiftFamily):
         custom_attribution_func: Callable[..., tuple[Tensor, ...]] | None = None,
         group_batch_size: int | None = None,
     ) -> TensorOrTupleOfTensorsGeneric:
-        """DeepLIFT SHAP attributions of the group(s).
+        """DeepLIFT SHAP attributions: DeepLIFT averaged over a distribution of baselines.
 
         Parameters
         ----------
         baselines : Tensor, tuple or callable
             A distribution of reference inputs (at least two), as in Captum.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> references = torch.rand(3, 1, 8, 8)  # a distribution of baselines
+        >>> dls = GroupDeepLiftShap(model, "fc1")
+        >>> dls.attribute(x[:2], NeuronGroup("fc1", [0, 4]), references).shape
+        torch.Size([2, 1, 8, 8])
         """
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            baselines=baselines,
-            custom_attribution_func=custom_attribution_func,
-        )
+        return self._replay(locals())

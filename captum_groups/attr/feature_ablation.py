@@ -12,7 +12,9 @@ from .._checks import check_positive_int
 from ._base import GroupArg, _GroupAttribution, keeps_model
 
 
-class GroupFeatureAblation(_GroupAttribution, NeuronAttribution, PerturbationAttribution):
+class GroupFeatureAblation(
+    _GroupAttribution, NeuronAttribution, PerturbationAttribution, captum_class=FeatureAblation
+):
     """Feature ablation for a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronFeatureAblation`: each
@@ -20,20 +22,7 @@ class GroupFeatureAblation(_GroupAttribution, NeuronAttribution, PerturbationAtt
     the change of the group's value is its attribution. Each perturbed batch
     runs the model once, up to the layer, for all groups together. Several
     groups give results shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> mask = torch.arange(4).repeat_interleave(2).repeat(8, 1)[None, None]  # 4 column bands
-    >>> fa = GroupFeatureAblation(model, "conv3")
-    >>> fa.attribute(x[:2], NeuronGroup("conv3", [0, 1]), feature_mask=mask).shape
-    torch.Size([2, 1, 8, 8])
     """
-
-    _captum_class = FeatureAblation
 
     @log_usage()
     @keeps_model
@@ -59,19 +48,16 @@ class GroupFeatureAblation(_GroupAttribution, NeuronAttribution, PerturbationAtt
         perturbations_per_eval : int
             Perturbations evaluated per forward pass, as in Captum.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> import torch
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> mask = torch.arange(4).repeat_interleave(2).repeat(8, 1)[None, None]  # 4 column bands
+        >>> fa = GroupFeatureAblation(model, "conv3")
+        >>> fa.attribute(x[:2], NeuronGroup("conv3", [0, 1]), feature_mask=mask).shape
+        torch.Size([2, 1, 8, 8])
         """
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            baselines=baselines,
-            feature_mask=feature_mask,
-            perturbations_per_eval=perturbations_per_eval,
-        )
+        return self._replay(locals())

@@ -11,7 +11,9 @@ from .._captum import TensorOrTupleOfTensorsGeneric
 from ._base import GroupArg, _GroupAttribution, keeps_model
 
 
-class GroupGradient(_GroupAttribution, NeuronAttribution, GradientAttribution):
+class GroupGradient(
+    _GroupAttribution, NeuronAttribution, GradientAttribution, captum_class=Saliency
+):
     """Gradient of a neuron group's value with respect to the inputs.
 
     The group counterpart of :class:`captum.attr.NeuronGradient`, with the
@@ -19,18 +21,7 @@ class GroupGradient(_GroupAttribution, NeuronAttribution, GradientAttribution):
     ``neuron_selector``. Any Captum ``neuron_selector`` is accepted too.
     Several groups share one forward pass up to the layer and give results
     shaped (N, G, ...), so ``result[:, g]`` is group ``g``'s.
-
-    Examples
-    --------
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> attr = GroupGradient(model, "conv2").attribute(x[:4], NeuronGroup("conv2", [0, 5]))
-    >>> attr.shape
-    torch.Size([4, 1, 8, 8])
     """
-
-    _captum_class = Saliency  # with abs=False: the plain gradient, as NeuronGradient's
 
     @log_usage()
     @keeps_model
@@ -44,16 +35,13 @@ class GroupGradient(_GroupAttribution, NeuronAttribution, GradientAttribution):
     ) -> TensorOrTupleOfTensorsGeneric:
         """Gradients of the group(s) with respect to ``inputs``.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> attr = GroupGradient(model, "conv2").attribute(x[:4], NeuronGroup("conv2", [0, 5]))
+        >>> attr.shape
+        torch.Size([4, 1, 8, 8])
         """
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            abs=False,
-        )
+        return self._replay(locals(), abs=False)  # Saliency without abs: the plain gradient

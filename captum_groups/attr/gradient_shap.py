@@ -19,26 +19,16 @@ from .._checks import check_finite, check_positive_int
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 
 
-class GroupGradientShap(_MultipliesByInputs, NeuronAttribution, GradientAttribution):
+class GroupGradientShap(
+    _MultipliesByInputs, NeuronAttribution, GradientAttribution, captum_class=GradientShap
+):
     """GradientSHAP of a neuron group's value with respect to the inputs.
 
     The group counterpart of :class:`captum.attr.NeuronGradientShap`. The
     random baselines, noise and interpolation points are drawn once per call
     and shared by all groups, exactly as one Captum call per group with the
     same seed would draw them. Several groups give results shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> gs = GroupGradientShap(model, "fc1")
-    >>> gs.attribute(x[:3], NeuronGroup("fc1", [1, 2]), torch.zeros(5, 1, 8, 8)).shape
-    torch.Size([3, 1, 8, 8])
     """
-
-    _captum_class = GradientShap
 
     @log_usage()
     @keeps_model
@@ -64,20 +54,16 @@ class GroupGradientShap(_MultipliesByInputs, NeuronAttribution, GradientAttribut
         stdevs : float
             Standard deviation of the Gaussian noise added to each sample.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> gs = GroupGradientShap(model, "fc1")
+        >>> references = x[10:15]  # other digits as the baseline distribution
+        >>> gs.attribute(x[:3], NeuronGroup("fc1", [1, 2]), references).shape
+        torch.Size([3, 1, 8, 8])
         """
         check_positive_int(n_samples, "n_samples")
         check_finite(stdevs, "stdevs")
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            baselines=baselines,
-            n_samples=n_samples,
-            stdevs=stdevs,
-        )
+        return self._replay(locals())

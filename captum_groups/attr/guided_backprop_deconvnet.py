@@ -29,19 +29,11 @@ class _ModifiedReluBackprop(_GroupAttribution, NeuronAttribution, GradientAttrib
         attribute_to_neuron_input: bool = False,
         group_batch_size: int | None = None,
     ) -> TensorOrTupleOfTensorsGeneric:
-        """Attributions of the group(s) by modified-ReLU backpropagation.
-
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
-        """
-        return self._replay(
-            inputs, group, additional_forward_args, attribute_to_neuron_input, group_batch_size
-        )
+        """Attributions of the group(s) by modified-ReLU backpropagation."""
+        return self._replay(locals())
 
 
-class GroupGuidedBackprop(_ModifiedReluBackprop):
+class GroupGuidedBackprop(_ModifiedReluBackprop, captum_class=GuidedBackprop):
     """Guided backpropagation of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronGuidedBackprop`: only
@@ -57,10 +49,8 @@ class GroupGuidedBackprop(_ModifiedReluBackprop):
     torch.Size([2, 1, 8, 8])
     """
 
-    _captum_class = GuidedBackprop
 
-
-class GroupDeconvolution(_ModifiedReluBackprop):
+class GroupDeconvolution(_ModifiedReluBackprop, captum_class=Deconvolution):
     """Deconvolution (Zeiler and Fergus) of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronDeconvolution`:
@@ -72,8 +62,7 @@ class GroupDeconvolution(_ModifiedReluBackprop):
     >>> from captum_groups import NeuronGroup
     >>> from captum_groups.datasets import digits_cnn, load_digits
     >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> GroupDeconvolution(model, "conv3").attribute(x[:2], NeuronGroup("conv3", [1, 2])).shape
-    torch.Size([2, 1, 8, 8])
+    >>> groups = [NeuronGroup("conv3", [1, 2]), NeuronGroup("conv3", [5])]
+    >>> GroupDeconvolution(model, "conv3").attribute(x[:2], groups).shape  # (N, G, C, H, W)
+    torch.Size([2, 2, 1, 8, 8])
     """
-
-    _captum_class = Deconvolution

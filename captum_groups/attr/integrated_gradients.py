@@ -12,7 +12,9 @@ from .._checks import check_integration
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 
 
-class GroupIntegratedGradients(_MultipliesByInputs, NeuronAttribution, GradientAttribution):
+class GroupIntegratedGradients(
+    _MultipliesByInputs, NeuronAttribution, GradientAttribution, captum_class=IntegratedGradients
+):
     """Integrated gradients of a neuron group's value with respect to the inputs.
 
     The group counterpart of :class:`captum.attr.NeuronIntegratedGradients`
@@ -21,19 +23,7 @@ class GroupIntegratedGradients(_MultipliesByInputs, NeuronAttribution, GradientA
     sum to ``group(x) - group(baseline)`` up to integration error. Several
     groups share each forward pass up to the layer (nothing above it runs)
     and give results shaped (N, G, ...).
-
-    Examples
-    --------
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("conv3", [i % 4 for i in range(64)])
-    >>> ig = GroupIntegratedGradients(model, "conv3")
-    >>> ig.attribute(x[:2], groups, n_steps=16).shape  # (N, G, C, H, W)
-    torch.Size([2, 4, 1, 8, 8])
     """
-
-    _captum_class = IntegratedGradients
 
     @log_usage()
     @keeps_model
@@ -51,20 +41,15 @@ class GroupIntegratedGradients(_MultipliesByInputs, NeuronAttribution, GradientA
     ) -> TensorOrTupleOfTensorsGeneric:
         """Integrated gradients of the group(s), from ``baselines`` to ``inputs``.
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> from captum_groups import GroupSet
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("conv3", [i % 4 for i in range(64)])
+        >>> ig = GroupIntegratedGradients(model, "conv3")
+        >>> ig.attribute(x[:2], groups, n_steps=16).shape  # (N, G, C, H, W)
+        torch.Size([2, 4, 1, 8, 8])
         """
         check_integration(n_steps, method, internal_batch_size)
-        return self._replay(
-            inputs,
-            group,
-            additional_forward_args,
-            attribute_to_neuron_input,
-            group_batch_size,
-            baselines=baselines,
-            n_steps=n_steps,
-            method=method,
-            internal_batch_size=internal_batch_size,
-        )
+        return self._replay(locals())

@@ -36,16 +36,6 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
     ablated in one forward pass over a stacked batch.
 
     ``GroupAblation`` is the same class under its former name.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("relu3", np.arange(64) % 8)
-    >>> LayerGroupAblation(model, "relu3").attribute(x[:4], groups, target=y[:4]).shape
-    torch.Size([4, 8])
     """
 
     @log_usage()
@@ -79,6 +69,15 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
         -------
         Tensor
             (N, G), or (N,) for a single group.
+
+        Examples
+        --------
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("relu3", [channel // 8 for channel in range(64)])
+        >>> LayerGroupAblation(model, "relu3").attribute(x[:4], groups, target=y[:4]).shape
+        torch.Size([4, 8])
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)

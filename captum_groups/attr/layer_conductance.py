@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -9,12 +10,11 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._captum import BaselineType, _format_input_baseline, _validate_input
+from .._captum import BaselineType
 from .._checks import check_integration
-from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import GroupsLike
 from ._base import keeps_model
-from ._engine import layer_conductance, path_alphas, scaled_path
+from ._engine import Integral, PathPoints, layer_conductance
 from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
@@ -35,21 +35,6 @@ class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAt
     The target ``F`` is a Captum ``target`` on the model output, or a
     :class:`NeuronGroup` of a later layer (hidden-to-hidden attribution, which
     Captum lacks); then the forward pass stops at that layer.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet, NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("conv2", np.arange(32) % 4)
-    >>> lgc = LayerGroupConductance(model, "conv2")
-    >>> attr, delta = lgc.attribute(x[:5], groups, target=y[:5], return_convergence_delta=True)
-    >>> attr.shape, delta.shape
-    (torch.Size([5, 4]), torch.Size([5]))
-    >>> hidden = lgc.attribute(x[:5], groups, target=NeuronGroup("relu3", [0, 1]))
-    >>> hidden.shape
-    torch.Size([5, 4])
     """
 
     _multiply_by_inputs = True  # as Captum's LayerConductance: always global
@@ -87,6 +72,21 @@ class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAt
         -------
         Tensor, or (Tensor, Tensor)
             (N, G) conductances ((N,) for a single group), and the delta.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet, NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("conv2", np.arange(32) % 4)
+        >>> lgc = LayerGroupConductance(model, "conv2")
+        >>> attr, delta = lgc.attribute(x[:5], groups, target=y[:5], return_convergence_delta=True)
+        >>> attr.shape, delta.shape
+        (torch.Size([5, 4]), torch.Size([5]))
+        >>> hidden = lgc.attribute(x[:5], groups, target=NeuronGroup("relu3", [0, 1]))
+        >>> hidden.shape
+        torch.Size([5, 4])
         """
         check_integration(n_steps, method, internal_batch_size)
         group_list, several = self._layer_groups(groups)
@@ -100,64 +100,43 @@ class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAt
             spec.later_layers(),
         )
         membership = self._membership(probe, group_list)
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        kwargs = dict(
-            inputs=formatted_inputs,
-            baselines=formatted_baselines,
-            target=spec,
-            additional_forward_args=additional_forward_args,
-            method=method,
-            attribute_to_layer_input=attribute_to_layer_input,
-            grad_kwargs=grad_kwargs,
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
         )
-        per_element = self._integrate(
-            num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs
-        )
+        step = partial(self._conductance, integral, spec, attribute_to_layer_input, grad_kwargs)
+        per_element = integral.over(step, endpoint=True)
         result = self._squeeze(self._aggregate(per_element, membership).detach(), several)
         if not return_convergence_delta:
             return result
         with torch.no_grad():
-            gap = spec.evaluate(formatted_inputs, additional_forward_args) - spec.evaluate(
+            gap = spec.evaluate(integral.inputs, additional_forward_args) - spec.evaluate(
                 tuple(
                     b.expand_as(i) if isinstance(b, Tensor) else torch.full_like(i, float(b))
-                    for i, b in zip(formatted_inputs, formatted_baselines, strict=True)
+                    for i, b in zip(integral.inputs, integral.baselines, strict=True)
                 ),
                 additional_forward_args,
             )
         total = result.sum(-1) if several else result
         return result, total - gap
 
-    def _attribute(
+    def _conductance(
         self,
-        inputs: tuple[Tensor, ...],
-        baselines: tuple[Tensor | int | float, ...],
+        integral: Integral,
         target: LayerTarget,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        attribute_to_layer_input: bool = False,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
-        grad_kwargs: dict[str, Any] | None = None,
+        use_input: bool,
+        grad_kwargs: dict[str, Any] | None,
+        points: PathPoints,
     ) -> Tensor:
-        """Per-element conductance over some integration steps, (N, *layer_shape)."""
-        num_examples = inputs[0].shape[0]
-        # n_steps + 1 points of the path: conductance takes differences of consecutive ones.
-        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
-        ):
+        """Per-element conductance over one batch of path points, (N, *layer_shape)."""
+        with self._recording(use_input) as lower:
             # One forward pass over all points (stopping at a target group's layer).
-            values = target.evaluate(scaled, extra, n_steps + 1, lower)
+            values = target.evaluate(
+                points.inputs, points.additional_forward_args, points.n_points, lower
+            )
             captured = lower.output
             # dF/dy at every point, for every element of the layer.
             (layer_grads,) = torch.autograd.grad(
                 torch.unbind(values), captured[:1], **(grad_kwargs or {})
             )
         # sum over steps of (y(a_{s+1}) - y(a_s)) * dF/dy(a_s), per element.
-        return layer_conductance(captured[0].detach(), layer_grads, num_examples)
+        return layer_conductance(captured[0].detach(), layer_grads, integral.num_examples)

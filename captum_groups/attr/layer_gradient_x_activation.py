@@ -10,7 +10,6 @@ from captum.log import log_usage
 from torch import Tensor
 
 from .._captum import _format_tensor_into_tuples
-from .._hooks import LayerCapture, frozen_parameters, model_of
 from ..groups import GroupsLike
 from ._base import _MultipliesByInputs, keeps_model
 from ._layer import _LayerGroupAttribution
@@ -33,16 +32,6 @@ class LayerGroupGradientXActivation(
     ----------
     multiply_by_inputs : bool
         Multiply the gradient by the activation (True, Captum's default).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("fc1", np.arange(32) // 8)
-    >>> LayerGroupGradientXActivation(model, "fc1").attribute(x[:3], groups, target=y[:3]).shape
-    torch.Size([3, 4])
     """
 
     @log_usage()
@@ -62,6 +51,16 @@ class LayerGroupGradientXActivation(
         -------
         Tensor
             (N, G) attributions, or (N,) for a single group.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("fc1", np.arange(32) // 8)
+        >>> LayerGroupGradientXActivation(model, "fc1").attribute(x[:3], groups, target=y[:3]).shape
+        torch.Size([3, 4])
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)
@@ -73,14 +72,7 @@ class LayerGroupGradientXActivation(
             group_list,
             spec.later_layers(),
         )
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(
-                self.layer, attribute_to_layer_input, require_grad=True, model=model
-            ) as lower,
-        ):
+        with self._recording(attribute_to_layer_input, require_grad=True) as lower:
             values = spec.evaluate(
                 _format_tensor_into_tuples(inputs), additional_forward_args, 1, lower
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
@@ -11,19 +12,19 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
-from .._captum import BaselineType, _format_input_baseline, _validate_input
+from .._captum import BaselineType
 from .._checks import check_integration, check_positive_int
 from .._data import iter_batches
-from .._hooks import LayerCapture, frozen_parameters, model_of
+from .._hooks import LayerCapture, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, resolve_layer
 from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
+    Integral,
+    PathPoints,
     batched_vjp,
     chunks,
     layer_conductance,
-    path_alphas,
-    scaled_path,
     selector_cotangents,
 )
 from ._layer import _LayerGroupAttribution
@@ -60,20 +61,6 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
     ----------
     lower_layer, upper_layer : nn.Module or str
         The two layers (modules or dotted names); the upper one runs later.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
-    >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
-    >>> edges = LayerGroupInteraction(model, "relu2", "relu3")
-    >>> edges.attribute(x[:6], upper, lower, n_steps=20).shape
-    torch.Size([6, 3, 4])
-    >>> edges.attribute(x[:6], upper, lower, n_steps=20, average=True).shape
-    torch.Size([3, 4])
     """
 
     def __init__(
@@ -135,6 +122,20 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
         -------
         Tensor
             (N, G_upper, G_lower), or (G_upper, G_lower) when averaged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, x = digits_cnn(), load_digits("test")[0]
+        >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
+        >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+        >>> edges = LayerGroupInteraction(model, "relu2", "relu3")
+        >>> edges.attribute(x[:6], upper, lower, n_steps=20).shape
+        torch.Size([6, 3, 4])
+        >>> edges.attribute(x[:6], upper, lower, n_steps=20, average=True).shape
+        torch.Size([3, 4])
         """
         if not isinstance(inputs, (Tensor, tuple)):
             return self._average_over(
@@ -168,20 +169,13 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
             lower_list,
             [(self.upper_layer, upper_list)],
         )
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        kwargs = dict(
-            inputs=formatted_inputs,
-            baselines=formatted_baselines,
-            upper_groups=upper_list,
-            membership=self._membership(probe, lower_list),
-            additional_forward_args=additional_forward_args,
-            method=method,
-            attribute_to_layer_input=attribute_to_layer_input,
-            group_batch_size=group_batch_size,
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
         )
-        edges = self._integrate(num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs)
+        membership = self._membership(probe, lower_list)
+        use_input = attribute_to_layer_input
+        step = partial(self._edges, integral, upper_list, membership, use_input, group_batch_size)
+        edges = integral.over(step, endpoint=True)
         edges = edges.detach()
         return edges.mean(0) if average else edges
 
@@ -229,20 +223,20 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
         Returns
         -------
         Tensor
-            (N, G_upper, G_lower), or (G_upper, G_lower) when averaged.
+            As :meth:`attribute` returns: (N, G_upper, G_lower), or (G_upper,
+            G_lower) when averaged.
 
         Examples
         --------
-        >>> import numpy as np
-        >>> from captum_groups import GroupSet
+        >>> from captum_groups import GroupSet, NeuronGroup
         >>> from captum_groups.datasets import digits_cnn, load_digits
         >>> model, (x, _) = digits_cnn(), load_digits("test")
-        >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
-        >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+        >>> lower = GroupSet.from_labels("relu2", [channel % 4 for channel in range(32)])
+        >>> upper = [NeuronGroup("relu3", [0, 1, 2]), NeuronGroup("relu3", [3, 9])]
         >>> activations = model.relu2(model.conv2(model.relu1(model.conv1(x[:6]))))
         >>> edges = LayerGroupInteraction(model, "relu2", "relu3")
         >>> edges.attribute_from_activations(activations, upper, lower).shape
-        torch.Size([6, 3, 4])
+        torch.Size([6, 2, 4])
         """
         if not isinstance(lower_activations, Tensor):
             raise TypeError("lower_activations must be a tensor (the lower layer's output)")
@@ -299,33 +293,23 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
             raise ValueError("inputs is an empty data loader")
         return total / count
 
-    def _attribute(
+    def _edges(
         self,
-        inputs: tuple[Tensor, ...],
-        baselines: tuple[Tensor | int | float, ...],
+        integral: Integral,
         upper_groups: list[NeuronGroup],
         membership: Tensor,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        attribute_to_layer_input: bool = False,
-        group_batch_size: int | None = None,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        use_input: bool,
+        group_batch_size: int | None,
+        points: PathPoints,
     ) -> Tensor:
-        """Edges (N, G_upper, G_lower) over some integration steps."""
-        num_examples = inputs[0].shape[0]
-        # n_steps + 1 points of the input path: conductance takes consecutive differences.
-        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
+        """Edges (N, G_upper, G_lower) over one batch of path points."""
         model = model_of(self.forward_func, self.layer)
         with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
+            self._recording(use_input) as lower,
             LayerCapture(self.upper_layer, stop=True, after=lower, model=model) as upper,
         ):
             # One forward pass over all points, stopped at the upper layer.
-            lower.run(self.forward_func, scaled, extra)
+            lower.run(self.forward_func, points.inputs, points.additional_forward_args)
             lower_out, upper_out = lower.output[:1], upper.output
             # d(upper group)/d(upper output): what each upper group sends back.
             cotangents = selector_cotangents(upper_out, upper_groups)
@@ -338,8 +322,9 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
                     upper_out, lower_out, chunk_cotangents, retain_graph=not last
                 )
                 # Per lower element: sum over steps of (y(a_{s+1}) - y(a_s)) * dU/dy(a_s).
+                activations = lower_out[0].detach()
                 per_element = torch.stack(
-                    [layer_conductance(lower_out[0].detach(), grad, num_examples) for grad in grads]
+                    [layer_conductance(activations, g, integral.num_examples) for g in grads]
                 )
                 # Summed over each lower group's elements: (G_chunk, N, G_lower).
                 edges.append(self._aggregate(per_element, membership))
