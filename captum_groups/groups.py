@@ -266,6 +266,10 @@ class NeuronGroup:
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("NeuronGroup is immutable; use replace() to derive a new group")
 
+    def __reduce__(self) -> tuple:
+        """Pickle (and copy) through the constructor, which checks the fields again."""
+        return (_group_from_fields, self._key())
+
     def __repr__(self) -> str:
         layer = self._layer if isinstance(self._layer, str) else f"<{type(self._layer).__name__}>"
         parts = [repr(layer), repr(list(self._indices))]
@@ -464,6 +468,21 @@ class NeuronGroup:
         return acts @ torch.tensor(self._weights, dtype=acts.dtype, device=acts.device)
 
 
+def _group_from_fields(
+    layer: Layer,
+    indices: tuple[int, ...],
+    weights: tuple[float, ...] | None,
+    name: str | None,
+    label: str | None,
+    reduction: Reduction,
+    dim: int,
+) -> NeuronGroup:
+    """A group from its fields in the order of ``NeuronGroup._key`` (unpickling)."""
+    return NeuronGroup(
+        layer, indices, weights, name=name, label=label, reduction=reduction, dim=dim
+    )
+
+
 class GroupSet(Sequence[NeuronGroup]):
     """The groups of one layer, ordered; they may overlap or partition the layer.
 
@@ -608,6 +627,9 @@ class GroupSet(Sequence[NeuronGroup]):
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("GroupSet is immutable")
+
+    def __reduce__(self) -> tuple:
+        return (GroupSet, (self._groups,))
 
     def __repr__(self) -> str:
         layer = self.layer if isinstance(self.layer, str) else f"<{type(self.layer).__name__}>"

@@ -697,7 +697,7 @@ CASES = [
     ),
     Case(
         "concept-shape",
-        lambda c: ConceptClustering("relu3").fit(np.ones((6, 3))),
+        lambda c: ConceptClustering("relu3").fit(np.ones((6, 3, 2, 2))),
         ValueError,
         "X must be shaped",
     ),

@@ -236,7 +236,7 @@ def test_estimator_errors():
     with pytest.raises(ValueError, match="X contains NaN"):
         CoactivationClustering("relu").fit(acts * float("nan"))
     with pytest.raises(ValueError, match="must be shaped"):
-        ConceptClustering("relu").fit(acts)
+        ConceptClustering("relu").fit(acts[:, :, None, None])
     with pytest.raises(ValueError, match="not fitted"):
         NMFGroups("relu").transform(acts)
     with pytest.raises(ValueError, match="n_components must be between 1 and 16"):
