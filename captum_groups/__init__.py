@@ -7,6 +7,7 @@ The public API is re-exported here; the attribution classes live in
 and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
+from ._hooks import layer_activations
 from .ablation import ablate, retain
 from .attr import (
     GroupAblation,
@@ -69,6 +70,7 @@ __all__ = [
     "edge_fidelity",
     "find_assemblies",
     "label_groups",
+    "layer_activations",
     "masking_fidelity",
     "retain",
     "sufficiency",

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .._data import Data, batch_inputs, iter_batches
-from .._hooks import layer_outputs, preserve_buffers, run_to_layer
+from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from ..attr import LayerGroupConductance
 from ..circuits import (
     TARGET,
@@ -171,10 +171,9 @@ def evaluation_images(
 
 
 def _target_values(model: nn.Module, target: int | NeuronGroup, inputs: Tensor) -> Tensor:
-    with torch.no_grad(), preserve_buffers(model):
-        if isinstance(target, int):
-            return model(inputs)[:, target]
-        return target(layer_outputs(model, inputs, target.resolve(model)))
+    if isinstance(target, int):
+        return model_outputs(model, inputs)[:, target]
+    return target(layer_outputs(model, inputs, target.resolve(model)))
 
 
 def target_shares(
