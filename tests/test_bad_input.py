@@ -49,7 +49,7 @@ from captum_groups.discovery import (
 )
 from captum_groups.viz import group_objective, plot_group_exemplars, render_circuit, render_groups
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, model_state
 
 
 @dataclass

@@ -21,7 +21,7 @@ from captum_groups.attr import (
     LayerGroupInteraction,
 )
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, captured_output, model_state, value_of
 
 
 class HandBuilt(nn.Module):
@@ -141,21 +141,6 @@ def test_completeness_over_a_partition_on_digits(digits_model64, digits_test):
     torch.testing.assert_close(delta, attr.sum(1) - gap)
 
 
-def _hidden(model, layer, group):
-    """The value of a hidden group as a function of the input (for Captum's classes)."""
-
-    def forward(x):
-        out = {}
-        handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
-        try:
-            model(x)
-        finally:
-            handle.remove()
-        return group(out["o"])
-
-    return forward
-
-
 def test_completeness_and_hidden_targets_on_resnet18(resnet18):
     """Hidden-to-hidden through residual connections: layer2 groups -> a layer3.1 group."""
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -164,7 +149,7 @@ def test_completeness_and_hidden_targets_on_resnet18(resnet18):
     attr, delta = LayerGroupConductance(resnet18, "layer2").attribute(
         x, lower, target=target, n_steps=100, return_convergence_delta=True
     )
-    forward = _hidden(resnet18, "layer3.1", target)
+    forward = value_of(resnet18, "layer3.1", target)
     gap = forward(x) - forward(torch.zeros_like(x))
     torch.testing.assert_close(attr.sum(1), gap.detach(), rtol=3e-2, atol=3e-2)
     assert delta.abs().max() <= 3e-2 * gap.abs().max() + 3e-2
@@ -187,7 +172,7 @@ def test_group_interaction_equals_captum_per_upper_group(resnet18):
         x, upper, lower, n_steps=10
     )
     for u, group in enumerate(upper):
-        ref = LayerConductance(_hidden(resnet18, "layer2.1", group), resnet18.layer1).attribute(
+        ref = LayerConductance(value_of(resnet18, "layer2.1", group), resnet18.layer1).attribute(
             x, n_steps=10
         )
         expected = torch.stack([ref[:, list(g.indices)].sum((1, 2, 3)) for g in lower], 1)
@@ -278,11 +263,8 @@ def test_ablation_over_several_layers_and_gradients_flow(digits_model, digits_te
         out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with torch.no_grad(), ablate(digits_model, groups):
-        captured = {}
-        handle = digits_model.relu3.register_forward_hook(lambda m, i, o: captured.update(o=o))
-        digits_model(x)
-        handle.remove()
-    assert captured["o"][:, :32].abs().max() == 0
+        relu3 = captured_output(digits_model, "relu3", x)
+    assert relu3[:, :32].abs().max() == 0
 
 
 def test_model_restored_after_an_error_inside_ablate(digits_model, digits_test):
@@ -411,19 +393,16 @@ def test_edges_from_activations_run_only_the_part_between(digits_model64, digits
 
 def test_edges_from_activations_on_resnet18(resnet18):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    captured = {}
-    handle = resnet18.layer2.register_forward_hook(lambda m, i, o: captured.update(a=o))
     with torch.no_grad():
-        resnet18(x)
-    handle.remove()
+        layer2 = captured_output(resnet18, "layer2", x)
     lower = GroupSet.from_labels("layer2", np.arange(128) % 8)
     upper = GroupSet.from_labels("layer3", np.arange(256) % 4)
     edges = LayerGroupInteraction(resnet18, "layer2", "layer3").attribute_from_activations(
-        captured["a"], upper, lower, n_steps=16, average=True
+        layer2, upper, lower, n_steps=16, average=True
     )
     for u, group in enumerate(upper):
         expected = _ig_per_lower_group(
-            lambda a, group=group: group(resnet18.layer3(a)), captured["a"], lower, 16
+            lambda a, group=group: group(resnet18.layer3(a)), layer2, lower, 16
         ).mean(0)
         torch.testing.assert_close(edges[u], expected, rtol=1e-4, atol=1e-5)
 

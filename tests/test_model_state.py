@@ -50,7 +50,7 @@ from captum_groups.discovery import (
 )
 from captum_groups.viz import plot_group_exemplars, render_circuit, render_groups
 
-from .conftest import NEURON_CLASSES, assert_same_state, model_state
+from ._helpers import NEURON_CLASSES, assert_same_state, model_state
 
 
 class BatchNormDropoutNet(nn.Module):
