@@ -9,7 +9,7 @@ their mean class selectivity. Then it compares 10-shot training (10 images per
 class) without and with BEAN (second order, as in the paper's few-shot
 setting). Results are printed whichever way they come out.
 
-Run: python benchmarks/bean_digits.py [--seeds 3] [--alpha 1.0] [--few-shot-alpha 10.0]
+Run: python -m benchmarks.bean_digits [--seeds 3] [--alpha 1.0] [--few-shot-alpha 10.0]
 """
 
 from __future__ import annotations

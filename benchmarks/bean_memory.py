@@ -5,21 +5,17 @@ and its backward pass, as captum-groups computes it (squares and a Gram matrix,
 O(N^2 + N B)) and as the reference code does (an explicit N x N x B tensor of
 squared differences). Both run in this process; the values must agree.
 
-Run: python benchmarks/bean_memory.py [--neurons 2048] [--batch 256]
+Run: python -m benchmarks.bean_memory [--neurons 2048] [--batch 256]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _measure import measure  # noqa: E402
-
-from captum_groups.regularize import bean_loss  # noqa: E402
+from benchmarks._measure import measure
+from captum_groups.regularize import bean_loss
 
 
 def reference_loss(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

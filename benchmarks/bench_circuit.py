@@ -19,25 +19,21 @@ only, which is where the savings over a naive loop come from. Batching all
 targets of a layer into one call removes per-call overhead, but does not
 change the arithmetic.
 
-Run: python benchmarks/bench_circuit.py [--images 64] [--repeats 1]
+Run: python -m benchmarks.bench_circuit [--images 64] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 import torchvision
 from captum.attr import IntegratedGradients
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from captum_groups import build_circuit  # noqa: E402
-from captum_groups.discovery import NEURFLOW_SCALES, crop_and_resize, crop_boxes  # noqa: E402
+from captum_groups import build_circuit
+from captum_groups.discovery import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 
 LAYERS = ["layer3.1", "layer4.0", "layer4.1"]
 

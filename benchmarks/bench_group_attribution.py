@@ -16,25 +16,21 @@ parameter gradients. So the ratio is bounded by
 bound is about 1.8-2.0 (a backward pass costs 1.2-1.8 forward passes there),
 and the measured ratio is about 1.7.
 
-Run: python benchmarks/bench_group_attribution.py [--device cuda] [--repeats 3]
+Run: python -m benchmarks.bench_group_attribution [--device cuda] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 import torchvision
 from captum.attr import NeuronIntegratedGradients
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _measure import compare  # noqa: E402
-
-from captum_groups import GroupSet  # noqa: E402
-from captum_groups.attr import GroupIntegratedGradients  # noqa: E402
+from benchmarks._measure import compare
+from captum_groups import GroupSet
+from captum_groups.attr import GroupIntegratedGradients
 
 
 def main() -> None:

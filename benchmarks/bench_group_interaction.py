@@ -5,29 +5,25 @@ x 32 lower groups in ``layer2``. The plain Captum way is one
 ``LayerConductance(layer2)`` call per upper group, each with a callable
 forward function that runs the whole model and returns the upper group's
 value; its per-element conductances are then summed per lower group.
-captum-groups: one ``GroupInteraction`` call (one forward pass per
+captum-groups: one ``LayerGroupInteraction`` call (one forward pass per
 integration batch, stopped at layer3, and one layer3 -> layer2 backward pass
 per upper group). Prints the speed ratio and the max abs difference.
 
-Run: python benchmarks/bench_group_interaction.py [--device cuda] [--repeats 3]
+Run: python -m benchmarks.bench_group_interaction [--device cuda] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 import torchvision
 from captum.attr import LayerConductance
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _measure import compare  # noqa: E402
-
-from captum_groups import GroupSet  # noqa: E402
-from captum_groups.attr import GroupInteraction  # noqa: E402
+from benchmarks._measure import compare
+from captum_groups import GroupSet
+from captum_groups.attr import LayerGroupInteraction
 
 
 def main() -> None:
@@ -69,7 +65,7 @@ def main() -> None:
         return torch.stack(edges, 1)
 
     def grouped() -> torch.Tensor:
-        interaction = GroupInteraction(model, "layer2", "layer3")
+        interaction = LayerGroupInteraction(model, "layer2", "layer3")
         return interaction.attribute(x, upper, lower, n_steps=args.steps)
 
     run = compare(captum_way, grouped, args.repeats, device)

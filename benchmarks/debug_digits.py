@@ -23,7 +23,7 @@
 
 Results are printed whichever way they come out.
 
-Run: python benchmarks/debug_digits.py [--draws 200] [--threads 1]
+Run: python -m benchmarks.debug_digits [--draws 200] [--threads 1]
 """
 
 from __future__ import annotations

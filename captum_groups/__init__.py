@@ -7,6 +7,7 @@ The public API is re-exported here; the attribution classes live in
 and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
+from ._hooks import layer_activations
 from .ablation import ablate, retain
 from .attr import (
     GroupAblation,
@@ -20,8 +21,10 @@ from .attr import (
     GroupGuidedBackprop,
     GroupIntegratedGradients,
     GroupInteraction,
+    LayerGroupAblation,
     LayerGroupConductance,
     LayerGroupGradientXActivation,
+    LayerGroupInteraction,
 )
 from .circuits import (
     Circuit,
@@ -54,8 +57,10 @@ __all__ = [
     "GroupIntegratedGradients",
     "GroupInteraction",
     "GroupSet",
+    "LayerGroupAblation",
     "LayerGroupConductance",
     "LayerGroupGradientXActivation",
+    "LayerGroupInteraction",
     "NeuronGroup",
     "ablate",
     "build_circuit",
@@ -65,6 +70,7 @@ __all__ = [
     "edge_fidelity",
     "find_assemblies",
     "label_groups",
+    "layer_activations",
     "masking_fidelity",
     "retain",
     "sufficiency",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
+from ._captum import SUPPORTED_METHODS
 
-__all__ = ["check_finite", "check_method", "check_positive_int"]
+__all__ = ["check_finite", "check_integration", "check_method", "check_positive_int"]
 
 
 def check_positive_int(value: object, parameter: str, optional: bool = False) -> None:
@@ -45,3 +45,19 @@ def check_method(method: object, parameter: str = "method") -> None:
     """Refuse an integration method Captum does not know."""
     if method not in SUPPORTED_METHODS:
         raise ValueError(f"{parameter} must be one of {list(SUPPORTED_METHODS)}, got {method!r}")
+
+
+def check_integration(n_steps: object, method: object, internal_batch_size: object) -> None:
+    """Refuse bad integration settings: step counts below 1, a method Captum does not know.
+
+    Examples
+    --------
+    >>> check_integration(32, "riemann_trapezoid", None)
+    >>> check_integration(32, "riemann_trapezoid", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: internal_batch_size must be a positive int, got 0
+    """
+    check_positive_int(n_steps, "n_steps")
+    check_method(method)
+    check_positive_int(internal_batch_size, "internal_batch_size", optional=True)

@@ -18,20 +18,23 @@ from typing import Any
 
 import captum
 import torch
-from captum._utils.common import _run_forward
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
+from ._captum import _run_forward
+from ._checks import check_positive_int
 from ._data import Data, iter_batches
-from .groups import layer_name
+from .groups import Layer, layer_name, resolve_layer
 
 __all__ = [
     "LayerCapture",
     "drop_new_attributes",
     "frozen_parameters",
     "guarded_call",
+    "layer_activations",
     "layer_outputs",
+    "model_outputs",
     "model_of",
     "preserve_buffers",
     "training_modules",
@@ -226,6 +229,23 @@ def record(
         return _run_forward(forward_func, inputs, None, additional_forward_args)
 
 
+def _batched(
+    compute: Callable[[Tensor], Tensor],
+    model: nn.Module,
+    inputs: Data,
+    batch_size: int,
+    parameter: str,
+) -> Tensor:
+    """``compute`` on every batch of ``inputs``, concatenated; no gradients, buffers kept."""
+    with torch.no_grad(), preserve_buffers(model):
+        outputs = [
+            compute(batch) for batch in iter_batches(inputs, batch_size, parameter) if len(batch)
+        ]
+    if not outputs:
+        raise ValueError(f"{parameter} is empty; give at least one example")
+    return torch.cat(outputs)
+
+
 def layer_outputs(
     model: nn.Module,
     inputs: Data,
@@ -238,15 +258,57 @@ def layer_outputs(
     ``inputs`` is read by the package's one data rule (:mod:`captum_groups._data`); each
     batch stops at the layer.
     """
-    with torch.no_grad(), preserve_buffers(model):
-        outputs = [
-            run_to_layer(model, batch, layer)[0]
-            for batch in iter_batches(inputs, batch_size, parameter)
-            if len(batch)
-        ]
-    if not outputs:
-        raise ValueError(f"{parameter} is empty; give at least one example")
-    return torch.cat(outputs)
+    return _batched(
+        lambda batch: run_to_layer(model, batch, layer)[0], model, inputs, batch_size, parameter
+    )
+
+
+def model_outputs(
+    model: nn.Module, inputs: Data, batch_size: int = 256, parameter: str = "inputs"
+) -> Tensor:
+    """The model's output on all inputs, in batches, without gradients or buffer updates.
+
+    ``inputs`` is read by the package's one data rule (:mod:`captum_groups._data`).
+    """
+    return _batched(model, model, inputs, batch_size, parameter)
+
+
+def layer_activations(model: nn.Module, layer: Layer, data: Data, batch_size: int = 256) -> Tensor:
+    """A layer's output on every example of ``data``, in batches: what the estimators fit on.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model; it computes as it is (call ``model.eval()`` first for
+        dropout or batch norm; a model in training mode gets a warning).
+    layer : nn.Module or str
+        The layer, or its dotted name.
+    data : Tensor, Dataset, DataLoader or list of batches
+        Read by the package's one data rule (:mod:`captum_groups._data`):
+        batches that are tensors, ``(x, y)`` tuples or dicts.
+    batch_size : int
+        Examples per forward pass when ``data`` is a tensor or a Dataset.
+
+    Returns
+    -------
+    Tensor
+        The layer's output, examples first, e.g. (N, C, H, W). Each forward
+        pass stops at the layer; no gradients are kept, the model's buffers
+        are restored and its hooks removed, also after an error.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> layer_activations(model, "relu3", x[:10], batch_size=4).shape
+    torch.Size([10, 64, 4, 4])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_positive_int(batch_size, "batch_size")
+    module = resolve_layer(model, layer)
+    with guarded_call(model, "layer_activations"):
+        return layer_outputs(model, data, module, batch_size, parameter="data")
 
 
 def training_modules(model: nn.Module | None) -> list[str]:

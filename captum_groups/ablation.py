@@ -27,27 +27,17 @@ from torch import Tensor, nn
 from ._checks import check_finite
 from ._data import Data, iter_batches
 from ._hooks import LayerCapture, guarded_call, record
-from .groups import GroupSet, NeuronGroup, layer_name
+from .groups import GroupsLike, NeuronGroup, as_group_list, layer_name
 
 __all__ = ["ablate", "retain", "Ablation"]
 
 Value = Literal["zero", "mean"] | float | Tensor
 
 
-def _groups_by_layer(model: nn.Module, groups: Any) -> dict[nn.Module, list[NeuronGroup]]:
-    if isinstance(groups, NeuronGroup):
-        groups = [groups]
-    if not isinstance(groups, (GroupSet, Iterable)) or isinstance(groups, (str, Tensor)):
-        raise TypeError(
-            f"groups must be a NeuronGroup, a GroupSet or a list of them, got {groups!r}"
-        )
+def _groups_by_layer(model: nn.Module, groups: GroupsLike) -> dict[nn.Module, list[NeuronGroup]]:
     by_layer: dict[nn.Module, list[NeuronGroup]] = {}
-    for group in groups:
-        if not isinstance(group, NeuronGroup):
-            raise TypeError(f"groups must hold NeuronGroup objects, got {group!r}")
+    for group in as_group_list(groups):
         by_layer.setdefault(group.resolve(model), []).append(group)
-    if not by_layer:
-        raise ValueError("groups is empty; give at least one NeuronGroup")
     return by_layer
 
 
@@ -152,7 +142,7 @@ class Ablation:
     def __init__(
         self,
         model: nn.Module,
-        groups: Any,
+        groups: GroupsLike,
         value: Value = "zero",
         data: Tensor | Iterable[Any] | None = None,
         keep: bool = False,
@@ -233,7 +223,7 @@ class Ablation:
 
 def ablate(
     model: nn.Module,
-    groups: Any,
+    groups: GroupsLike,
     value: Value = "zero",
     data: Tensor | Iterable[Any] | None = None,
 ) -> Ablation:
@@ -278,7 +268,7 @@ def ablate(
 
 def retain(
     model: nn.Module,
-    groups: Any,
+    groups: GroupsLike,
     value: Value = "zero",
     data: Tensor | Iterable[Any] | None = None,
 ) -> Ablation:

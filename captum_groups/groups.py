@@ -31,7 +31,9 @@ from torch import Tensor, nn
 __all__ = [
     "GROUPSET_FORMAT",
     "GroupSet",
+    "GroupsLike",
     "NeuronGroup",
+    "as_group_list",
     "layer_name",
     "neuron_means",
     "resolve_layer",
@@ -109,8 +111,9 @@ def layer_name(model: object, layer: Layer) -> str:
     return type(layer).__name__
 
 
-def neuron_means(output: Tensor) -> Tensor:
-    """Each neuron's activation: the spatial (or sequence) mean of a (N, C, ...) output, (N, C).
+def neuron_means(output: Tensor, dim: int = 1) -> Tensor:
+    """Each neuron's activation, (N, C): a layer output's mean over every axis but the batch
+    and the neuron axis ``dim`` (1 for (N, C, H, W); -1 for channels-last (N, T, F)).
 
     This is the activation NeurFlow ranks exemplars by; (N, C) outputs are
     returned as they are.
@@ -119,8 +122,11 @@ def neuron_means(output: Tensor) -> Tensor:
     --------
     >>> neuron_means(torch.arange(8.0).reshape(1, 2, 2, 2))
     tensor([[1.5000, 5.5000]])
+    >>> neuron_means(torch.arange(6.0).reshape(1, 3, 2), dim=-1)  # 3 tokens, 2 features
+    tensor([[2., 3.]])
     """
-    return output.flatten(2).mean(2) if output.ndim > 2 else output
+    moved = output.movedim(dim, 1)
+    return moved.flatten(2).mean(2) if moved.ndim > 2 else moved
 
 
 def _as_int_tuple(values: object, parameter: str) -> tuple[int, ...]:
@@ -259,6 +265,10 @@ class NeuronGroup:
 
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("NeuronGroup is immutable; use replace() to derive a new group")
+
+    def __reduce__(self) -> tuple:
+        """Pickle (and copy) through the constructor, which checks the fields again."""
+        return (_group_from_fields, self._key())
 
     def __repr__(self) -> str:
         layer = self._layer if isinstance(self._layer, str) else f"<{type(self._layer).__name__}>"
@@ -458,6 +468,21 @@ class NeuronGroup:
         return acts @ torch.tensor(self._weights, dtype=acts.dtype, device=acts.device)
 
 
+def _group_from_fields(
+    layer: Layer,
+    indices: tuple[int, ...],
+    weights: tuple[float, ...] | None,
+    name: str | None,
+    label: str | None,
+    reduction: Reduction,
+    dim: int,
+) -> NeuronGroup:
+    """A group from its fields in the order of ``NeuronGroup._key`` (unpickling)."""
+    return NeuronGroup(
+        layer, indices, weights, name=name, label=label, reduction=reduction, dim=dim
+    )
+
+
 class GroupSet(Sequence[NeuronGroup]):
     """The groups of one layer, ordered; they may overlap or partition the layer.
 
@@ -603,12 +628,54 @@ class GroupSet(Sequence[NeuronGroup]):
     def __setattr__(self, key: str, value: object) -> None:
         raise AttributeError("GroupSet is immutable")
 
+    def __reduce__(self) -> tuple:
+        return (GroupSet, (self._groups,))
+
     def __repr__(self) -> str:
         layer = self.layer if isinstance(self.layer, str) else f"<{type(self.layer).__name__}>"
         shown = ", ".join(str(list(g.indices)) for g in self._groups[:8])
         if len(self) > 8:
             shown += f", ... ({len(self)} groups)"
         return f"GroupSet(layer={layer!r}, groups=[{shown}])"
+
+
+GroupsLike = NeuronGroup | GroupSet | Sequence[NeuronGroup]
+"""What a ``groups`` parameter takes: one group, a GroupSet, or a sequence of groups."""
+
+
+def as_group_list(groups: GroupsLike, parameter: str = "groups") -> list[NeuronGroup]:
+    """The groups a ``groups`` argument names, as a non-empty list.
+
+    The one reading of "groups" in the package: one :class:`NeuronGroup`, a
+    :class:`GroupSet`, or any sequence of groups. Anything else, or an element
+    that is not a group, is a ``TypeError``; no group at all is a ``ValueError``.
+    Both name ``parameter``.
+
+    Examples
+    --------
+    >>> as_group_list(NeuronGroup("fc1", [0, 1]))
+    [NeuronGroup('fc1', [0, 1])]
+    >>> len(as_group_list(GroupSet.from_labels("fc1", [0, 1, 1])))
+    2
+    >>> as_group_list([], "lower_groups")
+    Traceback (most recent call last):
+    ...
+    ValueError: lower_groups is empty; give at least one NeuronGroup
+    """
+    if isinstance(groups, NeuronGroup):
+        return [groups]
+    if not isinstance(groups, Iterable) or isinstance(groups, (str, bytes, Tensor, Mapping)):
+        raise TypeError(
+            f"{parameter} must be a NeuronGroup, a GroupSet or a sequence of NeuronGroups, "
+            f"got {type(groups).__name__}"
+        )
+    items = list(groups)
+    for item in items:
+        if not isinstance(item, NeuronGroup):
+            raise TypeError(f"{parameter} must hold NeuronGroup objects, got {item!r}")
+    if not items:
+        raise ValueError(f"{parameter} is empty; give at least one NeuronGroup")
+    return items
 
 
 def _same_layer(a: Layer, b: Layer) -> bool:

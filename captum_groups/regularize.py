@@ -25,17 +25,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import torch
-from networkx.algorithms.community import modularity
-from sklearn.cluster import AgglomerativeClustering
 from torch import Tensor, nn
 
 from ._data import iter_batches
 from ._hooks import guarded_call, run_to_layer
 from .discovery._validation import check_count
-from .groups import GroupSet, Layer, layer_name, resolve_layer
+from .discovery.clustering import AssemblyClustering
+from .groups import GroupSet, Layer, layer_name, neuron_means, resolve_layer
 
 __all__ = ["Assemblies", "BEANRegularizer", "bean_loss", "connectivity", "find_assemblies"]
 
@@ -82,7 +80,7 @@ def bean_loss(activations: Tensor, weight: Tensor, gamma: float = 1.0, order: in
     """
     if order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
-    h = activations.flatten(2).mean(2) if activations.ndim > 2 else activations
+    h = neuron_means(activations)
     if weight.shape[1] != h.shape[1]:
         raise ValueError(
             f"the next layer takes {weight.shape[1]} inputs but the layer has {h.shape[1]} "
@@ -252,8 +250,7 @@ def _layer_activations(
                 raise ValueError(
                     f"data gives a batch of {len(inputs)} inputs with {len(batch_labels)} labels"
                 )
-            out = run_to_layer(model, inputs, layer)[0]
-            acts.append(out.flatten(2).mean(2) if out.ndim > 2 else out)
+            acts.append(neuron_means(run_to_layer(model, inputs, layer)[0]))
             labels.append(batch_labels)
     if not acts:
         raise ValueError("data is empty; find_assemblies needs labelled examples")
@@ -277,11 +274,11 @@ def find_assemblies(
 ) -> Assemblies:
     """The assemblies of a trained layer, from co-activation and connectivity together.
 
-    The affinity between two neurons is the mean of their positive
-    activation correlation over ``data`` and their shared outgoing
-    connectivity (BEAN's first-order ``A``, scaled to [0, 1]). Average-linkage
-    clustering of ``1 - affinity`` gives the assemblies. Their number is
-    chosen by modularity when ``n_assemblies`` is None.
+    The neurons are grouped by :class:`~captum_groups.discovery.AssemblyClustering`
+    (co-activation over ``data`` and shared outgoing connectivity, average
+    linkage, the number of assemblies chosen by modularity when
+    ``n_assemblies`` is None); each assembly's class profile then gives its
+    preferred class and selectivity.
 
     Parameters
     ----------
@@ -322,31 +319,13 @@ def find_assemblies(
     check_count(max_assemblies, "max_assemblies", 2, 1_000_000)
     with guarded_call(model, "find_assemblies"):
         acts, labels = _layer_activations(model, module, batches)
-    n_neurons = acts.shape[1]
-    check_count(n_assemblies, "n_assemblies", 2, n_neurons)
+    check_count(n_assemblies, "n_assemblies", 2, acts.shape[1])
     with torch.no_grad():
         w_hat = torch.tanh(gamma * connectivity(following).T).abs()
         shared = (w_hat @ w_hat.T).cpu().numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.nan_to_num(np.corrcoef(acts.T.cpu().numpy()), nan=0.0)
-    affinity = (np.clip(corr, 0, 1) + shared / max(shared.max(), 1e-12)) / 2
-    np.fill_diagonal(affinity, 1.0)
-    graph = nx.from_numpy_array(np.clip(corr, 0, None) - np.eye(n_neurons))
-
-    def partition(n: int) -> np.ndarray:
-        model_ = AgglomerativeClustering(n, metric="precomputed", linkage="average")
-        return model_.fit_predict(1.0 - affinity)
-
-    def score(labels_: np.ndarray) -> float:
-        return modularity(graph, [set(np.flatnonzero(labels_ == g)) for g in np.unique(labels_)])
-
-    if n_assemblies is not None:
-        assignment = partition(n_assemblies)
-    else:
-        counts = range(2, min(max_assemblies, n_neurons - 1) + 1)
-        candidates = [partition(n) for n in counts] or [np.arange(n_neurons)]
-        assignment = max(candidates, key=score)
-    groups = GroupSet.from_labels(layer_name(model, module), assignment)
+    clustering = AssemblyClustering(layer_name(model, module), n_assemblies, max_assemblies)
+    clustering.fit(acts.cpu().numpy(), connectivity=shared)
+    groups = clustering.groups_
     classes = torch.unique(labels)
     preferred, selectivity = [], []
     for group in groups:
@@ -358,4 +337,4 @@ def find_assemblies(
         selectivity.append(
             float((per_class[best] - others) / (per_class[best] + others).clamp_min(1e-12))
         )
-    return Assemblies(groups, np.array(preferred), np.array(selectivity), float(score(assignment)))
+    return Assemblies(groups, np.array(preferred), np.array(selectivity), clustering.modularity_)

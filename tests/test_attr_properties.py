@@ -28,18 +28,12 @@ from captum_groups.attr import (
     GroupIntegratedGradients,
 )
 
-from .conftest import NEURON_CLASSES
+from ._helpers import NEURON_CLASSES, captured_output
 
 
 def _layer_value(model, layer, x, group):
-    out = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return group(out["o"])
+    with torch.no_grad():
+        return group(captured_output(model, layer, x))
 
 
 def test_integrated_gradients_complete_on_digits(digits_model, digits_test):

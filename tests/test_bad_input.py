@@ -28,16 +28,16 @@ from captum_groups import (
     masking_fidelity,
 )
 from captum_groups.attr import (
-    GroupAblation,
     GroupConductance,
     GroupDeepLift,
     GroupFeatureAblation,
     GroupGradient,
     GroupGradientShap,
     GroupIntegratedGradients,
-    GroupInteraction,
+    LayerGroupAblation,
     LayerGroupConductance,
     LayerGroupGradientXActivation,
+    LayerGroupInteraction,
 )
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.discovery import (
@@ -49,7 +49,7 @@ from captum_groups.discovery import (
 )
 from captum_groups.viz import group_objective, plot_group_exemplars, render_circuit, render_groups
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, model_state
 
 
 @dataclass
@@ -115,14 +115,14 @@ def _layer_not_run(c: Context) -> None:
 
 def _nested_layers(c: Context) -> None:
     model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), nn.Linear(4, 2))
-    GroupInteraction(model, "0.1", "0").attribute_from_activations(
+    LayerGroupInteraction(model, "0.1", "0").attribute_from_activations(
         torch.rand(2, 4), NeuronGroup("0", [0]), NeuronGroup("0.1", [0])
     )
 
 
 def _inside_torch_leaf(c: Context) -> None:
     model = nn.Sequential(nn.TransformerEncoderLayer(4, 2, 8, batch_first=True), nn.ReLU())
-    GroupInteraction(model, "0.linear1", "1").attribute_from_activations(
+    LayerGroupInteraction(model, "0.linear1", "1").attribute_from_activations(
         torch.rand(2, 5, 8), NeuronGroup("1", [0], dim=-1), NeuronGroup("0.linear1", [0], dim=-1)
     )
 
@@ -381,7 +381,7 @@ CASES = [
     ),
     Case(
         "empty-batch-interaction",
-        lambda c: GroupInteraction(c.model, "relu2", "relu3").attribute(c.x[:0], UPPER, LOWER),
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu3").attribute(c.x[:0], UPPER, LOWER),
         ValueError,
         "inputs must be a non-empty batch",
     ),
@@ -414,7 +414,7 @@ CASES = [
     ),
     Case(
         "n-steps-interaction",
-        lambda c: GroupInteraction(c.model, "relu2", "relu3").attribute(
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu3").attribute(
             c.x, UPPER, LOWER, n_steps=0
         ),
         ValueError,
@@ -461,7 +461,7 @@ CASES = [
     ),
     Case(
         "target-before-ablation",
-        lambda c: GroupAblation(c.model, "relu2").attribute(
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(
             c.x, LOWER, target=NeuronGroup("relu1", [0])
         ),
         ValueError,
@@ -469,31 +469,31 @@ CASES = [
     ),
     Case(
         "target-same-layer",
-        lambda c: GroupAblation(c.model, "relu2").attribute(c.x, LOWER, target=LOWER[0]),
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(c.x, LOWER, target=LOWER[0]),
         ValueError,
         "target group .* belongs to the attributed layer itself",
     ),
     Case(
         "ablation-value",
-        lambda c: GroupAblation(c.model, "relu2").attribute(c.x, LOWER, value="median"),
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(c.x, LOWER, value="median"),
         ValueError,
         "value must be 'zero', 'mean', a number or a tensor",
     ),
     Case(
         "ablation-mean-needs-data",
-        lambda c: GroupAblation(c.model, "relu2").attribute(c.x, LOWER, value="mean"),
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(c.x, LOWER, value="mean"),
         ValueError,
         "value='mean' needs data",
     ),
     Case(
         "ablation-nan-value",
-        lambda c: GroupAblation(c.model, "relu2").attribute(c.x, LOWER, value=float("nan")),
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(c.x, LOWER, value=float("nan")),
         ValueError,
         "value must be a finite number",
     ),
     Case(
         "ablation-nan-mean-data",
-        lambda c: GroupAblation(c.model, "relu2").attribute(
+        lambda c: LayerGroupAblation(c.model, "relu2").attribute(
             c.x, LOWER, value="mean", data=c.x * float("nan")
         ),
         ValueError,
@@ -501,31 +501,31 @@ CASES = [
     ),
     Case(
         "upper-group-of-another-layer",
-        lambda c: GroupInteraction(c.model, "relu2", "relu3").attribute(c.x, LOWER, LOWER),
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu3").attribute(c.x, LOWER, LOWER),
         ValueError,
         "upper group .* does not belong to upper_layer",
     ),
     Case(
         "upper-equals-lower",
-        lambda c: GroupInteraction(c.model, "relu2", "relu2"),
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu2"),
         ValueError,
         "upper_layer and lower_layer are the same module",
     ),
     Case(
         "upper-runs-first",
-        lambda c: GroupInteraction(c.model, "relu3", "relu2").attribute(c.x, LOWER, UPPER),
+        lambda c: LayerGroupInteraction(c.model, "relu3", "relu2").attribute(c.x, LOWER, UPPER),
         ValueError,
         "layer 'relu2' runs before layer 'relu3'",
     ),
     Case(
         "empty-loader",
-        lambda c: GroupInteraction(c.model, "relu2", "relu3").attribute([], UPPER, LOWER),
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu3").attribute([], UPPER, LOWER),
         ValueError,
         "inputs is an empty data loader",
     ),
     Case(
         "dict-batch-without-inputs",
-        lambda c: GroupInteraction(c.model, "relu2", "relu3").attribute(
+        lambda c: LayerGroupInteraction(c.model, "relu2", "relu3").attribute(
             [{"foo": c.x}], UPPER, LOWER
         ),
         ValueError,
@@ -697,7 +697,7 @@ CASES = [
     ),
     Case(
         "concept-shape",
-        lambda c: ConceptClustering("relu3").fit(np.ones((6, 3))),
+        lambda c: ConceptClustering("relu3").fit(np.ones((6, 3, 2, 2))),
         ValueError,
         "X must be shaped",
     ),

@@ -15,13 +15,13 @@ from torch import nn
 
 from captum_groups import GroupSet, NeuronGroup, ablate, retain
 from captum_groups.attr import (
-    GroupAblation,
-    GroupInteraction,
+    LayerGroupAblation,
     LayerGroupConductance,
     LayerGroupGradientXActivation,
+    LayerGroupInteraction,
 )
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, captured_output, model_state, value_of
 
 
 class HandBuilt(nn.Module):
@@ -72,7 +72,7 @@ def test_edges_and_conductance_equal_hand_values(hand):
     expected_edges = torch.stack([per_element[..., :2].sum(-1), per_element[..., 2:].sum(-1)], -1)
     # riemann_trapezoid integrates from exactly 0 to 1 (Gauss-Legendre nodes are interior)
     exact = {"n_steps": 8, "method": "riemann_trapezoid"}
-    edges = GroupInteraction(hand, "relu", "lin2").attribute(X, UPPER, LOWER, **exact)
+    edges = LayerGroupInteraction(hand, "relu", "lin2").attribute(X, UPPER, LOWER, **exact)
     torch.testing.assert_close(edges, expected_edges)
     cond = LayerGroupConductance(hand, "relu").attribute(X, LOWER, target=1, **exact)
     torch.testing.assert_close(cond, expected_edges[:, 1])
@@ -97,7 +97,7 @@ def test_ablation_equals_conductance_when_linear_above(hand):
         cond = LayerGroupConductance(hand, "relu").attribute(
             X, LOWER, target=target, n_steps=8, method="riemann_trapezoid"
         )
-        drop = GroupAblation(hand, "relu").attribute(X, LOWER, target=target, value=at_zero)
+        drop = LayerGroupAblation(hand, "relu").attribute(X, LOWER, target=target, value=at_zero)
         torch.testing.assert_close(drop, cond)
 
 
@@ -141,21 +141,6 @@ def test_completeness_over_a_partition_on_digits(digits_model64, digits_test):
     torch.testing.assert_close(delta, attr.sum(1) - gap)
 
 
-def _hidden(model, layer, group):
-    """The value of a hidden group as a function of the input (for Captum's classes)."""
-
-    def forward(x):
-        out = {}
-        handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.update(o=o))
-        try:
-            model(x)
-        finally:
-            handle.remove()
-        return group(out["o"])
-
-    return forward
-
-
 def test_completeness_and_hidden_targets_on_resnet18(resnet18):
     """Hidden-to-hidden through residual connections: layer2 groups -> a layer3.1 group."""
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -164,7 +149,7 @@ def test_completeness_and_hidden_targets_on_resnet18(resnet18):
     attr, delta = LayerGroupConductance(resnet18, "layer2").attribute(
         x, lower, target=target, n_steps=100, return_convergence_delta=True
     )
-    forward = _hidden(resnet18, "layer3.1", target)
+    forward = value_of(resnet18, "layer3.1", target)
     gap = forward(x) - forward(torch.zeros_like(x))
     torch.testing.assert_close(attr.sum(1), gap.detach(), rtol=3e-2, atol=3e-2)
     assert delta.abs().max() <= 3e-2 * gap.abs().max() + 3e-2
@@ -183,9 +168,11 @@ def test_group_interaction_equals_captum_per_upper_group(resnet18):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     lower = GroupSet.from_labels("layer1", np.arange(64) % 4)
     upper = GroupSet.from_labels("layer2.1", np.arange(128) % 3)
-    edges = GroupInteraction(resnet18, "layer1", "layer2.1").attribute(x, upper, lower, n_steps=10)
+    edges = LayerGroupInteraction(resnet18, "layer1", "layer2.1").attribute(
+        x, upper, lower, n_steps=10
+    )
     for u, group in enumerate(upper):
-        ref = LayerConductance(_hidden(resnet18, "layer2.1", group), resnet18.layer1).attribute(
+        ref = LayerConductance(value_of(resnet18, "layer2.1", group), resnet18.layer1).attribute(
             x, n_steps=10
         )
         expected = torch.stack([ref[:, list(g.indices)].sum((1, 2, 3)) for g in lower], 1)
@@ -196,7 +183,7 @@ def test_group_interaction_batched_equals_looped(digits_model64, digits_test):
     x = digits_test[0][:4].double()
     lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
     upper = GroupSet.from_labels("relu3", np.arange(64) % 5)
-    interaction = GroupInteraction(digits_model64, "relu2", "relu3")
+    interaction = LayerGroupInteraction(digits_model64, "relu2", "relu3")
     batched = interaction.attribute(x, upper, lower, n_steps=12)
     looped = torch.stack([interaction.attribute(x, g, lower, n_steps=12)[:, 0] for g in upper], 1)
     chunked = interaction.attribute(
@@ -213,7 +200,7 @@ def test_group_interaction_averages_over_a_data_loader(digits_model, digits_test
     )
     lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
     upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
-    interaction = GroupInteraction(digits_model, "relu2", "relu3")
+    interaction = LayerGroupInteraction(digits_model, "relu2", "relu3")
     averaged = interaction.attribute(loader, upper, lower, n_steps=8, progress=False)
     expected = interaction.attribute(x, upper, lower, n_steps=8).mean(0)
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
@@ -222,7 +209,7 @@ def test_group_interaction_averages_over_a_data_loader(digits_model, digits_test
 def test_group_ablation_batched_equals_looped_equals_ablate(digits_model64, digits_test):
     x, y = digits_test[0][:4].double(), digits_test[1][:4]
     groups = GroupSet.from_labels("relu3", np.arange(64) % 6)
-    ablation = GroupAblation(digits_model64, "relu3")
+    ablation = LayerGroupAblation(digits_model64, "relu3")
     batched = ablation.attribute(x, groups, target=y)
     chunked = ablation.attribute(x, groups, target=y, group_batch_size=4)
     with torch.no_grad():
@@ -276,11 +263,8 @@ def test_ablation_over_several_layers_and_gradients_flow(digits_model, digits_te
         out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     with torch.no_grad(), ablate(digits_model, groups):
-        captured = {}
-        handle = digits_model.relu3.register_forward_hook(lambda m, i, o: captured.update(o=o))
-        digits_model(x)
-        handle.remove()
-    assert captured["o"][:, :32].abs().max() == 0
+        relu3 = captured_output(digits_model, "relu3", x)
+    assert relu3[:, :32].abs().max() == 0
 
 
 def test_model_restored_after_an_error_inside_ablate(digits_model, digits_test):
@@ -304,9 +288,11 @@ def test_layer_classes_leave_the_model_untouched(kind, digits_model, digits_test
         LayerGroupGradientXActivation(digits_model, "relu2").attribute(x, groups, target=y)
     elif kind == "interaction":
         upper = GroupSet.from_labels("fc1", np.arange(32) % 2)
-        GroupInteraction(digits_model, "relu2", "fc1").attribute(x, upper, groups, n_steps=4)
+        LayerGroupInteraction(digits_model, "relu2", "fc1").attribute(x, upper, groups, n_steps=4)
     else:
-        GroupAblation(digits_model, "relu2").attribute(x, groups, target=y, value="mean", data=x)
+        LayerGroupAblation(digits_model, "relu2").attribute(
+            x, groups, target=y, value="mean", data=x
+        )
     assert_same_state(before, model_state(digits_model))
     assert not x.requires_grad
 
@@ -321,7 +307,7 @@ def test_target_group_in_an_earlier_layer(digits_model, digits_test):
             x, NeuronGroup("conv3", [0]), target=NeuronGroup("conv1", [0]), n_steps=2
         )
     with pytest.raises(ValueError, match="runs before layer"):
-        GroupInteraction(digits_model, "conv3", "conv1").attribute(
+        LayerGroupInteraction(digits_model, "conv3", "conv1").attribute(
             x, NeuronGroup("conv1", [0]), NeuronGroup("conv3", [0]), n_steps=2
         )
     with pytest.raises(ValueError, match="belongs to the attributed layer itself"):
@@ -336,7 +322,9 @@ def test_bad_input_for_layer_classes(digits_model, digits_test):
     with pytest.raises(ValueError, match="value='mean' needs data"):
         ablate(digits_model, NeuronGroup("conv2", [0]), value="mean")
     with pytest.raises(ValueError, match="value='mean' needs data"):
-        GroupAblation(digits_model, "conv2").attribute(x, NeuronGroup("conv2", [0]), value="mean")
+        LayerGroupAblation(digits_model, "conv2").attribute(
+            x, NeuronGroup("conv2", [0]), value="mean"
+        )
     with pytest.raises(
         ValueError, match="value has 3 entries; a tensor value needs one per neuron"
     ):
@@ -350,17 +338,17 @@ def test_bad_input_for_layer_classes(digits_model, digits_test):
         with ablate(digits_model, NeuronGroup("conv2", [40])):
             digits_model(x)
     with pytest.raises(ValueError, match="does not belong to upper_layer"):
-        GroupInteraction(digits_model, "conv2", "conv3").attribute(
+        LayerGroupInteraction(digits_model, "conv2", "conv3").attribute(
             x, NeuronGroup("fc1", [0]), NeuronGroup("conv2", [0])
         )
     with pytest.raises(ValueError, match="same module"):
-        GroupInteraction(digits_model, "conv2", "conv2")
+        LayerGroupInteraction(digits_model, "conv2", "conv2")
     with pytest.raises(ValueError, match="empty data loader"):
-        GroupInteraction(digits_model, "conv2", "conv3").attribute(
+        LayerGroupInteraction(digits_model, "conv2", "conv3").attribute(
             iter([]), NeuronGroup("conv3", [0]), NeuronGroup("conv2", [0])
         )
     with pytest.raises(ValueError, match="belongs to layer 'conv3'"):
-        GroupAblation(digits_model, "conv2").attribute(x, [NeuronGroup("conv3", [0])])
+        LayerGroupAblation(digits_model, "conv2").attribute(x, [NeuronGroup("conv3", [0])])
     with pytest.raises(ValueError, match="target must select one output per example"):
         LayerGroupGradientXActivation(digits_model, "conv2").attribute(x, NeuronGroup("conv2", [0]))
 
@@ -382,7 +370,7 @@ def test_edges_from_activations_run_only_the_part_between(digits_model64, digits
     calls = []
     handle = model.conv1.register_forward_hook(lambda m, i, o: calls.append(1))
     try:
-        edges = GroupInteraction(model, "relu2", "relu3").attribute_from_activations(
+        edges = LayerGroupInteraction(model, "relu2", "relu3").attribute_from_activations(
             activations, upper, lower, n_steps=40
         )
     finally:
@@ -405,19 +393,16 @@ def test_edges_from_activations_run_only_the_part_between(digits_model64, digits
 
 def test_edges_from_activations_on_resnet18(resnet18):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    captured = {}
-    handle = resnet18.layer2.register_forward_hook(lambda m, i, o: captured.update(a=o))
     with torch.no_grad():
-        resnet18(x)
-    handle.remove()
+        layer2 = captured_output(resnet18, "layer2", x)
     lower = GroupSet.from_labels("layer2", np.arange(128) % 8)
     upper = GroupSet.from_labels("layer3", np.arange(256) % 4)
-    edges = GroupInteraction(resnet18, "layer2", "layer3").attribute_from_activations(
-        captured["a"], upper, lower, n_steps=16, average=True
+    edges = LayerGroupInteraction(resnet18, "layer2", "layer3").attribute_from_activations(
+        layer2, upper, lower, n_steps=16, average=True
     )
     for u, group in enumerate(upper):
         expected = _ig_per_lower_group(
-            lambda a, group=group: group(resnet18.layer3(a)), captured["a"], lower, 16
+            lambda a, group=group: group(resnet18.layer3(a)), layer2, lower, 16
         ).mean(0)
         torch.testing.assert_close(edges[u], expected, rtol=1e-4, atol=1e-5)
 
@@ -442,7 +427,7 @@ def test_subnetwork_bypass_and_untraceable_models(resnet18):
 
     model = Branching()
     activations = torch.randn(5, 4)
-    interaction = GroupInteraction(model, "a", "b")
+    interaction = LayerGroupInteraction(model, "a", "b")
     with pytest.raises(ValueError, match="torch.fx could not trace"):
         interaction.attribute_from_activations(
             activations, NeuronGroup("b", [0]), NeuronGroup("a", [0, 1])

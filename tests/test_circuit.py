@@ -7,67 +7,14 @@ import json
 import matplotlib
 import networkx as nx
 import pytest
-import torch
 from sklearn.metrics import adjusted_rand_score
-from torch import nn
 
 from captum_groups import Circuit, NeuronGroup, build_circuit
 from captum_groups.circuits import TARGET, edge_fidelity, masking_fidelity, sufficiency
 
-from .conftest import assert_same_state, model_state
+from ._helpers import PlantedCircuit, assert_same_state, model_state, planted_images
 
 matplotlib.use("Agg")
-
-
-class PlantedCircuit(nn.Module):
-    """Class 0 reads groups B0 = {0, 1, 2} (weight 2) and B1 = {3, 4, 5} (weight 1) of layer b;
-    B0 reads A0 = {0, 1, 2} and B1 reads A1 = {3, 4, 5} of layer a. Distractors: a 6-11 and
-    b 6-7 (driven by other factors, read only by class 1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv_a = nn.Conv2d(4, 12, 1)
-        self.relu_a = nn.ReLU()
-        self.conv_b = nn.Conv2d(12, 8, 1)
-        self.relu_b = nn.ReLU()
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 3)
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            wa = torch.zeros(12, 4)
-            for factor, units in enumerate([range(0, 3), range(3, 6), range(6, 9), range(9, 12)]):
-                wa[list(units), factor] = 1 + torch.rand(len(units), generator=generator)
-            self.conv_a.weight.copy_(wa[:, :, None, None])
-            self.conv_a.bias.zero_()
-            wb = torch.zeros(8, 12)
-            wb[0:3, 0:3] = 0.5 + torch.rand(3, 3, generator=generator)
-            wb[3:6, 3:6] = 0.5 + torch.rand(3, 3, generator=generator)
-            wb[6:8, 6:12] = 0.5 + torch.rand(2, 6, generator=generator)
-            self.conv_b.weight.copy_(wb[:, :, None, None])
-            self.conv_b.bias.zero_()
-            self.fc.weight.zero_()
-            self.fc.weight[0, 0:3] = 2.0
-            self.fc.weight[0, 3:6] = 1.0
-            self.fc.weight[1, 6:8] = 1.5
-            self.fc.bias.copy_(torch.tensor([0.0, 0.0, 0.5]))
-
-    def forward(self, x):
-        x = self.relu_b(self.conv_b(self.relu_a(self.conv_a(x))))
-        return self.fc(self.gap(x).flatten(1))
-
-
-def _planted_images(n: int = 120) -> torch.Tensor:
-    """Four sparse factor maps (8x8): blobs where each factor is present."""
-    generator = torch.Generator().manual_seed(1)
-    images = torch.zeros(n, 4, 8, 8)
-    for i in range(n):
-        for factor in range(4):
-            if torch.rand(1, generator=generator) < 0.4:
-                top, left = torch.randint(0, 5, (2,), generator=generator).tolist()
-                images[i, factor, top : top + 4, left : left + 4] = 0.5 + torch.rand(
-                    1, generator=generator
-                )
-    return images
 
 
 def _labels_of(circuit: Circuit, layer: str, neurons: list[int]) -> list[int]:
@@ -80,7 +27,7 @@ def _labels_of(circuit: Circuit, layer: str, neurons: list[int]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def planted():
-    model, images = PlantedCircuit().eval(), _planted_images()
+    model, images = PlantedCircuit().eval(), planted_images()
     circuit = build_circuit(
         model, ["relu_a", "relu_b"], 0, images, tau=6, k=30, n_groups=2, n_steps=24, progress=False
     )

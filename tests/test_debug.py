@@ -15,61 +15,9 @@ from torch import nn
 from captum_groups import Circuit, NeuronGroup, ablate, build_circuit, debug_image
 from captum_groups.circuits import TARGET, compare_classes, expression_score
 
-from .conftest import assert_same_state, model_state
+from ._helpers import A0, A1, B0, B1, PlantedCircuit, assert_same_state, model_state, planted_images
 
 matplotlib.use("Agg")
-
-A0, A1 = (0, 1, 2), (3, 4, 5)  # layer a: read factor 0 / factor 1
-B0, B1 = (0, 1, 2), (3, 4, 5)  # layer b: read A0 / A1; class 0 = 2 B0 + B1
-
-
-class PlantedDetector(nn.Module):
-    """Planted circuit of class 0: B0 <- A0 <- factor 0 (weight 2) and B1 <- A1 <- factor 1
-    (weight 1), 1x1 convolutions, so a group fires exactly where its factor is. Distractors
-    a 6-11 (factors 2, 3) feed b 6-7, which alone feed class 1; class 2 is a bias."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv_a = nn.Conv2d(4, 12, 1)
-        self.relu_a = nn.ReLU()
-        self.conv_b = nn.Conv2d(12, 8, 1)
-        self.relu_b = nn.ReLU()
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 3)
-        generator = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            wa = torch.zeros(12, 4)
-            for factor, units in enumerate([A0, A1, range(6, 9), range(9, 12)]):
-                wa[list(units), factor] = 1 + torch.rand(len(units), generator=generator)
-            wb = torch.zeros(8, 12)
-            wb[0:3, 0:3] = 0.5 + torch.rand(3, 3, generator=generator)
-            wb[3:6, 3:6] = 0.5 + torch.rand(3, 3, generator=generator)
-            wb[6:8, 6:12] = 0.5 + torch.rand(2, 6, generator=generator)
-            for conv, weight in ((self.conv_a, wa), (self.conv_b, wb)):
-                conv.weight.copy_(weight[:, :, None, None])
-                conv.bias.zero_()
-            self.fc.weight.zero_()
-            self.fc.weight[0, list(B0)] = 2.0
-            self.fc.weight[0, list(B1)] = 1.0
-            self.fc.weight[1, 6:8] = 1.5
-            self.fc.bias.copy_(torch.tensor([0.0, 0.0, 0.5]))
-
-    def forward(self, x):
-        x = self.relu_b(self.conv_b(self.relu_a(self.conv_a(x))))
-        return self.fc(self.gap(x).flatten(1))
-
-
-def _planted_images(n: int = 120) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(1)
-    images = torch.zeros(n, 4, 8, 8)
-    for i in range(n):
-        for factor in range(4):
-            if torch.rand(1, generator=generator) < 0.4:
-                top, left = torch.randint(0, 5, (2,), generator=generator).tolist()
-                images[i, factor, top : top + 4, left : left + 4] = 0.5 + torch.rand(
-                    1, generator=generator
-                )
-    return images
 
 
 def _blob(factors: dict[int, tuple[int, int, int, float]]) -> torch.Tensor:
@@ -80,18 +28,12 @@ def _blob(factors: dict[int, tuple[int, int, int, float]]) -> torch.Tensor:
     return image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: one intra-op thread (two spin against each other on a busy 2-core CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def planted():
-    model, images = PlantedDetector().eval(), _planted_images()
+    model, images = PlantedCircuit().eval(), planted_images()
     circuit = build_circuit(
         model, ["relu_a", "relu_b"], 0, images, tau=6, k=30, n_groups=2, n_steps=24, progress=False
     )
@@ -161,7 +103,7 @@ def _class1_circuit(model: nn.Module) -> Circuit:
         model,
         ["relu_b"],
         1,
-        _planted_images(),
+        planted_images(),
         tau=2,
         k=20,
         n_steps=16,

@@ -23,7 +23,7 @@ from captum_groups.discovery import (
     mine_exemplars,
 )
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, captured_output, model_state
 
 
 def test_neurflow_crops():
@@ -46,12 +46,8 @@ def _brute_force(model, layer, data, k, scales, groups):
     """Every candidate's activation, fully sorted (value descending, candidate order ascending)."""
     boxes = crop_boxes(*data.shape[-2:], scales)
     candidates = crop_and_resize(data, boxes)
-    captured = {}
-    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(o=o))
     with torch.no_grad():
-        model(candidates)
-    handle.remove()
-    out = captured["o"]
+        out = captured_output(model, layer, candidates)
     scores = [out.mean((2, 3)).T] + ([torch.stack([g(out) for g in groups])] if groups else [])
     results = []
     for unit_scores in scores:
@@ -109,12 +105,9 @@ def test_data_loader_and_exemplar_inputs(digits_model, digits_test):
     assert torch.equal(from_loader.neurons.indices, from_tensor.neurons.indices)
     # the stored box re-creates the exact input that produced the stored value
     crops = from_tensor.neurons.inputs(x, 11)
-    captured = {}
-    handle = digits_model.relu3.register_forward_hook(lambda m, i, o: captured.update(o=o))
     with torch.no_grad():
-        digits_model(crops)
-    handle.remove()
-    torch.testing.assert_close(captured["o"][:, 11].mean((1, 2)), from_tensor.neurons.values[11])
+        relu3 = captured_output(digits_model, "relu3", crops)
+    torch.testing.assert_close(relu3[:, 11].mean((1, 2)), from_tensor.neurons.values[11])
 
 
 def test_exemplar_errors(digits_model, digits_test):
@@ -236,7 +229,7 @@ def test_estimator_errors():
     with pytest.raises(ValueError, match="X contains NaN"):
         CoactivationClustering("relu").fit(acts * float("nan"))
     with pytest.raises(ValueError, match="must be shaped"):
-        ConceptClustering("relu").fit(acts)
+        ConceptClustering("relu").fit(acts[:, :, None, None])
     with pytest.raises(ValueError, match="not fitted"):
         NMFGroups("relu").transform(acts)
     with pytest.raises(ValueError, match="n_components must be between 1 and 16"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from captum._utils.common import _verify_select_neuron
 from torch import nn
 
 from captum_groups import GroupSet, NeuronGroup
+from captum_groups._captum import _verify_select_neuron
 
 
 @pytest.fixture
@@ -83,3 +83,65 @@ def test_group_set_from_labels_partitions():
 def test_resolve_layer_by_name():
     model = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
     assert NeuronGroup("1.1", [0]).resolve(model) is model[1][1]
+
+
+def _takers_of_groups():
+    """Every public call with a ``groups`` parameter, as groups -> call."""
+    from captum_groups import ablate, label_groups, layer_activations, retain
+    from captum_groups.attr import (
+        LayerGroupAblation,
+        LayerGroupConductance,
+        LayerGroupGradientXActivation,
+        LayerGroupInteraction,
+    )
+    from captum_groups.datasets import digits_cnn, load_digits
+    from captum_groups.discovery import ExemplarMiner, mine_exemplars
+    from captum_groups.labeling import EnrichmentLabeler
+    from captum_groups.viz import plot_group_exemplars, render_groups
+
+    model, (x, y) = digits_cnn(), load_digits("test")
+    x = x[:8]
+    upper = [NeuronGroup("relu3", [0, 1])]
+    lower = [NeuronGroup("relu2", [0, 1])]
+    found = mine_exemplars(model, "relu2", x, k=2, groups=lower, progress=False).groups
+    assert layer_activations(model, "relu2", x).shape[0] == 8
+    return {
+        "ablate": lambda g: ablate(model, g).__enter__(),
+        "retain": lambda g: retain(model, g).__enter__(),
+        "LayerGroupConductance": lambda g: LayerGroupConductance(model, "relu2").attribute(x, g),
+        "LayerGroupGradientXActivation": lambda g: LayerGroupGradientXActivation(
+            model, "relu2"
+        ).attribute(x, g),
+        "LayerGroupAblation": lambda g: LayerGroupAblation(model, "relu2").attribute(x, g),
+        "LayerGroupInteraction-lower": lambda g: LayerGroupInteraction(
+            model, "relu2", "relu3"
+        ).attribute(x, upper, g),
+        "LayerGroupInteraction-upper": lambda g: LayerGroupInteraction(
+            model, "relu2", "relu3"
+        ).attribute(x, g, lower),
+        "ExemplarMiner": lambda g: ExemplarMiner(model, "relu2", k=2, groups=g),
+        "mine_exemplars": lambda g: mine_exemplars(model, "relu2", x, k=2, groups=g),
+        "render_groups": lambda g: render_groups(model, g, size=8, steps=1),
+        "plot_group_exemplars": lambda g: plot_group_exemplars(found, x, g),
+        "label_groups": lambda g: label_groups(g, EnrichmentLabeler(y[:8]), model, x, k=2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("mistake", "error"),
+    [
+        ("a name", TypeError),
+        ("a group and a number", TypeError),
+        ("nothing", ValueError),
+    ],
+)
+def test_the_same_mistake_with_groups_raises_the_same_type_everywhere(mistake, error):
+    value = {
+        "a name": "relu2",
+        "a group and a number": [NeuronGroup("relu2", [0]), 3],
+        "nothing": [],
+    }[mistake]
+    for name, call in _takers_of_groups().items():
+        with pytest.raises(error, match="groups") as raised:
+            call(value)
+        assert type(raised.value) is error, name

@@ -21,18 +21,12 @@ from captum_groups.labeling import (
     MaskLabeler,
 )
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, model_state
 
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches: one intra-op thread (two spin against each other on a busy 2-core CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _factor_model() -> nn.Module:

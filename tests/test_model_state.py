@@ -50,7 +50,7 @@ from captum_groups.discovery import (
 )
 from captum_groups.viz import plot_group_exemplars, render_circuit, render_groups
 
-from .conftest import NEURON_CLASSES, assert_same_state, model_state
+from ._helpers import NEURON_CLASSES, assert_same_state, model_state
 
 
 class BatchNormDropoutNet(nn.Module):
@@ -183,30 +183,30 @@ ENTRY_POINTS = [
         lambda m, x, y: cga.LayerGroupGradientXActivation(m, "relu1").attribute(x, LOWER, target=1),
     ),
     EntryPoint(
-        "GroupAblation",
-        lambda m, x, y: cga.GroupAblation(m, "relu1").attribute(x, LOWER, target=UPPER[0]),
+        "LayerGroupAblation",
+        lambda m, x, y: cga.LayerGroupAblation(m, "relu1").attribute(x, LOWER, target=UPPER[0]),
     ),
     EntryPoint(
-        "GroupAblation-mean",
-        lambda m, x, y: cga.GroupAblation(m, "relu1").attribute(
+        "LayerGroupAblation-mean",
+        lambda m, x, y: cga.LayerGroupAblation(m, "relu1").attribute(
             x, LOWER, target=1, value="mean", data=x
         ),
     ),
     EntryPoint(
-        "GroupInteraction",
-        lambda m, x, y: cga.GroupInteraction(m, "relu1", "relu2").attribute(
+        "LayerGroupInteraction",
+        lambda m, x, y: cga.LayerGroupInteraction(m, "relu1", "relu2").attribute(
             x, UPPER, LOWER, n_steps=4
         ),
     ),
     EntryPoint(
-        "GroupInteraction-loader",
-        lambda m, x, y: cga.GroupInteraction(m, "relu1", "relu2").attribute(
+        "LayerGroupInteraction-loader",
+        lambda m, x, y: cga.LayerGroupInteraction(m, "relu1", "relu2").attribute(
             [(x[:4], y[:4]), (x[4:], y[4:])], UPPER, LOWER, n_steps=4, progress=False
         ),
     ),
     EntryPoint(
-        "GroupInteraction.attribute_from_activations",
-        lambda m, x, y: cga.GroupInteraction(m, "relu1", "relu2").attribute_from_activations(
+        "LayerGroupInteraction.attribute_from_activations",
+        lambda m, x, y: cga.LayerGroupInteraction(m, "relu1", "relu2").attribute_from_activations(
             _lower_activations(m, x), UPPER, LOWER, n_steps=4
         ),
     ),

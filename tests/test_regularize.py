@@ -10,7 +10,7 @@ from torch import nn
 
 from captum_groups.regularize import BEANRegularizer, find_assemblies
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, model_state
 
 
 def brute_force(h: torch.Tensor, weight: torch.Tensor, alpha: float, gamma: float, order: int):

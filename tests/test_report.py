@@ -19,7 +19,7 @@ from captum_groups.report.assemble import evaluation_images
 from captum_groups.report.images import array_uri
 from captum_groups.report.layout import MAX_EDGE_WIDTH
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, model_state
 
 
 def hand_circuit(label: str | None = None) -> Circuit:

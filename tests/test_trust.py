@@ -27,10 +27,10 @@ from captum_groups import (
     sufficiency,
 )
 from captum_groups.attr import (
-    GroupAblation,
     GroupGradient,
     GroupIntegratedGradients,
-    GroupInteraction,
+    LayerGroupAblation,
+    LayerGroupInteraction,
 )
 from captum_groups.discovery import (
     CoactivationClustering,
@@ -200,12 +200,12 @@ DATA_FUNCTIONS = {
     ),  # noqa: E501
     "ablate-mean": lambda m, d, x, y: _ablated_output(ablate, m, d, x),
     "retain-mean": lambda m, d, x, y: _ablated_output(retain, m, d, x),
-    "GroupAblation-mean": lambda m, d, x, y: GroupAblation(m, "relu2").attribute(
+    "LayerGroupAblation-mean": lambda m, d, x, y: LayerGroupAblation(m, "relu2").attribute(
         x, GROUPS2, target=3, value="mean", data=d
     ),  # noqa: E501
-    "GroupInteraction": lambda m, d, x, y: GroupInteraction(m, "relu2", "relu3").attribute(
-        d, GROUPS3, GROUPS2, n_steps=8, average=True, progress=False
-    ),  # noqa: E501
+    "LayerGroupInteraction": lambda m, d, x, y: LayerGroupInteraction(
+        m, "relu2", "relu3"
+    ).attribute(d, GROUPS3, GROUPS2, n_steps=8, average=True, progress=False),  # noqa: E501
     "find_assemblies": lambda m, d, x, y: (
         find_assemblies(
             m, "relu4", (x, y) if isinstance(d, Tensor) else d, n_assemblies=3
@@ -271,7 +271,7 @@ def test_noise_tunnel_refuses_an_averaged_interaction(digits_model, digits_test)
     """Item 2: where a wrapper still cannot work (no batch axis), the error says why."""
     lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
     upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
-    tunnel = NoiseTunnel(GroupInteraction(digits_model, "relu2", "relu3"))
+    tunnel = NoiseTunnel(LayerGroupInteraction(digits_model, "relu2", "relu3"))
     kwargs = dict(nt_samples=2, upper_groups=upper, lower_groups=lower, n_steps=4)
     with pytest.raises(ValueError, match="average=True .* NoiseTunnel cannot split"):
         tunnel.attribute(digits_test[0][:3], average=True, **kwargs)

@@ -17,7 +17,7 @@ from captum_groups.viz import (
     render_groups,
 )
 
-from .conftest import assert_same_state, model_state
+from ._helpers import assert_same_state, captured_output, model_state
 
 matplotlib.use("Agg")
 
@@ -67,12 +67,12 @@ def test_direction_objective_equals_lucent_direction(digits_model, digits_test):
 
 
 def _group_value(model, images, group):
-    captured = {}
-    handle = group.resolve(model).register_forward_hook(lambda m, i, o: captured.update(o=o))
     with torch.no_grad():
-        model(torch.as_tensor(images).permute(0, 3, 1, 2))
-    handle.remove()
-    return group(captured["o"])
+        return group(
+            captured_output(
+                model, group.resolve(model), torch.as_tensor(images).permute(0, 3, 1, 2)
+            )
+        )
 
 
 def test_rendering_raises_the_group_well_above_start_and_random(digits_model):

@@ -4,13 +4,17 @@ Attribution *from* a group to the inputs: each ``Group*`` class is the group
 counterpart of a Captum ``Neuron*`` class, with the same constructor, the same
 ``attribute`` keywords, ``group`` in place of ``neuron_selector`` (any Captum
 selector still works), and a group axis after the batch axis, (N, G, ...),
-when several groups are asked for at once (so NoiseTunnel and other wrappers
-that assume the batch axis first keep working).
+when several groups are asked for at once. With the batch axis first,
+Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work with several
+groups too, and ``result[:, g]`` is group ``g``'s attribution.
 
-Attribution *to* the groups of a layer, results shaped (N, G):
-``LayerGroupConductance`` and ``LayerGroupGradientXActivation`` (a Captum
-target or a group of a later layer), ``GroupAblation`` (the causal check), and
-``GroupInteraction`` (edge weights between the groups of two layers).
+Attribution *to* the groups of a layer, results shaped (N, G), the
+``LayerGroup*`` family: ``LayerGroupConductance`` and
+``LayerGroupGradientXActivation`` (a Captum target or a group of a later
+layer), ``LayerGroupAblation`` (the causal check), and
+``LayerGroupInteraction`` (edge weights between the groups of two layers).
+``GroupAblation`` and ``GroupInteraction`` are the last two under their
+former names.
 """
 
 from .conductance import GroupConductance
@@ -18,12 +22,17 @@ from .deep_lift import GroupDeepLift, GroupDeepLiftShap
 from .feature_ablation import GroupFeatureAblation
 from .gradient import GroupGradient
 from .gradient_shap import GroupGradientShap
-from .group_ablation import GroupAblation
 from .guided_backprop_deconvnet import GroupDeconvolution, GroupGuidedBackprop
 from .integrated_gradients import GroupIntegratedGradients
-from .interaction import GroupInteraction
+from .layer_ablation import LayerGroupAblation
 from .layer_conductance import LayerGroupConductance
 from .layer_gradient_x_activation import LayerGroupGradientXActivation
+from .layer_interaction import LayerGroupInteraction
+
+GroupAblation = LayerGroupAblation
+"""Former name of :class:`LayerGroupAblation` (the same class)."""
+GroupInteraction = LayerGroupInteraction
+"""Former name of :class:`LayerGroupInteraction` (the same class)."""
 
 __all__ = [
     "GroupAblation",
@@ -37,6 +46,8 @@ __all__ = [
     "GroupGuidedBackprop",
     "GroupIntegratedGradients",
     "GroupInteraction",
+    "LayerGroupAblation",
     "LayerGroupConductance",
     "LayerGroupGradientXActivation",
+    "LayerGroupInteraction",
 ]

@@ -1,24 +1,53 @@
-"""What every group attribution class shares: layers, groups, checks, results."""
+"""The one base of the group attribution classes: constructor, checks, and the replay.
+
+Every class of :mod:`captum_groups.attr` derives from :class:`_GroupAttribution`
+first and then from Captum's own bases, as Captum's classes do
+(``NeuronAttribution`` or ``LayerAttribution``, then ``GradientAttribution`` or
+``PerturbationAttribution``). The base holds the constructor, the
+``multiplies_by_inputs`` property, the input and layer checks, and
+:meth:`_GroupAttribution._replay`, which runs a Captum algorithm once per group
+on work shared by all groups (see :mod:`._engine`). A method that reuses a
+Captum algorithm names it in ``_captum_class``; its ``attribute`` keeps
+Captum's explicit signature and calls ``_replay`` (``gradient_shap.py`` is a
+complete example). Parameters shared by all classes are described once, in
+:mod:`._docs`.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from numbers import Real
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
-from captum._utils.common import _format_tensor_into_tuples, _verify_select_neuron
-from captum.attr import NoiseTunnel
-from captum.attr._utils.batching import _batch_attribution
+from captum.attr import (
+    Attribution,
+    GradientAttribution,
+    LayerAttribution,
+    NeuronAttribution,
+    NoiseTunnel,
+    PerturbationAttribution,
+)
 from torch import Tensor, nn
 
+from .._captum import _format_tensor_into_tuples, _verify_select_neuron
 from .._checks import check_positive_int
-from .._hooks import LayerCapture, guarded_call, model_of, record
+from .._hooks import (
+    LayerCapture,
+    drop_new_attributes,
+    frozen_parameters,
+    guarded_call,
+    model_of,
+    record,
+)
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ._docs import RETURNS_LIKE_INPUTS, complete
 from ._engine import (
     RandomState,
     Selector,
@@ -87,24 +116,61 @@ def _is_index(selector: object) -> bool:
     )
 
 
-class _GroupAttributionMixin:
-    """Group handling shared by all ``captum_groups.attr`` classes.
+class _GroupAttribution:
+    """What every ``captum_groups.attr`` class shares.
 
-    Concrete classes also subclass Captum's ``NeuronAttribution`` and
-    ``GradientAttribution`` or ``PerturbationAttribution``.
+    A subclass lists Captum's bases after this one, and names the Captum
+    algorithm it replays, e.g. ``class GroupSaliency(_GroupAttribution,
+    NeuronAttribution, GradientAttribution, captum_class=Saliency)``.
     """
 
     forward_func: Callable[..., Any]
     layer: nn.Module
 
-    @staticmethod
-    def _resolve(forward_func: Callable[..., Any], layer: Layer) -> nn.Module:
+    _captum_class: ClassVar[type[Attribution]]
+    """The Captum algorithm :meth:`_replay` runs once per group, given as a class keyword:
+    ``class GroupSaliency(..., captum_class=Saliency)``."""
+    _vectorize: ClassVar[bool] = False
+    """Run one vmapped backward pass per chunk of groups (for backward hooks that allow only
+    one backward pass per forward pass, as DeepLIFT's) instead of one pass per group."""
+    _leaves_attributes: ClassVar[tuple[str, ...]] = ()
+    """Attributes the Captum algorithm may leave on the model's modules; removed after a run."""
+    _multiply_by_inputs: bool | None = None
+    """``multiplies_by_inputs``; None: Captum's answer for the kind of method."""
+
+    def __init_subclass__(
+        cls, captum_class: type[Attribution] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if captum_class is not None:
+            cls._captum_class = captum_class
+        if not cls.__name__.startswith("_"):
+            cls.__doc__ = complete(cls.__doc__, inspect.signature(cls.__init__), cls.__name__)
+        returns = RETURNS_LIKE_INPUTS if issubclass(cls, NeuronAttribution) else None
+        for name, method in vars(cls).items():
+            if name.startswith("attribute") and callable(method):
+                signature, owner = inspect.signature(method), f"{cls.__name__}.{name}"
+                method.__doc__ = complete(method.__doc__, signature, owner, returns)
+
+    def __init__(
+        self, forward_func: Callable[..., Any], layer: Layer, device_ids: list[int] | None = None
+    ) -> None:
         if isinstance(forward_func, nn.DataParallel):
             raise ValueError(
                 "forward_func is an nn.DataParallel; captum_groups captures layers with one "
                 "hook per call and does not gather across replicas; pass the wrapped module"
             )
-        return resolve_layer(forward_func, layer)
+        module = resolve_layer(forward_func, layer)
+        kind = LayerAttribution if isinstance(self, LayerAttribution) else NeuronAttribution
+        kind.__init__(self, forward_func, module, device_ids)  # type: ignore[arg-type]
+        if isinstance(self, GradientAttribution):
+            GradientAttribution.__init__(self, forward_func)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        if self._multiply_by_inputs is None:
+            return super().multiplies_by_inputs  # type: ignore[misc]
+        return self._multiply_by_inputs
 
     def _layer_label(self) -> str:
         return repr(layer_name(model_of(self.forward_func), self.layer))
@@ -282,81 +348,110 @@ class _GroupAttributionMixin:
             return results[0].detach()
         return torch.stack([r.detach() for r in results], 1)
 
-    def _run_with_gradient_func(
-        self,
-        algorithm: Callable[[Callable[..., Any]], Any],
-        selectors: list[Selector],
-        several: bool,
-        use_input: bool,
-        group_batch_size: int | None,
-        vectorize: bool = False,
-    ) -> Any:
-        """Run a Captum algorithm per group with a shared multi-group ``gradient_func``.
+    def _replay(self, arguments: dict[str, Any], **fixed: Any) -> Any:
+        """Captum's ``_captum_class`` run once per group, on model work shared by all groups.
 
-        ``algorithm(gradient_func)`` builds the Captum algorithm, installs the
-        given gradient function and returns its attribution. ``vectorize``
-        asks for one vmapped backward pass per chunk (see ``batched_vjp``).
+        ``arguments`` are the ``attribute`` call's parameters by name: its
+        ``locals()`` before it sets any other variable (checked against its
+        signature). ``inputs``, ``group``, ``additional_forward_args``,
+        ``attribute_to_neuron_input`` and ``group_batch_size`` drive the group
+        machinery; the others, and ``fixed``, are the Captum algorithm's own
+        ``attribute`` keywords (``baselines``, ``n_steps`` ...).
+
+        A gradient method gets a ``gradient_func`` that returns its group's
+        share of one forward and backward pass shared by all groups; a
+        perturbation method gets a ``forward_func`` that returns its group's
+        share of one shared forward pass (see :func:`._engine.run_per_group`).
+        Every run sees the random draws of a single Captum call, so each
+        group's result is exactly Captum's.
         """
-        results: list[Any] = []
-        random_state = RandomState()
-        for chunk in self._chunks(selectors, group_batch_size):
-
-            def compute_all(
-                forward_fn: Callable[..., Any],
-                inputs: Any,
-                target_ind: Any = None,
-                additional_forward_args: Any = None,
-                chunk: Sequence[Selector] = chunk,
-            ) -> list[tuple[Tensor, ...]]:
-                grads = group_input_gradients(
-                    forward_fn,
-                    inputs,
-                    self.layer,
-                    chunk,
-                    additional_forward_args,
-                    use_input,
-                    vectorize,
-                )
-                return split_per_group(grads)
-
-            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
-        return self._assemble(results, several)
-
-    def _run_with_forward_func(
-        self,
-        algorithm: Callable[[Callable[..., Any]], Any],
-        selectors: list[Selector],
-        several: bool,
-        use_input: bool,
-        group_batch_size: int | None,
-    ) -> Any:
-        """Run a perturbation algorithm per group with a shared multi-group forward function."""
-        results: list[Any] = []
-        random_state = RandomState()
-        for chunk in self._chunks(selectors, group_batch_size):
-
-            def compute_all(*args: Any, chunk: Sequence[Selector] = chunk) -> list[Tensor]:
-                return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
-
-            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
-        return self._assemble(results, several)
-
-    def _integrate(
-        self,
-        num_examples: int,
-        n_steps: int,
-        internal_batch_size: int | None,
-        endpoint: bool,
-        **kwargs: Any,
-    ) -> Any:
-        """``self._attribute`` over all steps, or in step chunks as Captum's ``_batch_attribution``.
-
-        ``endpoint``: the method evaluates ``n_steps + 1`` points and takes
-        differences between consecutive ones (layer conductance).
-        """
-        if internal_batch_size is None:
-            return self._attribute(n_steps=n_steps, **kwargs)  # type: ignore[attr-defined]
-        points = n_steps + 1 if endpoint else n_steps
-        return _batch_attribution(
-            self, num_examples, internal_batch_size, points, include_endpoint=endpoint, **kwargs
+        options = {name: value for name, value in arguments.items() if name != "self"}
+        if set(options) != set(inspect.signature(type(self).attribute).parameters) - {"self"}:
+            raise RuntimeError(f"{type(self).__name__}.attribute must pass _replay its locals()")
+        inputs, group = options.pop("inputs"), options.pop("group")
+        additional_forward_args = options.pop("additional_forward_args")
+        use_input = options.pop("attribute_to_neuron_input")
+        group_batch_size = options.pop("group_batch_size")
+        options.update(fixed)
+        selectors, several = self._prepare(
+            inputs, group, additional_forward_args, use_input, options.get("baselines")
         )
+        perturbs = issubclass(self._captum_class, PerturbationAttribution)
+        leftovers = self._leaves_attributes
+
+        def algorithm(shared: Callable[..., Any]) -> Any:
+            if perturbs:
+                method = self._captum_class(shared)
+            else:
+                method = self._captum_class(self.forward_func, **self._captum_options())
+                method.gradient_func = shared
+            cleanup = drop_new_attributes(self.forward_func, leftovers) if leftovers else None
+            with cleanup or nullcontext():
+                return method.attribute.__wrapped__(
+                    method, inputs, additional_forward_args=additional_forward_args, **options
+                )
+
+        results: list[Any] = []
+        random_state = RandomState()
+        for chunk in self._chunks(selectors, group_batch_size):
+            shared_work = self._values if perturbs else self._input_gradients
+            compute_all = partial(shared_work, chunk, use_input)
+            results.extend(run_per_group(algorithm, compute_all, len(chunk), random_state))
+        return self._assemble(results, several)
+
+    @contextmanager
+    def _recording(self, use_input: bool, require_grad: bool = False) -> Iterator[LayerCapture]:
+        """Gradients on, the model's parameters frozen (only input and activation gradients are
+        needed), and the attributed layer recorded."""
+        model = model_of(self.forward_func, self.layer)
+        with (
+            torch.enable_grad(),
+            frozen_parameters(model),
+            LayerCapture(self.layer, use_input, require_grad=require_grad, model=model) as capture,
+        ):
+            yield capture
+
+    def _captum_options(self) -> dict[str, Any]:
+        """Constructor keywords of the Captum algorithm beyond the model."""
+        if self._multiply_by_inputs is None:
+            return {}
+        return {"multiply_by_inputs": self._multiply_by_inputs}
+
+    def _input_gradients(
+        self,
+        chunk: Sequence[Selector],
+        use_input: bool,
+        forward_fn: Callable[..., Any],
+        inputs: Any,
+        target_ind: Any = None,
+        additional_forward_args: Any = None,
+    ) -> list[tuple[Tensor, ...]]:
+        """A Captum ``gradient_func`` for every group of ``chunk``: one result per group."""
+        grads = group_input_gradients(
+            forward_fn,
+            inputs,
+            self.layer,
+            chunk,
+            additional_forward_args,
+            use_input,
+            self._vectorize,
+        )
+        return split_per_group(grads)
+
+    def _values(self, chunk: Sequence[Selector], use_input: bool, *args: Any) -> list[Tensor]:
+        """A Captum ``forward_func`` for every group of ``chunk``: each group's value."""
+        return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
+
+
+class _MultipliesByInputs(_GroupAttribution):
+    """A method with Captum's ``multiply_by_inputs`` option (local or global attribution)."""
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        layer: Layer,
+        device_ids: list[int] | None = None,
+        multiply_by_inputs: bool = True,
+    ) -> None:
+        super().__init__(forward_func, layer, device_ids)
+        self._multiply_by_inputs = multiply_by_inputs

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from captum._utils.common import (
-    _expand_additional_forward_args,
-    _format_additional_forward_args,
-    _format_tensor_into_tuples,
-)
-from captum.attr._utils.approximation_methods import approximation_parameters
-from captum.attr._utils.common import _reshape_and_sum
 from torch import Tensor, nn
 
+from .._captum import (
+    _batch_attribution,
+    _expand_additional_forward_args,
+    _format_additional_forward_args,
+    _format_input_baseline,
+    _format_tensor_into_tuples,
+    _reshape_and_sum,
+    _validate_input,
+    approximation_parameters,
+)
 from .._hooks import Captured, frozen_parameters, model_of, run_to_layer
 from ..groups import NeuronGroup
 
@@ -45,6 +49,7 @@ def selector_cotangents(captured: Captured, selectors: Sequence[Selector]) -> Ca
     per_group: list[list[Tensor]] = []
     with torch.enable_grad():
         for selector in selectors:
+            # The selector's value per example; the batch sum's gradient is each example's.
             value = selector(selector_value(detached))
             grads = torch.autograd.grad(value.sum(), detached, allow_unused=True)
             per_group.append(
@@ -136,8 +141,11 @@ def group_input_gradients(
     """Gradients of every selector w.r.t. the inputs: one forward to the layer, shared."""
     inputs_tuple = _format_tensor_into_tuples(inputs)
     with torch.enable_grad(), frozen_parameters(model_of(forward_fn, layer)):
+        # One forward pass, stopped at the layer, shared by every selector.
         captured = run_to_layer(forward_fn, inputs, layer, additional_forward_args, use_input)
+        # What each selector sends back from the layer: d selector / d layer output.
         cotangents = selector_cotangents(captured, selectors)
+        # Back from the layer to the inputs, once per selector, over the one graph.
         return batched_vjp(captured, inputs_tuple, cotangents, vectorize)
 
 
@@ -206,13 +214,16 @@ class _Replay:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         tensors = _tensors_in([*args, *kwargs.values()])
         if self._group == 0:
+            # First run: compute this call for every group, keep the results, answer group 0.
             results = self._compute_all(*args, **kwargs)
             self._records.append((tensors, results))
             return results[0]
+        # Later runs: the algorithm makes the same calls in the same order; read them back.
         if self._call >= len(self._records):
             raise RuntimeError("the attribution algorithm made more calls than when recorded")
         recorded, results = self._records[self._call]
         self._call += 1
+        # Same random draws, same arguments: anything else would not be Captum's result.
         if len(recorded) != len(tensors) or not all(
             a.shape == b.shape and torch.equal(a, b) for a, b in zip(recorded, tensors, strict=True)
         ):
@@ -239,6 +250,7 @@ def run_per_group(
     for group in range(n_groups):
         if group:
             replay.next_group()
+        # Every run starts from the generators of one plain Captum call.
         random_state.restore()
         results.append(algorithm(replay))
     return results
@@ -256,31 +268,80 @@ def chunks(items: Sequence[Any], size: int | None) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def path_alphas(
-    method: str, points: int, step_sizes_and_alphas: tuple[list[float], list[float]] | None
-) -> tuple[list[float], list[float]]:
-    """Step sizes and interpolation points of a Captum approximation method (or the given ones)."""
-    if step_sizes_and_alphas is not None:
-        return step_sizes_and_alphas
-    step_sizes_func, alphas_func = approximation_parameters(method)
-    return step_sizes_func(points), alphas_func(points)
+@dataclass(frozen=True)
+class PathPoints:
+    """Where one batch of integration steps evaluates the model: ``inputs`` at the points of
+    the straight path from the baselines, stacked step-major as Captum stacks them and
+    requiring gradients; the matching extra forward arguments; the quadrature weights."""
+
+    inputs: tuple[Tensor, ...]
+    additional_forward_args: Any
+    step_sizes: list[float]
+
+    @property
+    def n_points(self) -> int:
+        return len(self.step_sizes)
 
 
-def scaled_path(
-    inputs: tuple[Tensor, ...],
-    baselines: tuple[Tensor | int | float, ...],
-    alphas: Sequence[float],
-    additional_forward_args: Any,
-) -> tuple[tuple[Tensor, ...], Any]:
-    """Inputs along the straight path from the baselines, stacked step-major (as Captum does),
-    requiring gradients; and the extra forward arguments expanded to match."""
-    scaled = tuple(
-        torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
-        for inp, base in zip(inputs, baselines, strict=True)
-    )
-    extra = _format_additional_forward_args(additional_forward_args)
-    extra = _expand_additional_forward_args(extra, len(alphas)) if extra is not None else None
-    return scaled, extra
+class Integral:
+    """An integral along the straight path from the baselines to the inputs, set up as Captum
+    sets it up (its input formatting and checks, its quadrature, its step batching).
+
+    ``over(step)`` sums ``step(points)`` over every batch of steps: all at once, or
+    ``internal_batch_size`` rows at a time as Captum's ``_batch_attribution``.
+    """
+
+    def __init__(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        baselines: Any,
+        additional_forward_args: Any,
+        n_steps: int,
+        method: str,
+        internal_batch_size: int | None,
+    ) -> None:
+        self.inputs, self.baselines = _format_input_baseline(inputs, baselines)
+        _validate_input(self.inputs, self.baselines, n_steps, method)
+        self.additional_forward_args = additional_forward_args
+        self.n_steps, self.method, self.internal_batch_size = n_steps, method, internal_batch_size
+        self.num_examples = self.inputs[0].shape[0]
+
+    def over(self, step: Callable[[PathPoints], Any], endpoint: bool = False) -> Any:
+        """The sum of ``step`` over the path. ``endpoint``: the method evaluates ``n_steps + 1``
+        points and takes differences of consecutive ones (conductance)."""
+        points = self.n_steps + 1 if endpoint else self.n_steps
+        if self.internal_batch_size is None:
+            return self._attribute(step, self.method, points)
+        return _batch_attribution(
+            self,
+            self.num_examples,
+            self.internal_batch_size,
+            points,
+            include_endpoint=endpoint,
+            step=step,
+            method=self.method,
+        )
+
+    def _attribute(
+        self,
+        step: Callable[[PathPoints], Any],
+        method: str,
+        n_steps: int,
+        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+    ) -> Any:
+        """``step`` on ``n_steps`` points (Captum's ``_batch_attribution`` calls this with the
+        step sizes and alphas of each batch, counting an endpoint batch's points minus one)."""
+        if step_sizes_and_alphas is None:
+            step_sizes_func, alphas_func = approximation_parameters(method)
+            step_sizes_and_alphas = step_sizes_func(n_steps), alphas_func(n_steps)
+        step_sizes, alphas = step_sizes_and_alphas
+        scaled = tuple(
+            torch.cat([base + alpha * (inp - base) for alpha in alphas], dim=0).requires_grad_()
+            for inp, base in zip(self.inputs, self.baselines, strict=True)
+        )
+        extra = _format_additional_forward_args(self.additional_forward_args)
+        extra = _expand_additional_forward_args(extra, len(alphas)) if extra is not None else None
+        return step(PathPoints(scaled, extra, list(step_sizes)))
 
 
 def layer_conductance(layer_eval: Tensor, layer_grads: Tensor, num_examples: int) -> Tensor:

@@ -8,31 +8,21 @@ import torch
 from torch import Tensor
 
 from .._hooks import Captured
-from ..groups import GroupSet, NeuronGroup
-from ._base import _GroupAttributionMixin
+from ..groups import GroupsLike, NeuronGroup, as_group_list
+from ._base import _GroupAttribution
 
 
-class _LayerGroupMixin(_GroupAttributionMixin):
+class _LayerGroupAttribution(_GroupAttribution):
     """Attribution *to* the groups of one layer: results shaped (N, G)."""
 
     def _layer_groups(
-        self, groups: NeuronGroup | GroupSet | list[NeuronGroup], parameter: str = "groups"
+        self, groups: GroupsLike, parameter: str = "groups"
     ) -> tuple[list[NeuronGroup], bool]:
-        if isinstance(groups, NeuronGroup):
-            items, several = [groups], False
-        elif isinstance(groups, (GroupSet, list, tuple)):
-            items, several = list(groups), True
-        else:
-            raise TypeError(
-                f"{parameter} must be a NeuronGroup, a GroupSet or a list of NeuronGroups, "
-                f"got {groups!r}"
-            )
-        if not items:
-            raise ValueError(f"{parameter} is empty; give at least one NeuronGroup")
-        if not all(isinstance(g, NeuronGroup) for g in items):
-            raise TypeError(f"{parameter} must hold NeuronGroup objects only")
+        """The groups as a list, checked to belong to the attributed layer, and whether several
+        were given (a result with a group axis)."""
+        items = as_group_list(groups, parameter)
         self._selectors(items)
-        return items, several
+        return items, not isinstance(groups, NeuronGroup)
 
     @staticmethod
     def _membership(captured: Captured, groups: list[NeuronGroup]) -> Tensor:

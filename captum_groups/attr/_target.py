@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from captum._utils.common import _expand_target
-from captum._utils.typing import TargetType
 from torch import Tensor, nn
 
+from .._captum import TargetType, _expand_target
 from .._hooks import LayerCapture, model_of
 from ..groups import NeuronGroup
 from ._engine import selector_value

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
-from captum._utils.common import (
-    _expand_target,
-    _format_output,
-    _is_tuple,
-)
-from captum._utils.typing import BaselineType, TargetType, TensorOrTupleOfTensorsGeneric
 from captum.attr import GradientAttribution, NeuronAttribution
-from captum.attr._utils.common import _format_input_baseline, _reshape_and_sum, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 
-from .._checks import check_method, check_positive_int
-from .._hooks import LayerCapture, frozen_parameters, model_of
-from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin, keeps_model
+from .._captum import (
+    BaselineType,
+    TargetType,
+    TensorOrTupleOfTensorsGeneric,
+    _expand_target,
+    _format_output,
+    _is_tuple,
+    _reshape_and_sum,
+)
+from .._checks import check_integration
+from ._base import GroupArg, _MultipliesByInputs, keeps_model
 from ._engine import (
+    Integral,
+    PathPoints,
     Selector,
     batched_vjp,
     flow_weights,
-    path_alphas,
-    scaled_path,
     split_per_group,
 )
 
 
-class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
+class GroupConductance(_MultipliesByInputs, NeuronAttribution, GradientAttribution):
     r"""Conductance of each input feature through a neuron group, for a target.
 
     The conductance of input :math:`x_i` through hidden element :math:`e`
@@ -49,45 +50,8 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
 
     All groups share each full forward pass and the backward pass from the
     target to the layer; the passes from the layer to the inputs run batched.
-
-    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
-    add a group axis after the batch axis: the result is shaped (N, G, ...)
-    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
-    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
-    with several groups too.
-
-    Parameters
-    ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The layer of the groups (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
-    multiply_by_inputs : bool
-        Multiply by ``inputs - baselines``, as in Captum.
-
-    Examples
-    --------
-    >>> from captum_groups import NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> cond = GroupConductance(model, "conv3")
-    >>> cond.attribute(x[:2], NeuronGroup("conv3", [4, 8]), target=y[:2], n_steps=20).shape
-    torch.Size([2, 1, 8, 8])
+    Several groups give results shaped (N, G, ...).
     """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        NeuronAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
-        self._multiply_by_inputs = multiply_by_inputs
 
     @log_usage()
     @keeps_model
@@ -109,114 +73,84 @@ class GroupConductance(NeuronAttribution, GradientAttribution, _GroupAttribution
 
         Parameters
         ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
         group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
             What to attribute through. Several groups add a group axis after the batch axis.
         baselines : scalar, Tensor or tuple, optional
             Integration start point (zeros by default).
         target : int, tuple, Tensor or list, optional
             The output to explain, as Captum's ``target``.
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        n_steps : int
-            Integration steps.
-        method : str
-            Captum's approximation method.
-        internal_batch_size : int, optional
-            Examples x steps evaluated per forward pass, as in Captum.
-        attribute_to_neuron_input : bool
-            Select the groups from the layer's input instead of its output.
         grad_kwargs : dict, optional
             Passed to ``torch.autograd.grad`` for the target's gradient.
-        group_batch_size : int, optional
-            Groups per shared pass; bounds memory (all at once if None).
 
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
+        Examples
+        --------
+        >>> from captum_groups import NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> cond = GroupConductance(model, "conv3")
+        >>> cond.attribute(x[:2], NeuronGroup("conv3", [4, 8]), target=y[:2], n_steps=20).shape
+        torch.Size([2, 1, 8, 8])
         """
-        check_positive_int(n_steps, "n_steps")
-        check_method(method)
-        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_integration(n_steps, method, internal_batch_size)
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, attribute_to_neuron_input, baselines
         )
-        is_tuple = _is_tuple(inputs)
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        results: list[Any] = []
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
+        )
+        use_input, results = attribute_to_neuron_input, []
         for chunk in self._chunks(selectors, group_batch_size):
-            kwargs = dict(
-                inputs=formatted_inputs,
-                selectors=chunk,
-                baselines=formatted_baselines,
-                target=target,
-                additional_forward_args=additional_forward_args,
-                method=method,
-                attribute_to_neuron_input=attribute_to_neuron_input,
-                grad_kwargs=grad_kwargs,
-            )
-            attrs = self._integrate(
-                num_examples, n_steps, internal_batch_size, endpoint=False, **kwargs
-            )
-            results.extend(_format_output(is_tuple, a) for a in split_per_group(attrs))
+            step = partial(self._conductance, integral, chunk, target, use_input, grad_kwargs)
+            attributions = split_per_group(integral.over(step))
+            results.extend(_format_output(_is_tuple(inputs), a) for a in attributions)
         return self._assemble(results, several)
 
-    def _attribute(
+    def _conductance(
         self,
-        inputs: tuple[Tensor, ...],
+        integral: Integral,
         selectors: Sequence[Selector],
-        baselines: tuple[Tensor | int | float, ...],
-        target: TargetType = None,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "riemann_trapezoid",
-        attribute_to_neuron_input: bool = False,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
-        grad_kwargs: dict[str, Any] | None = None,
+        target: TargetType,
+        use_input: bool,
+        grad_kwargs: dict[str, Any] | None,
+        points: PathPoints,
     ) -> tuple[Tensor, ...]:
-        """Conductance of a chunk of groups over some integration steps: (G, N, ...)."""
-        num_examples = inputs[0].shape[0]
-        step_sizes, alphas = path_alphas(method, n_steps, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_neuron_input) as capture,
-        ):
-            output = capture.run(self.forward_func, scaled, extra, _expand_target(target, n_steps))
+        """Conductance through a chunk of groups over one batch of path points: (G, N, ...)."""
+        scaled, n_points, num_examples = points.inputs, points.n_points, integral.num_examples
+        with self._recording(use_input) as capture:
+            # One full forward pass over all points, recording the layer on the way.
+            target_rows = _expand_target(target, n_points)
+            output = capture.run(
+                self.forward_func, scaled, points.additional_forward_args, target_rows
+            )
             captured = capture.output
             if output.numel() != output.shape[0]:
                 raise ValueError(
                     "target must select one output per example for conductance; the model "
                     f"output selected by target has shape {tuple(output.shape)}"
                 )
+            # dF/dy: the target's gradient at the layer, shared by all groups.
             target_grads = torch.autograd.grad(
                 torch.unbind(output), captured, retain_graph=True, **(grad_kwargs or {})
             )
+            # Each group keeps dF/dy on its own elements (its membership weights).
             cotangents = tuple(
                 c * g.unsqueeze(0)
                 for c, g in zip(flow_weights(captured, selectors), target_grads, strict=True)
             )
+            # Back from the layer to the inputs, one pass per group: sum_e dF/dy_e dy_e/dx.
             input_grads = batched_vjp(captured, scaled, cotangents)
         n_groups = len(selectors)
-        weights = torch.tensor(step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
+        weights = torch.tensor(points.step_sizes, dtype=scaled[0].dtype, device=scaled[0].device)
         attributions = []
-        for grad, inp, base in zip(input_grads, inputs, baselines, strict=True):
-            per_step = grad.reshape(n_groups, n_steps, -1) * weights.view(1, n_steps, 1)
+        for grad, inp, base in zip(input_grads, integral.inputs, integral.baselines, strict=True):
+            # The integral: each step's gradient times its quadrature weight, summed over steps.
+            per_step = grad.reshape(n_groups, n_points, -1) * weights.view(1, n_points, 1)
             total = torch.stack(
                 [
-                    _reshape_and_sum(per_step[g], n_steps, num_examples, tuple(inp.shape[1:]))
+                    _reshape_and_sum(per_step[g], n_points, num_examples, tuple(inp.shape[1:]))
                     for g in range(n_groups)
                 ]
             )
+            # Times (x - x') for global attribution, as Captum's NeuronConductance.
             attributions.append(total * (inp - base) if self.multiplies_by_inputs else total)
         return tuple(attributions)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs

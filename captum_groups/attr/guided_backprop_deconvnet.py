@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from captum._utils.typing import TensorOrTupleOfTensorsGeneric
 from captum.attr import Deconvolution, GradientAttribution, GuidedBackprop, NeuronAttribution
 from captum.log import log_usage
 from torch import nn
 
+from .._captum import TensorOrTupleOfTensorsGeneric
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttributionMixin, keeps_model
+from ._base import GroupArg, _GroupAttribution, keeps_model
 
 
-class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _GroupAttributionMixin):
-    _algorithm: type[GuidedBackprop] | type[Deconvolution]
+class _ModifiedReluBackprop(_GroupAttribution, NeuronAttribution, GradientAttribution):
+    """Backpropagation through ReLUs that Captum's hooks modify (the model's ReLU modules)."""
 
     def __init__(self, model: nn.Module, layer: Layer, device_ids: list[int] | None = None) -> None:
-        module = self._resolve(model, layer)
-        NeuronAttribution.__init__(self, model, module, device_ids)
-        GradientAttribution.__init__(self, model)
+        super().__init__(model, layer, device_ids)
 
     @log_usage()
     @keeps_model
@@ -32,60 +29,16 @@ class _ModifiedReluGroupAttribution(NeuronAttribution, GradientAttribution, _Gro
         attribute_to_neuron_input: bool = False,
         group_batch_size: int | None = None,
     ) -> TensorOrTupleOfTensorsGeneric:
-        """Attributions of the group(s) by modified-ReLU backpropagation.
-
-        Parameters
-        ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
-        group : NeuronGroup, GroupSet, sequence of NeuronGroup, or neuron_selector
-            What to attribute. Several groups add a group axis after the batch axis.
-        additional_forward_args : optional
-            Extra arguments for the model.
-        attribute_to_neuron_input : bool
-            Select the groups from the layer's input instead of its output.
-        group_batch_size : int, optional
-            Groups per shared pass; bounds memory (all at once if None).
-
-        Returns
-        -------
-        Tensor or tuple of Tensor
-            Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups.
-        """
-        selectors, several = self._prepare(
-            inputs, group, additional_forward_args, attribute_to_neuron_input
-        )
-
-        def algorithm(gradient_func: Callable[..., Any]) -> Any:
-            method = self._algorithm(self.forward_func)
-            method.gradient_func = gradient_func
-            return method.attribute.__wrapped__(method, inputs, None, additional_forward_args)
-
-        return self._run_with_gradient_func(
-            algorithm, selectors, several, attribute_to_neuron_input, group_batch_size
-        )
+        """Attributions of the group(s) by modified-ReLU backpropagation."""
+        return self._replay(locals())
 
 
-class GroupGuidedBackprop(_ModifiedReluGroupAttribution):
+class GroupGuidedBackprop(_ModifiedReluBackprop, captum_class=GuidedBackprop):
     """Guided backpropagation of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronGuidedBackprop`: only
-    positive gradients pass back through ReLUs.
-
-    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
-    add a group axis after the batch axis: the result is shaped (N, G, ...)
-    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
-    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
-    with several groups too.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The model (its ReLU modules are hooked for the call).
-    layer : nn.Module or str
-        The layer of the groups (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
+    positive gradients pass back through the model's ReLU modules. Several
+    groups give results shaped (N, G, ...).
 
     Examples
     --------
@@ -96,37 +49,20 @@ class GroupGuidedBackprop(_ModifiedReluGroupAttribution):
     torch.Size([2, 1, 8, 8])
     """
 
-    _algorithm = GuidedBackprop
 
-
-class GroupDeconvolution(_ModifiedReluGroupAttribution):
+class GroupDeconvolution(_ModifiedReluBackprop, captum_class=Deconvolution):
     """Deconvolution (Zeiler and Fergus) of a neuron group's value.
 
     The group counterpart of :class:`captum.attr.NeuronDeconvolution`:
-    gradients pass back through ReLUs as if through a ReLU of the gradient.
-
-    Several groups at once (a sequence or a :class:`~captum_groups.GroupSet`)
-    add a group axis after the batch axis: the result is shaped (N, G, ...)
-    and ``result[:, g]`` is group ``g``'s attribution. With the batch axis
-    first, Captum's wrappers such as :class:`~captum.attr.NoiseTunnel` work
-    with several groups too.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The model (its ReLU modules are hooked for the call).
-    layer : nn.Module or str
-        The layer of the groups (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
+    gradients pass back through the model's ReLU modules as if through a ReLU
+    of the gradient. Several groups give results shaped (N, G, ...).
 
     Examples
     --------
     >>> from captum_groups import NeuronGroup
     >>> from captum_groups.datasets import digits_cnn, load_digits
     >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> GroupDeconvolution(model, "conv3").attribute(x[:2], NeuronGroup("conv3", [1, 2])).shape
-    torch.Size([2, 1, 8, 8])
+    >>> groups = [NeuronGroup("conv3", [1, 2]), NeuronGroup("conv3", [5])]
+    >>> GroupDeconvolution(model, "conv3").attribute(x[:2], groups).shape  # (N, G, C, H, W)
+    torch.Size([2, 2, 1, 8, 8])
     """
-
-    _algorithm = Deconvolution

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
-from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 
-from .._checks import check_method, check_positive_int
-from .._hooks import LayerCapture, frozen_parameters, model_of
-from ..groups import GroupSet, Layer, NeuronGroup
+from .._captum import BaselineType
+from .._checks import check_integration
+from ..groups import GroupsLike
 from ._base import keeps_model
-from ._engine import layer_conductance, path_alphas, scaled_path
-from ._layer import _LayerGroupMixin
+from ._engine import Integral, PathPoints, layer_conductance
+from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
 
-class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAttribution):
     r"""Conductance of a target through each group of a layer, shaped (N, G).
 
     Captum's :class:`~captum.attr.LayerConductance` gives, for each element
@@ -37,47 +35,11 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     The target ``F`` is a Captum ``target`` on the model output, or a
     :class:`NeuronGroup` of a later layer (hidden-to-hidden attribution, which
     Captum lacks); then the forward pass stops at that layer.
-
-    Parameters
-    ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The attributed layer (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet, NeuronGroup
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("conv2", np.arange(32) % 4)
-    >>> lgc = LayerGroupConductance(model, "conv2")
-    >>> attr, delta = lgc.attribute(x[:5], groups, target=y[:5], return_convergence_delta=True)
-    >>> attr.shape, delta.shape
-    (torch.Size([5, 4]), torch.Size([5]))
-    >>> hidden = lgc.attribute(x[:5], groups, target=NeuronGroup("relu3", [0, 1]))
-    >>> hidden.shape
-    torch.Size([5, 4])
     """
 
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
+    _multiply_by_inputs = True  # as Captum's LayerConductance: always global
 
     def has_convergence_delta(self) -> bool:
-        return True
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
         return True
 
     @log_usage()
@@ -85,7 +47,7 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        groups: GroupsLike,
         baselines: BaselineType = None,
         target: Target = None,
         additional_forward_args: Any = None,
@@ -100,39 +62,33 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
 
         Parameters
         ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
-        groups : NeuronGroup, GroupSet or list of NeuronGroup
-            Groups of the attributed layer.
         baselines : scalar, Tensor or tuple, optional
             Start of the integration path (zeros by default).
-        target : int, tuple, Tensor, list or NeuronGroup, optional
-            What to explain: a Captum target on the model output, or a group
-            of a later layer.
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        n_steps : int
-            Integration steps.
-        method : str
-            Captum's approximation method.
-        internal_batch_size : int, optional
-            Examples x steps per forward pass, as in Captum.
         return_convergence_delta : bool
             Also return, per example, the sum over groups minus
             ``F(inputs) - F(baselines)``.
-        attribute_to_layer_input : bool
-            Attribute to the layer's input instead of its output.
-        grad_kwargs : dict, optional
-            Passed to ``torch.autograd.grad``.
 
         Returns
         -------
         Tensor, or (Tensor, Tensor)
             (N, G) conductances ((N,) for a single group), and the delta.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet, NeuronGroup
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("conv2", np.arange(32) % 4)
+        >>> lgc = LayerGroupConductance(model, "conv2")
+        >>> attr, delta = lgc.attribute(x[:5], groups, target=y[:5], return_convergence_delta=True)
+        >>> attr.shape, delta.shape
+        (torch.Size([5, 4]), torch.Size([5]))
+        >>> hidden = lgc.attribute(x[:5], groups, target=NeuronGroup("relu3", [0, 1]))
+        >>> hidden.shape
+        torch.Size([5, 4])
         """
-        check_positive_int(n_steps, "n_steps")
-        check_method(method)
-        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_integration(n_steps, method, internal_batch_size)
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, baselines)
         spec = LayerTarget(self.forward_func, target, self.layer)
@@ -144,60 +100,43 @@ class LayerGroupConductance(LayerAttribution, GradientAttribution, _LayerGroupMi
             spec.later_layers(),
         )
         membership = self._membership(probe, group_list)
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        kwargs = dict(
-            inputs=formatted_inputs,
-            baselines=formatted_baselines,
-            target=spec,
-            additional_forward_args=additional_forward_args,
-            method=method,
-            attribute_to_layer_input=attribute_to_layer_input,
-            grad_kwargs=grad_kwargs,
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
         )
-        per_element = self._integrate(
-            num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs
-        )
+        step = partial(self._conductance, integral, spec, attribute_to_layer_input, grad_kwargs)
+        per_element = integral.over(step, endpoint=True)
         result = self._squeeze(self._aggregate(per_element, membership).detach(), several)
         if not return_convergence_delta:
             return result
         with torch.no_grad():
-            gap = spec.evaluate(formatted_inputs, additional_forward_args) - spec.evaluate(
+            gap = spec.evaluate(integral.inputs, additional_forward_args) - spec.evaluate(
                 tuple(
                     b.expand_as(i) if isinstance(b, Tensor) else torch.full_like(i, float(b))
-                    for i, b in zip(formatted_inputs, formatted_baselines, strict=True)
+                    for i, b in zip(integral.inputs, integral.baselines, strict=True)
                 ),
                 additional_forward_args,
             )
         total = result.sum(-1) if several else result
         return result, total - gap
 
-    def _attribute(
+    def _conductance(
         self,
-        inputs: tuple[Tensor, ...],
-        baselines: tuple[Tensor | int | float, ...],
+        integral: Integral,
         target: LayerTarget,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        attribute_to_layer_input: bool = False,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
-        grad_kwargs: dict[str, Any] | None = None,
+        use_input: bool,
+        grad_kwargs: dict[str, Any] | None,
+        points: PathPoints,
     ) -> Tensor:
-        """Per-element conductance over some integration steps, (N, *layer_shape)."""
-        num_examples = inputs[0].shape[0]
-        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
-        ):
-            values = target.evaluate(scaled, extra, n_steps + 1, lower)
+        """Per-element conductance over one batch of path points, (N, *layer_shape)."""
+        with self._recording(use_input) as lower:
+            # One forward pass over all points (stopping at a target group's layer).
+            values = target.evaluate(
+                points.inputs, points.additional_forward_args, points.n_points, lower
+            )
             captured = lower.output
+            # dF/dy at every point, for every element of the layer.
             (layer_grads,) = torch.autograd.grad(
                 torch.unbind(values), captured[:1], **(grad_kwargs or {})
             )
-        return layer_conductance(captured[0].detach(), layer_grads, num_examples)
+        # sum over steps of (y(a_{s+1}) - y(a_s)) * dF/dy(a_s), per element.
+        return layer_conductance(captured[0].detach(), layer_grads, integral.num_examples)

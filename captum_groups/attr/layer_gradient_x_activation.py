@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from captum._utils.common import _format_tensor_into_tuples
 from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._hooks import LayerCapture, frozen_parameters, model_of
-from ..groups import GroupSet, Layer, NeuronGroup
-from ._base import keeps_model
-from ._layer import _LayerGroupMixin
+from .._captum import _format_tensor_into_tuples
+from ..groups import GroupsLike
+from ._base import _MultipliesByInputs, keeps_model
+from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
 
-class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+class LayerGroupGradientXActivation(
+    _LayerGroupAttribution, _MultipliesByInputs, LayerAttribution, GradientAttribution
+):
     """Gradient x activation of a target, summed over each group of a layer: (N, G).
 
     The group counterpart of :class:`captum.attr.LayerGradientXActivation`:
@@ -30,48 +30,16 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
 
     Parameters
     ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The attributed layer (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
     multiply_by_inputs : bool
         Multiply the gradient by the activation (True, Captum's default).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("fc1", np.arange(32) // 8)
-    >>> LayerGroupGradientXActivation(model, "fc1").attribute(x[:3], groups, target=y[:3]).shape
-    torch.Size([3, 4])
     """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-        multiply_by_inputs: bool = True,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
-        self._multiply_by_inputs = multiply_by_inputs
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return self._multiply_by_inputs
 
     @log_usage()
     @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        groups: GroupsLike,
         target: Target = None,
         additional_forward_args: Any = None,
         attribute_to_layer_input: bool = False,
@@ -79,25 +47,20 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
     ) -> Tensor:
         """Gradient x activation per group.
 
-        Parameters
-        ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
-        groups : NeuronGroup, GroupSet or list of NeuronGroup
-            Groups of the attributed layer.
-        target : int, tuple, Tensor, list or NeuronGroup, optional
-            A Captum target on the model output, or a group of a later layer.
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        attribute_to_layer_input : bool
-            Attribute to the layer's input instead of its output.
-        grad_kwargs : dict, optional
-            Passed to ``torch.autograd.grad``.
-
         Returns
         -------
         Tensor
             (N, G) attributions, or (N,) for a single group.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("fc1", np.arange(32) // 8)
+        >>> LayerGroupGradientXActivation(model, "fc1").attribute(x[:3], groups, target=y[:3]).shape
+        torch.Size([3, 4])
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)
@@ -109,14 +72,7 @@ class LayerGroupGradientXActivation(LayerAttribution, GradientAttribution, _Laye
             group_list,
             spec.later_layers(),
         )
-        model = model_of(self.forward_func, self.layer)
-        with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(
-                self.layer, attribute_to_layer_input, require_grad=True, model=model
-            ) as lower,
-        ):
+        with self._recording(attribute_to_layer_input, require_grad=True) as lower:
             values = spec.evaluate(
                 _format_tensor_into_tuples(inputs), additional_forward_args, 1, lower
             )

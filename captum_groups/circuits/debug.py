@@ -46,7 +46,7 @@ activations relative to their typical values, so:
 The attribution part says how much each group carries: the conductance of
 the target through the group (``LayerGroupConductance``, all paths), and the
 target's change split along the circuit's own edges, top-down, with
-:class:`~captum_groups.attr.GroupInteraction` giving each edge's share of the
+:class:`~captum_groups.attr.LayerGroupInteraction` giving each edge's share of the
 upper group's change on this image (``flow``). Masking the top group of the
 circuit's top layer so ranked sends 9 of the digits CNN's 10 errors back to
 the true class, against 21% for random groups of the same size.
@@ -65,7 +65,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from .._hooks import LayerCapture, preserve_buffers, record, warn_if_training
-from ..attr import GroupInteraction, LayerGroupConductance
+from ..attr import LayerGroupConductance, LayerGroupInteraction
 from ..discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from ..groups import NeuronGroup
 from ._ids import TARGET
@@ -677,7 +677,7 @@ def _edge_fractions(
     for (lower_layer, upper_layer), edges in pairs.items():
         lowers = sorted({e[0] for e in edges}, key=list(circuit.nodes).index)
         uppers = sorted({e[1] for e in edges}, key=list(circuit.nodes).index)
-        weights = GroupInteraction(model, lower_layer, upper_layer).attribute(
+        weights = LayerGroupInteraction(model, lower_layer, upper_layer).attribute(
             image[None],
             [circuit.nodes[n] for n in uppers],
             [circuit.nodes[n] for n in lowers],

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .._checks import check_positive_int
 from .._data import Data, iter_batches
-from .._hooks import guarded_call, layer_outputs, preserve_buffers, run_to_layer
+from .._hooks import guarded_call, layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from .._subnetwork import subnetwork
 from ..ablation import ablate, retain
 from ..discovery.core import core_scores
@@ -195,12 +195,7 @@ def _score(
     if not isinstance(circuit.target, int):
         outputs = layer_outputs(model, inputs, circuit.target.resolve(model), batch_size)
         return float(circuit.target(outputs).mean())
-    with torch.no_grad(), preserve_buffers(model):
-        predictions = torch.cat(
-            [model(batch).argmax(1) for batch in iter_batches(inputs, batch_size, "inputs")]
-        )
-    if len(predictions) == 0:
-        raise ValueError("inputs is empty; give at least one example")
+    predictions = model_outputs(model, inputs, batch_size).argmax(1)
     if labels is None:
         return float((predictions == circuit.target).float().mean())
     if labels.shape != predictions.shape:

@@ -150,6 +150,38 @@ def _check_exemplar(node: str, index: object, box: object) -> Exemplar:
     return index, values  # type: ignore[return-value]
 
 
+def _checked_cores(
+    layer: str, cores: object, layers: tuple[str, ...]
+) -> dict[str, tuple[int, ...]]:
+    """One layer's core neurons: upper unit -> ranked neuron indices (ints >= 0)."""
+    if layer not in layers:
+        raise ValueError(f"core_neurons names {layer!r}, which is not a circuit layer")
+    if not isinstance(cores, Mapping) or not all(
+        isinstance(ranked, (list, tuple))
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ranked)
+        for ranked in cores.values()
+    ):
+        raise ValueError(
+            f"core_neurons[{layer!r}] must map upper units to lists of neuron indices "
+            f"(ints >= 0), got {cores!r}"
+        )
+    return {str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()}
+
+
+def _checked_typical(
+    node: str, values: Sequence[float], nodes: Mapping[str, NeuronGroup]
+) -> tuple[float, ...]:
+    """A node's typical activations: one value per member neuron."""
+    if node not in nodes:
+        raise ValueError(f"typical_activations names an unknown node {node!r}")
+    if len(values) != len(nodes[node]):
+        raise ValueError(
+            f"typical_activations[{node!r}] needs one value per member neuron "
+            f"({len(nodes[node])}), got {len(values)}"
+        )
+    return tuple(float(v) for v in values)
+
+
 class Circuit:
     """Groups across layers with signed edges from lower to upper groups.
 
@@ -227,22 +259,10 @@ class Circuit:
                 raise TypeError(f"nodes must map str ids to NeuronGroups, got {node!r}: {group!r}")
             if group.layer not in self.layers:
                 raise ValueError(f"node {node!r} belongs to {group.layer!r}, not a circuit layer")
-        self.edges: dict[tuple[str, str], float] = {}
-        for (lower, upper), weight in edges.items():
-            for end in (lower, upper):
-                if end != TARGET and end not in self.nodes:
-                    raise ValueError(f"edge ({lower!r}, {upper!r}) names an unknown node {end!r}")
-            if lower == TARGET:
-                raise ValueError("the target is the top node; no edge leaves it")
-            if upper != TARGET and self._level(upper) <= self._level(lower):
-                raise ValueError(
-                    f"edge ({lower!r}, {upper!r}) must go from a lower to an upper layer"
-                )
-            if isinstance(weight, bool) or not isinstance(weight, Real):
-                raise TypeError(f"edge ({lower!r}, {upper!r}) has a non-numeric weight {weight!r}")
-            if not math.isfinite(weight):
-                raise ValueError(f"edge ({lower!r}, {upper!r}) has a non-finite weight")
-            self.edges[(lower, upper)] = float(weight)
+        self.edges = {
+            (lower, upper): self._checked_edge(lower, upper, w)
+            for (lower, upper), w in edges.items()
+        }
         self.exemplars: dict[str, list[Exemplar]] = {}
         for node, items in (exemplars or {}).items():
             if node not in self.nodes:
@@ -251,36 +271,33 @@ class Circuit:
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(params).__name__}")
         self.params = dict(params or {})
-        self.core_neurons: dict[str, dict[str, tuple[int, ...]]] = {}
-        for layer, cores in (core_neurons or {}).items():
-            if layer not in self.layers:
-                raise ValueError(f"core_neurons names {layer!r}, which is not a circuit layer")
-            if not isinstance(cores, Mapping) or not all(
-                isinstance(ranked, (list, tuple))
-                and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ranked)
-                for ranked in cores.values()
-            ):
-                raise ValueError(
-                    f"core_neurons[{layer!r}] must map upper units to lists of neuron indices "
-                    f"(ints >= 0), got {cores!r}"
-                )
-            self.core_neurons[layer] = {
-                str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()
-            }
-        self.typical_activations: dict[str, tuple[float, ...]] = {}
-        for node, values in (typical_activations or {}).items():
-            if node not in self.nodes:
-                raise ValueError(f"typical_activations names an unknown node {node!r}")
-            if len(values) != len(self.nodes[node]):
-                raise ValueError(
-                    f"typical_activations[{node!r}] needs one value per member neuron "
-                    f"({len(self.nodes[node])}), got {len(values)}"
-                )
-            self.typical_activations[node] = tuple(float(v) for v in values)
+        self.core_neurons: dict[str, dict[str, tuple[int, ...]]] = {
+            layer: _checked_cores(layer, cores, self.layers)
+            for layer, cores in (core_neurons or {}).items()
+        }
+        self.typical_activations: dict[str, tuple[float, ...]] = {
+            node: _checked_typical(node, values, self.nodes)
+            for node, values in (typical_activations or {}).items()
+        }
         self.label_details: dict[str, dict[str, Any]] = {
             node: _checked_details(node, details, self.nodes)
             for node, details in (label_details or {}).items()
         }
+
+    def _checked_edge(self, lower: str, upper: str, weight: object) -> float:
+        """An edge's weight, after checking that it joins known nodes upward."""
+        for end in (lower, upper):
+            if end != TARGET and end not in self.nodes:
+                raise ValueError(f"edge ({lower!r}, {upper!r}) names an unknown node {end!r}")
+        if lower == TARGET:
+            raise ValueError("the target is the top node; no edge leaves it")
+        if upper != TARGET and self._level(upper) <= self._level(lower):
+            raise ValueError(f"edge ({lower!r}, {upper!r}) must go from a lower to an upper layer")
+        if isinstance(weight, bool) or not isinstance(weight, Real):
+            raise TypeError(f"edge ({lower!r}, {upper!r}) has a non-numeric weight {weight!r}")
+        if not math.isfinite(weight):
+            raise ValueError(f"edge ({lower!r}, {upper!r}) has a non-finite weight")
+        return float(weight)
 
     def check_model(self, model: nn.Module) -> None:
         """Raise a clear error unless every circuit layer (and a target group's layer) is a

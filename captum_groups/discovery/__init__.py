@@ -1,6 +1,6 @@
 """Finding neuron groups: exemplars, NeurFlow core neurons, and grouping estimators."""
 
-from .clustering import CoactivationClustering, ConceptClustering
+from .clustering import AssemblyClustering, CoactivationClustering, ConceptClustering
 from .core import CoreNeurons, CoreScores, find_core_neurons
 from .crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from .exemplars import (
@@ -14,6 +14,7 @@ from .nmf import NMFGroups
 
 __all__ = [
     "NEURFLOW_SCALES",
+    "AssemblyClustering",
     "CoactivationClustering",
     "ConceptClustering",
     "CoreNeurons",

@@ -1,21 +1,21 @@
-"""Shared input checks for the grouping estimators."""
+"""Input checks shared by the grouping estimators, as scikit-learn's own estimators check."""
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_array
 from torch import Tensor
 
 
-def as_array(X: object, name: str = "X") -> np.ndarray:
-    """A float64 NumPy array from a tensor or array-like, checked to be finite."""
+def checked_array(X: object, min_samples: int = 1) -> np.ndarray:
+    """X (a tensor or array-like) as a float64 array of two or more axes, checked as
+    scikit-learn's ``check_array`` checks it: not empty, finite, numeric, real."""
     if isinstance(X, Tensor):
         X = X.detach().cpu().numpy()
-    array = np.asarray(X, dtype=np.float64)
-    if array.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
+    return check_array(
+        X, allow_nd=True, dtype=np.float64, ensure_min_samples=min_samples, input_name="X"
+    )
 
 
 def neuron_axis(array: np.ndarray, dim: object, name: str = "X") -> int:
@@ -28,14 +28,26 @@ def neuron_axis(array: np.ndarray, dim: object, name: str = "X") -> int:
     return axis
 
 
-def per_neuron(X: object, name: str = "X", dim: int = 1) -> np.ndarray:
-    """(N, C) activations: the neuron axis ``dim`` kept, the other axes averaged."""
-    array = as_array(X, name)
-    if array.ndim < 2:
+def count_features(estimator: BaseEstimator, n_features: int, reset: bool) -> None:
+    """Record ``n_features_in_`` (``reset``, in fit) or check X against it (after fit), with
+    scikit-learn's message."""
+    if reset:
+        estimator.n_features_in_ = n_features
+    elif n_features != estimator.n_features_in_:
         raise ValueError(
-            f"{name} must be activations shaped (N, C) or (N, C, ...), got {array.shape}"
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
         )
-    moved = np.moveaxis(array, neuron_axis(array, dim, name), 1)
+
+
+def per_neuron(
+    estimator: BaseEstimator, X: object, dim: int, reset: bool, min_samples: int = 1
+) -> np.ndarray:
+    """(N, C) activations: the neuron axis ``dim`` kept (its size is the estimator's
+    ``n_features_in_``), the other axes averaged."""
+    array = checked_array(X, min_samples)
+    moved = np.moveaxis(array, neuron_axis(array, dim), 1)
+    count_features(estimator, moved.shape[1], reset)
     return moved.reshape(moved.shape[0], moved.shape[1], -1).mean(2)
 
 
@@ -47,3 +59,13 @@ def check_count(value: int | None, name: str, low: int, high: int) -> None:
         raise ValueError(f"{name} must be an int or None, got {value!r}")
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high} here, got {value}")
+
+
+def check_layer_name(layer: object) -> None:
+    """A grouping estimator's ``layer``: a layer name (or None), never a module, so that
+    ``clone`` copies a string and not the model's module."""
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(
+            f"layer must be the layer's dotted name (e.g. 'layer3.1') or None, got "
+            f"{type(layer).__name__}; give the name, so that clone() does not copy a module"
+        )

@@ -1,16 +1,39 @@
-"""Grouping neurons by shared function: co-activation assemblies and NeurFlow concepts."""
+"""Grouping neurons by shared function: co-activation assemblies, BEAN assemblies, NeurFlow
+concepts.
+
+Two kinds of estimator. :class:`CoactivationClustering` and
+:class:`AssemblyClustering` cluster the *features* of activations X shaped
+(examples, neurons, ...), as scikit-learn's ``FeatureAgglomeration`` does:
+``labels_`` holds one label per neuron, ``transform`` pools each group's
+neurons, and there is no ``fit_predict`` (its labels would be per example).
+:class:`ConceptClustering` clusters the *rows* of X, each row describing one
+neuron, so ``labels_`` and ``fit_predict`` give one label per row. All three
+store their parameters only, take data-dependent inputs in ``fit``, and give
+their groups as ``groups_`` (a :class:`~captum_groups.GroupSet` of the layer
+they name).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import networkx as nx
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
+from networkx.algorithms.community import modularity
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 from sklearn.metrics import pairwise_distances, silhouette_score
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted
 
-from ..groups import GroupSet, Layer, NeuronGroup
-from ._validation import as_array, check_count, per_neuron
+from ..groups import GroupSet, NeuronGroup
+from ._validation import (
+    check_count,
+    check_layer_name,
+    checked_array,
+    count_features,
+    per_neuron,
+)
 
 
 def _tree_cuts(
@@ -63,18 +86,86 @@ def _best_by_silhouette(
     return best_n
 
 
-class CoactivationClustering(ClusterMixin, BaseEstimator):
+def _candidate_counts(max_count: int, n_items: int) -> list[int]:
+    """The group counts to choose from: 2 to min(max_count, n_items - 1), or the one count
+    that n_items allows (two items: two groups; one item: one)."""
+    return list(range(2, min(max_count, n_items - 1) + 1)) or [min(2, n_items)]
+
+
+def _correlations(acts: np.ndarray) -> np.ndarray:
+    """Pearson correlation between the columns (neurons) of (N, C) activations; a neuron
+    that never varies correlates 0 with the others, and with itself."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(np.atleast_2d(np.corrcoef(acts.T)), nan=0.0)
+
+
+def _average_linkage(distance: np.ndarray, n_groups: int) -> np.ndarray:
+    """Average-linkage clustering of items with a precomputed distance into n_groups."""
+    n_items = len(distance)
+    if n_groups == 1:
+        return np.zeros(n_items, dtype=int)
+    if n_groups == n_items:
+        return np.arange(n_items)
+    clustering = AgglomerativeClustering(n_groups, metric="precomputed", linkage="average")
+    return clustering.fit_predict(distance)
+
+
+class _NeuronClustering(ClusterMixin, TransformerMixin, BaseEstimator):
+    """A clusterer of the features (neurons) of activations, as ``FeatureAgglomeration``.
+
+    Subclasses set, in ``fit``, ``labels_`` (one label per neuron),
+    ``n_groups_`` and, through :meth:`_set_groups`, ``groups_``.
+    """
+
+    layer: str | None
+    dim: int = 1
+
+    @property
+    def fit_predict(self) -> None:  # type: ignore[override]
+        """Not available: the labels are per neuron, not per example (as in
+        ``FeatureAgglomeration``); read ``labels_`` after ``fit``."""
+        raise AttributeError(
+            f"{type(self).__name__} clusters neurons (the features of X), not examples; "
+            f"use fit(X).labels_ for the neurons' labels"
+        )
+
+    def transform(self, X: object) -> np.ndarray:
+        """Each group's activation on X: the mean of its neurons' activations, (N, n_groups).
+
+        X is shaped as in :meth:`fit`; other axes than the examples and the neurons
+        are averaged first.
+        """
+        check_is_fitted(self)
+        acts = per_neuron(self, X, self.dim, reset=False)
+        return np.stack(
+            [acts[:, self.labels_ == label].mean(1) for label in np.unique(self.labels_)], 1
+        )
+
+    def _set_groups(self, labels: np.ndarray) -> None:
+        """``labels_``, ``n_groups_`` and, when ``layer`` names a layer, ``groups_``."""
+        self.labels_ = labels
+        self.n_groups_ = len(np.unique(labels))
+        self.groups_ = (
+            None if self.layer is None else GroupSet.from_labels(self.layer, labels, dim=self.dim)
+        )
+
+
+class CoactivationClustering(_NeuronClustering):
     """Neuronal assemblies: neurons grouped by how their activations co-vary.
 
     The affinity between two neurons is the Pearson correlation of their
     activations (spatial means) over a data set. Neurons that fire together
     form a group, as in cell-assembly theory (BEAN, Gao et al. 2021) and
-    NeuroCartography.
+    NeuroCartography. Like scikit-learn's ``FeatureAgglomeration``, it
+    clusters the features of X: ``labels_`` has one label per neuron,
+    ``transform`` gives each group's mean activation, and there is no
+    ``fit_predict``.
 
     Parameters
     ----------
-    layer : str or nn.Module
-        The layer the neurons belong to (used to build ``groups_``).
+    layer : str, optional
+        The name of the layer the neurons belong to, used to build ``groups_``
+        (a name, not a module, so that ``clone`` does not copy the model).
     n_groups : int, optional
         Number of groups; chosen by silhouette score in 2..``max_groups`` if
         None (two neurons, which the silhouette cannot compare, make two
@@ -98,8 +189,10 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         Number of groups found.
     affinity_ : ndarray of shape (C, C)
         Correlation between neurons.
-    groups_ : GroupSet
-        The groups, a partition of the layer.
+    groups_ : GroupSet or None
+        The groups, a partition of the layer (None without a ``layer``).
+    n_features_in_ : int
+        Number of neurons C seen in ``fit``.
 
     Examples
     --------
@@ -113,7 +206,7 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
-        layer: Layer,
+        layer: str | None = None,
         n_groups: int | None = None,
         method: str = "agglomerative",
         max_groups: int = 20,
@@ -128,29 +221,24 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
         self.dim = dim
 
     def fit(self, X: object, y: object = None) -> CoactivationClustering:
-        """Group the neurons of activations X, shaped (N, C) or (N, C, ...) (see ``dim``)."""
-        acts = per_neuron(X, dim=self.dim)
-        n_examples, n_neurons = acts.shape
-        if n_examples < 2:
-            raise ValueError(f"X needs at least 2 examples to correlate, got shape {acts.shape}")
+        """Group the neurons of activations X, shaped (N, C) or (N, C, ...) (see ``dim``).
+
+        ``y`` is ignored.
+        """
+        check_layer_name(self.layer)
+        acts = per_neuron(self, X, self.dim, reset=True, min_samples=2)
+        n_neurons = acts.shape[1]
         if self.method not in ("agglomerative", "spectral"):
             raise ValueError(f"method must be 'agglomerative' or 'spectral', got {self.method!r}")
         check_count(self.n_groups, "n_groups", 1, n_neurons)
         check_count(self.max_groups, "max_groups", 2, 10_000)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.atleast_2d(np.corrcoef(acts.T))
-        corr = np.nan_to_num(corr, nan=0.0)
+        corr = _correlations(acts)
         np.fill_diagonal(corr, 1.0)
         distance = np.clip(1.0 - corr, 0.0, 2.0)
 
         def fit_labels(n: int) -> np.ndarray:
-            if n == 1:
-                return np.zeros(n_neurons, dtype=int)
-            if n == n_neurons:
-                return np.arange(n_neurons)
-            if self.method == "agglomerative":
-                model = AgglomerativeClustering(n, metric="precomputed", linkage="average")
-                return model.fit_predict(distance)
+            if self.method == "agglomerative" or n in (1, n_neurons):
+                return _average_linkage(distance, n)
             model = SpectralClustering(
                 n,
                 affinity="precomputed",
@@ -159,42 +247,139 @@ class CoactivationClustering(ClusterMixin, BaseEstimator):
             )
             return model.fit_predict(np.clip(corr, 0.0, 1.0))
 
-        if self.n_groups is not None:
-            n_groups = self.n_groups
-        else:
-            candidates = list(range(2, min(self.max_groups, n_neurons - 1) + 1))
-            candidates = candidates or [min(2, n_neurons)]
-            if len(candidates) == 1:
-                n_groups = candidates[0]
-            elif self.method == "agglomerative":
-                cut = _tree_cuts(distance, "average", metric="precomputed")
-                n_groups = _best_by_silhouette(cut, candidates, distance)
-            else:
-                n_groups = _best_by_silhouette(fit_labels, candidates, distance)
-        labels = fit_labels(n_groups)
-        self.labels_ = labels
-        self.n_groups_ = n_groups
+        n_groups = self.n_groups
+        candidates = _candidate_counts(self.max_groups, n_neurons)
+        if n_groups is None and len(candidates) == 1:
+            n_groups = candidates[0]
+        elif n_groups is None:
+            # One tree cut at every count (agglomerative), or one fit per count (spectral).
+            cut = (
+                _tree_cuts(distance, "average", metric="precomputed")
+                if self.method == "agglomerative"
+                else fit_labels
+            )
+            n_groups = _best_by_silhouette(cut, candidates, distance)
         self.affinity_ = corr
-        self.groups_ = GroupSet.from_labels(self.layer, labels)
+        self._set_groups(fit_labels(n_groups))
+        return self
+
+
+class AssemblyClustering(_NeuronClustering):
+    """BEAN's assemblies: neurons grouped by co-activation and shared outgoing connectivity.
+
+    The affinity between two neurons is the mean of their positive activation
+    correlation and their shared outgoing connectivity (BEAN's first-order
+    ``A``, scaled to [0, 1]; Gao et al. 2021). Average-linkage clustering of
+    ``1 - affinity`` gives the assemblies; their number is the one whose
+    partition of the co-activation graph (positive correlations) has the
+    highest modularity. :func:`captum_groups.find_assemblies` fits it on a
+    trained layer. It clusters the features of X, as
+    :class:`CoactivationClustering` does.
+
+    Parameters
+    ----------
+    layer : str, optional
+        The name of the layer the neurons belong to, used to build ``groups_``.
+    n_groups : int, optional
+        Number of assemblies; chosen by modularity in 2..``max_groups`` if None.
+    max_groups : int
+        Largest number of assemblies tried when ``n_groups`` is None.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (C,)
+        Assembly of each neuron.
+    n_groups_ : int
+        Number of assemblies.
+    affinity_ : ndarray of shape (C, C)
+        The affinity the neurons were clustered by.
+    modularity_ : float
+        Modularity of the co-activation graph under this partition.
+    groups_ : GroupSet or None
+        The assemblies, a partition of the layer (None without a ``layer``).
+    n_features_in_ : int
+        Number of neurons C seen in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> acts = np.repeat(rng.random((100, 2)), 2, axis=1) + 0.05 * rng.random((100, 4))
+    >>> shared = np.kron(np.eye(2), np.ones((2, 2)))  # neurons 0-1 and 2-3 share outputs
+    >>> AssemblyClustering("fc").fit(acts, connectivity=shared).labels_
+    array([0, 0, 1, 1])
+    """
+
+    def __init__(
+        self, layer: str | None = None, n_groups: int | None = None, max_groups: int = 12
+    ) -> None:
+        self.layer = layer
+        self.n_groups = n_groups
+        self.max_groups = max_groups
+
+    def fit(self, X: object, y: object = None, connectivity: object = None) -> AssemblyClustering:
+        """Group the neurons of activations X, shaped (N, C) or (N, C, ...).
+
+        ``connectivity`` (C, C), non-negative: how strongly each pair of neurons
+        shares outgoing connections (BEAN's ``A``; without it, co-activation
+        only). ``y`` is ignored.
+        """
+        check_layer_name(self.layer)
+        acts = per_neuron(self, X, self.dim, reset=True, min_samples=2)
+        n_neurons = acts.shape[1]
+        check_count(self.n_groups, "n_groups", 1, n_neurons)
+        check_count(self.max_groups, "max_groups", 2, 1_000_000)
+        corr = _correlations(acts)
+        affinity = np.clip(corr, 0, 1)
+        if connectivity is not None:
+            shared = check_array(connectivity, dtype=(np.float64, np.float32), input_name="X")
+            if shared.shape != (n_neurons, n_neurons) or shared.min() < 0:
+                raise ValueError(
+                    f"connectivity must be a non-negative ({n_neurons}, {n_neurons}) matrix, "
+                    f"one row and column per neuron of X; got shape {shared.shape}"
+                )
+            affinity = (affinity + shared / max(shared.max(), 1e-12)) / 2
+        np.fill_diagonal(affinity, 1.0)
+        graph = nx.from_numpy_array(np.clip(corr, 0, None) - np.eye(n_neurons))
+
+        def score(labels: np.ndarray) -> float:
+            if graph.size(weight="weight") == 0:  # no positive correlation: no structure
+                return 0.0
+            return modularity(graph, [set(np.flatnonzero(labels == g)) for g in np.unique(labels)])
+
+        n_groups = self.n_groups
+        counts = range(2, min(self.max_groups, n_neurons - 1) + 1)
+        if n_groups is None and not counts:
+            n_groups = n_neurons  # one or two neurons: each its own assembly
+        elif n_groups is None:
+            # One tree cut at every count; the partition of highest modularity.
+            cut = _tree_cuts(1.0 - affinity, "average", metric="precomputed")
+            n_groups = max(counts, key=lambda n: score(cut(n)))
+        labels = _average_linkage(1.0 - affinity, n_groups)
+        self.affinity_ = affinity
+        self.modularity_ = float(score(labels))
+        self._set_groups(labels)
         return self
 
 
 class ConceptClustering(ClusterMixin, BaseEstimator):
     """NeurFlow's grouping: neurons' sub-concepts clustered by shared function.
 
-    Each neuron's top-k exemplars are split into sub-concepts (Ward
-    agglomerative clustering of their activation vectors, the number chosen
-    by silhouette score in 2..``max_subconcepts``), a polysemantic neuron
-    getting several. Each sub-concept is summarised by its concept vector
-    (the mean activation vector of its exemplars). All concept vectors of
-    the layer are then clustered again (Ward) into groups. A group holds the
-    neurons with a sub-concept in it, so groups may overlap (Cao et al.,
-    ICLR 2025). The procedure is deterministic.
+    Each row of X describes one neuron by the activation vectors of its top-k
+    exemplars. They are split into sub-concepts (Ward agglomerative
+    clustering of the vectors, the number chosen by silhouette score in
+    2..``max_subconcepts``), a polysemantic neuron getting several. Each
+    sub-concept is summarised by its concept vector (the mean activation
+    vector of its exemplars). All concept vectors of the layer are then
+    clustered again (Ward) into groups. A group holds the neurons with a
+    sub-concept in it, so groups may overlap (Cao et al., ICLR 2025). The
+    procedure is deterministic. Its rows being neurons, ``labels_`` and
+    ``fit_predict`` give one label per row.
 
     Parameters
     ----------
-    layer : str or nn.Module
-        The layer the neurons belong to.
+    layer : str, optional
+        The name of the layer the neurons belong to, used to build ``groups_``.
     n_groups : int, optional
         Number of groups; chosen by silhouette in 2..``max_groups`` if None
         (two sub-concepts, which the silhouette cannot compare, make two
@@ -204,8 +389,7 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
     max_subconcepts : int
         Largest number of sub-concepts per neuron (NeurFlow: 5).
     neurons : sequence of int, optional
-        Neuron indices of the rows of X (all neurons 0..C-1 by default),
-        e.g. a layer's core neurons.
+        Deprecated: give ``neurons`` to :meth:`fit`. Used when ``fit`` gets none.
 
     Attributes
     ----------
@@ -215,13 +399,15 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
         The neuron each sub-concept belongs to.
     concept_labels_ : ndarray of shape (S,)
         The group of each sub-concept.
-    labels_ : ndarray of shape (len(neurons),)
-        The group of each neuron's largest sub-concept.
+    labels_ : ndarray of shape (C,)
+        The group of each neuron's (row's) largest sub-concept.
     n_groups_ : int
         Number of groups.
-    groups_ : GroupSet
-        The groups (they may overlap). Clusters holding sub-concepts of
-        exactly the same neurons give one group.
+    groups_ : GroupSet or None
+        The groups (they may overlap; None without a ``layer``). Clusters
+        holding sub-concepts of exactly the same neurons give one group.
+    n_features_in_ : int
+        Length D of the activation vectors seen in ``fit``.
 
     Examples
     --------
@@ -235,7 +421,7 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
-        layer: Layer,
+        layer: str | None = None,
         n_groups: int | None = None,
         max_groups: int = 100,
         max_subconcepts: int = 5,
@@ -247,79 +433,93 @@ class ConceptClustering(ClusterMixin, BaseEstimator):
         self.max_subconcepts = max_subconcepts
         self.neurons = neurons
 
-    def fit(self, X: object, y: object = None) -> ConceptClustering:
-        """Group neurons from X, shaped (C, k, D): each neuron's k exemplar activation vectors."""
-        vectors = as_array(X)
-        if vectors.ndim != 3:
+    def fit(
+        self, X: object, y: object = None, neurons: Sequence[int] | None = None
+    ) -> ConceptClustering:
+        """Group neurons from X: each row one neuron's k exemplar activation vectors.
+
+        Parameters
+        ----------
+        X : array-like of shape (C, k, D) or (C, D)
+            Each neuron's top-k exemplars described by D-dimensional activation
+            vectors (e.g. :func:`~captum_groups.discovery.exemplar_activations`);
+            (C, D) describes each neuron by one vector (no sub-concepts).
+        y : None
+            Ignored.
+        neurons : sequence of int, optional
+            The neuron index of each row of X (0..C-1 by default), e.g. a
+            layer's core neurons.
+        """
+        check_layer_name(self.layer)
+        vectors = checked_array(X)
+        if vectors.ndim > 3:
             raise ValueError(
-                f"X must be shaped (neurons, exemplars, features), got {vectors.shape}"
+                f"X must be shaped (neurons, exemplars, features) or (neurons, features), "
+                f"got {vectors.shape}"
             )
-        n_neurons = vectors.shape[0]
-        neurons = np.arange(n_neurons) if self.neurons is None else np.asarray(self.neurons)
-        if neurons.shape != (n_neurons,):
-            raise ValueError(f"neurons must list one index per row of X ({n_neurons})")
+        count_features(self, vectors.shape[-1], reset=True)
+        rows = vectors if vectors.ndim == 3 else vectors[:, None, :]
+        owners_of = self.neurons if neurons is None else neurons
+        index = np.arange(len(rows)) if owners_of is None else np.asarray(owners_of)
+        if index.shape != (len(rows),):
+            raise ValueError(f"neurons must list one index per row of X ({len(rows)})")
         check_count(self.max_subconcepts, "max_subconcepts", 1, 1_000)
+        concepts, owners, sizes = self._concepts(rows)
+        check_count(self.n_groups, "n_groups", 1, len(concepts))
+        n_groups = self.n_groups
+        candidates = _candidate_counts(self.max_groups, len(concepts))
+        if n_groups is None and len(candidates) == 1:
+            n_groups = candidates[0]
+        elif n_groups is None:
+            cut, distances = _tree_cuts(concepts, "ward"), pairwise_distances(concepts)
+            n_groups = _best_by_silhouette(cut, candidates, distances)
+        concept_labels = (
+            np.zeros(len(concepts), dtype=int)
+            if n_groups == 1
+            else AgglomerativeClustering(n_groups, linkage="ward").fit_predict(concepts)
+        )
+        self.concept_vectors_ = concepts
+        self.concept_neurons_ = index[owners]
+        self.concept_labels_ = concept_labels
+        # A neuron's label is its largest sub-concept's.
+        largest = [np.flatnonzero(owners == row) for row in range(len(rows))]
+        self.labels_ = np.array([concept_labels[m[np.argmax(sizes[m])]] for m in largest])
+        self.n_groups_ = n_groups
+        self.groups_ = self._groups(index[owners], concept_labels)
+        return self
+
+    def _concepts(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every row's sub-concepts: (S, D) concept vectors, the row of each, and its size."""
         concepts, owners, sizes = [], [], []
-        for row, exemplars in enumerate(vectors):
+        for row, exemplars in enumerate(rows):
             labels = self._subconcepts(exemplars)
             for label in np.unique(labels):
                 members = exemplars[labels == label]
                 concepts.append(members.mean(0))
                 owners.append(row)
                 sizes.append(len(members))
-        concepts = np.stack(concepts)
-        n_concepts = len(concepts)
-        check_count(self.n_groups, "n_groups", 1, n_concepts)
+        return np.stack(concepts), np.asarray(owners), np.asarray(sizes)
 
-        def fit_labels(n: int) -> np.ndarray:
-            if n == 1:
-                return np.zeros(n_concepts, dtype=int)
-            return AgglomerativeClustering(n, linkage="ward").fit_predict(concepts)
-
-        if self.n_groups is not None:
-            n_groups = self.n_groups
-        else:
-            candidates = list(range(2, min(self.max_groups, n_concepts - 1) + 1))
-            candidates = candidates or [min(2, n_concepts)]
-            n_groups = (
-                candidates[0]
-                if len(candidates) == 1
-                else _best_by_silhouette(
-                    _tree_cuts(concepts, "ward"), candidates, pairwise_distances(concepts)
-                )
-            )
-        concept_labels = fit_labels(n_groups)
-        owners, sizes = np.asarray(owners), np.asarray(sizes)
-        labels = np.empty(n_neurons, dtype=int)
-        for row in range(n_neurons):
-            mine = np.flatnonzero(owners == row)
-            labels[row] = concept_labels[mine[np.argmax(sizes[mine])]]
-        self.concept_vectors_ = concepts
-        self.concept_neurons_ = neurons[owners]
-        self.concept_labels_ = concept_labels
-        self.labels_ = labels
-        self.n_groups_ = n_groups
+    def _groups(self, neurons: np.ndarray, concept_labels: np.ndarray) -> GroupSet | None:
+        """One group per concept cluster (the neurons of its sub-concepts), duplicates merged."""
+        if self.layer is None:
+            return None
         member_sets: list[tuple[int, ...]] = []
         for label in np.unique(concept_labels):
-            members = tuple(sorted(set(neurons[owners[concept_labels == label]].tolist())))
+            members = tuple(sorted(set(neurons[concept_labels == label].tolist())))
             if members not in member_sets:
                 member_sets.append(members)
-        self.groups_ = GroupSet(
+        return GroupSet(
             NeuronGroup(self.layer, members, name=f"g{i}") for i, members in enumerate(member_sets)
         )
-        return self
 
     def _subconcepts(self, exemplars: np.ndarray) -> np.ndarray:
         """Sub-concept label of each exemplar of one neuron."""
         top = min(self.max_subconcepts, len(exemplars) - 1)
         if top < 2:
             return np.zeros(len(exemplars), dtype=int)
-
-        def fit_labels(n: int) -> np.ndarray:
-            return AgglomerativeClustering(n, linkage="ward").fit_predict(exemplars)
-
         candidates = list(range(2, top + 1))
         best = _best_by_silhouette(
             _tree_cuts(exemplars, "ward"), candidates, pairwise_distances(exemplars)
         )
-        return fit_labels(best)
+        return AgglomerativeClustering(best, linkage="ward").fit_predict(exemplars)

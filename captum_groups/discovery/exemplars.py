@@ -25,7 +25,14 @@ from tqdm import tqdm
 from .._checks import check_positive_int
 from .._data import Data, examples_at, iter_batches
 from .._hooks import guarded_call, layer_outputs, run_to_layer
-from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ..groups import (
+    GroupsLike,
+    Layer,
+    as_group_list,
+    layer_name,
+    neuron_means,
+    resolve_layer,
+)
 from .crops import crop_and_resize, crop_boxes
 
 
@@ -48,12 +55,6 @@ def _neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
             f"{axis} of shape {tuple(output.shape)}; pass dim=-1"
         )
     return axis
-
-
-def _neuron_means(output: Tensor, axis: int) -> Tensor:
-    """Each neuron's activation per example, (N, neurons): the mean over the other axes."""
-    moved = output.movedim(axis, 1)
-    return moved.flatten(2).mean(2) if moved.ndim > 2 else moved
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class ExemplarMiner:
         model: nn.Module,
         layer: Layer,
         k: int = 50,
-        groups: GroupSet | Sequence[NeuronGroup] | None = None,
+        groups: GroupsLike | None = None,
         scales: Sequence[float] | None = None,
         start_index: int = 0,
         dim: int | None = None,
@@ -193,12 +194,8 @@ class ExemplarMiner:
         self.layer = resolve_layer(model, layer)
         self.layer_name = layer_name(model, self.layer)
         self.k = k
-        if isinstance(groups, NeuronGroup):
-            groups = [groups]
-        self.groups = list(groups) if groups is not None else []
+        self.groups = [] if groups is None else as_group_list(groups)
         for group in self.groups:
-            if not isinstance(group, NeuronGroup):
-                raise TypeError(f"groups must hold NeuronGroup objects, got {group!r}")
             if group.resolve(model) is not self.layer:
                 raise ValueError(
                     f"groups: group {group!r} does not belong to the mined layer "
@@ -264,7 +261,7 @@ class ExemplarMiner:
         with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
             (output,) = run_to_layer(self.model, candidates, self.layer)[:1]
         axis = _neuron_axis(self.layer, output, self.dim, self.layer_name)
-        scores = [_neuron_means(output, axis).T]
+        scores = [neuron_means(output, axis).T]
         if self.groups:
             scores.append(torch.stack([g(output) for g in self.groups]))
         first_id = self.next_index * len(boxes)
@@ -324,9 +321,8 @@ class ExemplarMiner:
         self._check_mergeable(other)
         if self._state is None or other._state is None:
             return other if self._state is None else self
-        merged = ExemplarMiner(
-            self.model, self.layer, self.k, self.groups, self.scales, dim=self.dim
-        )
+        groups = self.groups or None
+        merged = ExemplarMiner(self.model, self.layer, self.k, groups, self.scales, dim=self.dim)
         merged._state = [
             _top_k(torch.cat([a[0], b[0]], 1), torch.cat([a[1], b[1]], 1), self.k)
             for a, b in zip(self._state, other._state, strict=True)
@@ -361,7 +357,7 @@ def mine_exemplars(
     layer: Layer,
     data: Data,
     k: int = 50,
-    groups: GroupSet | Sequence[NeuronGroup] | None = None,
+    groups: GroupsLike | None = None,
     scales: Sequence[float] | None = None,
     batch_size: int = 256,
     progress: bool = True,
@@ -449,4 +445,4 @@ def exemplar_activations(
         inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
         vectors = layer_outputs(model, inputs, module, batch_size)
     axis = _neuron_axis(module, vectors, dim, layer_name(model, module))
-    return _neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)
+    return neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)

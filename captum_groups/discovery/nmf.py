@@ -5,23 +5,25 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import NMF
+from sklearn.utils.validation import check_is_fitted
 
-from ..groups import GroupSet, Layer, NeuronGroup
-from ._validation import as_array, check_count, neuron_axis
+from ..groups import GroupSet, NeuronGroup
+from ._validation import check_count, check_layer_name, checked_array, count_features, neuron_axis
 
 
-def _positions_by_channels(X: object, dim: int) -> tuple[np.ndarray, tuple[int, ...], int]:
+def _positions_by_channels(
+    estimator: NMFGroups, X: object, reset: bool
+) -> tuple[np.ndarray, tuple[int, ...], int]:
     """Activations with channels on axis ``dim`` -> (N * positions, C) matrix, the shape of the
-    other non-batch axes, and the channel axis."""
-    acts = as_array(X)
-    if acts.ndim < 2:
-        raise ValueError(f"X must be activations shaped (N, C) or (N, C, H, W), got {acts.shape}")
-    axis = neuron_axis(acts, dim)
+    other non-batch axes, and the channel axis. The channels are the estimator's features."""
+    acts = checked_array(X)
+    axis = neuron_axis(acts, estimator.dim)
+    count_features(estimator, acts.shape[axis], reset)
     minimum = acts.min()
     if minimum < 0:
         raise ValueError(
-            f"X has negative activations (min {minimum:.3g}); NMF needs a non-negative layer, "
-            f"such as the output of a ReLU"
+            f"Negative values in data passed to {type(estimator).__name__} (min {minimum:.3g}): "
+            f"NMF needs a non-negative layer, such as the output of a ReLU"
         )
     channels_last = np.moveaxis(acts, axis, -1)
     return channels_last.reshape(-1, acts.shape[axis]), channels_last.shape[1:-1], axis
@@ -41,8 +43,9 @@ class NMFGroups(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    layer : str or nn.Module
-        The layer (used to build ``groups_``).
+    layer : str, optional
+        The name of the layer, used to build ``groups_`` (a name, not a
+        module, so that ``clone`` does not copy the model).
     n_components : int
         Number of groups.
     init : str
@@ -65,10 +68,15 @@ class NMFGroups(TransformerMixin, BaseEstimator):
     ----------
     components_ : ndarray of shape (n_components, C)
         Unit-norm channel directions.
-    groups_ : GroupSet
-        One weighted group per component (its channels above ``min_weight``).
+    groups_ : GroupSet or None
+        One weighted group per component (its channels above ``min_weight``);
+        None without a ``layer``.
     reconstruction_err_ : float
         Frobenius norm of the residual.
+    n_iter_ : int
+        Iterations the NMF solver ran.
+    n_features_in_ : int
+        Number of channels C seen in ``fit``.
 
     Examples
     --------
@@ -85,7 +93,7 @@ class NMFGroups(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        layer: Layer,
+        layer: str | None = None,
         n_components: int = 8,
         init: str = "nndsvda",
         max_iter: int = 1000,
@@ -103,6 +111,11 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         self.min_weight = min_weight
         self.dim = dim
 
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def fit(self, X: object, y: object = None) -> NMFGroups:
         """Factorise activations X, shaped (N, C) or (N, C, H, W) (see ``dim``), non-negative."""
         self.fit_transform(X)
@@ -111,7 +124,10 @@ class NMFGroups(TransformerMixin, BaseEstimator):
     def fit_transform(self, X: object, y: object = None) -> np.ndarray:
         """Fit, and return the spatial factors of X: shaped like X, with the n_components
         factors on the channel axis, e.g. (N, n_components, H, W)."""
-        matrix, spatial, axis = _positions_by_channels(X, self.dim)
+        check_layer_name(self.layer)
+        if not 0 <= self.min_weight <= 1:
+            raise ValueError(f"min_weight must be in [0, 1], got {self.min_weight!r}")
+        matrix, spatial, axis = _positions_by_channels(self, X, reset=True)
         check_count(self.n_components, "n_components", 1, matrix.shape[1])
         self.nmf_ = NMF(
             self.n_components,
@@ -126,28 +142,23 @@ class NMFGroups(TransformerMixin, BaseEstimator):
         self._norms = norms
         self.components_ = self.nmf_.components_ / norms[:, None]
         self.reconstruction_err_ = float(self.nmf_.reconstruction_err_)
-        self.groups_ = GroupSet(
-            self._group(i, component) for i, component in enumerate(self.components_)
+        self.n_iter_ = self.nmf_.n_iter_
+        self.groups_ = (
+            None
+            if self.layer is None
+            else GroupSet(self._group(i, c) for i, c in enumerate(self.components_))
         )
         return self._spatial(factors * norms, spatial, axis)
 
     def transform(self, X: object) -> np.ndarray:
         """Spatial factors of X, shaped like X with n_components on the channel axis."""
-        if not hasattr(self, "nmf_"):
-            raise ValueError("this NMFGroups is not fitted yet; call fit first")
-        matrix, spatial, axis = _positions_by_channels(X, self.dim)
-        if matrix.shape[1] != self.components_.shape[1]:
-            raise ValueError(
-                f"X has {matrix.shape[1]} channels along dim={self.dim}, but the fit saw "
-                f"{self.components_.shape[1]}"
-            )
+        check_is_fitted(self)
+        matrix, spatial, axis = _positions_by_channels(self, X, reset=False)
         factors = self.nmf_.transform(matrix) * self._norms
         return self._spatial(factors, spatial, axis)
 
     def _group(self, index: int, component: np.ndarray) -> NeuronGroup:
         """The weighted group of one component: its channels above ``min_weight``."""
-        if not 0 <= self.min_weight <= 1:
-            raise ValueError(f"min_weight must be in [0, 1], got {self.min_weight!r}")
         largest = component.max()
         keep = np.flatnonzero(component >= self.min_weight * largest) if largest > 0 else [0]
         return NeuronGroup(

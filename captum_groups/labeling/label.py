@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from .._data import Data, check_reiterable
 from ..circuits import Circuit
-from ..groups import GroupSet, NeuronGroup
+from ..groups import GroupsLike, NeuronGroup, as_group_list
 from .base import GroupEvidence, GroupLabel, Labeler, LabelerError, checked_label
 from .evidence import gather_evidence
 
@@ -59,22 +59,15 @@ class Labeling:
 def _keyed_groups(circuit_or_groups: object) -> list[tuple[str, NeuronGroup]]:
     if isinstance(circuit_or_groups, Circuit):
         return list(circuit_or_groups.nodes.items())
-    if isinstance(circuit_or_groups, NeuronGroup):
-        circuit_or_groups = [circuit_or_groups]
-    if not isinstance(circuit_or_groups, (GroupSet, Sequence)) or isinstance(
-        circuit_or_groups, str
+    if isinstance(circuit_or_groups, (str, bytes)) or not isinstance(
+        circuit_or_groups, (NeuronGroup, Sequence)
     ):
         raise TypeError(
             "circuit_or_groups must be a Circuit, a NeuronGroup, a GroupSet or a list of groups, "
             f"got {type(circuit_or_groups).__name__}"
         )
-    items = []
-    for position, group in enumerate(circuit_or_groups):
-        if not isinstance(group, NeuronGroup):
-            raise TypeError(f"circuit_or_groups must hold NeuronGroup objects, got {group!r}")
-        items.append((group.name or f"group {position}", group))
-    if not items:
-        raise ValueError("circuit_or_groups holds no group to label")
+    groups = as_group_list(circuit_or_groups, "circuit_or_groups")
+    items = [(group.name or f"group {i}", group) for i, group in enumerate(groups)]
     keys = [key for key, _ in items]
     if len(set(keys)) != len(keys):
         raise ValueError(f"groups must have distinct names to be labelled, got {keys}")
@@ -94,7 +87,7 @@ def _ask(labeler: LabelerLike, evidence: GroupEvidence, name: str) -> GroupLabel
 
 
 def label_groups(
-    circuit_or_groups: Circuit | GroupSet | Sequence[NeuronGroup] | NeuronGroup,
+    circuit_or_groups: Circuit | GroupsLike,
     labeler: LabelerLike,
     model: nn.Module,
     data: Data,

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .._data import Data, batch_inputs, iter_batches
-from .._hooks import layer_outputs, preserve_buffers, run_to_layer
+from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from ..attr import LayerGroupConductance
 from ..circuits import (
     TARGET,
@@ -171,10 +171,9 @@ def evaluation_images(
 
 
 def _target_values(model: nn.Module, target: int | NeuronGroup, inputs: Tensor) -> Tensor:
-    with torch.no_grad(), preserve_buffers(model):
-        if isinstance(target, int):
-            return model(inputs)[:, target]
-        return target(layer_outputs(model, inputs, target.resolve(model)))
+    if isinstance(target, int):
+        return model_outputs(model, inputs)[:, target]
+    return target(layer_outputs(model, inputs, target.resolve(model)))
 
 
 def target_shares(
@@ -355,6 +354,59 @@ def _caption(circuit: Circuit, node: str, share: float) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _check_counts(**counts: tuple[object, int]) -> None:
+    """Each count (value, least) must be an int of at least ``least``."""
+    for name, (value, least) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int of at least {least}, got {value!r}")
+
+
+def _node_card(
+    circuit: Circuit,
+    node: str,
+    key: int,
+    shares: dict[str, float],
+    pictures: _ExemplarPictures,
+    rendering: str | None,
+) -> NodeCard:
+    """The card of one node: its group, share, edges, pictures and rendering."""
+    group = circuit.nodes[node]
+    return NodeCard(
+        node=node,
+        key=f"card-{key + 1}",
+        layer=str(group.layer),
+        label=group.label,
+        neurons=group.indices,
+        weights=group.weights,
+        share=shares[node],
+        feeds=tuple(circuit.out_edges(node).items()),
+        fed_by=tuple(circuit.in_edges(node).items()),
+        exemplar_values=pictures.values,
+        exemplars=pictures.montage,
+        overlays=pictures.overlays,
+        rendering=rendering,
+        top_crop=pictures.top_crop,
+    )
+
+
+def _layout(
+    circuit: Circuit, cards: list[NodeCard], shares: dict[str, float], mean_rise: float
+) -> GraphLayout:
+    """The layered drawing: each node with its top crop (or rendering) and caption."""
+    return layered_layout(
+        circuit,
+        images={
+            card.node: card.top_crop or card.rendering
+            for card in cards
+            if card.top_crop or card.rendering
+        },
+        captions={
+            TARGET: (_describe_target(circuit), f"rise {mean_rise:+.3g}"),
+            **{node: _caption(circuit, node, shares[node]) for node in circuit.nodes},
+        },
+    )
+
+
 def assemble(
     model: nn.Module,
     circuit: Circuit,
@@ -403,15 +455,13 @@ def assemble(
     -------
     ReportContent
     """
-    for name, value, least in (
-        ("render_steps", render_steps, 0),
-        ("fidelity_draws", fidelity_draws, 1),
-        ("fidelity_images", fidelity_images, 1),
-        ("fidelity_points", fidelity_points, 1),
-        ("n_steps", n_steps, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an int of at least {least}, got {value!r}")
+    _check_counts(
+        render_steps=(render_steps, 0),
+        fidelity_draws=(fidelity_draws, 1),
+        fidelity_images=(fidelity_images, 1),
+        fidelity_points=(fidelity_points, 1),
+        n_steps=(n_steps, 1),
+    )
     inputs = evaluation_images(model, circuit, data, fidelity_images, batch_size)
     side = int(inputs.shape[-1])
     size = render_size if render_size is not None else min(max(side, 24), 128)
@@ -439,25 +489,7 @@ def assemble(
         cards = []
         for key, node in enumerate(circuit.nodes):
             pictures = _exemplar_pictures(model, circuit, data, node, n_steps)
-            group = circuit.nodes[node]
-            cards.append(
-                NodeCard(
-                    node=node,
-                    key=f"card-{key + 1}",
-                    layer=str(group.layer),
-                    label=group.label,
-                    neurons=group.indices,
-                    weights=group.weights,
-                    share=shares[node],
-                    feeds=tuple(circuit.out_edges(node).items()),
-                    fed_by=tuple(circuit.in_edges(node).items()),
-                    exemplar_values=pictures.values,
-                    exemplars=pictures.montage,
-                    overlays=pictures.overlays,
-                    rendering=renderings.get(node),
-                    top_crop=pictures.top_crop,
-                )
-            )
+            cards.append(_node_card(circuit, node, key, shares, pictures, renderings.get(node)))
             tick("exemplars")
         fidelity = _fidelity(
             model,
@@ -469,18 +501,7 @@ def assemble(
             random_state,
             lambda: tick("fidelity"),
         )
-    layout = layered_layout(
-        circuit,
-        images={
-            card.node: card.top_crop or card.rendering
-            for card in cards
-            if card.top_crop or card.rendering
-        },
-        captions={
-            TARGET: (_describe_target(circuit), f"rise {mean_rise:+.3g}"),
-            **{node: _caption(circuit, node, shares[node]) for node in circuit.nodes},
-        },
-    )
+    layout = _layout(circuit, cards, shares, mean_rise)
     target = TargetCard(
         "card-0",
         _describe_target(circuit),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
@@ -13,7 +11,7 @@ from .._data import Data
 from .._hooks import guarded_call
 from ..attr import GroupDeepLift, GroupGradient, GroupIntegratedGradients
 from ..discovery.exemplars import TopExemplars
-from ..groups import GroupSet, NeuronGroup
+from ..groups import GroupsLike, NeuronGroup, as_group_list
 
 ATTRIBUTIONS = {
     "integrated_gradients": GroupIntegratedGradients,
@@ -31,7 +29,7 @@ def _as_image(crop: Tensor) -> np.ndarray:
 def plot_group_exemplars(
     exemplars: TopExemplars,
     data: Data,
-    groups: GroupSet | Sequence[NeuronGroup],
+    groups: GroupsLike,
     n: int = 8,
     model: nn.Module | None = None,
     attribution: str | None = None,
@@ -81,9 +79,7 @@ def plot_group_exemplars(
             f"exemplars must be a TopExemplars (e.g. mine_exemplars(...).groups), got "
             f"{type(exemplars).__name__}"
         )
-    groups = [groups] if isinstance(groups, NeuronGroup) else list(groups)
-    if not groups or not all(isinstance(g, NeuronGroup) for g in groups):
-        raise ValueError("groups must be a NeuronGroup or a non-empty sequence of NeuronGroups")
+    groups = as_group_list(groups)
     check_positive_int(n, "n")
     check_positive_int(n_steps, "n_steps")
     if exemplars.values.shape[0] != len(groups):

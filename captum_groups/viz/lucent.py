@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from .._checks import check_positive_int
 from .._hooks import LayerCapture, frozen_parameters, guarded_call, record
-from ..groups import GroupSet, NeuronGroup, layer_name, resolve_layer
+from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
 
@@ -212,7 +212,7 @@ def _check_size(
 
 def render_groups(
     model: nn.Module,
-    groups: NeuronGroup | GroupSet | Sequence[NeuronGroup],
+    groups: GroupsLike,
     size: int = 64,
     steps: int = 128,
     kind: str = "value",
@@ -273,11 +273,7 @@ def render_groups(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(groups, (str, Tensor)):
-        raise TypeError(f"groups must be a NeuronGroup or a sequence of them, got {groups!r}")
-    group_list = [groups] if isinstance(groups, NeuronGroup) else list(groups)
-    if not group_list or not all(isinstance(g, NeuronGroup) for g in group_list):
-        raise ValueError("groups must be a NeuronGroup or a non-empty sequence of NeuronGroups")
+    group_list = as_group_list(groups)
     modules = [resolve_layer(model, group.layer, "group.layer") for group in group_list]
     check_positive_int(size, "size")
     check_positive_int(steps, "steps")

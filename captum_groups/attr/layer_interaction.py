@@ -1,39 +1,37 @@
-"""GroupInteraction: signed edge weights between the groups of two layers."""
+"""LayerGroupInteraction: signed edge weights between the groups of two layers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import torch
-from captum._utils.typing import BaselineType
 from captum.attr import GradientAttribution, LayerAttribution
-from captum.attr._utils.common import _format_input_baseline, _validate_input
 from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
-from .._checks import check_method, check_positive_int
+from .._captum import BaselineType
+from .._checks import check_integration, check_positive_int
 from .._data import iter_batches
-from .._hooks import LayerCapture, frozen_parameters, model_of
+from .._hooks import LayerCapture, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
-from ..groups import GroupSet, Layer, NeuronGroup, resolve_layer
+from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, resolve_layer
 from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
+    Integral,
+    PathPoints,
     batched_vjp,
     chunks,
     layer_conductance,
-    path_alphas,
-    scaled_path,
     selector_cotangents,
 )
-from ._layer import _LayerGroupMixin
+from ._layer import _LayerGroupAttribution
 from .integrated_gradients import GroupIntegratedGradients
 
-Groups = NeuronGroup | GroupSet | list[NeuronGroup]
 
-
-class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
+class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAttribution):
     r"""Edge weights between the groups of a lower and an upper layer.
 
     The weight of the edge from lower group :math:`D` to upper group :math:`U`
@@ -57,28 +55,12 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
     the part of the network between the two layers. This is NeurFlow's
     integrated gradients from zero activations.
 
+    ``GroupInteraction`` is the same class under its former name.
+
     Parameters
     ----------
-    forward_func : callable
-        The model.
     lower_layer, upper_layer : nn.Module or str
         The two layers (modules or dotted names); the upper one runs later.
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, _) = digits_cnn(), load_digits("test")
-    >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
-    >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
-    >>> edges = GroupInteraction(model, "relu2", "relu3")
-    >>> edges.attribute(x[:6], upper, lower, n_steps=20).shape
-    torch.Size([6, 3, 4])
-    >>> edges.attribute(x[:6], upper, lower, n_steps=20, average=True).shape
-    torch.Size([3, 4])
     """
 
     def __init__(
@@ -88,24 +70,20 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         upper_layer: Layer,
         device_ids: list[int] | None = None,
     ) -> None:
-        module = self._resolve(forward_func, lower_layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        GradientAttribution.__init__(self, forward_func)
+        super().__init__(forward_func, lower_layer, device_ids)
         self.upper_layer = resolve_layer(forward_func, upper_layer, "upper_layer")
         if self.upper_layer is self.layer:
             raise ValueError("upper_layer and lower_layer are the same module; give two layers")
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return True
+    _multiply_by_inputs = True  # conductance: always global
 
     @log_usage()
     @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...] | Iterable[Any],
-        upper_groups: Groups,
-        lower_groups: Groups,
+        upper_groups: GroupsLike,
+        lower_groups: GroupsLike,
         baselines: BaselineType = None,
         additional_forward_args: Any = None,
         n_steps: int = 50,
@@ -129,16 +107,6 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             Groups of the upper layer (the targets).
         lower_groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the lower layer (the sources).
-        baselines : scalar, Tensor or tuple, optional
-            Start of the integration path (zeros by default).
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
-        n_steps : int
-            Integration steps.
-        method : str
-            Captum's approximation method.
-        internal_batch_size : int, optional
-            Examples x steps per forward pass, as in Captum.
         group_batch_size : int, optional
             Upper groups whose gradients are held at once; bounds memory.
         average : bool
@@ -154,6 +122,20 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         -------
         Tensor
             (N, G_upper, G_lower), or (G_upper, G_lower) when averaged.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, x = digits_cnn(), load_digits("test")[0]
+        >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
+        >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+        >>> edges = LayerGroupInteraction(model, "relu2", "relu3")
+        >>> edges.attribute(x[:6], upper, lower, n_steps=20).shape
+        torch.Size([6, 3, 4])
+        >>> edges.attribute(x[:6], upper, lower, n_steps=20, average=True).shape
+        torch.Size([3, 4])
         """
         if not isinstance(inputs, (Tensor, tuple)):
             return self._average_over(
@@ -169,9 +151,7 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
                 group_batch_size=group_batch_size,
                 attribute_to_layer_input=attribute_to_layer_input,
             )
-        check_positive_int(n_steps, "n_steps")
-        check_method(method)
-        check_positive_int(internal_batch_size, "internal_batch_size", optional=True)
+        check_integration(n_steps, method, internal_batch_size)
         check_positive_int(group_batch_size, "group_batch_size", optional=True)
         if average and inside_noise_tunnel():
             raise ValueError(
@@ -189,20 +169,13 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             lower_list,
             [(self.upper_layer, upper_list)],
         )
-        formatted_inputs, formatted_baselines = _format_input_baseline(inputs, baselines)
-        _validate_input(formatted_inputs, formatted_baselines, n_steps, method)
-        num_examples = formatted_inputs[0].shape[0]
-        kwargs = dict(
-            inputs=formatted_inputs,
-            baselines=formatted_baselines,
-            upper_groups=upper_list,
-            membership=self._membership(probe, lower_list),
-            additional_forward_args=additional_forward_args,
-            method=method,
-            attribute_to_layer_input=attribute_to_layer_input,
-            group_batch_size=group_batch_size,
+        integral = Integral(
+            inputs, baselines, additional_forward_args, n_steps, method, internal_batch_size
         )
-        edges = self._integrate(num_examples, n_steps, internal_batch_size, endpoint=True, **kwargs)
+        membership = self._membership(probe, lower_list)
+        use_input = attribute_to_layer_input
+        step = partial(self._edges, integral, upper_list, membership, use_input, group_batch_size)
+        edges = integral.over(step, endpoint=True)
         edges = edges.detach()
         return edges.mean(0) if average else edges
 
@@ -210,8 +183,8 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
     def attribute_from_activations(
         self,
         lower_activations: Tensor,
-        upper_groups: Groups,
-        lower_groups: Groups,
+        upper_groups: GroupsLike,
+        lower_groups: GroupsLike,
         baselines: Tensor | float | None = None,
         n_steps: int = 50,
         method: str = "gausslegendre",
@@ -239,12 +212,6 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             Groups of the upper and the lower layer.
         baselines : Tensor or float, optional
             Baseline activations (zero by default).
-        n_steps : int
-            Integration steps.
-        method : str
-            Captum's approximation method.
-        internal_batch_size : int, optional
-            Examples x steps per pass, as in Captum.
         group_batch_size : int, optional
             Upper groups per shared pass.
         average : bool
@@ -256,20 +223,20 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         Returns
         -------
         Tensor
-            (N, G_upper, G_lower), or (G_upper, G_lower) when averaged.
+            As :meth:`attribute` returns: (N, G_upper, G_lower), or (G_upper,
+            G_lower) when averaged.
 
         Examples
         --------
-        >>> import numpy as np
-        >>> from captum_groups import GroupSet
+        >>> from captum_groups import GroupSet, NeuronGroup
         >>> from captum_groups.datasets import digits_cnn, load_digits
         >>> model, (x, _) = digits_cnn(), load_digits("test")
-        >>> lower = GroupSet.from_labels("relu2", np.arange(32) % 4)
-        >>> upper = GroupSet.from_labels("relu3", np.arange(64) % 3)
+        >>> lower = GroupSet.from_labels("relu2", [channel % 4 for channel in range(32)])
+        >>> upper = [NeuronGroup("relu3", [0, 1, 2]), NeuronGroup("relu3", [3, 9])]
         >>> activations = model.relu2(model.conv2(model.relu1(model.conv1(x[:6]))))
-        >>> edges = GroupInteraction(model, "relu2", "relu3")
+        >>> edges = LayerGroupInteraction(model, "relu2", "relu3")
         >>> edges.attribute_from_activations(activations, upper, lower).shape
-        torch.Size([6, 3, 4])
+        torch.Size([6, 2, 4])
         """
         if not isinstance(lower_activations, Tensor):
             raise TypeError("lower_activations must be a tensor (the lower layer's output)")
@@ -296,25 +263,22 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
         edges = self._aggregate(attributions, membership)
         return edges.mean(0) if average else edges
 
-    def _upper_groups(self, groups: Groups) -> tuple[list[NeuronGroup], bool]:
-        items = [groups] if isinstance(groups, NeuronGroup) else groups
-        if not isinstance(items, (GroupSet, list, tuple)) or not items:
-            raise ValueError("upper_groups must be a non-empty NeuronGroup, GroupSet or list")
+    def _upper_groups(self, groups: GroupsLike) -> tuple[list[NeuronGroup], bool]:
+        items = as_group_list(groups, "upper_groups")
+        model = model_of(self.forward_func, self.layer)
         for group in items:
-            if not isinstance(group, NeuronGroup):
-                raise TypeError(f"upper_groups must hold NeuronGroup objects, got {group!r}")
-            if group.resolve(model_of(self.forward_func, self.layer)) is not self.upper_layer:
+            if group.resolve(model) is not self.upper_layer:
                 raise ValueError(
                     f"upper group {group!r} does not belong to upper_layer; all upper groups "
                     f"must belong to one layer"
                 )
-        return list(items), not isinstance(groups, NeuronGroup)
+        return items, not isinstance(groups, NeuronGroup)
 
     def _average_over(
         self,
         data: Iterable[Any],
-        upper_groups: Groups,
-        lower_groups: Groups,
+        upper_groups: GroupsLike,
+        lower_groups: GroupsLike,
         progress: bool,
         **kwargs: Any,
     ) -> Tensor:
@@ -329,42 +293,39 @@ class GroupInteraction(LayerAttribution, GradientAttribution, _LayerGroupMixin):
             raise ValueError("inputs is an empty data loader")
         return total / count
 
-    def _attribute(
+    def _edges(
         self,
-        inputs: tuple[Tensor, ...],
-        baselines: tuple[Tensor | int | float, ...],
+        integral: Integral,
         upper_groups: list[NeuronGroup],
         membership: Tensor,
-        additional_forward_args: Any = None,
-        n_steps: int = 50,
-        method: str = "gausslegendre",
-        attribute_to_layer_input: bool = False,
-        group_batch_size: int | None = None,
-        step_sizes_and_alphas: tuple[list[float], list[float]] | None = None,
+        use_input: bool,
+        group_batch_size: int | None,
+        points: PathPoints,
     ) -> Tensor:
-        """Edges (N, G_upper, G_lower) over some integration steps."""
-        num_examples = inputs[0].shape[0]
-        _, alphas = path_alphas(method, n_steps + 1, step_sizes_and_alphas)
-        scaled, extra = scaled_path(inputs, baselines, alphas, additional_forward_args)
+        """Edges (N, G_upper, G_lower) over one batch of path points."""
         model = model_of(self.forward_func, self.layer)
         with (
-            torch.enable_grad(),
-            frozen_parameters(model),
-            LayerCapture(self.layer, attribute_to_layer_input, model=model) as lower,
+            self._recording(use_input) as lower,
             LayerCapture(self.upper_layer, stop=True, after=lower, model=model) as upper,
         ):
-            lower.run(self.forward_func, scaled, extra)
+            # One forward pass over all points, stopped at the upper layer.
+            lower.run(self.forward_func, points.inputs, points.additional_forward_args)
             lower_out, upper_out = lower.output[:1], upper.output
+            # d(upper group)/d(upper output): what each upper group sends back.
             cotangents = selector_cotangents(upper_out, upper_groups)
             edges = []
             for chunk in chunks(range(len(upper_groups)), group_batch_size):
                 chunk_cotangents = tuple(c[chunk.start : chunk.stop] for c in cotangents)
                 last = chunk.stop == len(upper_groups)
+                # dU/dy at the lower layer, one backward pass per upper group, between layers.
                 (grads,) = batched_vjp(
                     upper_out, lower_out, chunk_cotangents, retain_graph=not last
                 )
+                # Per lower element: sum over steps of (y(a_{s+1}) - y(a_s)) * dU/dy(a_s).
+                activations = lower_out[0].detach()
                 per_element = torch.stack(
-                    [layer_conductance(lower_out[0].detach(), grad, num_examples) for grad in grads]
+                    [layer_conductance(activations, g, integral.num_examples) for g in grads]
                 )
+                # Summed over each lower group's elements: (G_chunk, N, G_lower).
                 edges.append(self._aggregate(per_element, membership))
         return torch.cat(edges).transpose(0, 1)

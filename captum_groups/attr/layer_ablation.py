@@ -1,16 +1,16 @@
-"""GroupAblation: how much a target drops when each group of a layer is switched off."""
+"""LayerGroupAblation: how much a target drops when each group of a layer is switched off."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
-from captum._utils.common import _expand_additional_forward_args, _format_additional_forward_args
 from captum.attr import LayerAttribution, PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
+from .._captum import _expand_additional_forward_args, _format_additional_forward_args
 from ..ablation import (
     Value,
     channel_axis,
@@ -19,13 +19,13 @@ from ..ablation import (
     mean_activations,
     neuron_mask,
 )
-from ..groups import GroupSet, Layer, NeuronGroup, layer_name
+from ..groups import GroupsLike, NeuronGroup, layer_name
 from ._base import keeps_model
-from ._layer import _LayerGroupMixin
+from ._layer import _LayerGroupAttribution
 from ._target import LayerTarget, Target
 
 
-class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin):
+class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationAttribution):
     """Change of a target when each group of a layer is ablated, shaped (N, G).
 
     For every group, ``F(x) - F(x with the group ablated)``: positive when the
@@ -35,42 +35,15 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
     baseline's activation, the two agree exactly. All groups of a chunk are
     ablated in one forward pass over a stacked batch.
 
-    Parameters
-    ----------
-    forward_func : callable
-        The model.
-    layer : nn.Module or str
-        The layer whose groups are ablated (module or dotted name).
-    device_ids : list of int, optional
-        Accepted for signature compatibility with Captum.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from captum_groups import GroupSet
-    >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> model, (x, y) = digits_cnn(), load_digits("test")
-    >>> groups = GroupSet.from_labels("relu3", np.arange(64) % 8)
-    >>> GroupAblation(model, "relu3").attribute(x[:4], groups, target=y[:4]).shape
-    torch.Size([4, 8])
+    ``GroupAblation`` is the same class under its former name.
     """
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        layer: Layer,
-        device_ids: list[int] | None = None,
-    ) -> None:
-        module = self._resolve(forward_func, layer)
-        LayerAttribution.__init__(self, forward_func, module, device_ids)
-        PerturbationAttribution.__init__(self, forward_func)
 
     @log_usage()
     @keeps_model
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
-        groups: NeuronGroup | GroupSet | list[NeuronGroup],
+        groups: GroupsLike,
         target: Target = None,
         additional_forward_args: Any = None,
         value: Value = "zero",
@@ -81,27 +54,30 @@ class GroupAblation(LayerAttribution, PerturbationAttribution, _LayerGroupMixin)
 
         Parameters
         ----------
-        inputs : Tensor or tuple of Tensor
-            Model inputs, batch first.
         groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the layer; each is ablated on its own.
         target : int, tuple, Tensor, list or NeuronGroup, optional
             A Captum target on the model output, or a group of a layer that
             runs after this one (an earlier layer is refused: ablating this
             layer could not change it).
-        additional_forward_args : optional
-            Extra arguments for ``forward_func``.
         value : {"zero", "mean"}, float or Tensor
             What ablated neurons output, as in :func:`captum_groups.ablate`.
         data : Tensor, Dataset, DataLoader or list of batches, optional
             Examples for ``value="mean"`` (read by the package's one data rule).
-        group_batch_size : int, optional
-            Groups ablated per forward pass (all at once if None).
 
         Returns
         -------
         Tensor
             (N, G), or (N,) for a single group.
+
+        Examples
+        --------
+        >>> from captum_groups import GroupSet
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, y) = digits_cnn(), load_digits("test")
+        >>> groups = GroupSet.from_labels("relu3", [channel // 8 for channel in range(64)])
+        >>> LayerGroupAblation(model, "relu3").attribute(x[:4], groups, target=y[:4]).shape
+        torch.Size([4, 8])
         """
         group_list, several = self._layer_groups(groups)
         inputs_tuple = self._check_inputs(inputs, None)
