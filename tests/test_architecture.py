@@ -160,15 +160,6 @@ def test_circuits_never_import_viz_at_module_level():
         assert not [m for m in _imports(module, top_level_only=True) if ".viz" in m], module
 
 
-TEMPORARY_EXCEPTIONS = {
-    "captum_groups/circuits/build.py",
-    "captum_groups/circuits/_passes.py",
-    "captum_groups/discovery/core.py",
-    "captum_groups/_subnetwork.py",
-}
-"""Being rewritten for the scale issue while this test was written; their functions are
-measured again when that work is merged (then this set is emptied)."""
-
 LONGEST = 80
 
 
@@ -194,8 +185,6 @@ def test_the_longest_function_is_under_80_lines_of_code():
     lengths = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative in TEMPORARY_EXCEPTIONS:
-            continue
         text = path.read_text()
         lines = text.splitlines()
         for node in ast.walk(ast.parse(text)):
