@@ -217,3 +217,40 @@ def test_one_core_neuron_per_target_is_a_valid_setting(digits):
     assert [len(circuit.node_ids(layer)) for layer in circuit.layers] == [1, 1]
     assert all(len(ranked) == 1 for cores in circuit.core_neurons.values()
                for ranked in cores.values())  # fmt: skip
+
+
+@pytest.mark.parametrize("most_images", [None, 2, 50])
+def test_summaries_written_in_blocks_equal_the_concatenated_batches(monkeypatch, most_images):
+    from captum_groups.circuits import _passes
+
+    monkeypatch.setattr(_passes._Rows, "block_bytes", 5 * 3 * 4)  # blocks of 5 rows of 3
+    batches = [torch.randn(n, 3) for n in (2, 4, 1, 7, 3)]
+    rows = _passes._Rows(None if most_images is None else most_images * 1)
+    for batch in batches:
+        rows.append(batch)
+    assert torch.equal(rows.joined(), torch.cat(batches))
+
+
+def test_summaries_are_each_crops_neuron_means(digits, monkeypatch):
+    """Written in several blocks (or one), the summaries are the layer's spatial means of
+    every crop, read here with a plain forward hook."""
+    from captum_groups.circuits import _passes
+    from captum_groups.discovery import crop_and_resize, crop_boxes
+
+    monkeypatch.setattr(_passes._Rows, "block_bytes", 100 * 32 * 4)  # 100 crops a block
+    model, x, _ = digits
+    x = x[:40]
+    boxes = crop_boxes(8, 8, NEURFLOW_SCALES)
+    seen = []
+    handle = model.relu2.register_forward_hook(lambda m, i, o: seen.append(o.mean((2, 3))))
+    with torch.no_grad():
+        model(crop_and_resize(x, boxes))
+    handle.remove()
+    for most_images in (None, len(x)):
+        selection = _passes.Selection([3], boxes)
+        layers = {"relu2": model.relu2}
+        summariser = _passes.Summariser(model, selection, layers, 64, most_images)
+        for start in range(0, len(x), 7):
+            summariser.push(torch.arange(start, min(start + 7, len(x))), x[start : start + 7])
+        summaries = summariser.finish().summaries["relu2"]
+        torch.testing.assert_close(summaries, seen[0], rtol=1e-5, atol=1e-6)

@@ -215,14 +215,23 @@ class Summariser:
         The layers to summarise (circuit layers, and a target group's layer).
     batch_size : int
         Crops per forward pass.
+    most_images : int or None
+        At most how many images will be pushed, where known: the summaries
+        are then written in place, with no copy at the end.
     """
 
     def __init__(
-        self, model: nn.Module, selection: Selection, layers: dict[str, nn.Module], batch_size: int
+        self,
+        model: nn.Module,
+        selection: Selection,
+        layers: dict[str, nn.Module],
+        batch_size: int,
+        most_images: int | None = None,
     ) -> None:
         self.model, self.selection, self.layers = model, selection, layers
         self._batcher = Rebatcher(max(1, batch_size // len(selection.boxes)))
-        self._parts: dict[str, list[Tensor]] = {name: [] for name in layers}
+        most_rows = None if most_images is None else most_images * len(selection.boxes)
+        self._parts = {name: _Rows(most_rows) for name in layers}
         self._values: dict[TargetKey, list[Tensor]] = {t: [] for t in selection.targets}
 
     def push(self, ids: Tensor, images: Tensor) -> None:
@@ -235,7 +244,7 @@ class Summariser:
         captures = {name: LayerCapture(module) for name, module in self.layers.items()}
         output = record(self.model, crops, list(captures.values()))
         for name, capture in captures.items():
-            self._parts[name].append(neuron_means(capture.output[0]).cpu())
+            self._parts[name].append(neuron_means(capture.output[0]))
         for target in self.selection.targets:
             if isinstance(target, int):
                 values = output[:, target]
@@ -248,15 +257,63 @@ class Summariser:
         """Summarise the last group; the selection, complete."""
         for group in self._batcher.flush():
             self._summarise(*group)
-        self.selection.summaries = {
-            name: torch.cat(parts) if parts else torch.empty(0)
-            for name, parts in self._parts.items()
-        }
+        self.selection.summaries = {name: rows.joined() for name, rows in self._parts.items()}
         self.selection.target_values = {
             target: torch.cat(parts) if parts else torch.empty(0)
             for target, parts in self._values.items()
         }
         return self.selection
+
+
+class _Rows:
+    """Rows appended batch by batch into large CPU blocks, joined once at the end.
+
+    A block holds at least ``block_bytes``: the allocator maps such blocks on
+    their own and gives them back when freed, so many small per-batch tensors
+    never fragment the heap (with them, the resident memory after joining was
+    about twice the summaries). Pages of a block that are never written are
+    not resident, so the first block is made as large as ``most_rows`` (up to
+    ``first_block_bytes``), and a single block is returned as a view, without
+    a copy.
+    """
+
+    block_bytes = 64 * 2**20
+    first_block_bytes = 8 * 2**30
+
+    def __init__(self, most_rows: int | None = None) -> None:
+        self.most_rows = most_rows
+        self._blocks: list[Tensor] = []
+        self._filled = 0
+
+    def append(self, rows: Tensor) -> None:
+        """Copy ``rows`` (n, ...) after the rows so far."""
+        rows = rows.detach()
+        if not self._blocks or self._filled + len(rows) > len(self._blocks[-1]):
+            row_bytes = max(1, rows[0].numel() * rows.element_size()) if len(rows) else 1
+            size = max(len(rows), -(-self.block_bytes // row_bytes))
+            if not self._blocks and self.most_rows is not None:
+                size = max(size, min(self.most_rows, self.first_block_bytes // row_bytes))
+            self._close_block()
+            self._blocks.append(torch.empty((size, *rows.shape[1:]), dtype=rows.dtype))
+        self._blocks[-1][self._filled : self._filled + len(rows)] = rows
+        self._filled += len(rows)
+
+    def _close_block(self) -> None:
+        if self._blocks:
+            self._blocks[-1] = self._blocks[-1][: self._filled]
+            self._filled = 0
+
+    def joined(self) -> Tensor:
+        """All rows as one (N, ...) tensor; the blocks are released."""
+        if not self._blocks:
+            return torch.empty(0)
+        if len(self._blocks) == 1:
+            joined = self._blocks[0][: self._filled]
+        else:
+            self._close_block()
+            joined = torch.cat(self._blocks)
+        self._blocks, self._filled = [], 0
+        return joined
 
 
 class CropActivations:

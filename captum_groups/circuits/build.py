@@ -226,7 +226,9 @@ def _select_and_summarise(
                 if isinstance(target, NeuronGroup):
                     summarised[str(target.layer)] = target.resolve(model)
             selection = Selection(list(keyed_targets), boxes)
-            summarisers[key] = Summariser(model, selection, summarised, settings.batch_size)
+            summarisers[key] = Summariser(
+                model, selection, summarised, settings.batch_size, reader.total
+            )
         return summarisers[key]
 
     def route(ids: Tensor, images: Tensor) -> None:
