@@ -278,7 +278,7 @@ class _Rows:
     """
 
     block_bytes = 64 * 2**20
-    first_block_bytes = 8 * 2**30
+    first_block_bytes = 2**30
 
     def __init__(self, most_rows: int | None = None) -> None:
         self.most_rows = most_rows
