@@ -705,8 +705,11 @@ def build_circuit(
     Memory. Per crop only each circuit layer's neuron means are kept:
     ``images x crops per image x sum of the layers' channels`` numbers
     (59 crops per image with NeurFlow's scales; resnet50's layer4.0-4.2 at
-    4 bytes: 1.4 MB per image). On top of that, whatever the number of
-    images: one forward pass of ``batch_size`` crops, and one integration
+    4 bytes: 1.4 MB per image), written in place as the crops come (where
+    ``data`` says how many images it holds and a layer's summaries fit in
+    1 GiB; otherwise in blocks joined at the end, one layer at a time). On
+    top of that, whatever the number of images: one forward pass of
+    ``batch_size`` crops, and one integration
     pass of ``internal_batch_size`` rows through the layers between two
     circuit layers, kept for as many backward passes as targets share a crop.
 
