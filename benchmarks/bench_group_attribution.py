@@ -52,7 +52,7 @@ def main() -> None:
 
     def captum_loop() -> torch.Tensor:
         ig = NeuronIntegratedGradients(model, model.layer3)
-        return torch.stack([ig.attribute(x, g, n_steps=args.steps) for g in groups])
+        return torch.stack([ig.attribute(x, g, n_steps=args.steps) for g in groups], dim=1)
 
     def grouped() -> torch.Tensor:
         ig = GroupIntegratedGradients(model, "layer3")
