@@ -219,6 +219,42 @@ def test_one_core_neuron_per_target_is_a_valid_setting(digits):
                for ranked in cores.values())  # fmt: skip
 
 
+@pytest.mark.parametrize("size", [1, 3, 64])
+def test_rebatcher_groups_are_the_stream_cut_every_size_rows(size):
+    sizes = (2, 64, 1, 7, 0, 30)
+    batches = [torch.randn(n, 2, 3) for n in sizes]
+    firsts = torch.tensor((0, *sizes)).cumsum(0)
+    batcher = _passes_module().Rebatcher(size)
+    groups = []
+    for first, batch in zip(firsts.tolist(), batches, strict=False):
+        groups += batcher.push(torch.arange(first, first + len(batch)), batch)
+    groups += batcher.flush()
+    stream = torch.cat(batches)
+    assert [len(ids) for ids, _ in groups] == [len(c) for c in torch.arange(len(stream)).split(size)]
+    assert torch.equal(torch.cat([ids for ids, _ in groups]), torch.arange(len(stream)))
+    assert torch.equal(torch.cat([rows for _, rows in groups]), stream)
+
+
+def test_rebatcher_holds_a_batch_once_whatever_its_number_of_groups():
+    """One 64-image batch cut into groups of one: the groups together hold at most the batch
+    and one pending part (cutting by re-joining the rest for every group held 64 x 65 / 2)."""
+    batcher = _passes_module().Rebatcher(1)
+    pending = torch.randn(1, 3, 16, 16)
+    batcher.push(torch.arange(0, 0), pending[:0])
+    batch = torch.randn(64, 3, 16, 16)
+    groups = batcher.push(torch.arange(64), batch)
+    storages = {rows.untyped_storage().data_ptr(): rows.untyped_storage().nbytes()
+                for _, rows in groups}  # fmt: skip
+    assert len(groups) == 64
+    assert sum(storages.values()) <= batch.untyped_storage().nbytes() + pending.nbytes
+
+
+def _passes_module():
+    from captum_groups.circuits import _passes
+
+    return _passes
+
+
 @pytest.mark.parametrize("most_images", [None, 2, 50])
 def test_summaries_written_in_blocks_equal_the_concatenated_batches(monkeypatch, most_images):
     from captum_groups.circuits import _passes

@@ -61,26 +61,38 @@ class Rebatcher:
         self._count = 0
 
     def push(self, ids: Tensor, rows: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Add rows; return the full groups now available."""
+        """Add rows; return the full groups now available.
+
+        The groups are views of one tensor (the rows pending, joined once),
+        and the rows left over are copied out of it, so a batch of any size
+        is held once, not once per group.
+        """
         if len(ids):
             self._ids.append(ids)
             self._rows.append(rows)
             self._count += len(ids)
-        groups = []
-        while self._count >= self.size:
-            ids_all, rows_all = torch.cat(self._ids), torch.cat(self._rows)
-            groups.append((ids_all[: self.size], rows_all[: self.size]))
-            self._ids, self._rows = [ids_all[self.size :]], [rows_all[self.size :]]
-            self._count -= self.size
+        if self._count < self.size:
+            return []
+        ids_all, rows_all = _joined(self._ids), _joined(self._rows)
+        full = self._count - self._count % self.size
+        groups = list(zip(ids_all[:full].split(self.size), rows_all[:full].split(self.size)))
+        self._count -= full
+        self._ids = [ids_all[full:].clone()] if self._count else []
+        self._rows = [rows_all[full:].clone()] if self._count else []
         return groups
 
     def flush(self) -> list[tuple[Tensor, Tensor]]:
         """The remaining rows, as one last group (or none)."""
         if not self._count:
             return []
-        group = (torch.cat(self._ids), torch.cat(self._rows))
+        group = (_joined(self._ids), _joined(self._rows))
         self._ids, self._rows, self._count = [], [], 0
         return [group]
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The parts as one tensor, without a copy when there is one part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class ImageReader:
