@@ -230,7 +230,8 @@ def test_rebatcher_groups_are_the_stream_cut_every_size_rows(size):
         groups += batcher.push(torch.arange(first, first + len(batch)), batch)
     groups += batcher.flush()
     stream = torch.cat(batches)
-    assert [len(ids) for ids, _ in groups] == [len(c) for c in torch.arange(len(stream)).split(size)]
+    expected = torch.arange(len(stream)).split(size)
+    assert [len(ids) for ids, _ in groups] == [len(c) for c in expected]
     assert torch.equal(torch.cat([ids for ids, _ in groups]), torch.arange(len(stream)))
     assert torch.equal(torch.cat([rows for _, rows in groups]), stream)
 

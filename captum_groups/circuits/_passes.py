@@ -75,7 +75,9 @@ class Rebatcher:
             return []
         ids_all, rows_all = _joined(self._ids), _joined(self._rows)
         full = self._count - self._count % self.size
-        groups = list(zip(ids_all[:full].split(self.size), rows_all[:full].split(self.size)))
+        groups = list(
+            zip(ids_all[:full].split(self.size), rows_all[:full].split(self.size), strict=True)
+        )
         self._count -= full
         self._ids = [ids_all[full:].clone()] if self._count else []
         self._rows = [rows_all[full:].clone()] if self._count else []
