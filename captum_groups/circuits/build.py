@@ -708,10 +708,11 @@ def build_circuit(
     4 bytes: 1.4 MB per image), written in place as the crops come (where
     ``data`` says how many images it holds and a layer's summaries fit in
     1 GiB; otherwise in blocks joined at the end, one layer at a time). On
-    top of that, whatever the number of images: one forward pass of
-    ``batch_size`` crops, and one integration pass of
-    ``internal_batch_size`` rows through the layers between two circuit
-    layers, kept for as many backward passes as targets share a crop.
+    top of that, whatever the number of images: one batch of
+    ``batch_size`` images as read, one forward pass of ``batch_size``
+    crops, and one integration pass of ``internal_batch_size`` rows
+    through the layers between two circuit layers, kept for as many
+    backward passes as targets share a crop.
 
     The per-layer time is logged (logger ``captum_groups``, level INFO).
 
