@@ -270,7 +270,7 @@ def test_summaries_written_in_blocks_equal_the_concatenated_batches(monkeypatch,
 
 def test_summaries_are_each_crops_neuron_means(digits, monkeypatch):
     """Written in several blocks (or one), the summaries are the layer's spatial means of
-    every crop, read here with a plain forward hook."""
+    every crop, read here with a plain forward hook, and the target values its logits."""
     from captum_groups.circuits import _passes
     from captum_groups.discovery import crop_and_resize, crop_boxes
 
@@ -281,7 +281,7 @@ def test_summaries_are_each_crops_neuron_means(digits, monkeypatch):
     seen = []
     handle = model.relu2.register_forward_hook(lambda m, i, o: seen.append(o.mean((2, 3))))
     with torch.no_grad():
-        model(crop_and_resize(x, boxes))
+        logits = model(crop_and_resize(x, boxes))
     handle.remove()
     for most_images in (None, len(x)):
         selection = _passes.Selection([3], boxes)
@@ -289,5 +289,6 @@ def test_summaries_are_each_crops_neuron_means(digits, monkeypatch):
         summariser = _passes.Summariser(model, selection, layers, 64, most_images)
         for start in range(0, len(x), 7):
             summariser.push(torch.arange(start, min(start + 7, len(x))), x[start : start + 7])
-        summaries = summariser.finish().summaries["relu2"]
-        torch.testing.assert_close(summaries, seen[0], rtol=1e-5, atol=1e-6)
+        finished = summariser.finish()
+        torch.testing.assert_close(finished.summaries["relu2"], seen[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(finished.target_values[3], logits[:, 3], rtol=1e-5, atol=1e-5)

@@ -246,7 +246,7 @@ class Summariser:
         self._batcher = Rebatcher(max(1, batch_size // len(selection.boxes)))
         most_rows = None if most_images is None else most_images * len(selection.boxes)
         self._parts = {name: _Rows(most_rows) for name in layers}
-        self._values: dict[TargetKey, list[Tensor]] = {t: [] for t in selection.targets}
+        self._values = {target: _Rows(most_rows) for target in selection.targets}
 
     def push(self, ids: Tensor, images: Tensor) -> None:
         """The next selected images."""
@@ -264,7 +264,7 @@ class Summariser:
                 values = output[:, target]
             else:
                 values = target(captures[str(target.layer)].output[0])
-            self._values[target].append(values.cpu())
+            self._values[target].append(values)
         self.selection.image_ids.extend(ids.tolist())
 
     def finish(self) -> Selection:
@@ -273,8 +273,7 @@ class Summariser:
             self._summarise(*group)
         self.selection.summaries = {name: rows.joined() for name, rows in self._parts.items()}
         self.selection.target_values = {
-            target: torch.cat(parts) if parts else torch.empty(0)
-            for target, parts in self._values.items()
+            target: rows.joined() for target, rows in self._values.items()
         }
         return self.selection
 
