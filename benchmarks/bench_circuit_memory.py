@@ -17,8 +17,8 @@ Settings (NeurFlow crops: 59 per image):
   layer4.0-4.2 under fc), the same settings, 50 random images.
 
 Run: python -m benchmarks.bench_circuit_memory [--settings digits resnet50 resnet50-10]
-[--max-images N]. On a 2-core CPU resnet50 runs about 0.11 s per 224-px crop, so the
-summary pass alone takes about 6 min per 50 images.
+[--max-images N]. On a 2-core CPU resnet50 runs about 0.07 s per 224-px crop: 50 images
+took 4 minutes, 800 images 57 minutes.
 """
 
 from __future__ import annotations
