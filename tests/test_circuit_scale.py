@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from captum_groups import NeuronGroup, build_circuit
-from captum_groups.circuits import build_circuits
+from captum_groups.circuits import _passes, build_circuits
 from captum_groups.discovery import NEURFLOW_SCALES, find_core_neurons
 
 from ._helpers import assert_same_state, model_state
@@ -223,10 +223,10 @@ def test_one_core_neuron_per_target_is_a_valid_setting(digits):
 def test_rebatcher_groups_are_the_stream_cut_every_size_rows(size):
     sizes = (2, 64, 1, 7, 0, 30)
     batches = [torch.randn(n, 2, 3) for n in sizes]
-    firsts = torch.tensor((0, *sizes)).cumsum(0)
-    batcher = _passes_module().Rebatcher(size)
+    firsts = torch.tensor((0, *sizes[:-1])).cumsum(0)
+    batcher = _passes.Rebatcher(size)
     groups = []
-    for first, batch in zip(firsts.tolist(), batches, strict=False):
+    for first, batch in zip(firsts.tolist(), batches, strict=True):
         groups += batcher.push(torch.arange(first, first + len(batch)), batch)
     groups += batcher.flush()
     stream = torch.cat(batches)
@@ -239,7 +239,7 @@ def test_rebatcher_groups_are_the_stream_cut_every_size_rows(size):
 def test_rebatcher_holds_a_batch_once_whatever_its_number_of_groups():
     """One 64-image batch cut into groups of one: the groups together hold at most the batch
     and one pending part (cutting by re-joining the rest for every group held 64 x 65 / 2)."""
-    batcher = _passes_module().Rebatcher(1)
+    batcher = _passes.Rebatcher(1)
     pending = torch.randn(1, 3, 16, 16)
     batcher.push(torch.arange(0, 0), pending[:0])
     batch = torch.randn(64, 3, 16, 16)
@@ -250,15 +250,8 @@ def test_rebatcher_holds_a_batch_once_whatever_its_number_of_groups():
     assert sum(storages.values()) <= batch.untyped_storage().nbytes() + pending.nbytes
 
 
-def _passes_module():
-    from captum_groups.circuits import _passes
-
-    return _passes
-
-
 @pytest.mark.parametrize("most_images", [None, 2, 50])
 def test_summaries_written_in_blocks_equal_the_concatenated_batches(monkeypatch, most_images):
-    from captum_groups.circuits import _passes
 
     monkeypatch.setattr(_passes._Rows, "block_bytes", 5 * 3 * 4)  # blocks of 5 rows of 3
     batches = [torch.randn(n, 3) for n in (2, 4, 1, 7, 3)]
@@ -271,7 +264,6 @@ def test_summaries_written_in_blocks_equal_the_concatenated_batches(monkeypatch,
 def test_summaries_are_each_crops_neuron_means(digits, monkeypatch):
     """Written in several blocks (or one), the summaries are the layer's spatial means of
     every crop, read here with a plain forward hook, and the target values its logits."""
-    from captum_groups.circuits import _passes
     from captum_groups.discovery import crop_and_resize, crop_boxes
 
     monkeypatch.setattr(_passes._Rows, "block_bytes", 100 * 32 * 4)  # 100 crops a block
