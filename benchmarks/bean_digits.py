@@ -64,7 +64,7 @@ def main() -> None:
             regularizer = (
                 None if alpha is None else lambda m, a=alpha: BEANRegularizer(m, LAYERS, alpha=a)
             )
-            model = train_digits_cnn(seed=seed, regularizer=regularizer)
+            model = train_digits_cnn(random_state=seed, regularizer=regularizer)
             found = find_assemblies(model, "relu3", (x_test, y_test))
             rows[name].append(
                 [
@@ -95,7 +95,7 @@ def main() -> None:
             )
             model = train_digits_cnn(
                 epochs=150,
-                seed=seed,
+                random_state=seed,
                 images=x_few,
                 labels=y_few,
                 batch_size=20,

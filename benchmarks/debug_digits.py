@@ -72,7 +72,7 @@ def flip_rates(model, cases, correct, config, draws, generator):
                 model, layers, wrong, correct, tau=tau, k=k, n_groups=n_groups, scales=scales,
                 n_steps=8, random_state=0, progress=False,
             )  # fmt: skip
-        debug = debug_image(circuits[wrong], model, image, versus=true, n_steps=8)
+        debug = debug_image(model, circuits[wrong], image, versus=true, n_steps=8)
         top = debug.top(1, by=key, layer=ranked) or debug.top(
             1, by=key, layer=ranked, active_only=False
         )

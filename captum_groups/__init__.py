@@ -7,6 +7,7 @@ The public API is re-exported here; the attribution classes live in
 and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
+from ._checks import ParameterError
 from ._hooks import layer_activations
 from .ablation import ablate, retain
 from .attr import (
@@ -28,6 +29,7 @@ from .attr import (
 )
 from .circuits import (
     Circuit,
+    CircuitSettings,
     build_circuit,
     build_circuits,
     compare_classes,
@@ -45,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BEANRegularizer",
     "Circuit",
+    "CircuitSettings",
     "GroupAblation",
     "GroupConductance",
     "GroupDeconvolution",
@@ -62,6 +65,7 @@ __all__ = [
     "LayerGroupGradientXActivation",
     "LayerGroupInteraction",
     "NeuronGroup",
+    "ParameterError",
     "ablate",
     "build_circuit",
     "build_circuits",

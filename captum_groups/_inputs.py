@@ -20,6 +20,7 @@ naming the option at fault, so the command can print a one-line usage error.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -34,7 +35,10 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
+from ._checks import Number, ParameterError, Satisfies
+from ._cli_options import OptionError, one_line
 from ._data import Data, batch_inputs
+from ._settings import Settings, documented, setting
 from .circuits import Circuit
 from .datasets import digits_cnn, load_digits
 from .groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
@@ -44,6 +48,7 @@ __all__ = [
     "IMAGENET_STD",
     "ImageOptions",
     "OptionError",
+    "Source",
     "check_layers",
     "check_target",
     "load_circuit",
@@ -59,26 +64,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DIGITS_LAYERS = ("relu2", "relu3")
 """Circuit layers of the embedded digits CNN when ``--layers`` is not given."""
-
-
-class OptionError(ValueError):
-    """Bad command-line input; the message starts with the option at fault."""
-
-    def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"{option}: {one_line(message)}")
-        self.option = option
-
-
-def one_line(message: object, limit: int = 400) -> str:
-    """A message squeezed onto one line (whitespace collapsed, long ones cut).
-
-    Examples
-    --------
-    >>> one_line("a\\n  b")
-    'a b'
-    """
-    text = " ".join(str(message).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_device(spec: str | None) -> torch.device:
@@ -141,7 +126,7 @@ def load_model(spec: str | None, weights: str | None = None) -> nn.Module:
     >>> load_model("nonsense")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    captum_groups._inputs.OptionError: --model: 'nonsense' is not a model spec; expected ...
+    captum_groups._cli_options.OptionError: --model: 'nonsense' is not a model spec; expected ...
     """
     if spec is None:
         model: nn.Module = digits_cnn()
@@ -221,6 +206,138 @@ class ImageOptions:
         if self.mean is not None and self.std is not None:
             steps.append(transforms.Normalize(self.mean, self.std))
         return transforms.Compose(steps)
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value))
+
+
+def _numbers(positive: bool) -> Satisfies:
+    number = Number(0, open=True) if positive else Number()
+    return Satisfies(
+        lambda v: isinstance(v, tuple) and bool(v) and all(number.accepts(x) for x in v),
+        f"a non-empty tuple of {'positive ' if positive else ''}finite numbers",
+    )
+
+
+TEXT = Satisfies(_optional_text, "a non-empty string or None")
+
+
+@documented
+@dataclasses.dataclass(frozen=True)
+class Source(Settings):
+    """Where the command's model and data come from, and how image files are read.
+
+    A worker process rebuilds the same model and data from it
+    (:meth:`load_model`, :meth:`load_data`), so a driver ships this small
+    object, never the model.
+
+    Examples
+    --------
+    >>> source = Source()
+    >>> type(source.load_model()).__name__, tuple(source.load_data().shape)
+    ('DigitsCNN', (450, 1, 8, 8))
+    """
+
+    model: str | None = setting(
+        None,
+        TEXT,
+        "'torchvision:NAME' (e.g. torchvision:resnet18, built with weights=None) or "
+        "'package.module:factory', a callable returning an nn.Module (the current folder is "
+        "importable); None: the embedded digits CNN.",
+        type_name="str or None",
+        cli={"type": str, "metavar": "SPEC"},
+    )
+    weights: str | None = setting(
+        None,
+        TEXT,
+        "A state dict saved with torch.save, loaded with weights_only=True.",
+        type_name="str or None",
+        cli={"type": str, "metavar": "FILE"},
+    )
+    data: str | None = setting(
+        None,
+        TEXT,
+        "An image folder in ImageFolder layout (root/<class>/<image>) or a tensor file "
+        "(torch.save of (N, C, H, W) images, an (images, labels) pair or a dict with "
+        "'images'); None: the digits test split.",
+        type_name="str or None",
+        cli={"type": str, "metavar": "PATH"},
+    )
+    image_size: int = setting(
+        224,
+        Satisfies(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive int"
+        ),
+        "Images are resized and centre-cropped to this side.",
+        type_name="int",
+        cli={"metavar": "PX"},
+    )
+    mean: tuple[float, ...] = setting(
+        IMAGENET_MEAN,
+        _numbers(positive=False),
+        "Per-channel mean for normalising images (ImageNet's by default; with grayscale, "
+        "their average).",
+        type_name="tuple of float",
+        cli={"type": float, "nargs": "+"},
+    )
+    std: tuple[float, ...] = setting(
+        IMAGENET_STD,
+        _numbers(positive=True),
+        "Per-channel standard deviation for normalising images.",
+        type_name="tuple of float",
+        cli={"type": float, "nargs": "+"},
+    )
+    normalize: bool = setting(
+        True,
+        Satisfies(lambda v: isinstance(v, bool), "True or False"),
+        "Normalise image values with mean and std (else leave them in [0, 1]).",
+        type_name="bool",
+    )
+    grayscale: bool = setting(
+        False,
+        Satisfies(lambda v: isinstance(v, bool), "True or False"),
+        "Read images with one channel.",
+        type_name="bool",
+    )
+    device: str | None = setting(
+        None,
+        TEXT,
+        "Torch device, e.g. cpu or cuda; None: cpu.",
+        type_name="str or None",
+        cli={"type": str},
+    )
+
+    def _check_together(self) -> None:
+        channels = 1 if self.grayscale else 3
+        for name, imagenet in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+            if getattr(self, name) == imagenet:
+                continue  # ImageNet's statistics fit any channel count (averaged for one)
+            if self.normalize and len(getattr(self, name)) not in (1, channels):
+                raise ParameterError(
+                    name, f"{name} needs 1 or {channels} values, got {len(getattr(self, name))}"
+                )
+
+    def image_options(self) -> ImageOptions:
+        """How image files become tensors."""
+        if not self.normalize:
+            return ImageOptions(self.image_size, None, None, self.grayscale)
+        mean, std = self.mean, self.std
+        if self.grayscale and mean == IMAGENET_MEAN:
+            mean, std = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+        return ImageOptions(self.image_size, tuple(mean), tuple(std), self.grayscale)
+
+    def torch_device(self) -> torch.device:
+        """The device (:func:`parse_device`)."""
+        return parse_device(self.device)
+
+    def load_model(self) -> nn.Module:
+        """The model, in eval mode, on the CPU (:func:`load_model`)."""
+        return load_model(self.model, self.weights)
+
+    def load_data(self) -> Data:
+        """The data (:func:`load_data`)."""
+        return load_data(self.data, self.image_options())
 
 
 def load_data(path: str | None, options: ImageOptions) -> Data:

@@ -28,6 +28,8 @@ from sklearn.datasets import load_digits as _sklearn_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
+from ._deprecation import renamed_keywords
+
 __all__ = ["DigitsCNN", "digits_cnn", "load_digits", "train_digits_cnn", "DIGITS_WEIGHTS"]
 
 DIGITS_WEIGHTS = Path(__file__).parent / "_data" / "digits_cnn.pt"
@@ -144,9 +146,10 @@ def _random_shift(images: Tensor, generator: torch.Generator) -> Tensor:
     return shifted.gather(3, cols)
 
 
+@renamed_keywords(seed="random_state")
 def train_digits_cnn(
     epochs: int = 100,
-    seed: int = 0,
+    random_state: int = 0,
     lr: float = 3e-3,
     batch_size: int = 64,
     regularizer: Callable[[DigitsCNN], Callable[[], Tensor]] | None = None,
@@ -159,8 +162,8 @@ def train_digits_cnn(
     ----------
     epochs : int
         Passes over the training data.
-    seed : int
-        Seed for initialisation, shuffling and augmentation.
+    random_state : int
+        Seed for initialisation, shuffling and augmentation (formerly ``seed``).
     lr : float
         Adam learning rate (cosine-annealed to zero).
     batch_size : int
@@ -186,8 +189,8 @@ def train_digits_cnn(
     """
     if images is None or labels is None:
         images, labels = load_digits("train")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(random_state)
+    generator = torch.Generator().manual_seed(random_state)
     model = DigitsCNN()
     extra_loss = regularizer(model) if regularizer is not None else None
     try:

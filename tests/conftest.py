@@ -45,7 +45,7 @@ def resnet18_distinct() -> nn.Module:
     return make_resnet18(distinct_relus=True).double()
 
 
-DIGITS_REPORT_OPTIONS = ["--render-steps", "16", "--fidelity-draws", "5", "--quiet"]
+DIGITS_REPORT_OPTIONS = ["--render-steps", "16", "--n-draws", "5", "--no-progress"]
 """Lighter report settings than the command's defaults, to keep the suite fast."""
 
 

@@ -806,10 +806,10 @@ CASES = [
             Circuit(1, ["relu3"], {"a": UPPER[0]}, {("a", "target"): 1.0}),
             c.x,
             labels=torch.zeros(5, dtype=torch.long),
-            n_random=1,
+            n_draws=1,
         ),
         ValueError,
-        r"labels must hold one class per example of inputs \(2\)",
+        r"labels must hold one class per example of data \(2\)",
     ),
     # viz
     Case(
@@ -828,7 +828,7 @@ CASES = [
         "render-lr",
         lambda c: render_groups(c.model, UPPER[0], size=8, lr=-1.0),
         ValueError,
-        "lr must be a positive finite number",
+        "lr must be a number > 0",
     ),
     Case(
         "render-unknown-layer",

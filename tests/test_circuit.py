@@ -61,10 +61,10 @@ def test_planted_circuit_is_recovered(planted):
 def test_planted_circuit_fidelity(planted):
     model, images, circuit = planted
     class0 = images[model(images).argmax(1) == 0]
-    masked = masking_fidelity(model, circuit, class0, n_random=20, random_state=0)
+    masked = masking_fidelity(model, circuit, class0, n_draws=20, random_state=0)
     assert masked["all layers"].circuit == 0.0
     assert masked["all layers"].random_mean > 0.2
-    kept = sufficiency(model, circuit, class0, n_random=20, random_state=0)
+    kept = sufficiency(model, circuit, class0, n_draws=20, random_state=0)
     assert kept.circuit == 1.0 and kept.random_mean < kept.circuit
     assert edge_fidelity(model, circuit, class0, sizes=(1, 2, 3, 5), random_state=0).pearson < -0.8
 
@@ -152,8 +152,8 @@ def test_circuits_of_all_digit_classes_are_faithful():
             progress=False,
         )
         class_images = images[labels == digit]
-        masked = masking_fidelity(model, circuit, class_images, n_random=10, random_state=0)
-        kept = sufficiency(model, circuit, class_images, n_random=10, random_state=0)
+        masked = masking_fidelity(model, circuit, class_images, n_draws=10, random_state=0)
+        kept = sufficiency(model, circuit, class_images, n_draws=10, random_state=0)
         top, every = masked["relu3"], masked["all layers"]
         circuit_drop, random_drop = top.baseline - top.circuit, top.baseline - top.random_mean
         assert circuit_drop >= max(0.2, 5 * random_drop), (digit, top)

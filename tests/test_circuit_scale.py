@@ -150,7 +150,7 @@ def test_layers_may_be_modules(digits):
         ({"method": "simpson"}, "method must be one of"),
         ({"scales": (0.0,)}, "scales must be fractions"),
         ({"batch_size": 0}, "batch_size must be a positive int"),
-        ({"internal_batch_size": 0}, "internal_batch_size must be positive"),
+        ({"internal_batch_size": 0}, "internal_batch_size must be a positive int"),
         ({"layers": []}, "layers must be a non-empty list"),
         ({"layers": "relu3"}, "layers must be a non-empty list"),
         ({"layers": ["relu3", "relu3"]}, "layers must not repeat"),

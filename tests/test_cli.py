@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import argparse
 import json
 import subprocess
 import sys
@@ -15,8 +15,11 @@ import torchvision
 from captum.attr import NeuronIntegratedGradients
 from PIL import Image
 
-from captum_groups import Circuit, GroupSet, NeuronGroup, build_circuit
-from captum_groups.cli import BUILD_CIRCUIT_KEYWORDS, build_circuit_keywords, build_parser, main
+from captum_groups import Circuit, CircuitSettings, GroupSet, NeuronGroup, build_circuit
+from captum_groups._cli_options import flag_of, settings_from_args
+from captum_groups._inputs import Source
+from captum_groups.cli import CLI_DEFAULTS, COMMAND_OPTIONS, build_parser, main
+from captum_groups.report import ReportSettings
 from captum_groups.datasets import digits_cnn, load_digits
 
 SCRIPT = Path(sys.executable).with_name("captum-groups")
@@ -45,35 +48,90 @@ def test_default_command_is_build_circuit_on_the_digits(digits_report):
     assert "circuit built in" in printed and "report generated in" in printed
 
 
-def test_options_map_one_to_one_onto_build_circuit():
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+SETTINGS_OF = {
+    "circuit": (CircuitSettings, Source, ReportSettings),
+    "report": (ReportSettings, Source),
+    "attribute": (CircuitSettings, Source),
+}
+"""The settings classes each command's options come from, the first owning a shared name."""
+
+
+def _fields(command: str) -> dict:
+    fields = {}
+    for cls in reversed(SETTINGS_OF[command]):
+        fields.update(cls.__dataclass_fields__)
+    return fields
+
+
+def test_every_option_is_a_settings_field_with_its_default_or_a_listed_difference():
+    for command, parser in _subcommands().items():
+        fields = _fields(command)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction) or action.default is argparse.SUPPRESS:
+                continue  # --help, and the deprecated aliases (they set a field's option)
+            name = action.dest
+            if name in COMMAND_OPTIONS[command]:
+                continue
+            assert name in fields, f"{command}: option {action.option_strings} is no setting"
+            assert action.option_strings == [flag_of(name)] or action.option_strings == [
+                flag_of(name),
+                "--no-" + name.replace("_", "-"),
+            ]
+            default = action.default
+            default = tuple(default) if isinstance(default, list) else default
+            listed = CLI_DEFAULTS.get(command, {})
+            expected = listed[name][0] if name in listed else fields[name].default
+            assert default == expected, (command, name, default, expected)
+    # the listed differences are options of their command, and really differ
+    for command, differences in CLI_DEFAULTS.items():
+        actions = _subcommands()[command]._actions
+        dests = {a.dest: a for a in actions if a.default is not argparse.SUPPRESS}
+        for name, (default, why) in differences.items():
+            assert dests[name].default == default and default != _fields(command)[name].default
+            assert why in dests[name].help
+
+
+def test_options_build_the_settings_object():
     args = build_parser().parse_args(
         "circuit --target 3 --tau 5 --k 7 --n-groups 2 --n-steps 9 --scales 1 0.5 --adaptive "
-        "--tolerance 0.1 --thumbnails 3 --batch-size 64 --seed 4 --quiet --method riemann_middle "
-        "--internal-batch-size 100 --all-images".split()
+        "--tolerance 0.1 --thumbnails 3 --batch-size 64 --random-state 4 --no-progress "
+        "--method riemann_middle --internal-batch-size 100 --no-predicted-only".split()
     )
-    assert build_circuit_keywords(args) == {
-        "tau": 5,
-        "k": 7,
-        "n_groups": 2,
-        "n_steps": 9,
-        "method": "riemann_middle",
-        "internal_batch_size": 100,
-        "scales": (1.0, 0.5),
-        "adaptive": True,
-        "tolerance": 0.1,
-        "predicted_only": False,
-        "thumbnails": 3,
-        "batch_size": 64,
-        "random_state": 4,
-        "progress": False,
-    }
-    # every build_circuit parameter has its option (the grouping estimator is Python only)
-    given = {keyword for keyword, _ in BUILD_CIRCUIT_KEYWORDS.values()}
-    positional = {"model", "layers", "target", "data"}
-    assert given | positional == set(inspect.signature(build_circuit).parameters) - {"grouping"}
-    parameters = inspect.signature(build_circuit).parameters
-    for keyword, _ in BUILD_CIRCUIT_KEYWORDS.values():
-        assert keyword in parameters, keyword
+    names = [n for n in CircuitSettings.__dataclass_fields__ if n != "grouping"]
+    assert settings_from_args(CircuitSettings, args, names) == CircuitSettings(
+        tau=5, k=7, n_groups=2, n_steps=9, method="riemann_middle", internal_batch_size=100,
+        scales=(1.0, 0.5), adaptive=True, tolerance=0.1, predicted_only=False, thumbnails=3,
+        batch_size=64, random_state=4,
+    )  # fmt: skip
+    assert args.progress is False
+
+
+def test_deprecated_options_still_work_and_say_so(capsys):
+    args = build_parser().parse_args(
+        "circuit --target 3 --seed 4 --quiet --all-images --fidelity-draws 3".split()
+    )
+    assert (args.random_state, args.progress, args.predicted_only, args.n_draws) == (
+        4,
+        False,
+        False,
+        3,
+    )
+    err = capsys.readouterr().err
+    for old, new in (
+        ("--seed", "--random-state"),
+        ("--quiet", "--no-progress"),
+        ("--all-images", "--no-predicted-only"),
+        ("--fidelity-draws", "--n-draws"),
+    ):
+        assert f"{old} is deprecated" in err and f"use {new}" in err
+    args = build_parser().parse_args("attribute --groups g.json --method saliency".split())
+    assert args.attribution == "saliency"
 
 
 def write_image_folder(root: Path, side: int = 32) -> Path:
@@ -105,7 +163,7 @@ def test_resnet18_from_an_image_folder_end_to_end(tmp_path, capsys):
         f"circuit --model torchvision:resnet18 --weights {tmp_path / 'resnet18.pt'} "
         f"--data {folder} --image-size 32 --layers layer3.1 layer4.1 --target 7 --tau 2 --k 6 "
         f"--n-groups 2 --n-steps 4 --scales 1 0.5 --thumbnails 3 --render-steps 2 "
-        f"--fidelity-draws 3 --fidelity-points 2 --fidelity-images 16 --quiet --out {out}"
+        f"--n-draws 3 --n-points 2 --max-images 16 --no-progress --out {out}"
     )
     assert main(argv.split()) == 0
     circuit = Circuit.from_json((out / "circuit.json").read_text())
@@ -127,7 +185,7 @@ def test_report_is_written_again_from_the_saved_circuit(digits_report, tmp_path)
     out, _ = digits_report
     again = tmp_path / "again"
     argv = ["report", str(out / "circuit.json"), "--out", str(again), "--render-steps", "0"]
-    assert main([*argv, "--fidelity-draws", "3", "--fidelity-points", "2", "--quiet"]) == 0
+    assert main([*argv, "--n-draws", "3", "--n-points", "2", "--no-progress"]) == 0
     assert (again / "circuit.json").read_text() == (out / "circuit.json").read_text()
     html = (again / "report.html").read_text()
     circuit = Circuit.from_json((out / "circuit.json").read_text())
@@ -153,7 +211,7 @@ def test_attribute_writes_overlays_and_captum_attributions(digits_report, tmp_pa
     ):
         target = tmp_path / groups_file.stem
         argv = ["attribute", "--groups", str(groups_file), *nodes, "--indices", "4", "9", "11"]
-        assert main([*argv, "--n-steps", "8", "--out", str(target), "--quiet"]) == 0
+        assert main([*argv, "--n-steps", "8", "--out", str(target), "--no-progress"]) == 0
         saved = torch.load(target / "attributions.pt", weights_only=True)
         assert saved["groups"] == [g.name for g in groups]
         assert saved["attributions"].shape == (3, len(groups), 1, 8, 8)
@@ -175,7 +233,8 @@ def test_attribute_reads_image_files(tmp_path):
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps([{"layer": "relu3", "indices": [3, 4, 8], "name": "g"}]))
     argv = ["attribute", "--groups", str(groups), "--images", *map(str, files)]
-    options = ["--grayscale", "--no-normalize", "--image-size", "8", "--n-steps", "6", "--quiet"]
+    options = ["--grayscale", "--no-normalize", "--image-size", "8", "--n-steps", "6"]
+    options.append("--no-progress")
     assert main([*argv, *options, "--out", str(tmp_path / "out")]) == 0
     saved = torch.load(tmp_path / "out" / "attributions.pt", weights_only=True)
     expected_images = torch.tensor(np.stack(pixels), dtype=torch.float32)[:, None] / 255
@@ -224,7 +283,7 @@ def test_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, weights_of_
         (["--tau", "40"], "--tau", "tau=40 is larger than layer"),
     ]
     for options, option, words in cases:
-        argv = ["circuit", "--quiet", *options]
+        argv = ["circuit", "--no-progress", *options]
         if "--target" not in options:
             argv += ["--target", "3"]
         message = usage_error(capsys, argv)
@@ -257,7 +316,7 @@ def test_usage_errors_of_report_and_attribute(tmp_path, capsys, digits_report):
         (["attribute", "--groups", circuit_file, "--indices", "450"], "--indices", "449"),
     ]
     for argv, option, words in cases:
-        message = usage_error(capsys, [*argv, "--quiet", "--out", str(tmp_path / "x")])
+        message = usage_error(capsys, [*argv, "--no-progress", "--out", str(tmp_path / "x")])
         assert message.startswith(f"captum-groups {argv[0]}: error: {option}"), message
         assert words in message, message
 

@@ -56,7 +56,7 @@ def test_an_image_with_a_planted_pattern_activates_exactly_its_groups(planted):
         "distractors only": (_blob({2: (0, 0, 4, 1.4), 3: (4, 4, 4, 1.4)}), set()),
     }
     for case, (image, expected) in cases.items():
-        debug = debug_image(circuit, model, image, n_steps=16)
+        debug = debug_image(model, circuit, image, n_steps=16)
         assert set(debug.active) == {nodes[name] for name in expected}, case
         for name, node in nodes.items():
             row = debug.groups[node]
@@ -65,7 +65,7 @@ def test_an_image_with_a_planted_pattern_activates_exactly_its_groups(planted):
             else:
                 assert row.score < 1e-3 and not row.crops, (case, name, row)
     # the crops that express A0 all overlap the blob (rows 2-5, columns 1-4)
-    debug = debug_image(circuit, model, cases["factor 0"][0], n_steps=16)
+    debug = debug_image(model, circuit, cases["factor 0"][0], n_steps=16)
     crops = debug.groups[nodes["A0"]].crops
     assert crops and all(
         top < 6 and top + h > 2 and left < 5 and left + w > 1 for (top, left, h, w), _ in crops
@@ -83,7 +83,7 @@ def test_debugging_a_fooling_image_names_the_planted_group(planted):
     with torch.no_grad():
         assert model(honest[None]).argmax().item() == 1
         assert model(fooling[None]).argmax().item() == 0
-    debug = debug_image(circuit, model, fooling, versus=1, n_steps=16)
+    debug = debug_image(model, circuit, fooling, versus=1, n_steps=16)
     assert debug.prediction == 0
     assert set(debug.active) == {nodes["A0"], nodes["B0"]}
     assert debug.top(1, layer="relu_b")[0].node == nodes["B0"]
@@ -93,7 +93,7 @@ def test_debugging_a_fooling_image_names_the_planted_group(planted):
     assert box[0] + box[2] > 5 and box[1] + box[3] > 5, "the expressing crop holds the patch"
     with torch.no_grad(), ablate(model, circuit.nodes[nodes["B0"]]):
         assert model(fooling[None]).argmax().item() == 1
-    comparison = compare_classes(model, fooling, circuit, _class1_circuit(model), n_steps=16)
+    comparison = compare_classes(model, circuit, _class1_circuit(model), fooling, n_steps=16)
     which, row, push = comparison.separating()[0]
     assert (which, row.node) == ("A", nodes["B0"]) and push > 0
 
@@ -114,7 +114,7 @@ def _class1_circuit(model: nn.Module) -> Circuit:
 def test_flows_and_conductance_against_captum_and_the_planted_wiring(planted):
     model, _, circuit, nodes = planted
     image = _blob({0: (0, 0, 4, 1.2), 1: (3, 3, 5, 0.9), 2: (0, 4, 4, 1.0)})
-    debug = debug_image(circuit, model, image, versus=1, n_steps=64)
+    debug = debug_image(model, circuit, image, versus=1, n_steps=64)
     with torch.no_grad():
         logits = model(image[None])[0]
         zero = model(torch.zeros(1, 4, 8, 8))[0]
@@ -176,7 +176,7 @@ def test_a_polysemantic_group_reads_low_but_its_value_ratio_does_not(planted):
         None,
         {"mixed": typical},
     )
-    debug = debug_image(mixed, model, _blob({0: (2, 2, 4, 1.4)}), n_steps=8)
+    debug = debug_image(model, mixed, _blob({0: (2, 2, 4, 1.4)}), n_steps=8)
     row = debug.groups["mixed"]
     assert row.score < 0.01 and not row.active
     assert row.coverage == pytest.approx(0.5)
@@ -199,8 +199,8 @@ def test_typical_activations_from_stored_exemplars(planted):
         {"a0": [(1, (0, 0, 8, 8)), (2, (0, 0, 8, 8))]},
     )
     with pytest.raises(ValueError, match=r"\['a0'\] have no typical activations; pass data="):
-        debug_image(circuit, model, data[1], n_steps=4)
-    debug = debug_image(circuit, model, data[1], data=data, n_steps=4)
+        debug_image(model, circuit, data[1], n_steps=4)
+    debug = debug_image(model, circuit, data[1], data=data, n_steps=4)
     weights = model.conv_a.weight[list(A0), 0, 0, 0].detach()
     expected = weights * 1.0  # mean of 0.7 and 1.3
     from captum_groups.circuits import typical_activations
@@ -210,19 +210,19 @@ def test_typical_activations_from_stored_exemplars(planted):
     mixed = NeuronGroup("relu_a", [0, 3], name="mixed")  # neuron 3 is silent on factor 0
     silent = Circuit(0, ["relu_a"], {"mixed": mixed}, {}, {"mixed": circuit.exemplars["a0"]})
     with pytest.warns(UserWarning, match="node 'mixed' has member neurons whose typical"):
-        debug_image(silent, model, data[1], data=data, n_steps=4)
+        debug_image(model, silent, data[1], data=data, n_steps=4)
     no_exemplars = Circuit(0, ["relu_a"], {"a0": group}, {("a0", TARGET): 1.0})
     with pytest.raises(ValueError, match="node 'a0' has no typical activations and no stored"):
-        debug_image(no_exemplars, model, data[1], data=data, n_steps=4)
+        debug_image(model, no_exemplars, data[1], data=data, n_steps=4)
 
 
 def test_debug_leaves_the_model_untouched_checks_input_and_plots(planted, tmp_path):
     model, images, circuit, nodes = planted
     before = model_state(model)
     image = _blob({0: (2, 1, 4, 1.4)})
-    debug = debug_image(circuit, model, image[None], versus=2, n_steps=8)
+    debug = debug_image(model, circuit, image[None], versus=2, n_steps=8)
     again = debug_image(
-        circuit, model, image, versus=2, n_steps=8, baselines=torch.zeros(1, 4, 8, 8)
+        model, circuit, image, versus=2, n_steps=8, baselines=torch.zeros(1, 4, 8, 8)
     )
     assert again.groups[nodes["B0"]].flow == pytest.approx(debug.groups[nodes["B0"]].flow)
     figure = debug.plot(images)
@@ -230,32 +230,32 @@ def test_debug_leaves_the_model_untouched_checks_input_and_plots(planted, tmp_pa
     figure.savefig(tmp_path / "debug.png")
     assert (tmp_path / "debug.png").stat().st_size > 10_000
     assert nodes["B0"] in debug.table() and "predicted 0" in str(debug)
-    comparison = compare_classes(model, image, circuit, _class1_circuit(model), n_steps=8)
+    comparison = compare_classes(model, circuit, _class1_circuit(model), image, n_steps=8)
     assert isinstance(comparison.plot(), Figure) and "0 over 1" in comparison.table()
     assert_same_state(before, model_state(model))
     with pytest.raises(ValueError, match="one image"):
-        debug_image(circuit, model, images[:2])
+        debug_image(model, circuit, images[:2])
     with pytest.raises(ValueError, match="NaN or inf"):
-        debug_image(circuit, model, torch.full((4, 8, 8), float("nan")))
+        debug_image(model, circuit, torch.full((4, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="threshold must be a positive number"):
-        debug_image(circuit, model, image, threshold=0)
+        debug_image(model, circuit, image, threshold=0)
     with pytest.raises(ValueError, match="versus=0 is the circuit's own target"):
-        debug_image(circuit, model, image, versus=0)
+        debug_image(model, circuit, image, versus=0)
     with pytest.raises(ValueError, match="eps must be positive"):
-        debug_image(circuit, model, image, eps=0.0)
+        debug_image(model, circuit, image, eps=0.0)
     with pytest.raises(ValueError, match="by='contrast' needs a debug made with versus"):
-        debug_image(circuit, model, image, n_steps=4).top(by="contrast")
+        debug_image(model, circuit, image, n_steps=4).top(by="contrast")
     with pytest.raises(TypeError, match="circuit must be a Circuit"):
-        debug_image("circuit", model, image)
+        debug_image(model, "circuit", image)
     with pytest.raises(ValueError, match="versus needs a circuit whose target is a class"):
         group_target = Circuit(
             NeuronGroup("relu_b", [0]), ["relu_a"], {"a": NeuronGroup("relu_a", [0])}, {}
         )
-        debug_image(group_target, model, image, versus=1)
+        debug_image(model, group_target, image, versus=1)
     model.train()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        debug_image(circuit, model, image, n_steps=4)
+        debug_image(model, circuit, image, n_steps=4)
     model.eval()
     assert not any("training mode" in str(w.message) for w in caught)  # no dropout / batch norm
 
@@ -267,7 +267,7 @@ def test_a_circuit_of_a_hidden_group_target(planted):
     circuit = build_circuit(
         model, ["relu_a"], target, images, tau=3, k=20, n_steps=16, progress=False
     )
-    debug = debug_image(circuit, model, _blob({0: (0, 0, 4, 1.4)}), n_steps=32)
+    debug = debug_image(model, circuit, _blob({0: (0, 0, 4, 1.4)}), n_steps=32)
     assert {i for group in circuit.nodes.values() for i in group.indices} == set(A0)
     assert set(debug.active) == set(circuit.nodes)
     assert sum(row.share for row in debug.groups.values()) == pytest.approx(1.0, abs=1e-2)
@@ -299,7 +299,7 @@ def test_digits_misclassified_images_flip_back_when_the_debugged_group_is_masked
                 model, ["relu2", "relu3"], wrong, correct, tau=6, k=20, n_groups=3,
                 scales=(1.0, 0.5), n_steps=8, random_state=0, progress=False,
             )  # fmt: skip
-        debug = debug_image(circuits[wrong], model, image, versus=true, n_steps=8)
+        debug = debug_image(model, circuits[wrong], image, versus=true, n_steps=8)
         assert debug.prediction == wrong
         group = debug.top(1, layer="relu3")[0].group
         with torch.no_grad(), ablate(model, group):
@@ -315,7 +315,7 @@ def test_digits_misclassified_images_flip_back_when_the_debugged_group_is_masked
 def test_class_comparison_by_layer(planted):
     model, _, circuit, nodes = planted
     fooling = _blob({2: (0, 0, 3, 0.8), 0: (5, 5, 2, 1.5)})
-    comparison = compare_classes(model, fooling, circuit, _class1_circuit(model), n_steps=8)
+    comparison = compare_classes(model, circuit, _class1_circuit(model), fooling, n_steps=8)
     top_layer = comparison.separating(layer="relu_b")
     assert {row.group.layer for _, row, _ in top_layer} == {"relu_b"}
     assert top_layer[0][1].node == nodes["B0"]

@@ -247,8 +247,8 @@ ENTRY_POINTS = [
     EntryPoint("render_groups", lambda m, x, y: render_groups(m, UPPER[:2], size=8, steps=2)),
     EntryPoint("render_circuit", lambda m, x, y: render_circuit(m, CIRCUIT, size=8, steps=2)),
     EntryPoint("plot_group_exemplars", _montage, public_calls=2),
-    EntryPoint("masking_fidelity", lambda m, x, y: masking_fidelity(m, CIRCUIT, x, n_random=2)),
-    EntryPoint("sufficiency", lambda m, x, y: sufficiency(m, CIRCUIT, x, n_random=2)),
+    EntryPoint("masking_fidelity", lambda m, x, y: masking_fidelity(m, CIRCUIT, x, n_draws=2)),
+    EntryPoint("sufficiency", lambda m, x, y: sufficiency(m, CIRCUIT, x, n_draws=2)),
     EntryPoint(
         "edge_fidelity",
         lambda m, x, y: edge_fidelity(m, CIRCUIT, x, "b", sizes=(1, 2), n_draws=2, n_steps=4),

@@ -135,7 +135,7 @@ def test_page_is_self_contained_escaped_and_the_model_untouched(
     before = model_state(digits_model)
     files = write_report(
         digits_model, circuit, digits_test[0], tmp_path / "out", render_steps=3,
-        fidelity_draws=3, fidelity_points=2, n_steps=4, progress=False,
+        n_draws=3, n_points=2, n_steps=4, progress=False,
     )  # fmt: skip
     assert_same_state(before, model_state(digits_model))
     assert Circuit.from_json(files.circuit.read_text()) == circuit
@@ -164,12 +164,12 @@ def test_page_is_self_contained_escaped_and_the_model_untouched(
 def test_fidelity_rows_are_the_metrics_of_the_whole_circuit(digits_model, digits_test):
     circuit = hand_circuit()
     content = assemble(
-        digits_model, circuit, digits_test[0], render_steps=0, fidelity_draws=4,
-        fidelity_points=3, n_steps=4, random_state=7, progress=False,
+        digits_model, circuit, digits_test[0], render_steps=0, n_draws=4,
+        n_points=3, n_steps=4, random_state=7, progress=False,
     )  # fmt: skip
     inputs = evaluation_images(digits_model, circuit, digits_test[0], 512, 64)
     for mode, column in (("mask", "masked"), ("retain", "retained")):
-        expected = masking_fidelity(digits_model, circuit, inputs, mode=mode, n_random=4,
+        expected = masking_fidelity(digits_model, circuit, inputs, mode=mode, n_draws=4,
                                     random_state=7)  # fmt: skip
         for row in content.fidelity.rows:
             result = getattr(row, column)

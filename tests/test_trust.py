@@ -219,9 +219,9 @@ DATA_FUNCTIONS = {
     ),  # noqa: E501
     "plot_group_exemplars": lambda m, d, x, y: _montage_images(m, d, x),
     "masking_fidelity": lambda m, d, x, y: [
-        r.random for r in masking_fidelity(m, CIRCUIT, d, n_random=3, random_state=0)
+        r.random for r in masking_fidelity(m, CIRCUIT, d, n_draws=3, random_state=0)
     ],  # noqa: E501
-    "sufficiency": lambda m, d, x, y: sufficiency(m, CIRCUIT, d, n_random=3, random_state=0).random,  # noqa: E501
+    "sufficiency": lambda m, d, x, y: sufficiency(m, CIRCUIT, d, n_draws=3, random_state=0).random,  # noqa: E501
     "edge_fidelity": lambda m, d, x, y: (
         edge_fidelity(m, CIRCUIT, d, "b", sizes=(1, 3), n_draws=3, n_steps=8, random_state=0).change
     ),  # noqa: E501

@@ -3,7 +3,8 @@
 - :class:`Circuit` (``graph``): groups across layers with signed edges toward a
   target; queries, pruning, networkx and JSON export.
 - :func:`build_circuit`, :func:`build_circuits` (``build``): NeurFlow's top-down
-  procedure, streamed over the data, for one or several targets.
+  procedure, streamed over the data, for one or several targets, as set by
+  :class:`CircuitSettings` (``settings``).
 - :func:`masking_fidelity`, :func:`sufficiency`, :func:`edge_fidelity`
   (``fidelity``): NeurFlow's evaluation protocol.
 - :func:`plot_circuit` (``plot``): a layered drawing.
@@ -32,10 +33,13 @@ from .fidelity import (
 )
 from .graph import Circuit
 from .plot import plot_circuit
+from .settings import DEFAULT_STEPS, CircuitSettings
 
 __all__ = [
+    "DEFAULT_STEPS",
     "TARGET",
     "Circuit",
+    "CircuitSettings",
     "ClassComparison",
     "EdgeFidelityResult",
     "FidelityReport",

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._checks import ParameterError
 from .._data import Data
 from .._hooks import (
     LayerCapture,
@@ -47,8 +48,8 @@ from .._hooks import (
 )
 from .._subnetwork import subnetwork
 from ..discovery.clustering import ConceptClustering
-from ..discovery.core import CoreScores, TopKOverlap, _check_steps
-from ..discovery.crops import NEURFLOW_SCALES, crop_boxes
+from ..discovery.core import CoreScores, TopKOverlap
+from ..discovery.crops import crop_boxes
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._ids import TARGET
 from ._passes import (
@@ -61,82 +62,15 @@ from ._passes import (
     model_device_dtype,
 )
 from .graph import Circuit
+from .settings import CircuitSettings
 
 __all__ = ["build_circuit", "build_circuits"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 24
-"""Gauss-Legendre steps of the default integration.
-
-NeurFlow uses 50. ``benchmarks/study_quadrature.py`` compared Captum's rules
-and step counts with 50 Gauss-Legendre steps, end to end: 24 steps found
-identical core neurons at every layer for the resnet50 reference setting and
-for all ten classes of the digits CNN (two layer/tau settings); 16 and 32
-steps each changed one core set of the 155 on the digits, Riemann rules
-more. ``n_steps=50`` reproduces NeurFlow's integration exactly."""
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """The build parameters shared by every step."""
-
-    tau: int
-    k: int
-    n_groups: int | Mapping[str, int] | None
-    grouping: Any
-    scales: tuple[float, ...]
-    n_steps: int
-    method: str
-    adaptive: bool
-    tolerance: float
-    predicted_only: bool
-    thumbnails: int
-    random_state: int | None
-    batch_size: int
-    internal_batch_size: int | None
-
-    def groups_for(self, layer: str) -> int | None:
-        """The number of groups asked for one layer (None: chosen by silhouette)."""
-        return self.n_groups.get(layer) if isinstance(self.n_groups, Mapping) else self.n_groups
-
-
-@dataclass
-class _Circuit:
-    """One circuit under construction: its target, images, and what each layer gave."""
-
-    target: TargetKey
-    selection: Selection
-    units: list[TargetKey]
-    unit_ids: list[str]
-    exemplars: Tensor
-    members: dict[str, list[int]]
-    nodes: dict[str, NeuronGroup]
-    edges: dict[tuple[str, str], float]
-    node_exemplars: dict[str, list]
-    typical: dict[str, list[float]]
-    core_neurons: dict[str, dict[str, list[int]]]
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_settings(settings: _Settings) -> None:
-    """1a. Parameters that need no model."""
-    for name in ("tau", "k", "batch_size", "thumbnails"):
-        _positive_int(getattr(settings, name), name)
-    _check_steps(settings.n_steps, settings.method)
-    if not settings.scales or any(not 0 < s <= 1 for s in settings.scales):
-        raise ValueError(f"scales must be fractions in (0, 1], got {settings.scales}")
-    if not 0 <= settings.tolerance <= 1:
-        raise ValueError(f"tolerance must be between 0 and 1, got {settings.tolerance}")
-
 
 def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
-    """1b. Circuit layers as dotted names (modules or names given), each a submodule."""
+    """Circuit layers as dotted names (modules or names given), each a submodule."""
     if isinstance(layers, (str, nn.Module)) or not layers:
         raise ValueError("layers must be a non-empty list of layers (modules or dotted names)")
     names = [layer_name(model, resolve_layer(model, layer, "layers")) for layer in layers]
@@ -148,7 +82,7 @@ def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
 def _check_targets(
     model: nn.Module, targets: Sequence[int | NeuronGroup], layers: list[str]
 ) -> list[TargetKey]:
-    """1c. Class indices, or groups of a layer after the circuit, with their layer named."""
+    """Class indices, or groups of a layer after the circuit, with their layer named."""
     if isinstance(targets, (int, NeuronGroup)) or not targets:
         raise ValueError("targets must be a non-empty list of class indices or NeuronGroups")
     checked: list[TargetKey] = []
@@ -171,7 +105,7 @@ def _check_targets(
 def _check_forward_order(
     model: nn.Module, layers: list[str], targets: list[TargetKey], images: Tensor
 ) -> None:
-    """1d. One probe pass: each layer runs once, in the order given, before any target group."""
+    """One probe pass: each layer runs once, in the order given, before any target group."""
     order: list[nn.Module] = []
     watched = layers + sorted({str(t.layer) for t in targets if isinstance(t, NeuronGroup)})
     captures = [LayerCapture(model.get_submodule(name), order=order) for name in watched]
@@ -208,9 +142,9 @@ def _select_and_summarise(
     reader: ImageReader,
     layers: list[str],
     targets: list[TargetKey],
-    settings: _Settings,
+    settings: CircuitSettings,
 ) -> dict[TargetKey, Selection]:
-    """2. One pass over the data: each target's images, their crops' summaries."""
+    """One pass over the data: each target's images, their crops' summaries."""
     boxes: Tensor | None = None
     predicted = [t for t in targets if isinstance(t, int) and settings.predicted_only]
     everything = [t for t in targets if t not in predicted]
@@ -261,49 +195,98 @@ def _select_and_summarise(
     return {t: selections[t if t in predicted else "all"] for t in targets}
 
 
-def _start(target: TargetKey, selection: Selection, k: int) -> _Circuit:
-    """3a (top layer). The target is the one upper unit; its exemplars are its top-k crops."""
+@dataclass(frozen=True, eq=False)
+class _Frontier:
+    """What a layer is scored for: the upper units the layer above handed down.
+
+    Attributes
+    ----------
+    units : tuple
+        The upper units: the target at the top, then the critical neurons of
+        the layer above, each a one-neuron NeuronGroup.
+    unit_ids : tuple of str
+        Each unit's id in ``core_neurons``: ``TARGET``, or the neuron index.
+    top_crops : Tensor
+        (units, k) indices of each unit's top-k crops (into the selection's crops).
+    members : mapping of str to tuple of int
+        Upper node id -> the rows of ``units`` it holds (its member neurons).
+    """
+
+    units: tuple[TargetKey, ...]
+    unit_ids: tuple[str, ...]
+    top_crops: Tensor
+    members: Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class _LayerResult:
+    """What one layer adds to one circuit: its core neurons, groups, edges and exemplars."""
+
+    layer: str
+    core_neurons: Mapping[str, list[int]]
+    nodes: Mapping[str, NeuronGroup]
+    edges: Mapping[tuple[str, str], float]
+    exemplars: Mapping[str, list]
+    typical_activations: Mapping[str, list[float]]
+
+
+@dataclass(frozen=True, eq=False)
+class _State:
+    """One circuit between two layers of the fold: the layers done, the frontier below them."""
+
+    target: TargetKey
+    selection: Selection
+    frontier: _Frontier
+    done: tuple[_LayerResult, ...] = ()
+
+
+def _start(target: TargetKey, selection: Selection, k: int) -> _State:
+    """The fold's start: the target is the one upper unit; its exemplars are its top-k crops."""
     if k > selection.n_crops:
-        raise ValueError(
-            f"k={k} is larger than the {selection.n_crops} crops of target {target!r}'s images"
+        raise ParameterError(
+            "k", f"k={k} is larger than the {selection.n_crops} crops of target {target!r}'s images"
         )
-    exemplars = selection.target_values[target].topk(k).indices[None]
-    return _Circuit(
-        target, selection, [target], [TARGET], exemplars, {TARGET: [0]}, {}, {}, {}, {}, {}
-    )
+    top_crops = selection.target_values[target].topk(k).indices[None]
+    return _State(target, selection, _Frontier((target,), (TARGET,), top_crops, {TARGET: (0,)}))
+
+
+def _crop_owners(frontier: _Frontier) -> dict[int, list[int]]:
+    """Crop index -> the units whose top-k crops include it (a crop integrates once for all)."""
+    owners: dict[int, list[int]] = {}
+    for unit, crops in enumerate(frontier.top_crops.tolist()):
+        for crop in crops:
+            owners.setdefault(crop, []).append(unit)
+    return owners
 
 
 def _score_layer(
     model: nn.Module,
     reader: ImageReader,
-    circuits: list[_Circuit],
+    states: list[_State],
     layer: str,
     upper: str | None,
-    settings: _Settings,
+    settings: CircuitSettings,
 ) -> list[tuple[Tensor, Tensor]]:
-    """3b. One pass: each circuit's lower activations on its exemplar crops, integrated."""
+    """One pass: each circuit's lower activations on its units' top crops, integrated.
+
+    Returns, per circuit, (units, C) mean |IG| and mean signed IG of the layer's neurons.
+    """
     between = subnetwork(model, layer, upper)
     lower = model.get_submodule(layer)
     scorers, recompute, owners = [], [], []
-    for circuit in circuits:
+    for state in states:
         scorers.append(
             CoreScores(
                 between,
-                circuit.units,
+                state.frontier.units,
                 settings.n_steps,
                 settings.method,
                 settings.internal_batch_size,
             )
         )
-        crop_owners: dict[int, list[int]] = {}
-        for unit, rows in enumerate(circuit.exemplars.tolist()):
-            for crop in rows:
-                crop_owners.setdefault(crop, []).append(unit)
-        owners.append(crop_owners)
+        owners.append(_crop_owners(state.frontier))
         recompute.append(
-            CropActivations(
-                model, lower, circuit.selection, sorted(crop_owners), settings.batch_size
-            )
+            CropActivations(model, lower, state.selection, sorted(owners[-1]), settings.batch_size)
         )
     images = sorted({i for r in recompute for i in r.images})
 
@@ -311,7 +294,7 @@ def _score_layer(
         for crop_ids, activations in groups:
             scorers[index].add(activations, [owners[index][int(c)] for c in crop_ids])
 
-    # the images holding exemplar crops, read once for every circuit
+    # the images holding top crops, read once for every circuit
     for ids, batch in reader.read(images, f"integrating {layer}"):
         for index, crops in enumerate(recompute):
             integrate(index, crops.push(ids, batch))
@@ -327,18 +310,19 @@ def _score_layer(
 def _adaptive_sizes(
     model: nn.Module,
     reader: ImageReader,
-    circuit: _Circuit,
+    state: _State,
     layer: str,
     upper: str | None,
     ranked: Tensor,
-    settings: _Settings,
+    settings: CircuitSettings,
 ) -> list[int]:
-    """3c (adaptive). One pass over all of a circuit's crops: NeurFlow's optimal tau."""
-    k = [circuit.exemplars.shape[1]] * len(circuit.units)
-    overlap = TopKOverlap(subnetwork(model, layer, upper), circuit.units, ranked, k)
-    every = range(circuit.selection.n_crops)
+    """One pass over all of a circuit's crops: NeurFlow's optimal tau per unit."""
+    frontier = state.frontier
+    k = [frontier.top_crops.shape[1]] * len(frontier.units)
+    overlap = TopKOverlap(subnetwork(model, layer, upper), frontier.units, ranked, k)
+    every = range(state.selection.n_crops)
     pool = CropActivations(
-        model, model.get_submodule(layer), circuit.selection, every, settings.batch_size
+        model, model.get_submodule(layer), state.selection, every, settings.batch_size
     )
     for ids, batch in reader.read(pool.images, f"adaptive tau {layer}"):
         for _, activations in pool.push(ids, batch):
@@ -353,13 +337,13 @@ def _group_layer(
     critical: list[int],
     summaries: Tensor,
     describe: Tensor,
-    exemplars: Tensor,
-    settings: _Settings,
+    top_crops: Tensor,
+    settings: CircuitSettings,
 ) -> GroupSet:
-    """3d. Group the critical neurons (NeurFlow concepts, or the user's estimator).
+    """Group the critical neurons (NeurFlow concepts, or the user's estimator).
 
-    ``describe`` holds the neuron means NeurFlow describes exemplars by (the
-    layer below's; the layer's own for the lowest layer); ``exemplars`` each
+    ``describe`` holds the neuron means NeurFlow describes crops by (the
+    layer below's; the layer's own for the lowest layer); ``top_crops`` each
     critical neuron's top-k crops. A user's estimator is fitted on the
     critical neurons' means over all crops.
     """
@@ -369,7 +353,7 @@ def _group_layer(
         params: dict[str, Any] = {"layer": layer, "neurons": critical}
         if n_groups is not None:
             params["n_groups"] = n_groups
-        found = estimator.set_params(**params).fit(describe[exemplars].numpy()).groups_
+        found = estimator.set_params(**params).fit(describe[top_crops].numpy()).groups_
         return GroupSet(g.replace(name=f"{layer}:{i}") for i, g in enumerate(found))
     estimator = clone(grouping)
     params = {"layer": layer}
@@ -383,105 +367,126 @@ def _group_layer(
         for n, g in enumerate(found)
     )
     if any(g.reduction != "mean" or g.dim != 1 for g in groups):
-        raise ValueError(
+        raise ParameterError(
+            "grouping",
             "grouping must give groups with the mean reduction over channel axis 1; circuits "
-            "rank exemplars by neuron means"
+            "rank exemplars by neuron means",
         )
     return groups
 
 
 def _connect(
-    circuit: _Circuit,
+    state: _State,
     layer: str,
     critical: list[int],
     signed: Tensor,
     groups: GroupSet,
-    settings: _Settings,
-) -> None:
-    """3e. Edges from the layer's groups to the upper nodes; node exemplars, typical activations."""
-    summaries = circuit.selection.summaries[layer]
+    thumbnails: int,
+    k: int,
+) -> tuple[dict, dict, dict, dict]:
+    """Nodes, edges to the upper nodes, stored exemplars and typical activations of a layer.
+
+    An edge from a lower group D to an upper node U sums, over U's member
+    units and D's neurons, the signed importance of each neuron for each unit,
+    L1-normalised per unit over the critical set (NeurFlow sums normalised
+    weights).
+    """
+    summaries = state.selection.summaries[layer]
     chosen = signed[:, critical]
     normalised = chosen / chosen.abs().sum(1, keepdim=True).clamp_min(1e-12)
     column = {n: i for i, n in enumerate(critical)}
+    nodes, edges, exemplars, typical = {}, {}, {}, {}
     for group in groups:
         node = str(group.name)
-        circuit.nodes[node] = group
+        nodes[node] = group
         columns = [column[m] for m in group.indices]
-        for upper, members in circuit.members.items():
-            circuit.edges[(node, upper)] = float(normalised[members][:, columns].sum())
+        for upper, members in state.frontier.members.items():
+            edges[(node, upper)] = float(normalised[list(members)][:, columns].sum())
+        # the group's top-k crops by its weighted value; their mean is the typical instance
         weights = torch.tensor(group.weights or [1.0] * len(group), dtype=summaries.dtype)
         means = summaries[:, list(group.indices)]
-        top = (means @ weights).topk(min(settings.k, len(means))).indices
-        circuit.typical[node] = means[top].mean(0).tolist()
-        refs = [circuit.selection.crop_ref(int(c)) for c in top[: settings.thumbnails]]
-        circuit.node_exemplars[node] = refs
+        top = (means @ weights).topk(min(k, len(means))).indices
+        typical[node] = means[top].mean(0).tolist()
+        exemplars[node] = [state.selection.crop_ref(int(c)) for c in top[:thumbnails]]
+    return nodes, edges, exemplars, typical
 
 
-def _descend(
-    circuit: _Circuit,
+def _layer_step(
+    state: _State,
     layer: str,
-    critical: list[int],
-    groups: GroupSet,
-    exemplars: Tensor,
-) -> None:
-    """3f. The layer's critical neurons become the upper units of the layer below."""
+    cores: list[list[int]],
+    signed: Tensor,
+    describe: Tensor,
+    settings: CircuitSettings,
+) -> _State:
+    """One circuit's step of the fold: group the critical set, connect it, hand it down."""
+    summaries = state.selection.summaries[layer]
+    # the critical set, and each critical neuron's own top-k crops
+    critical = sorted({n for core in cores for n in core})
+    top_crops = summaries[:, critical].topk(settings.k, dim=0).indices.T
+    groups = _group_layer(layer, critical, summaries, describe, top_crops, settings)
+    nodes, edges, exemplars, typical = _connect(
+        state, layer, critical, signed, groups, settings.thumbnails, settings.k
+    )
+    result = _LayerResult(
+        layer,
+        dict(zip(state.frontier.unit_ids, cores, strict=True)),
+        nodes,
+        edges,
+        exemplars,
+        typical,
+    )
+    # the layer's critical neurons become the upper units of the layer below
     column = {n: i for i, n in enumerate(critical)}
-    circuit.units = [NeuronGroup(layer, [n]) for n in critical]
-    circuit.unit_ids = [str(n) for n in critical]
-    circuit.exemplars = exemplars
-    circuit.members = {str(g.name): [column[m] for m in g.indices] for g in groups}
+    frontier = _Frontier(
+        tuple(NeuronGroup(layer, [n]) for n in critical),
+        tuple(str(n) for n in critical),
+        top_crops,
+        {str(g.name): tuple(column[m] for m in g.indices) for g in groups},
+    )
+    return replace(state, frontier=frontier, done=(*state.done, result))
 
 
 def _build_layer(
     model: nn.Module,
     reader: ImageReader,
-    circuits: list[_Circuit],
+    states: list[_State],
     layers: list[str],
     position: int,
-    settings: _Settings,
-) -> None:
-    """3. One layer of every circuit: score, rank, group, connect, descend."""
+    settings: CircuitSettings,
+) -> list[_State]:
+    """One layer of every circuit: score, rank, then each circuit's step of the fold."""
     layer = layers[position]
     below = layers[position - 1] if position > 0 else layer
-    uppers = {
-        id(c): layers[position + 1]
+    uppers = [
+        layers[position + 1]
         if position + 1 < len(layers)
-        else (None if isinstance(c.target, int) else str(c.target.layer))
-        for c in circuits
-    }
+        else (None if isinstance(s.target, int) else str(s.target.layer))
+        for s in states
+    ]
     # score the layer's neurons for every upper unit, one data pass per upper layer
     scored: dict[int, tuple[Tensor, Tensor]] = {}
-    for upper in dict.fromkeys(uppers.values()):
-        sharing = [c for c in circuits if uppers[id(c)] == upper]
-        results = _score_layer(model, reader, sharing, layer, upper, settings)
-        scored.update((id(c), r) for c, r in zip(sharing, results, strict=True))
-    for circuit in circuits:
-        scores, signed = scored[id(circuit)]
+    for upper in dict.fromkeys(uppers):
+        sharing = [i for i, u in enumerate(uppers) if u == upper]
+        results = _score_layer(model, reader, [states[i] for i in sharing], layer, upper, settings)
+        scored.update(zip(sharing, results, strict=True))
+    stepped = []
+    for index, state in enumerate(states):
+        scores, signed = scored[index]
         # each unit's core neurons: its top tau (NeurFlow's optimal tau when adaptive)
         ranked = scores.argsort(dim=1, descending=True, stable=True)[:, : settings.tau]
+        cores = ranked.tolist()
         if settings.adaptive:
-            upper = uppers[id(circuit)]
-            sizes = _adaptive_sizes(model, reader, circuit, layer, upper, ranked, settings)
+            sizes = _adaptive_sizes(model, reader, state, layer, uppers[index], ranked, settings)
             cores = [ranked[i, :size].tolist() for i, size in enumerate(sizes)]
-        else:
-            cores = ranked.tolist()
-        circuit.core_neurons[layer] = dict(zip(circuit.unit_ids, cores, strict=True))
-        # the critical set, and each critical neuron's own top-k crops
-        critical = sorted({n for core in cores for n in core})
-        summaries = circuit.selection.summaries
-        exemplars = summaries[layer][:, critical].topk(settings.k, dim=0).indices.T
-        groups = _group_layer(
-            layer, critical, summaries[layer], summaries[below], exemplars, settings
-        )
-        _connect(circuit, layer, critical, signed, groups, settings)
-        _descend(circuit, layer, critical, groups, exemplars)
+        describe = state.selection.summaries[below]
+        stepped.append(_layer_step(state, layer, cores, signed, describe, settings))
+    return stepped
 
 
-def _params(
-    settings: _Settings, model: nn.Module, selection: Selection, grouping: Any
-) -> dict[str, Any]:
-    """4. How the circuit was built (JSON-serialisable)."""
-    n_groups = settings.n_groups
+def _params(settings: CircuitSettings, model: nn.Module, selection: Selection) -> dict[str, Any]:
+    """How the circuit was built (JSON-serialisable)."""
+    n_groups, grouping = settings.n_groups, settings.grouping
     return {
         "procedure": "NeurFlow (Cao et al., ICLR 2025)",
         "tau": settings.tau,
@@ -500,15 +505,39 @@ def _params(
     }
 
 
+def _as_circuit(
+    state: _State, layers: list[str], settings: CircuitSettings, model: nn.Module
+) -> Circuit:
+    """The fold's end: the layers' results, merged into one circuit."""
+    merged: dict[str, dict] = {
+        "core_neurons": {},
+        "nodes": {},
+        "edges": {},
+        "exemplars": {},
+        "typical_activations": {},
+    }
+    for result in state.done:
+        merged["core_neurons"][result.layer] = result.core_neurons
+        for name in ("nodes", "edges", "exemplars", "typical_activations"):
+            merged[name].update(getattr(result, name))
+    return Circuit(
+        state.target,
+        layers,
+        params=_params(settings, model, state.selection),
+        settings=settings,
+        **merged,
+    )
+
+
 def _build_all(
     model: nn.Module,
     data: Data,
     names: list[str],
     targets: list[TargetKey],
-    settings: _Settings,
+    settings: CircuitSettings,
     progress: bool,
-) -> list[_Circuit]:
-    """2-3. Summarise, then build every circuit layer by layer, top-down."""
+) -> list[Circuit]:
+    """Summarise, then fold every circuit over the layers, top-down."""
     device, dtype = model_device_dtype(model)
     reader = ImageReader(data, device, dtype, settings.batch_size, progress)
     start = time.perf_counter()
@@ -522,15 +551,16 @@ def _build_all(
     )
     for name, summary in next(iter(selections.values())).summaries.items():
         if name in names and settings.tau > summary.shape[1]:
-            raise ValueError(
-                f"tau={settings.tau} is larger than layer {name!r} ({summary.shape[1]} neurons)"
+            raise ParameterError(
+                "tau",
+                f"tau={settings.tau} is larger than layer {name!r} ({summary.shape[1]} neurons)",
             )
-    circuits = [_start(t, selections[t], settings.k) for t in targets]
+    states = [_start(t, selections[t], settings.k) for t in targets]
     for position in tqdm(
         range(len(names) - 1, -1, -1), desc="circuit layers", disable=not progress
     ):
         started = time.perf_counter()
-        _build_layer(model, reader, circuits, names, position, settings)
+        states = _build_layer(model, reader, states, names, position, settings)
         seconds = time.perf_counter() - started
         logger.info(
             "layer %s: %.2f s",
@@ -538,7 +568,18 @@ def _build_all(
             seconds,
             extra={"layer": names[position], "seconds": seconds},
         )
-    return circuits
+    return [_as_circuit(state, names, settings, model) for state in states]
+
+
+def _runnable(settings: CircuitSettings) -> None:
+    """Refuse settings that describe a circuit but cannot build one."""
+    if isinstance(settings.grouping, Mapping):
+        raise ParameterError(
+            "grouping",
+            f"grouping is the record of an estimator read from a circuit's JSON "
+            f"({settings.grouping['estimator']}), which this package does not rebuild; pass "
+            f"the estimator itself, e.g. settings.replace(grouping=MyEstimator(...))",
+        )
 
 
 def build_circuits(
@@ -547,21 +588,9 @@ def build_circuits(
     targets: Sequence[int | NeuronGroup],
     data: Data,
     *,
-    tau: int = 16,
-    k: int = 50,
-    n_groups: int | Mapping[str, int] | None = None,
-    grouping: Any = None,
-    scales: Sequence[float] = NEURFLOW_SCALES,
-    n_steps: int = DEFAULT_STEPS,
-    method: str = "gausslegendre",
-    adaptive: bool = False,
-    tolerance: float = 0.05,
-    predicted_only: bool = True,
-    thumbnails: int = 5,
-    random_state: int | None = None,
-    batch_size: int = 256,
-    internal_batch_size: int | None = None,
+    settings: CircuitSettings | None = None,
     progress: bool = True,
+    **options: Any,
 ) -> dict[int | NeuronGroup, Circuit]:
     """The circuits of several targets, sharing every pass over the data.
 
@@ -584,40 +613,13 @@ def build_circuits(
     >>> sorted(circuits), circuits[5].target
     ([3, 5], 5)
     """
-    settings = _Settings(
-        tau,
-        k,
-        n_groups,
-        grouping,
-        tuple(scales),
-        n_steps,
-        method,
-        adaptive,
-        tolerance,
-        predicted_only,
-        thumbnails,
-        random_state,
-        batch_size,
-        internal_batch_size,
-    )
-    _check_settings(settings)
+    settings = CircuitSettings.merged(settings, options, "build_circuits")
+    _runnable(settings)
     names = _layer_names(model, layers)
     checked = _check_targets(model, targets, names)
     with guarded_call(model, "build_circuit"):
         circuits = _build_all(model, data, names, checked, settings, progress)
-    return {
-        original: Circuit(
-            c.target,
-            names,
-            c.nodes,
-            c.edges,
-            c.node_exemplars,
-            _params(settings, model, c.selection, grouping),
-            c.core_neurons,
-            c.typical,
-        )
-        for original, c in zip(targets, circuits, strict=True)
-    }
+    return dict(zip(targets, circuits, strict=True))
 
 
 def build_circuit(
@@ -626,21 +628,9 @@ def build_circuit(
     target: int | NeuronGroup,
     data: Data,
     *,
-    tau: int = 16,
-    k: int = 50,
-    n_groups: int | Mapping[str, int] | None = None,
-    grouping: Any = None,
-    scales: Sequence[float] = NEURFLOW_SCALES,
-    n_steps: int = DEFAULT_STEPS,
-    method: str = "gausslegendre",
-    adaptive: bool = False,
-    tolerance: float = 0.05,
-    predicted_only: bool = True,
-    thumbnails: int = 5,
-    random_state: int | None = None,
-    batch_size: int = 256,
-    internal_batch_size: int | None = None,
+    settings: CircuitSettings | None = None,
     progress: bool = True,
+    **options: Any,
 ) -> Circuit:
     """Build NeurFlow's circuit of neuron groups for a target, top-down.
 
@@ -660,45 +650,23 @@ def build_circuit(
         package's one batch rule, :mod:`captum_groups._data`). It is read
         once per pass: one pass to summarise, one per layer (two with
         ``adaptive``). Exemplars refer to images by their position in it.
-    tau : int
-        Core neurons per target (NeurFlow: 16; the most in adaptive mode).
-    k : int
-        Exemplar crops per neuron (NeurFlow: 50).
-    n_groups : int, mapping of layer to int, or None
-        Groups per layer; chosen by silhouette score if None.
-    grouping : estimator, optional
-        How to group a layer's critical neurons: a ConceptClustering
-        (default, NeurFlow), or another estimator with ``layer`` and
-        ``groups_`` (e.g. CoactivationClustering), fitted on the critical
-        neurons' means over all crops, (crops, critical).
-    scales : sequence of float
-        Crop sides as fractions of the image side.
-    n_steps : int
-        Integration steps: 24 by default, which found NeurFlow's core neurons
-        exactly in the study of :data:`DEFAULT_STEPS`; NeurFlow uses 50.
-    method : str
-        Captum's integral approximation (NeurFlow: ``"gausslegendre"``).
-    adaptive : bool
-        NeurFlow's optimal tau per target.
-    tolerance : float
-        Acceptable error range of the adaptive rule.
-    predicted_only : bool
-        For a class target, keep only the images the model predicts as that class.
-    thumbnails : int
-        Exemplars stored per group (data-set index and crop box).
-    random_state : int, optional
-        Seed for grouping estimators that take one (recorded in ``params``).
-    batch_size : int
-        Crops (and images) per forward pass.
-    internal_batch_size : int, optional
-        Rows (exemplar crops x steps) per integration pass; by default
-        about 4 million lower-layer activation elements per pass.
+    settings : CircuitSettings, optional
+        How to build it (NeurFlow's procedure with the defaults of
+        :class:`~captum_groups.CircuitSettings`).
     progress : bool
         Show progress bars over the layers and the images of each pass.
+    **options
+        Any field of :class:`~captum_groups.CircuitSettings` (``tau``, ``k``,
+        ``n_groups``, ``grouping``, ``scales``, ``n_steps``, ``method``,
+        ``adaptive``, ``tolerance``, ``predicted_only``, ``thumbnails``,
+        ``random_state``, ``batch_size``, ``internal_batch_size``), applied
+        over ``settings``: ``build_circuit(..., tau=4)`` is
+        ``build_circuit(..., settings=CircuitSettings(tau=4))``.
 
     Returns
     -------
     Circuit
+        The circuit; ``circuit.settings`` records the settings.
 
     Notes
     -----
@@ -727,25 +695,9 @@ def build_circuit(
     >>> path, strength = circuit.top_paths(1, "relu2")[0]
     >>> path[0], circuit.nodes[path[-1]].layer
     ('target', 'relu2')
+    >>> circuit.settings.tau
+    6
     """
-    return build_circuits(
-        model,
-        layers,
-        [target],
-        data,
-        tau=tau,
-        k=k,
-        n_groups=n_groups,
-        grouping=grouping,
-        scales=scales,
-        n_steps=n_steps,
-        method=method,
-        adaptive=adaptive,
-        tolerance=tolerance,
-        predicted_only=predicted_only,
-        thumbnails=thumbnails,
-        random_state=random_state,
-        batch_size=batch_size,
-        internal_batch_size=internal_batch_size,
-        progress=progress,
-    )[target]
+    settings = CircuitSettings.merged(settings, options, "build_circuit")
+    circuits = build_circuits(model, layers, [target], data, settings=settings, progress=progress)
+    return circuits[target]

@@ -11,7 +11,7 @@
   node's value when they are ablated. It should be strongly negative.
 
 Every result is a small object holding the numbers and a ``plot()``.
-``inputs`` are read by the package's one data rule (a tensor, Dataset,
+``data`` are read by the package's one data rule (a tensor, Dataset,
 DataLoader or list of batches; see :mod:`captum_groups._data`). The model is
 used as it is (a model in training mode gets a warning; its buffers are
 restored), and a circuit whose layers are not in the model is refused.
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .._checks import check_positive_int
 from .._data import Data, iter_batches
+from .._deprecation import renamed_keywords
 from .._hooks import guarded_call, layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from .._subnetwork import subnetwork
 from ..ablation import ablate, retain
@@ -181,26 +182,26 @@ def _check_call(model: nn.Module, circuit: Circuit, labels: Tensor | None) -> No
         raise TypeError(f"labels must be a tensor of class indices, got {type(labels).__name__}")
 
 
-def _first_example(inputs: Data) -> Tensor:
-    for batch in iter_batches(inputs, 1, "inputs"):
+def _first_example(data: Data) -> Tensor:
+    for batch in iter_batches(data, 1, "data"):
         if len(batch):
             return batch[:1]
-    raise ValueError("inputs is empty; give at least one example")
+    raise ValueError("data is empty; give at least one example")
 
 
 def _score(
-    model: nn.Module, circuit: Circuit, inputs: Data, labels: Tensor | None, batch_size: int
+    model: nn.Module, circuit: Circuit, data: Data, labels: Tensor | None, batch_size: int
 ) -> float:
     """Accuracy for a class target (against ``labels`` or the class), else the mean target."""
     if not isinstance(circuit.target, int):
-        outputs = layer_outputs(model, inputs, circuit.target.resolve(model), batch_size)
+        outputs = layer_outputs(model, data, circuit.target.resolve(model), batch_size, "data")
         return float(circuit.target(outputs).mean())
-    predictions = model_outputs(model, inputs, batch_size).argmax(1)
+    predictions = model_outputs(model, data, batch_size, "data").argmax(1)
     if labels is None:
         return float((predictions == circuit.target).float().mean())
     if labels.shape != predictions.shape:
         raise ValueError(
-            f"labels must hold one class per example of inputs ({len(predictions)}), got shape "
+            f"labels must hold one class per example of data ({len(predictions)}), got shape "
             f"{tuple(labels.shape)}"
         )
     return float((predictions == labels.to(predictions.device)).float().mean())
@@ -210,14 +211,15 @@ def _circuit_neurons(circuit: Circuit, layer: str) -> list[int]:
     return sorted({i for node in circuit.node_ids(layer) for i in circuit.nodes[node].indices})
 
 
+@renamed_keywords(inputs="data", n_random="n_draws")
 def masking_fidelity(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Data,
+    data: Data,
     labels: Tensor | None = None,
     mode: str = "mask",
     per_layer: bool = True,
-    n_random: int = 30,
+    n_draws: int = 30,
     random_state: int | None = None,
     batch_size: int = 256,
 ) -> FidelityReport:
@@ -230,17 +232,17 @@ def masking_fidelity(
     circuit : Circuit
         The circuit (or any set of groups wrapped in one); its layers must
         be layers of ``model``.
-    inputs : Tensor, Dataset, DataLoader or list of batches
-        Evaluation inputs, e.g. the images of the target class.
+    data : Tensor, Dataset, DataLoader or list of batches
+        Evaluation examples, e.g. the images of the target class.
     labels : Tensor, optional
         True labels for the accuracy, one per example in the order of
-        ``inputs``; by default the circuit's target class.
+        ``data``; by default the circuit's target class.
     mode : {"mask", "retain"}
         Ablate the circuit's neurons, or keep only them (in their layers).
     per_layer : bool
         Also report each layer on its own, besides all layers at once.
-    n_random : int
-        Random draws of as many neurons per layer.
+    n_draws : int
+        Random draws of as many neurons per layer (formerly ``n_random``).
     random_state : int, optional
         Seed of the draws.
     batch_size : int
@@ -253,31 +255,31 @@ def masking_fidelity(
     """
     if mode not in ("mask", "retain"):
         raise ValueError(f"mode must be 'mask' or 'retain', got {mode!r}")
-    check_positive_int(n_random, "n_random")
+    check_positive_int(n_draws, "n_draws")
     check_positive_int(batch_size, "batch_size")
     _check_call(model, circuit, labels)
     caller = "masking_fidelity" if mode == "mask" else "sufficiency"
     with guarded_call(model, caller):
         return _masking_fidelity(
-            model, circuit, inputs, labels, mode, per_layer, n_random, random_state, batch_size
+            model, circuit, data, labels, mode, per_layer, n_draws, random_state, batch_size
         )
 
 
 def _masking_fidelity(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Data,
+    data: Data,
     labels: Tensor | None,
     mode: str,
     per_layer: bool,
-    n_random: int,
+    n_draws: int,
     random_state: int | None,
     batch_size: int,
 ) -> FidelityReport:
     switch = ablate if mode == "mask" else retain
     rng = np.random.default_rng(random_state)
-    baseline = _score(model, circuit, inputs, labels, batch_size)
-    first = _first_example(inputs)
+    baseline = _score(model, circuit, data, labels, batch_size)
+    first = _first_example(data)
     sizes = {}
     with torch.no_grad(), preserve_buffers(model):
         for layer in circuit.layers:
@@ -291,15 +293,15 @@ def _masking_fidelity(
     for name, layers in scopes:
         groups = [NeuronGroup(layer, sizes[layer][0]) for layer in layers]
         with switch(model, groups):
-            circuit_score = _score(model, circuit, inputs, labels, batch_size)
+            circuit_score = _score(model, circuit, data, labels, batch_size)
         random_scores = []
-        for _ in range(n_random):
+        for _ in range(n_draws):
             drawn = [
                 NeuronGroup(layer, rng.choice(sizes[layer][1], len(sizes[layer][0]), replace=False))
                 for layer in layers
             ]
             with switch(model, drawn):
-                random_scores.append(_score(model, circuit, inputs, labels, batch_size))
+                random_scores.append(_score(model, circuit, data, labels, batch_size))
         count = sum(len(sizes[layer][0]) for layer in layers)
         results.append(
             FidelityResult(mode, name, count, baseline, circuit_score, np.array(random_scores))
@@ -307,12 +309,13 @@ def _masking_fidelity(
     return FidelityReport(results)
 
 
+@renamed_keywords(inputs="data", n_random="n_draws")
 def sufficiency(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Data,
+    data: Data,
     labels: Tensor | None = None,
-    n_random: int = 30,
+    n_draws: int = 30,
     random_state: int | None = None,
     batch_size: int = 256,
 ) -> FidelityResult:
@@ -321,15 +324,16 @@ def sufficiency(
     The parameters are those of :func:`masking_fidelity`.
     """
     report = masking_fidelity(
-        model, circuit, inputs, labels, "retain", False, n_random, random_state, batch_size
+        model, circuit, data, labels, "retain", False, n_draws, random_state, batch_size
     )
     return report["all layers"]
 
 
+@renamed_keywords(inputs="data")
 def edge_fidelity(
     model: nn.Module,
     circuit: Circuit,
-    inputs: Data,
+    data: Data,
     node: str = TARGET,
     sizes: Sequence[int] = (1, 2, 5, 10),
     n_draws: int = 20,
@@ -339,7 +343,7 @@ def edge_fidelity(
     """NeurFlow's fidelity of edge weights for one node.
 
     Each neuron of the layer below ``node`` gets an importance: the mean over
-    ``inputs`` of the integrated gradients (zero baseline) from the node's
+    ``data`` of the integrated gradients (zero baseline) from the node's
     value to the neuron, as the circuit's edges use. For random subsets of
     these neurons (``n_draws`` per size), the summed importance is compared
     with the change of the node's mean value when the subset is ablated.
@@ -350,8 +354,8 @@ def edge_fidelity(
         The model.
     circuit : Circuit
         The circuit; its layers must be layers of ``model``.
-    inputs : Tensor, Dataset, DataLoader or list of batches
-        Inputs to evaluate on, e.g. the node's exemplars or the class images.
+    data : Tensor, Dataset, DataLoader or list of batches
+        Examples to evaluate on, e.g. the node's exemplars or the class images.
     node : str
         An upper node id (``TARGET`` by default); its lower layer is the
         circuit layer below it.
@@ -387,7 +391,7 @@ def edge_fidelity(
     with guarded_call(model, "edge_fidelity"):
         return _edge_fidelity(
             model,
-            inputs,
+            data,
             node,
             lower_layer,
             upper_layer,
@@ -401,7 +405,7 @@ def edge_fidelity(
 
 def _edge_fidelity(
     model: nn.Module,
-    inputs: Data,
+    data: Data,
     node: str,
     lower_layer: str,
     upper_layer: str | None,
@@ -413,7 +417,7 @@ def _edge_fidelity(
 ) -> EdgeFidelityResult:
     lower = model.get_submodule(lower_layer)
     between = subnetwork(model, lower_layer, upper_layer)
-    activations = layer_outputs(model, inputs, lower)
+    activations = layer_outputs(model, data, lower, parameter="data")
     with torch.no_grad():
         owners = torch.zeros(len(activations), dtype=torch.long)
         _, signed = core_scores(between, [upper_value], activations, owners, n_steps)

@@ -15,15 +15,19 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
+from types import MappingProxyType
 from typing import Any
 
 import networkx as nx
 from matplotlib.figure import Figure
 from torch import nn
 
+from .._checks import ParameterError
+from .._deprecation import renamed_keywords
 from ..groups import GroupSet, NeuronGroup, resolve_layer
 from ._ids import TARGET
 from .plot import plot_circuit
+from .settings import CircuitSettings
 
 __all__ = ["Circuit", "TARGET"]
 
@@ -168,6 +172,19 @@ def _checked_cores(
     return {str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()}
 
 
+def _checked_nodes(nodes: Mapping[str, NeuronGroup], layers: tuple[str, ...]) -> dict:
+    """Node id -> group, each id a string other than the target's, each group of a layer."""
+    checked = dict(nodes)
+    if TARGET in checked:
+        raise ValueError(f"{TARGET!r} is reserved for the target node")
+    for node, group in checked.items():
+        if not isinstance(node, str) or not isinstance(group, NeuronGroup):
+            raise TypeError(f"nodes must map str ids to NeuronGroups, got {node!r}: {group!r}")
+        if group.layer not in layers:
+            raise ValueError(f"node {node!r} belongs to {group.layer!r}, not a circuit layer")
+    return checked
+
+
 def _checked_typical(
     node: str, values: Sequence[float], nodes: Mapping[str, NeuronGroup]
 ) -> tuple[float, ...]:
@@ -212,6 +229,13 @@ class Circuit:
         For labelled nodes, how the label was found: ``{"score": float,
         "labeler": str, "evidence": {...}}`` with JSON values (written by
         :func:`captum_groups.labeling.label_groups`; see :meth:`relabel`).
+    settings : CircuitSettings, optional
+        The settings the circuit was built with (:func:`build_circuit` records
+        them; the report reuses their integration steps and seed).
+
+    A circuit is an immutable value: its mappings are read-only views, and
+    :meth:`replace`, :meth:`relabel`, :meth:`prune` and :meth:`subcircuit`
+    return changed copies.
 
     Examples
     --------
@@ -238,51 +262,139 @@ class Circuit:
         core_neurons: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
         typical_activations: Mapping[str, Sequence[float]] | None = None,
         label_details: Mapping[str, Mapping[str, Any]] | None = None,
+        settings: CircuitSettings | None = None,
     ) -> None:
         if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
             raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
         if isinstance(target, int) and target < 0:
             raise ValueError(f"target must be a class index >= 0, got {target}")
-        self.target = target
         if isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers):
             raise TypeError(f"layers must be a sequence of dotted layer names, got {layers!r}")
-        self.layers = tuple(layers)
-        if not self.layers:
+        layers = tuple(layers)
+        if not layers:
             raise ValueError("layers must name at least one layer")
-        if len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers must not repeat, got {self.layers}")
-        self.nodes: dict[str, NeuronGroup] = dict(nodes)
-        if TARGET in self.nodes:
-            raise ValueError(f"{TARGET!r} is reserved for the target node")
-        for node, group in self.nodes.items():
-            if not isinstance(node, str) or not isinstance(group, NeuronGroup):
-                raise TypeError(f"nodes must map str ids to NeuronGroups, got {node!r}: {group!r}")
-            if group.layer not in self.layers:
-                raise ValueError(f"node {node!r} belongs to {group.layer!r}, not a circuit layer")
-        self.edges = {
-            (lower, upper): self._checked_edge(lower, upper, w)
-            for (lower, upper), w in edges.items()
-        }
-        self.exemplars: dict[str, list[Exemplar]] = {}
-        for node, items in (exemplars or {}).items():
-            if node not in self.nodes:
-                raise ValueError(f"exemplars names an unknown node {node!r}")
-            self.exemplars[node] = [_check_exemplar(node, i, box) for i, box in items]
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layers must not repeat, got {layers}")
+        if settings is not None and not isinstance(settings, CircuitSettings):
+            raise TypeError(f"settings must be a CircuitSettings, got {type(settings).__name__}")
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping, got {type(params).__name__}")
-        self.params = dict(params or {})
-        self.core_neurons: dict[str, dict[str, tuple[int, ...]]] = {
-            layer: _checked_cores(layer, cores, self.layers)
-            for layer, cores in (core_neurons or {}).items()
-        }
-        self.typical_activations: dict[str, tuple[float, ...]] = {
-            node: _checked_typical(node, values, self.nodes)
-            for node, values in (typical_activations or {}).items()
-        }
-        self.label_details: dict[str, dict[str, Any]] = {
-            node: _checked_details(node, details, self.nodes)
-            for node, details in (label_details or {}).items()
-        }
+        self._set(target=target, layers=layers, settings=settings, params=dict(params or {}))
+        self._set(nodes=_checked_nodes(nodes, layers))
+        self._set(
+            edges={
+                (lower, upper): self._checked_edge(lower, upper, w)
+                for (lower, upper), w in edges.items()
+            }
+        )
+        checked_exemplars: dict[str, list[Exemplar]] = {}
+        for node, items in (exemplars or {}).items():
+            if node not in self._nodes:
+                raise ValueError(f"exemplars names an unknown node {node!r}")
+            checked_exemplars[node] = [_check_exemplar(node, i, box) for i, box in items]
+        self._set(
+            exemplars=checked_exemplars,
+            core_neurons={
+                layer: _checked_cores(layer, cores, layers)
+                for layer, cores in (core_neurons or {}).items()
+            },
+            typical_activations={
+                node: _checked_typical(node, values, self._nodes)
+                for node, values in (typical_activations or {}).items()
+            },
+            label_details={
+                node: _checked_details(node, details, self._nodes)
+                for node, details in (label_details or {}).items()
+            },
+        )
+
+    _FIELDS = (
+        "target",
+        "layers",
+        "nodes",
+        "edges",
+        "exemplars",
+        "params",
+        "core_neurons",
+        "typical_activations",
+        "label_details",
+        "settings",
+    )
+    """The constructor's parameters, each kept as an attribute of the same name."""
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, f"_{name}", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"a Circuit is immutable; make a changed copy with circuit.replace({name}=...)"
+        )
+
+    @property
+    def target(self) -> int | NeuronGroup:
+        """What the circuit explains: a class index, or a group of a later layer."""
+        return self._target
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The circuit's layers in forward order (lowest first)."""
+        return self._layers
+
+    @property
+    def nodes(self) -> Mapping[str, NeuronGroup]:
+        """Node id -> group (read-only)."""
+        return MappingProxyType(self._nodes)
+
+    @property
+    def edges(self) -> Mapping[tuple[str, str], float]:
+        """``(lower id, upper id) -> weight`` (read-only)."""
+        return MappingProxyType(self._edges)
+
+    @property
+    def exemplars(self) -> Mapping[str, list[Exemplar]]:
+        """Node id -> its stored exemplars, (data-set index, crop box) (read-only)."""
+        return MappingProxyType(self._exemplars)
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """How the circuit was built: procedure, images, model, settings (read-only)."""
+        return MappingProxyType(self._params)
+
+    @property
+    def core_neurons(self) -> Mapping[str, dict[str, tuple[int, ...]]]:
+        """Layer -> upper unit -> ranked core neurons (read-only)."""
+        return MappingProxyType(self._core_neurons)
+
+    @property
+    def typical_activations(self) -> Mapping[str, tuple[float, ...]]:
+        """Node id -> each member neuron's typical activation (read-only)."""
+        return MappingProxyType(self._typical_activations)
+
+    @property
+    def label_details(self) -> Mapping[str, dict[str, Any]]:
+        """Node id -> how its label was found (read-only)."""
+        return MappingProxyType(self._label_details)
+
+    @property
+    def settings(self) -> CircuitSettings | None:
+        """The settings the circuit was built with (None for a circuit made by hand)."""
+        return self._settings
+
+    def replace(self, **changes: Any) -> Circuit:
+        """A copy with some fields changed (checked as a new circuit); the rest is shared.
+
+        Examples
+        --------
+        >>> circuit = Circuit(0, ["fc"], {"a": NeuronGroup("fc", [1])}, {("a", "target"): 1.0})
+        >>> circuit.replace(edges={("a", "target"): 0.5}).edges[("a", "target")]
+        0.5
+        """
+        unknown = sorted(set(changes) - set(self._FIELDS))
+        if unknown:
+            raise TypeError(f"Circuit has no field(s) {unknown}; its fields are {self._FIELDS}")
+        fields = {name: getattr(self, f"_{name}") for name in self._FIELDS}
+        return Circuit(**{**fields, **changes})
 
     def _checked_edge(self, lower: str, upper: str, weight: object) -> float:
         """An edge's weight, after checking that it joins known nodes upward."""
@@ -340,6 +452,7 @@ class Circuit:
             and self.core_neurons == other.core_neurons
             and self.typical_activations == other.typical_activations
             and self.label_details == other.label_details
+            and self.settings == other.settings
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -365,11 +478,13 @@ class Circuit:
         """Upper node id -> weight of every edge out of ``node``."""
         return {upper: w for (lower, upper), w in self.edges.items() if lower == node}
 
-    def top_paths(self, k: int, layer: str, start: str = TARGET) -> list[tuple[list[str], float]]:
-        """The k strongest paths from ``start`` down to a layer.
+    @renamed_keywords(k="n")
+    def top_paths(self, n: int, layer: str, start: str = TARGET) -> list[tuple[list[str], float]]:
+        """The n strongest paths from ``start`` down to a layer.
 
         A path's strength is the product of its edge weights (signed); paths
         are ranked by its absolute value. Returns (node ids from the top, strength).
+        (``n`` was called ``k``, a name that now means exemplar crops only.)
         """
         if layer not in self.layers:
             raise ValueError(f"layer {layer!r} is not in the circuit")
@@ -384,7 +499,7 @@ class Circuit:
 
         walk(start, [start], 1.0)
         paths.sort(key=lambda item: -abs(item[1]))
-        return [(path, round(strength, 12)) for path, strength in paths[:k]]
+        return [(path, round(strength, 12)) for path, strength in paths[:n]]
 
     def subcircuit(self, node: str) -> Circuit:
         """The part of the circuit under ``node``: it, and everything feeding it."""
@@ -424,16 +539,12 @@ class Circuit:
 
     def _restricted(self, keep: Iterable[str], edges: Mapping[tuple[str, str], float]) -> Circuit:
         keep = set(keep)
-        return Circuit(
-            self.target,
-            self.layers,
-            {n: g for n, g in self.nodes.items() if n in keep},
-            dict(edges),
-            {n: e for n, e in self.exemplars.items() if n in keep},
-            self.params,
-            self.core_neurons,
-            {n: a for n, a in self.typical_activations.items() if n in keep},
-            {n: d for n, d in self.label_details.items() if n in keep},
+        return self.replace(
+            nodes={n: g for n, g in self.nodes.items() if n in keep},
+            edges=dict(edges),
+            exemplars={n: e for n, e in self.exemplars.items() if n in keep},
+            typical_activations={n: a for n, a in self.typical_activations.items() if n in keep},
+            label_details={n: d for n, d in self.label_details.items() if n in keep},
         )
 
     def relabel(
@@ -468,16 +579,11 @@ class Circuit:
             if node not in labels:
                 raise ValueError(f"details names node {node!r}, which labels does not relabel")
         kept = {n: d for n, d in self.label_details.items() if n not in labels}
-        return Circuit(
-            self.target,
-            self.layers,
-            {n: g.replace(label=labels[n]) if n in labels else g for n, g in self.nodes.items()},
-            self.edges,
-            self.exemplars,
-            self.params,
-            self.core_neurons,
-            self.typical_activations,
-            {**kept, **(details or {})},
+        return self.replace(
+            nodes={
+                n: g.replace(label=labels[n]) if n in labels else g for n, g in self.nodes.items()
+            },
+            label_details={**kept, **(details or {})},
         )
 
     def to_networkx(self) -> nx.DiGraph:
@@ -514,7 +620,8 @@ class Circuit:
             "exemplars": {
                 node: [[i, list(box)] for i, box in items] for node, items in self.exemplars.items()
             },
-            "params": self.params,
+            "params": dict(self.params),
+            "settings": self.settings.to_dict() if self.settings is not None else None,
             "core_neurons": {
                 layer: {unit: list(ranked) for unit, ranked in cores.items()}
                 for layer, cores in self.core_neurons.items()
@@ -522,7 +629,7 @@ class Circuit:
             "typical_activations": {
                 node: list(values) for node, values in self.typical_activations.items()
             },
-            "label_details": self.label_details,
+            "label_details": dict(self.label_details),
         }
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -573,6 +680,12 @@ class Circuit:
             value = data.get(key)
             _require(value is None or isinstance(value, Mapping), key, "an object", value)
             optional[key] = value
+        settings = data.get("settings")
+        if settings is not None:
+            try:
+                settings = CircuitSettings.from_dict(settings)
+            except ParameterError as error:
+                raise ValueError(f"circuit JSON field {error.parameter!r}: {error}") from None
         try:
             return cls(
                 target,
@@ -587,6 +700,7 @@ class Circuit:
                 optional["core_neurons"],
                 optional["typical_activations"],
                 optional["label_details"],
+                settings,
             )
         except TypeError as error:
             raise ValueError(f"circuit JSON: {error}") from None

@@ -24,8 +24,9 @@ import torch
 from torch import Tensor, fx, nn
 
 from .._affine_prefix import split_affine_prefix, trace_to_leaves
-from .._captum import SUPPORTED_METHODS, approximation_parameters
+from .._captum import approximation_parameters
 from .._channel_head import split_channel_head
+from .._checks import check_quadrature
 from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
@@ -185,15 +186,6 @@ class TargetValues:
         return (reduced.gather(1, columns) * weights).sum(1)
 
 
-def _check_steps(n_steps: int, method: str) -> None:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
-    if method not in SUPPORTED_METHODS:
-        raise ValueError(f"method must be one of {SUPPORTED_METHODS}, got {method!r}")
-    if method != "gausslegendre" and n_steps < 2:
-        raise ValueError(f"method={method!r} needs n_steps >= 2, got {n_steps}")
-
-
 def rows_per_pass(
     activations: Tensor, internal_batch_size: int | None, row_elements: int | None = None
 ) -> int:
@@ -256,7 +248,7 @@ class CoreScores:
         internal_batch_size: int | None = None,
         split_prefix: bool = True,
     ) -> None:
-        _check_steps(n_steps, method)
+        check_quadrature(n_steps, method)
         if not targets:
             raise ValueError("targets is empty")
         self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
@@ -517,7 +509,7 @@ def find_core_neurons(
     lower = resolve_layer(model, lower_layer, "lower_layer")
     targets, upper = _targets(target, model, lower)
     batches = _exemplar_list(exemplars, len(targets))
-    _check_steps(n_steps, method)
+    check_quadrature(n_steps, method)
     if adaptive and pool is None:
         raise ValueError("adaptive=True needs pool: the inputs to re-rank the target's top-k among")
     with guarded_call(model, "find_core_neurons"):

@@ -5,19 +5,22 @@ This package only assembles: the numbers come from :mod:`captum_groups.circuits`
 from :mod:`captum_groups.viz`. Nothing in the package imports it except the
 command line (:mod:`captum_groups.cli`).
 
-- :func:`write_report`: compute, render and write the report.
+- :func:`write_report`: compute, render and write the report, as set by
+  :class:`ReportSettings`.
 - :func:`~captum_groups.report.assemble.assemble`: the report's content.
 - :func:`~captum_groups.report.layout.layered_layout`: where nodes and edges go.
 """
 
 from .assemble import ReportContent, assemble, target_shares
 from .layout import GraphLayout, layered_layout
+from .settings import ReportSettings
 from .write import ReportFiles, write_report
 
 __all__ = [
     "GraphLayout",
     "ReportContent",
     "ReportFiles",
+    "ReportSettings",
     "assemble",
     "layered_layout",
     "target_shares",

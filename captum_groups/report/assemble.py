@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .._data import Data, batch_inputs, iter_batches
+from .._deprecation import apply_renames
 from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from ..attr import LayerGroupConductance
 from ..circuits import (
@@ -49,6 +51,7 @@ from ..viz import plot_group_exemplars, render_circuit
 from .figures import fidelity_curves_figure
 from .images import array_uri, figure_uri
 from .layout import GraphLayout, layered_layout
+from .settings import RENAMED, ReportSettings
 
 __all__ = [
     "FidelityRow",
@@ -289,18 +292,21 @@ def _fidelity(
     model: nn.Module,
     circuit: Circuit,
     inputs: Tensor,
-    draws: int,
-    points: int,
-    n_steps: int,
-    random_state: int | None,
+    settings: ReportSettings,
     tick: Callable[[], None],
 ) -> FidelitySection:
+    """The masking and retaining curves, the whole circuit's rows and the edge-weight fidelity."""
     curves: dict[str, dict[str, dict[int, FidelityResult]]] = {"mask": {}, "retain": {}}
     last: dict[str, dict[str, FidelityResult]] = {}
     for mode in ("mask", "retain"):
-        for pruned in _curve_circuits(circuit, points):
+        for pruned in _curve_circuits(circuit, settings.n_points):
             report = masking_fidelity(
-                model, pruned, inputs, mode=mode, n_random=draws, random_state=random_state
+                model,
+                pruned,
+                inputs,
+                mode=mode,
+                n_draws=settings.n_draws,
+                random_state=settings.random_state,
             )
             for result in report:
                 curves[mode].setdefault(result.scope, {})[result.n_neurons] = result
@@ -321,13 +327,7 @@ def _fidelity(
     rows = tuple(
         FidelityRow(scope, result, last["retain"][scope]) for scope, result in last["mask"].items()
     )
-    width = run_to_layer(model, inputs[:1], model.get_submodule(circuit.layers[-1]))[0].shape[1]
-    sizes = tuple(s for s in (1, 2, 5, 10) if s <= width)
-    edge = (
-        edge_fidelity(model, circuit, inputs, TARGET, sizes, draws, n_steps, random_state)
-        if draws > 1
-        else None
-    )
+    edge = _edge_fidelity(model, circuit, inputs, settings)
     tick()
     return FidelitySection(
         figures["mask"],
@@ -336,7 +336,28 @@ def _fidelity(
         edge,
         figure_uri(edge.plot()) if edge is not None else None,
         len(inputs),
-        draws,
+        settings.n_draws,
+    )
+
+
+def _edge_fidelity(
+    model: nn.Module, circuit: Circuit, inputs: Tensor, settings: ReportSettings
+) -> EdgeFidelityResult | None:
+    """The target's edge-weight fidelity over subsets of 1, 2, 5 and 10 neurons (with more
+    than one draw: a correlation needs several points)."""
+    if settings.n_draws <= 1:
+        return None
+    width = run_to_layer(model, inputs[:1], model.get_submodule(circuit.layers[-1]))[0].shape[1]
+    sizes = tuple(s for s in (1, 2, 5, 10) if s <= width)
+    return edge_fidelity(
+        model,
+        circuit,
+        inputs,
+        TARGET,
+        sizes,
+        settings.n_draws,
+        settings.n_steps,
+        settings.random_state,
     )
 
 
@@ -352,13 +373,6 @@ def _caption(circuit: Circuit, node: str, share: float) -> tuple[str, ...]:
     lines = [node if group.label is None else f"{node} · {group.label}"]
     lines.append(f"{len(group)} neuron{'s' if len(group) > 1 else ''} · {share:+.0%}")
     return tuple(lines)
-
-
-def _check_counts(**counts: tuple[object, int]) -> None:
-    """Each count (value, least) must be an int of at least ``least``."""
-    for name, (value, least) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an int of at least {least}, got {value!r}")
 
 
 def _node_card(
@@ -407,19 +421,38 @@ def _layout(
     )
 
 
+def _renderings(
+    model: nn.Module, circuit: Circuit, side: int, settings: ReportSettings
+) -> dict[str, str]:
+    """Each node's Lucent rendering as a data URI (none when ``render_steps`` is 0)."""
+    if settings.render_steps == 0 or not circuit.nodes:
+        return {}
+    size = settings.render_size if settings.render_size is not None else min(max(side, 24), 128)
+    drawn = render_circuit(
+        model,
+        circuit,
+        size=size,
+        steps=settings.render_steps,
+        random_state=settings.random_state,
+    )
+    return {node: array_uri(image) for node, image in drawn.items()}
+
+
+def _recorded(settings: ReportSettings, side: int) -> dict:
+    """The report's settings as recorded on the page (the rendering size resolved)."""
+    recorded = settings.to_dict()
+    if recorded["render_size"] is None:
+        recorded["render_size"] = min(max(side, 24), 128)
+    return recorded
+
+
 def assemble(
     model: nn.Module,
     circuit: Circuit,
     data: Data,
-    render_size: int | None = None,
-    render_steps: int = 128,
-    fidelity_draws: int = 30,
-    fidelity_images: int = 512,
-    fidelity_points: int = 5,
-    n_steps: int = 32,
-    random_state: int | None = 0,
-    batch_size: int = 64,
+    settings: ReportSettings | None = None,
     progress: bool = True,
+    **options: Any,
 ) -> ReportContent:
     """Compute everything the report shows.
 
@@ -431,41 +464,21 @@ def assemble(
         The circuit.
     data : Tensor, Dataset or DataLoader
         The data the circuit was built on (its exemplars index it).
-    render_size : int, optional
-        Side of the Lucent renderings; the image side (at least 24, at most 128) by default.
-    render_steps : int
-        Lucent optimization steps; 0 leaves the renderings out.
-    fidelity_draws : int
-        Random draws per fidelity point (and edge-fidelity subsets per size).
-    fidelity_images : int
-        Most evaluation images.
-    fidelity_points : int
-        Most points per fidelity curve: the circuit pruned to the top-j inputs of
-        every node, for j from 1 up to the whole circuit.
-    n_steps : int
-        Integration steps for the shares and the attribution overlays.
-    random_state : int, optional
-        Seed of the random draws and of the renderings.
-    batch_size : int
-        Images per pass.
+    settings : ReportSettings, optional
+        What to compute; the integration steps and seed default to the circuit's.
     progress : bool
         Show a progress bar.
+    **options
+        Any field of :class:`ReportSettings`, applied over ``settings``.
 
     Returns
     -------
     ReportContent
     """
-    _check_counts(
-        render_steps=(render_steps, 0),
-        fidelity_draws=(fidelity_draws, 1),
-        fidelity_images=(fidelity_images, 1),
-        fidelity_points=(fidelity_points, 1),
-        n_steps=(n_steps, 1),
-    )
-    inputs = evaluation_images(model, circuit, data, fidelity_images, batch_size)
-    side = int(inputs.shape[-1])
-    size = render_size if render_size is not None else min(max(side, 24), 128)
-    n_curves = len(_curve_circuits(circuit, fidelity_points))
+    options = apply_renames(options, RENAMED, "assemble")
+    settings = ReportSettings.merged(settings, options, "assemble").for_circuit(circuit)
+    inputs = evaluation_images(model, circuit, data, settings.max_images, settings.batch_size)
+    n_curves = len(_curve_circuits(circuit, settings.n_points))
     bar = tqdm(
         total=len(circuit.layers) + len(circuit.nodes) + 2 * n_curves + 2,
         desc="report",
@@ -477,31 +490,18 @@ def assemble(
             bar.set_postfix_str(stage, refresh=False)
             bar.update()
 
-        shares, mean_rise = target_shares(model, circuit, inputs, n_steps, batch_size)
+        shares, mean_rise = target_shares(
+            model, circuit, inputs, settings.n_steps, settings.batch_size
+        )
         bar.update(len(circuit.layers))
-        renderings: dict[str, str] = {}
-        if render_steps > 0 and circuit.nodes:
-            drawn = render_circuit(
-                model, circuit, size=size, steps=render_steps, seed=random_state or 0
-            )
-            renderings = {node: array_uri(image) for node, image in drawn.items()}
+        renderings = _renderings(model, circuit, int(inputs.shape[-1]), settings)
         tick("renderings")
         cards = []
         for key, node in enumerate(circuit.nodes):
-            pictures = _exemplar_pictures(model, circuit, data, node, n_steps)
+            pictures = _exemplar_pictures(model, circuit, data, node, settings.n_steps)
             cards.append(_node_card(circuit, node, key, shares, pictures, renderings.get(node)))
             tick("exemplars")
-        fidelity = _fidelity(
-            model,
-            circuit,
-            inputs,
-            fidelity_draws,
-            fidelity_points,
-            n_steps,
-            random_state,
-            lambda: tick("fidelity"),
-        )
-    layout = _layout(circuit, cards, shares, mean_rise)
+        fidelity = _fidelity(model, circuit, inputs, settings, lambda: tick("fidelity"))
     target = TargetCard(
         "card-0",
         _describe_target(circuit),
@@ -509,15 +509,7 @@ def assemble(
         mean_rise,
         tuple(circuit.in_edges(TARGET).items()),
     )
-    settings = {
-        "render_size": size,
-        "render_steps": render_steps,
-        "fidelity_draws": fidelity_draws,
-        "fidelity_images": fidelity_images,
-        "fidelity_points": fidelity_points,
-        "n_steps": n_steps,
-        "random_state": random_state,
-        "batch_size": batch_size,
-    }
     title = f"Circuit of {_describe_target(circuit)} in {circuit.params.get('model', 'the model')}"
-    return ReportContent(circuit, title, layout, target, tuple(cards), fidelity, settings)
+    layout = _layout(circuit, cards, shares, mean_rise)
+    recorded = _recorded(settings, int(inputs.shape[-1]))
+    return ReportContent(circuit, title, layout, target, tuple(cards), fidelity, recorded)

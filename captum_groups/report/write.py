@@ -14,9 +14,11 @@ from typing import Any
 from torch import nn
 
 from .._data import Data
+from .._deprecation import apply_renames
 from ..circuits import Circuit
 from .assemble import assemble
 from .html import render_html
+from .settings import RENAMED, ReportSettings
 
 __all__ = ["ReportFiles", "write_report"]
 
@@ -58,19 +60,13 @@ def write_report(
     data: Data,
     out: str | Path,
     *,
+    settings: ReportSettings | None = None,
     command: str | None = None,
     parameters: Mapping[str, Any] | None = None,
     next_steps: Sequence[tuple[str, str]] | None = None,
     build_seconds: float | None = None,
-    render_size: int | None = None,
-    render_steps: int = 128,
-    fidelity_draws: int = 30,
-    fidelity_images: int = 512,
-    fidelity_points: int = 5,
-    n_steps: int = 32,
-    random_state: int | None = 0,
-    batch_size: int = 64,
     progress: bool = True,
+    **options: Any,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained) and ``circuit.json`` into ``out``.
 
@@ -81,7 +77,7 @@ def write_report(
     share of the target. The page also has the masking and retaining
     fidelity curves against random neurons (per layer and all layers, 95%
     CIs), the edge-weight fidelity, what to do next, and how the report was
-    made (command, parameters, versions, time). No network is needed to view
+    made (command, settings, versions, time). No network is needed to view
     it: styles, script and pictures are inline.
 
     Parameters
@@ -94,6 +90,9 @@ def write_report(
         The data the circuit was built on (its exemplar indices refer to it).
     out : str or Path
         Folder to write into (created if needed).
+    settings : ReportSettings, optional
+        What the report computes; integration steps and seed default to the
+        circuit's own (``circuit.settings``).
     command : str, optional
         The command that produced the report, shown verbatim.
     parameters : mapping, optional
@@ -102,9 +101,10 @@ def write_report(
         Suggested commands (what, command); a Python snippet by default.
     build_seconds : float, optional
         Time taken to build the circuit, to record.
-    render_size, render_steps, fidelity_draws, fidelity_images, fidelity_points, n_steps, \
-random_state, batch_size, progress
-        See :func:`~captum_groups.report.assemble.assemble`.
+    progress : bool
+        Show a progress bar.
+    **options
+        Any field of :class:`ReportSettings`, applied over ``settings``.
 
     Returns
     -------
@@ -119,26 +119,15 @@ random_state, batch_size, progress
     >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
     ...                         n_steps=8, progress=False)
     >>> files = write_report(model, circuit, x, tempfile.mkdtemp(), render_steps=4,
-    ...                      fidelity_draws=3, n_steps=4, progress=False)
+    ...                      n_draws=3, progress=False)
     >>> files.html.name, Circuit.from_json(files.circuit.read_text()) == circuit
     ('report.html', True)
     """
     start = time.perf_counter()
     out = Path(out)
-    content = assemble(
-        model,
-        circuit,
-        data,
-        render_size=render_size,
-        render_steps=render_steps,
-        fidelity_draws=fidelity_draws,
-        fidelity_images=fidelity_images,
-        fidelity_points=fidelity_points,
-        n_steps=n_steps,
-        random_state=random_state,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    options = apply_renames(options, RENAMED, "write_report")
+    settings = ReportSettings.merged(settings, options, "write_report")
+    content = assemble(model, circuit, data, settings, progress)
     report_seconds = time.perf_counter() - start
     timing = [("circuit built", build_seconds)] if build_seconds is not None else []
     timing.append(("report assembled", report_seconds))

@@ -33,7 +33,8 @@ from lucent.optvis.param import spatial as lucent_spatial
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
+from .._checks import SEED, Count, Number, validate
+from .._deprecation import renamed_keywords
 from .._hooks import LayerCapture, frozen_parameters, guarded_call, record
 from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
@@ -210,6 +211,29 @@ def _check_size(
         group.validate_output(output)
 
 
+RENDER_CONSTRAINTS = {
+    "size": Count(1),
+    "steps": Count(1),
+    "channels": Count(1, optional=True),
+    "lr": Number(0, open=True),
+    "random_state": SEED,
+}
+"""What :func:`render_groups`'s numeric parameters accept."""
+
+
+def _batch_objective(
+    groups: Sequence[NeuronGroup], modules: Sequence[nn.Module], kind: str, latest: dict
+) -> objectives.Objective:
+    """One Lucent objective for the batch: group ``i`` drives image ``i`` (their sum)."""
+
+    def read(group: NeuronGroup, module: nn.Module, batch: int) -> objectives.Objective:
+        return objectives.Objective(lambda hook: _group_loss(group, batch, kind, latest[module]))
+
+    pairs = list(enumerate(zip(groups, modules, strict=True)))
+    return sum((read(g, m, i) for i, (g, m) in pairs[1:]), read(groups[0], modules[0], 0))
+
+
+@renamed_keywords(seed="random_state")
 def render_groups(
     model: nn.Module,
     groups: GroupsLike,
@@ -221,7 +245,7 @@ def render_groups(
     transforms: Sequence[Callable[[Tensor], Tensor]] | None = None,
     lr: float = 0.05,
     decorrelate: bool | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     figure: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, Figure]:
     """Render one image per group by optimization (Lucent), all groups in one batch.
@@ -254,8 +278,9 @@ def render_groups(
         Adam learning rate.
     decorrelate : bool, optional
         Lucent's colour decorrelation (3-channel images on the model's device).
-    seed : int
-        Seed of the starting image (the global generators are left as they were).
+    random_state : int
+        Seed of the starting image (the global generators are left as they were);
+        formerly ``seed``.
     figure : bool
         Also return a matplotlib figure of the images (no window opens).
 
@@ -275,12 +300,17 @@ def render_groups(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     group_list = as_group_list(groups)
     modules = [resolve_layer(model, group.layer, "group.layer") for group in group_list]
-    check_positive_int(size, "size")
-    check_positive_int(steps, "steps")
-    check_positive_int(channels, "channels", optional=True)
+    validate(
+        RENDER_CONSTRAINTS,
+        {
+            "size": size,
+            "steps": steps,
+            "channels": channels,
+            "lr": lr,
+            "random_state": random_state,
+        },
+    )
     _check_kind(kind)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     channels = channels or _input_channels(model)
@@ -294,17 +324,8 @@ def render_groups(
         _latest_outputs(modules) as latest,
     ):
         _check_size(model, group_list, channels, size, device)
-
-        def read(group: NeuronGroup, module: nn.Module, batch: int) -> objectives.Objective:
-            return objectives.Objective(
-                lambda hook: _group_loss(group, batch, kind, latest[module])
-            )
-
-        objective = sum(
-            (read(g, m, i) for i, (g, m) in enumerate(zip(group_list, modules, strict=True)) if i),
-            read(group_list[0], modules[0], 0),
-        )
-        torch.manual_seed(seed)
+        objective = _batch_objective(group_list, modules, kind, latest)
+        torch.manual_seed(random_state)
         make_image = param_f or (
             lambda: param.image(
                 size,
