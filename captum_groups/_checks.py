@@ -20,6 +20,7 @@ from numbers import Real
 from typing import Any
 
 from ._captum import SUPPORTED_METHODS
+from ._errors import ParameterError
 
 __all__ = [
     "Choice",
@@ -38,26 +39,6 @@ __all__ = [
     "check_quadrature",
     "validate",
 ]
-
-
-class ParameterError(ValueError, TypeError):
-    """A parameter was given a value it does not accept.
-
-    It is both a ``ValueError`` and a ``TypeError`` (a wrong value and a wrong
-    type are both refused through it), so code that caught either before
-    still catches it. ``parameter`` is the parameter's name, as the function
-    or settings field spells it.
-
-    Examples
-    --------
-    >>> error = ParameterError("tau", "tau must be a positive int, got 0")
-    >>> error.parameter, str(error)
-    ('tau', 'tau must be a positive int, got 0')
-    """
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
 
 
 class Constraint:
@@ -196,7 +177,7 @@ def validate(constraints: Mapping[str, Constraint], values: Mapping[str, object]
     >>> validate({"k": Count(1), "tolerance": Number(0, 1)}, {"k": 5, "tolerance": 2})
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: tolerance must be a number in [0, 1], got 2
+    captum_groups.ParameterError: tolerance must be a number in [0, 1], got 2
     """
     for name, constraint in constraints.items():
         if name in values:
@@ -212,7 +193,7 @@ def check_positive_int(value: object, parameter: str, optional: bool = False) ->
     >>> check_positive_int(0, "n_steps")
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: n_steps must be a positive int, got 0
+    captum_groups.ParameterError: n_steps must be a positive int, got 0
     """
     if optional and value is None:
         return
@@ -227,7 +208,7 @@ def check_finite(value: object, parameter: str) -> None:
     >>> check_finite(float("nan"), "value")
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: value must be a finite number, got nan
+    captum_groups.ParameterError: value must be a finite number, got nan
     """
     if isinstance(value, Real) and not math.isfinite(float(value)):
         raise ParameterError(parameter, f"{parameter} must be a finite number, got {value!r}")
@@ -254,7 +235,7 @@ def check_quadrature(n_steps: object, method: object) -> None:
     >>> check_quadrature(1, "riemann_trapezoid")
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: method='riemann_trapezoid' needs n_steps >= 2, got 1
+    captum_groups.ParameterError: method='riemann_trapezoid' needs n_steps >= 2, got 1
     """
     check_positive_int(n_steps, "n_steps")
     check_method(method)
@@ -271,7 +252,7 @@ def check_integration(n_steps: object, method: object, internal_batch_size: obje
     >>> check_integration(32, "riemann_trapezoid", 0)
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: internal_batch_size must be a positive int, got 0
+    captum_groups.ParameterError: internal_batch_size must be a positive int, got 0
     """
     check_positive_int(n_steps, "n_steps")
     check_method(method)

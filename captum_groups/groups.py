@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._errors import ParameterError
+
 __all__ = [
     "GROUPSET_FORMAT",
     "GroupSet",
@@ -69,27 +71,32 @@ def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.M
     """
     if isinstance(layer, nn.Module):
         if isinstance(model, nn.Module) and not any(m is layer for m in model.modules()):
-            raise ValueError(
+            raise ParameterError(
+                parameter,
                 f"{parameter} is a {type(layer).__name__} module that is not part of "
                 f"{type(model).__name__} (a module of another model, or of a copy of it?); "
-                f"give a module of this model or its dotted name"
+                f"give a module of this model or its dotted name",
             )
         return layer
     if not isinstance(layer, str):
-        raise TypeError(f"{parameter} must be an nn.Module or a dotted module name, got {layer!r}")
+        raise ParameterError(
+            parameter, f"{parameter} must be an nn.Module or a dotted module name, got {layer!r}"
+        )
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise ParameterError(
+            parameter,
             f"{parameter}={layer!r} is a name, so the model must be an nn.Module to look it "
-            f"up in; got {type(model).__name__}. Pass the module itself instead."
+            f"up in; got {type(model).__name__}. Pass the module itself instead.",
         )
     try:
         return model.get_submodule(layer)
     except AttributeError:
         names = [name for name, _ in model.named_modules() if name]
         hint = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise ValueError(
+        raise ParameterError(
+            parameter,
             f"{parameter}={layer!r} is not a submodule of {type(model).__name__}; "
-            f"known names: {hint}"
+            f"known names: {hint}",
         ) from None
 
 

@@ -19,8 +19,8 @@ from captum_groups import Circuit, CircuitSettings, GroupSet, NeuronGroup, build
 from captum_groups._cli_options import flag_of, settings_from_args
 from captum_groups._inputs import Source
 from captum_groups.cli import CLI_DEFAULTS, COMMAND_OPTIONS, build_parser, main
-from captum_groups.report import ReportSettings
 from captum_groups.datasets import digits_cnn, load_digits
+from captum_groups.report import ReportSettings
 
 SCRIPT = Path(sys.executable).with_name("captum-groups")
 

@@ -8,9 +8,9 @@ import torchvision
 from torch import nn
 
 from captum_groups import NeuronGroup
-from captum_groups._affine_prefix import split_affine_prefix
 from captum_groups._subnetwork import fold_batchnorm, subnetwork
 from captum_groups.discovery import CoreScores
+from captum_groups.discovery._integrate.affine_prefix import split_affine_prefix
 
 
 def _resnet_block(seed: int = 0) -> tuple[nn.Module, nn.Module]:

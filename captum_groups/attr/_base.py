@@ -348,15 +348,23 @@ class _GroupAttribution:
             return results[0].detach()
         return torch.stack([r.detach() for r in results], 1)
 
-    def _replay(self, arguments: dict[str, Any], **fixed: Any) -> Any:
+    def _replay(
+        self,
+        inputs: Any,
+        group: GroupArg,
+        additional_forward_args: Any = None,
+        attribute_to_neuron_input: bool = False,
+        group_batch_size: int | None = None,
+        **options: Any,
+    ) -> Any:
         """Captum's ``_captum_class`` run once per group, on model work shared by all groups.
 
-        ``arguments`` are the ``attribute`` call's parameters by name: its
-        ``locals()`` before it sets any other variable (checked against its
-        signature). ``inputs``, ``group``, ``additional_forward_args``,
+        ``inputs``, ``group``, ``additional_forward_args``,
         ``attribute_to_neuron_input`` and ``group_batch_size`` drive the group
-        machinery; the others, and ``fixed``, are the Captum algorithm's own
-        ``attribute`` keywords (``baselines``, ``n_steps`` ...).
+        machinery; ``options`` are the Captum algorithm's own ``attribute``
+        keywords (``baselines``, ``n_steps`` ...), passed by name. Every
+        argument is explicit, so a user's subclass that overrides ``attribute``
+        and calls ``super().attribute(...)`` works as with Captum's classes.
 
         A gradient method gets a ``gradient_func`` that returns its group's
         share of one forward and backward pass shared by all groups; a
@@ -365,14 +373,7 @@ class _GroupAttribution:
         Every run sees the random draws of a single Captum call, so each
         group's result is exactly Captum's.
         """
-        options = {name: value for name, value in arguments.items() if name != "self"}
-        if set(options) != set(inspect.signature(type(self).attribute).parameters) - {"self"}:
-            raise RuntimeError(f"{type(self).__name__}.attribute must pass _replay its locals()")
-        inputs, group = options.pop("inputs"), options.pop("group")
-        additional_forward_args = options.pop("additional_forward_args")
-        use_input = options.pop("attribute_to_neuron_input")
-        group_batch_size = options.pop("group_batch_size")
-        options.update(fixed)
+        use_input = attribute_to_neuron_input
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, use_input, options.get("baselines")
         )

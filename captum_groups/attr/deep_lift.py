@@ -57,7 +57,15 @@ class GroupDeepLift(_DeepLiftFamily, captum_class=DeepLift):
         >>> dl.attribute(x[:2], NeuronGroup("relu3", [3, 7, 9])).shape
         torch.Size([2, 1, 8, 8])
         """
-        return self._replay(locals())
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            baselines=baselines,
+            custom_attribution_func=custom_attribution_func,
+        )
 
 
 class GroupDeepLiftShap(_DeepLiftFamily, captum_class=DeepLiftShap):
@@ -98,4 +106,12 @@ class GroupDeepLiftShap(_DeepLiftFamily, captum_class=DeepLiftShap):
         >>> dls.attribute(x[:2], NeuronGroup("fc1", [0, 4]), references).shape
         torch.Size([2, 1, 8, 8])
         """
-        return self._replay(locals())
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            baselines=baselines,
+            custom_attribution_func=custom_attribution_func,
+        )

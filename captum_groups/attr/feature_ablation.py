@@ -60,4 +60,13 @@ class GroupFeatureAblation(
         torch.Size([2, 1, 8, 8])
         """
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        return self._replay(locals())
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            baselines=baselines,
+            feature_mask=feature_mask,
+            perturbations_per_eval=perturbations_per_eval,
+        )

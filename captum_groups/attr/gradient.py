@@ -44,4 +44,12 @@ class GroupGradient(
         >>> attr.shape
         torch.Size([4, 1, 8, 8])
         """
-        return self._replay(locals(), abs=False)  # Saliency without abs: the plain gradient
+        # Saliency without abs: the plain gradient
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            abs=False,
+        )

@@ -66,4 +66,13 @@ class GroupGradientShap(
         """
         check_positive_int(n_samples, "n_samples")
         check_finite(stdevs, "stdevs")
-        return self._replay(locals())
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            baselines=baselines,
+            n_samples=n_samples,
+            stdevs=stdevs,
+        )

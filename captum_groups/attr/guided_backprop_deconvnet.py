@@ -30,7 +30,9 @@ class _ModifiedReluBackprop(_GroupAttribution, NeuronAttribution, GradientAttrib
         group_batch_size: int | None = None,
     ) -> TensorOrTupleOfTensorsGeneric:
         """Attributions of the group(s) by modified-ReLU backpropagation."""
-        return self._replay(locals())
+        return self._replay(
+            inputs, group, additional_forward_args, attribute_to_neuron_input, group_batch_size
+        )
 
 
 class GroupGuidedBackprop(_ModifiedReluBackprop, captum_class=GuidedBackprop):

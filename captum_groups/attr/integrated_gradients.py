@@ -52,4 +52,14 @@ class GroupIntegratedGradients(
         torch.Size([2, 4, 1, 8, 8])
         """
         check_integration(n_steps, method, internal_batch_size)
-        return self._replay(locals())
+        return self._replay(
+            inputs,
+            group,
+            additional_forward_args,
+            attribute_to_neuron_input,
+            group_batch_size,
+            baselines=baselines,
+            n_steps=n_steps,
+            method=method,
+            internal_batch_size=internal_batch_size,
+        )

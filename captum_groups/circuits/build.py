@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -72,10 +73,12 @@ logger = logging.getLogger(__name__)
 def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
     """Circuit layers as dotted names (modules or names given), each a submodule."""
     if isinstance(layers, (str, nn.Module)) or not layers:
-        raise ValueError("layers must be a non-empty list of layers (modules or dotted names)")
+        raise ParameterError(
+            "layers", "layers must be a non-empty list of layers (modules or dotted names)"
+        )
     names = [layer_name(model, resolve_layer(model, layer, "layers")) for layer in layers]
     if len(set(names)) != len(names):
-        raise ValueError(f"layers must not repeat a layer, got {names}")
+        raise ParameterError("layers", f"layers must not repeat a layer, got {names}")
     return names
 
 
@@ -84,20 +87,26 @@ def _check_targets(
 ) -> list[TargetKey]:
     """Class indices, or groups of a layer after the circuit, with their layer named."""
     if isinstance(targets, (int, NeuronGroup)) or not targets:
-        raise ValueError("targets must be a non-empty list of class indices or NeuronGroups")
+        raise ParameterError(
+            "targets", "targets must be a non-empty list of class indices or NeuronGroups"
+        )
     checked: list[TargetKey] = []
     for target in targets:
         if isinstance(target, NeuronGroup):
             name = layer_name(model, target.resolve(model))
             if name in layers:
-                raise ValueError("a target group must belong to a layer above all circuit layers")
+                raise ParameterError(
+                    "target", "a target group must belong to a layer above all circuit layers"
+                )
             target = target.replace(layer=name)
         elif isinstance(target, bool) or not isinstance(target, int):
-            raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
+            raise ParameterError(
+                "target", f"target must be a class index or a NeuronGroup, got {target!r}"
+            )
         elif target < 0:
-            raise ValueError(f"target class must be non-negative, got {target}")
+            raise ParameterError("target", f"target class must be non-negative, got {target}")
         if target in checked:
-            raise ValueError(f"targets must not repeat, got {target!r} twice")
+            raise ParameterError("targets", f"targets must not repeat, got {target!r} twice")
         checked.append(target)
     return checked
 
@@ -114,27 +123,51 @@ def _check_forward_order(
     ran = [names[id(module)] for module in order]
     for name in watched:
         if ran.count(name) != 1:
-            raise ValueError(
+            raise ParameterError(
+                "layers",
                 f"layer {name!r} runs {ran.count(name)} times in a forward pass; "
-                f"circuit layers must run exactly once"
+                f"circuit layers must run exactly once",
             )
     if sorted(layers, key=ran.index) != layers:
-        raise ValueError(
+        raise ParameterError(
+            "layers",
             f"layers must be given in forward order (lowest first); they run as "
-            f"{sorted(layers, key=ran.index)}"
+            f"{sorted(layers, key=ran.index)}",
         )
     for name in watched[len(layers) :]:
         if ran.index(name) < ran.index(layers[-1]):
-            raise ValueError(
+            raise ParameterError(
+                "target",
                 f"target group layer {name!r} runs before circuit layer {layers[-1]!r}; "
-                f"a target group must belong to a layer after all circuit layers"
+                f"a target group must belong to a layer after all circuit layers",
             )
     for target in targets:
         if isinstance(target, int) and (output.ndim != 2 or target >= output.shape[1]):
-            raise ValueError(
+            raise ParameterError(
+                "target",
                 f"target class {target} is out of range for "
-                f"{output.shape[1] if output.ndim == 2 else tuple(output.shape)} outputs"
+                f"{output.shape[1] if output.ndim == 2 else tuple(output.shape)} outputs",
             )
+
+
+def none_predicted(target: int, counts: Counter[int]) -> str:
+    """The message for a class the model predicts for no image: the classes it does predict,
+    most first, and how to use every image instead.
+
+    Examples
+    --------
+    >>> none_predicted(5, Counter({3: 40, 8: 2}))  # doctest: +NORMALIZE_WHITESPACE
+    'the model predicts class 5 for none of the images; it predicts class 3 (40 images),
+    8 (2 images); choose one of those, or use every image with predicted_only=False
+    (--no-predicted-only on the command line)'
+    """
+    shown = ", ".join(f"{c} ({n} image{'s' if n != 1 else ''})" for c, n in counts.most_common(8))
+    more = f" and {len(counts) - 8} more classes" if len(counts) > 8 else ""
+    return (
+        f"the model predicts class {target} for none of the images; it predicts class "
+        f"{shown}{more}; choose one of those, or use every image with predicted_only=False "
+        f"(--no-predicted-only on the command line)"
+    )
 
 
 def _select_and_summarise(
@@ -150,6 +183,7 @@ def _select_and_summarise(
     everything = [t for t in targets if t not in predicted]
     summarisers: dict[Any, Summariser] = {}
     predictions = Rebatcher(settings.batch_size)
+    predicted_counts: Counter[int] = Counter()
     probed = False
 
     def summariser(key: Any, keyed_targets: list[TargetKey]) -> Summariser:
@@ -168,6 +202,7 @@ def _select_and_summarise(
     def route(ids: Tensor, images: Tensor) -> None:
         with torch.no_grad():
             classes = model(images).argmax(1)
+        predicted_counts.update(classes.tolist())
         for target in predicted:
             chosen = classes == target
             if chosen.any():
@@ -185,13 +220,13 @@ def _select_and_summarise(
         for group in predictions.push(ids, images) if predicted else []:
             route(*group)
     if not probed:
-        raise ValueError("data is empty: it holds no images")
+        raise ParameterError("data", "data is empty: it holds no images")
     for group in predictions.flush():
         route(*group)
     selections = {key: s.finish() for key, s in summarisers.items()}
     for target in predicted:
         if target not in selections:
-            raise ValueError(f"the model predicts class {target} for none of the images")
+            raise ParameterError("target", none_predicted(target, predicted_counts))
     return {t: selections[t if t in predicted else "all"] for t in targets}
 
 

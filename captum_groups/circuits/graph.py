@@ -422,7 +422,7 @@ class Circuit:
         >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2)))
         Traceback (most recent call last):
         ...
-        ValueError: circuit.layers='1' is not a submodule of Sequential; known names: 0
+        captum_groups.ParameterError: circuit.layers='1' is not a submodule of Sequential; known names: 0
         """
         for layer in self.layers:
             resolve_layer(model, layer, "circuit.layers")

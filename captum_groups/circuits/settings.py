@@ -118,7 +118,7 @@ class CircuitSettings(Settings):
     >>> CircuitSettings(tau=0)
     Traceback (most recent call last):
     ...
-    captum_groups._checks.ParameterError: tau must be a positive int, got 0
+    captum_groups.ParameterError: tau must be a positive int, got 0
     """
 
     tau: int = setting(

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
-from .._affine_prefix import split_affine_prefix, trace_to_leaves
 from .._captum import approximation_parameters
-from .._channel_head import split_channel_head
 from .._checks import check_quadrature
 from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
+from ._integrate.affine_prefix import split_affine_prefix, trace_to_leaves
+from ._integrate.channel_head import split_channel_head
 
 Target = int | NeuronGroup
 
@@ -221,9 +221,9 @@ class CoreScores:
     split_prefix : bool
         Run the affine first part of ``between`` (e.g. a convolution and an
         eval-mode batch norm, up to the first nonlinearity) once per exemplar
-        instead of once per step (see :mod:`captum_groups._affine_prefix`),
+        instead of once per step (see :mod:`captum_groups.discovery._integrate.affine_prefix`),
         and compute its last layer only at each row's own target channels
-        (see :mod:`captum_groups._channel_head`). The same integral, to float
+        (see :mod:`captum_groups.discovery._integrate.channel_head`). The same integral, to float
         rounding; ``False`` integrates through ``between`` as it is.
 
     Examples

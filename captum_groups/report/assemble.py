@@ -23,6 +23,7 @@ mean value.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .._checks import ParameterError
 from .._data import Data, batch_inputs, iter_batches
 from .._deprecation import apply_renames
 from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
@@ -45,6 +47,7 @@ from ..circuits import (
     edge_fidelity,
     masking_fidelity,
 )
+from ..circuits.build import none_predicted
 from ..discovery import TopExemplars
 from ..groups import NeuronGroup
 from ..viz import plot_group_exemplars, render_circuit
@@ -158,18 +161,20 @@ def evaluation_images(
     device = _device(model)
     kept: list[Tensor] = []
     count = 0
+    predicted: Counter[int] = Counter()
     for batch in iter_batches(data, batch_size):
         batch = batch.to(device)
         if isinstance(circuit.target, int):
             with torch.no_grad(), preserve_buffers(model):
-                predicted = model(batch).argmax(1)
-            batch = batch[predicted == circuit.target]
+                classes = model(batch).argmax(1)
+            predicted.update(classes.tolist())
+            batch = batch[classes == circuit.target]
         kept.append(batch[: limit - count])
         count += len(kept[-1])
         if count >= limit:
             break
     if count == 0:
-        raise ValueError(f"the model predicts class {circuit.target} for none of the images")
+        raise ParameterError("target", none_predicted(circuit.target, predicted))
     return torch.cat(kept)
 
 
