@@ -113,6 +113,8 @@ class Number(Constraint):
         low, high = ("(", ")") if self.open else ("[", "]")
         if self.low is not None and self.high is not None:
             text = f"a number in {low}{self.low}, {self.high}{high}"
+        elif self.low == 0 and self.open:
+            text = "a positive number"
         elif self.low is not None:
             text = f"a number {'>' if self.open else '>='} {self.low}"
         elif self.high is not None:

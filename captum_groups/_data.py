@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
+from ._errors import ParameterError
+
 __all__ = [
     "INPUT_KEYS",
     "LABEL_KEYS",
@@ -136,7 +138,7 @@ def iter_batches(
     [[0, 1], [2, 3, 4]]
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ParameterError("batch_size", f"batch_size must be a positive int, got {batch_size!r}")
     if labels and isinstance(data, Tensor):
         raise ValueError(f"{parameter} must give labels here: pass (inputs, labels) batches")
     for batch in _batches(data, batch_size):

@@ -167,7 +167,7 @@ def test_circuits_never_import_viz_at_module_level():
         assert not [m for m in _imports(module, top_level_only=True) if ".viz" in m], module
 
 
-LONGEST = 80
+LONGEST = 60
 
 
 def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> int:
@@ -188,7 +188,7 @@ def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[st
     )
 
 
-def test_the_longest_function_is_under_80_lines_of_code():
+def test_no_function_is_over_60_lines_of_code():
     lengths = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
@@ -198,7 +198,7 @@ def test_the_longest_function_is_under_80_lines_of_code():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lengths[f"{relative}:{node.lineno} {node.name}"] = _code_lines(node, lines)
     longest = max(lengths, key=lengths.get)
-    assert lengths[longest] < LONGEST, f"{longest} has {lengths[longest]} lines of code"
+    assert lengths[longest] <= LONGEST, f"{longest} has {lengths[longest]} lines of code"
 
 
 def test_code_line_count_leaves_out_docstrings_and_comments():

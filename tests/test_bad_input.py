@@ -828,7 +828,7 @@ CASES = [
         "render-lr",
         lambda c: render_groups(c.model, UPPER[0], size=8, lr=-1.0),
         ValueError,
-        "lr must be a number > 0",
+        "lr must be a positive number",
     ),
     Case(
         "render-unknown-layer",

@@ -172,6 +172,27 @@ def _checked_cores(
     return {str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()}
 
 
+def _target_from_json(target: object) -> int | NeuronGroup:
+    if isinstance(target, Mapping):
+        return _group_from_dict(target, "target")
+    _require(
+        isinstance(target, int) and not isinstance(target, bool) and target >= 0,
+        "target",
+        "a class index >= 0 or a group object",
+        target,
+    )
+    return target  # type: ignore[return-value]
+
+
+def _settings_from_json(settings: object) -> CircuitSettings | None:
+    if settings is None:
+        return None
+    try:
+        return CircuitSettings.from_dict(settings)  # type: ignore[arg-type]
+    except ParameterError as error:
+        raise ValueError(f"circuit JSON field {error.parameter!r}: {error}") from None
+
+
 def _checked_nodes(nodes: Mapping[str, NeuronGroup], layers: tuple[str, ...]) -> dict:
     """Node id -> group, each id a string other than the target's, each group of a layer."""
     checked = dict(nodes)
@@ -419,10 +440,10 @@ class Circuit:
         --------
         >>> circuit = Circuit(0, ["1"], {"a": NeuronGroup("1", [0])}, {("a", "target"): 1.0})
         >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
-        >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2)))
+        >>> circuit.check_model(nn.Sequential(nn.Linear(2, 2)))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        captum_groups.ParameterError: circuit.layers='1' is not a submodule of Sequential; known names: 0
+        captum_groups.ParameterError: circuit.layers='1' is not a submodule of Sequential; ...
         """
         for layer in self.layers:
             resolve_layer(model, layer, "circuit.layers")
@@ -656,16 +677,7 @@ class Circuit:
         _require(
             version == VERSION, "version", f"{VERSION} (the version this package reads)", version
         )
-        target = data["target"]
-        if isinstance(target, Mapping):
-            target = _group_from_dict(target, "target")
-        else:
-            _require(
-                isinstance(target, int) and not isinstance(target, bool) and target >= 0,
-                "target",
-                "a class index >= 0 or a group object",
-                target,
-            )
+        target = _target_from_json(data["target"])
         layers = data["layers"]
         _require(
             isinstance(layers, list) and bool(layers) and all(isinstance(n, str) for n in layers),
@@ -680,12 +692,7 @@ class Circuit:
             value = data.get(key)
             _require(value is None or isinstance(value, Mapping), key, "an object", value)
             optional[key] = value
-        settings = data.get("settings")
-        if settings is not None:
-            try:
-                settings = CircuitSettings.from_dict(settings)
-            except ParameterError as error:
-                raise ValueError(f"circuit JSON field {error.parameter!r}: {error}") from None
+        settings = _settings_from_json(data.get("settings"))
         try:
             return cls(
                 target,

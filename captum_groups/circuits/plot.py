@@ -90,6 +90,70 @@ def _node_text(circuit: Circuit, node: str) -> str:
     return text
 
 
+def _draw_edges(
+    axis: Axes,
+    circuit: Circuit,
+    position: Mapping[str, tuple[float, float]],
+    edge_values: Mapping[tuple[str, str], float] | None,
+) -> None:
+    """Edges as lines, width by |value|, red positive, blue negative; edges without a value
+    (when ``edge_values`` are given) thin and grey."""
+    shown = dict(circuit.edges) if edge_values is None else dict(edge_values)
+    largest = max((abs(w) for w in shown.values()), default=1.0) or 1.0
+    for lower, upper in circuit.edges:
+        (x0, y0), (x1, y1) = position[lower], position[upper]
+        weight = shown.get((lower, upper))
+        if weight is None:
+            axis.plot([x0, x1], [y0, y1], color="0.8", linewidth=0.6, zorder=1)
+            continue
+        axis.plot(
+            [x0, x1],
+            [y0, y1],
+            color="tab:red" if weight > 0 else "tab:blue",
+            linewidth=0.5 + 6 * abs(weight) / largest,
+            alpha=0.35 + 0.5 * abs(weight) / largest,
+            zorder=2,
+        )
+
+
+def _draw_node(
+    axis: Axes,
+    node: str,
+    xy: tuple[float, float],
+    text: str,
+    thumbs: list[tuple[Tensor, tuple[int, int, int, int]]],
+    frame: str | None,
+) -> None:
+    """A node's text box, with its exemplar thumbnails above it; ``frame`` highlights it
+    in that colour (``"faded"``: another node is highlighted, this one is not)."""
+    x, y = xy
+    for j, (image, box) in enumerate(thumbs):
+        picture = OffsetImage(
+            _thumbnail(image, box, node), zoom=22 / max(box[2], box[3]), cmap="gray_r"
+        )
+        offset = (j - (len(thumbs) - 1) / 2) * 0.28
+        axis.add_artist(AnnotationBbox(picture, (x + offset, y + 0.18), frameon=False, zorder=3))
+    highlighted = frame is not None and frame != "faded"
+    faded = frame == "faded" and node != TARGET
+    axis.text(
+        x,
+        y - (0.12 if thumbs else 0),
+        text,
+        ha="center",
+        va="top" if thumbs else "center",
+        fontsize=8,
+        zorder=4,
+        alpha=0.55 if faded else 1.0,
+        bbox={
+            "boxstyle": "round",
+            "facecolor": "white",
+            "alpha": 0.85,
+            "edgecolor": frame if highlighted else "0.6",
+            "linewidth": 2.5 if highlighted else 1.0,
+        },
+    )
+
+
 def draw_circuit(
     axis: Axes,
     circuit: Circuit,
@@ -128,52 +192,13 @@ def draw_circuit(
     for y, level in enumerate(levels):
         for i, node in enumerate(level):
             position[node] = ((i + 0.5) / len(level) * width, float(y))
-    shown = dict(circuit.edges) if edge_values is None else dict(edge_values)
-    largest = max((abs(w) for w in shown.values()), default=1.0) or 1.0
-    for lower, upper in circuit.edges:
-        (x0, y0), (x1, y1) = position[lower], position[upper]
-        weight = shown.get((lower, upper))
-        if weight is None:
-            axis.plot([x0, x1], [y0, y1], color="0.8", linewidth=0.6, zorder=1)
-            continue
-        axis.plot(
-            [x0, x1],
-            [y0, y1],
-            color="tab:red" if weight > 0 else "tab:blue",
-            linewidth=0.5 + 6 * abs(weight) / largest,
-            alpha=0.35 + 0.5 * abs(weight) / largest,
-            zorder=2,
-        )
-    for node, (x, y) in position.items():
+    _draw_edges(axis, circuit, position, edge_values)
+    for node, xy in position.items():
         text = _node_text(circuit, node)
         if node_notes and node in node_notes:
             text += "\n" + node_notes[node]
-        items = thumbs[node]
-        for j, (index, box) in enumerate(items):
-            image = OffsetImage(
-                _thumbnail(images[index], box, node), zoom=22 / max(box[2], box[3]), cmap="gray_r"
-            )
-            offset = (j - (len(items) - 1) / 2) * 0.28
-            axis.add_artist(AnnotationBbox(image, (x + offset, y + 0.18), frameon=False, zorder=3))
-        highlighted = node_colors is not None and node in node_colors
-        faded = node_colors is not None and not highlighted and node != TARGET
-        axis.text(
-            x,
-            y - (0.12 if items else 0),
-            text,
-            ha="center",
-            va="top" if items else "center",
-            fontsize=8,
-            zorder=4,
-            alpha=0.55 if faded else 1.0,
-            bbox={
-                "boxstyle": "round",
-                "facecolor": "white",
-                "alpha": 0.85,
-                "edgecolor": node_colors[node] if highlighted else "0.6",
-                "linewidth": 2.5 if highlighted else 1.0,
-            },
-        )
+        frame = None if node_colors is None else node_colors.get(node, "faded")
+        _draw_node(axis, node, xy, text, [(images[i], box) for i, box in thumbs[node]], frame)
     axis.set_yticks(range(len(levels)), [*circuit.layers, "target"])
     axis.set_xticks([])
     axis.set_xlim(-0.2, width + 0.2)

@@ -7,6 +7,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 from torch import Tensor
 
+from .._checks import Count, ParameterError
+
 
 def checked_array(X: object, min_samples: int = 1) -> np.ndarray:
     """X (a tensor or array-like) as a float64 array of two or more axes, checked as
@@ -52,13 +54,15 @@ def per_neuron(
 
 
 def check_count(value: int | None, name: str, low: int, high: int) -> None:
-    """None, or an int in [low, high]."""
+    """None, or an int in [low, high] (NumPy ints too, as scikit-learn accepts them)."""
+    if isinstance(value, np.integer):
+        value = int(value)
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int or None, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high} here, got {value}")
+    if not Count(low).accepts(value) and not isinstance(value, int):
+        raise ParameterError(name, f"{name} must be an int or None, got {value!r}")
+    if not Count(low, high).accepts(value):
+        raise ParameterError(name, f"{name} must be between {low} and {high} here, got {value}")
 
 
 def check_layer_name(layer: object) -> None:

@@ -21,6 +21,8 @@ As everywhere in the package, the model computes as it is: in training mode
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -233,6 +235,47 @@ def _batch_objective(
     return sum((read(g, m, i) for i, (g, m) in pairs[1:]), read(groups[0], modules[0], 0))
 
 
+def _optimise(
+    model: nn.Module,
+    objective: objectives.Objective,
+    make_image: Callable[[], Any],
+    lr: float,
+    transforms: Sequence[Callable[[Tensor], Tensor]] | None,
+    steps: int,
+    size: int,
+) -> list[np.ndarray]:
+    """Lucent's ``render_vis`` for ``steps`` Adam steps, its interruption re-raised.
+
+    ``render_vis`` catches ``KeyboardInterrupt``, prints a line and returns the
+    half-optimised image; here the optimizer counts its steps, and a run that
+    stopped early raises ``KeyboardInterrupt`` again, so Ctrl-C stops the caller.
+    """
+    taken = 0
+
+    class CountingAdam(torch.optim.Adam):
+        def step(self, *args: Any, **kwargs: Any) -> Any:
+            nonlocal taken
+            taken += 1
+            return super().step(*args, **kwargs)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        images = render.render_vis(
+            model,
+            objective,
+            make_image,
+            optimizer=lambda params: CountingAdam(params, lr=lr),
+            transforms=list(transforms or []),
+            thresholds=(steps,),
+            preprocess=False,
+            progress=False,
+            show_image=False,
+            fixed_image_size=size,
+        )
+    if taken < steps:
+        raise KeyboardInterrupt(f"rendering interrupted after {taken} of {steps} steps")
+    return images
+
+
 @renamed_keywords(seed="random_state")
 def render_groups(
     model: nn.Module,
@@ -300,16 +343,8 @@ def render_groups(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     group_list = as_group_list(groups)
     modules = [resolve_layer(model, group.layer, "group.layer") for group in group_list]
-    validate(
-        RENDER_CONSTRAINTS,
-        {
-            "size": size,
-            "steps": steps,
-            "channels": channels,
-            "lr": lr,
-            "random_state": random_state,
-        },
-    )
+    numbers = {"size": size, "steps": steps, "channels": channels, "lr": lr}
+    validate(RENDER_CONSTRAINTS, {**numbers, "random_state": random_state})
     _check_kind(kind)
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -334,18 +369,7 @@ def render_groups(
                 decorrelate=decorrelate,
             )
         )
-        images = render.render_vis(
-            model,
-            objective,
-            make_image,
-            optimizer=lambda params: torch.optim.Adam(params, lr=lr),
-            transforms=list(transforms or []),
-            thresholds=(steps,),
-            preprocess=False,
-            progress=False,
-            show_image=False,
-            fixed_image_size=size,
-        )
+        images = _optimise(model, objective, make_image, lr, transforms, steps, size)
     result = np.asarray(images[-1])
     if result.ndim == 3:
         result = result[None]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..._checks import Count, Number, validate
 from ..._hooks import LayerCapture, _user_stacklevel, preserve_buffers, record, warn_if_training
 from ...discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from ...groups import NeuronGroup
@@ -45,10 +46,7 @@ def _check_arguments(circuit: Circuit, threshold: float, n_steps: int, versus: i
         raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
     if not circuit.nodes:
         raise ValueError("the circuit has no groups to debug")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
-        raise ValueError(f"threshold must be a positive number, got {threshold!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    validate({"threshold": Number(0, open=True), "n_steps": Count(1)}, locals())
     if versus is not None:
         if not isinstance(circuit.target, int):
             raise ValueError("versus needs a circuit whose target is a class index")
