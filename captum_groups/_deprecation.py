@@ -14,19 +14,23 @@ from typing import Any, TypeVar
 
 from ._hooks import _user_stacklevel
 
-__all__ = ["apply_renames", "renamed_keywords", "warn_renamed"]
+__all__ = ["apply_renames", "renamed_keywords", "warn_deprecated", "warn_renamed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def warn_renamed(old: str, new: str, caller: str) -> None:
-    """Warn, at the user's line, that ``old`` is now called ``new``."""
+def warn_deprecated(what: str, instead: str) -> None:
+    """Warn, at the user's line, that ``what`` goes in the next release; say what to use."""
     warnings.warn(
-        f"{caller}: {old!r} is deprecated and will be removed in the next release; "
-        f"use {new!r} (the same setting under its one name)",
+        f"{what} is deprecated and will be removed in the next release; {instead}",
         FutureWarning,
         stacklevel=_user_stacklevel(),
     )
+
+
+def warn_renamed(old: str, new: str, caller: str) -> None:
+    """Warn, at the user's line, that ``old`` is now called ``new``."""
+    warn_deprecated(f"{caller}: {old!r}", f"use {new!r} (the same setting under its one name)")
 
 
 def apply_renames(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._checks import Constraint, ParameterError
@@ -83,16 +83,18 @@ class Settings:
     def _check_together(self) -> None:
         """Checks that involve several fields (none by default)."""
 
+    @classmethod
+    def _refuse_unknown(cls, names: Iterable[str], saying: str) -> None:
+        """Refuse the first name that is no field: ``saying`` (with ``{name}``) and the fields."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        for name in names:
+            if name not in known:
+                message = saying.format(name=repr(name))
+                raise ParameterError(name, f"{message}; its fields are {sorted(known)}")
+
     def replace(self: S, **changes: Any) -> S:
         """A copy with some fields changed (validated like a new object)."""
-        known = {item.name for item in dataclasses.fields(self)}
-        for name in changes:
-            if name not in known:
-                raise ParameterError(
-                    name,
-                    f"{type(self).__name__} has no setting {name!r}; its settings are "
-                    f"{sorted(known)}",
-                )
+        self._refuse_unknown(changes, f"{type(self).__name__} has no setting {{name}}")
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -107,14 +109,9 @@ class Settings:
                 "settings",
                 f"settings must be a {cls.__name__}, got {type(settings).__name__}",
             )
-        known = {item.name for item in dataclasses.fields(cls)}
-        for name in options:
-            if name not in known:
-                raise ParameterError(
-                    name,
-                    f"{caller}() got an unexpected keyword argument {name!r}; the "
-                    f"{cls.__name__} fields are {sorted(known)}",
-                )
+        cls._refuse_unknown(
+            options, f"{caller}() got an unexpected keyword argument {{name}} ({cls.__name__})"
+        )
         base = settings if settings is not None else cls()
         return base.replace(**options) if options else base
 

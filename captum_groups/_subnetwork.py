@@ -155,6 +155,7 @@ class Affine(nn.Module):
 
     def __init__(self, norm: _BatchNorm) -> None:
         super().__init__()
+        # (x - mean) / sqrt(var + eps) * weight + bias  =  x * scale + shift
         with torch.no_grad():
             scale = torch.rsqrt(norm.running_var + norm.eps)
             if norm.weight is not None:
@@ -207,6 +208,8 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
         traced = fx.symbolic_trace(module)
     except Exception:  # fx raises many kinds of errors on untraceable code
         return module
+    # each call of a submodule is pointed at its folded copy (added under a new name); the
+    # user's module tree is never changed, the traced copy shares its other submodules
     for index, node in enumerate(traced.graph.nodes):
         if node.op != "call_module":
             continue

@@ -243,6 +243,7 @@ class Summariser:
         most_images: int | None = None,
     ) -> None:
         self.model, self.selection, self.layers = model, selection, layers
+        # whole images per forward pass, each giving all its crops: batch_size crops or so
         self._batcher = Rebatcher(max(1, batch_size // len(selection.boxes)))
         most_rows = None if most_images is None else most_images * len(selection.boxes)
         self._parts = {name: _Rows(most_rows) for name in layers}
@@ -257,6 +258,7 @@ class Summariser:
         crops = crop_and_resize(images, self.selection.boxes)
         captures = {name: LayerCapture(module) for name, module in self.layers.items()}
         output = record(self.model, crops, list(captures.values()))
+        # a crop's summary: each neuron's spatial mean, all that ranking and grouping read
         for name, capture in captures.items():
             self._parts[name].append(neuron_means(capture.output[0]))
         for target in self.selection.targets:

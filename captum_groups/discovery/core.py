@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from .._captum import approximation_parameters
-from .._checks import check_quadrature
+from .._checks import check_positive_int, check_quadrature
 from .._hooks import frozen_parameters, guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
@@ -192,10 +192,7 @@ def rows_per_pass(
     """Rows (exemplars x steps) per integration pass: given, or from :data:`ELEMENTS_PER_PASS`
     and the elements of a row (by default, of an activation row)."""
     if internal_batch_size is not None:
-        if isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, int):
-            raise ValueError(f"internal_batch_size must be an int, got {internal_batch_size!r}")
-        if internal_batch_size < 1:
-            raise ValueError(f"internal_batch_size must be positive, got {internal_batch_size}")
+        check_positive_int(internal_batch_size, "internal_batch_size")
         return internal_batch_size
     per_row = max(1, row_elements or activations[0].numel())
     return max(1, ELEMENTS_PER_PASS // per_row)
@@ -269,6 +266,8 @@ class CoreScores:
         """Integrate a batch of exemplars; ``owners[i]`` lists the targets of exemplar ``i``."""
         if len(owners) != len(activations):
             raise ValueError(f"owners must list the targets of each of the {len(activations)} rows")
+        # Crops shared by most targets first: a pass runs one backward per *slot* (the
+        # i-th target of each crop), so crops with equally many targets fill every slot.
         order = sorted(range(len(owners)), key=lambda i: -len(owners[i]))
         order = [i for i in order if owners[i]]
         if not order:
@@ -276,6 +275,8 @@ class CoreScores:
         per_pass = rows_per_pass(
             activations, self.internal_batch_size, self._row_elements(activations)
         )
+        # A pass holds per_pass rows of crops x steps; a crop's steps stay in one pass
+        # when they fit, so its frontier is computed once.
         crops_per_pass = max(1, per_pass // len(self.alphas))
         model = self.between if isinstance(self.between, nn.Module) else None
         with frozen_parameters(model):
@@ -295,10 +296,15 @@ class CoreScores:
     def _integrate(self, chunk: Tensor, owners: list[list[int]], per_pass: int) -> None:
         """Integrated gradients of each exemplar of ``chunk`` for each of its targets."""
         n_crops, n_slots = len(chunk), len(owners[0])
+        # slot_targets[s, c]: crop c's s-th target (-1 when it has fewer). One backward
+        # per slot gives every row the gradient of its own target only: the rows of one
+        # slot are independent, so summing their values before the backward is exact.
         slot_targets = torch.full((n_slots, n_crops), -1, dtype=torch.long)
         for crop, targets in enumerate(owners):
             slot_targets[: len(targets), crop] = torch.tensor(targets)
-        # the affine prefix runs once per crop: the path starts at its frontier
+        # The affine prefix P (convolutions, folded batch norm, the identity branch) runs
+        # once per crop: P(a x) = P(0) + a (P(x) - P(0)), so the straight path from 0 to x
+        # maps to the straight path from P(0) to P(x), and the integration walks that one.
         inputs = chunk.detach().requires_grad_(self.split is not None)
         with torch.enable_grad():
             ends = self.split.prefix(inputs) if self.split else (inputs,)
@@ -343,12 +349,15 @@ class CoreScores:
                             total[slot] += grad.view(len(alphas), *total.shape[1:]).sum(0)
         for slot in range(n_slots):
             if self.split:
-                # the summed gradients at the frontier go back through the prefix once
+                # P's Jacobian is the same at every step, so the step-weighted sum of the
+                # frontier gradients goes back through P once (the chain rule, summed).
                 (gradient,) = torch.autograd.grad(
                     ends, inputs, [t[slot] for t in totals], retain_graph=slot < n_slots - 1
                 )
             else:
                 gradient = totals[0][slot]
+            # IG from the zero baseline: (x - 0) times the path-averaged gradient, then each
+            # neuron's spatial mean (NeurFlow averages attributions over space)
             per_neuron = neuron_means(gradient * chunk)
             valid = (slot_targets[slot] >= 0).nonzero()[:, 0]
             rows = per_neuron.index_select(0, valid.to(per_neuron.device))

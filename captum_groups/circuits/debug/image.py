@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..._checks import Count, Number, validate
-from ..._hooks import LayerCapture, _user_stacklevel, preserve_buffers, record, warn_if_training
+from ..._deprecation import warn_deprecated
+from ..._hooks import LayerCapture, preserve_buffers, record, warn_if_training
 from ...discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from ...groups import NeuronGroup
 from .._ids import TARGET
@@ -64,11 +64,9 @@ def _target_values(target: int | NeuronGroup, output: Tensor, captured: dict) ->
 
 def _warn_former_order(caller: str, old: str, new: str) -> None:
     """Warn that a call used the function's former argument order (which still works)."""
-    warnings.warn(
-        f"{caller}({old}) is deprecated and will be removed in the next release; "
+    warn_deprecated(
+        f"{caller}({old})",
         f"call {caller}({new}): the model first, then the circuit(s), then the image",
-        FutureWarning,
-        stacklevel=_user_stacklevel(),
     )
 
 

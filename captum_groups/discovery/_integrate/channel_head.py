@@ -87,6 +87,8 @@ class ChannelHead:
         """The module's output at ``channels`` (rows, L) of each row: (rows, L, ...)."""
         values: dict[fx.Node, Tensor] = {}
 
+        # Every value here is (rows, L, ...): row r's channels channels[r] only. A node
+        # the body computed in full is read at those channels by a gather.
         def read(node: fx.Node) -> Tensor:
             if node in values:
                 return values[node]
@@ -98,9 +100,11 @@ class ChannelHead:
         for node in self.nodes:
             kind = _kind(node, self.module)
             if kind == "mix":
+                # a mixing reads all input channels (the body's full output) and makes L
                 leaf = self.module.get_submodule(str(node.target))
                 values[node] = _mix(leaf, boundary[self.inputs.index(node.args[0])], channels)
             elif kind == "affine":
+                # a folded batch norm: each channel's own scale and shift
                 leaf = self.module.get_submodule(str(node.target))
                 view = (*channels.shape, *[1] * (read(node.args[0]).ndim - 2))
                 scale, shift = leaf.scale[channels].view(view), leaf.shift[channels].view(view)
@@ -108,6 +112,7 @@ class ChannelHead:
             elif kind == "elementwise":
                 values[node] = torch.relu(read(node.args[0]))
             else:
+                # a residual addition: both branches at the same channels
                 first, second = node.args
                 values[node] = _ADDITIONS[node.target](read(first), read(second))
         return values[self.output]
@@ -115,11 +120,13 @@ class ChannelHead:
 
 def _mix(leaf: nn.Module, inputs: Tensor, channels: Tensor) -> Tensor:
     """A 1x1 convolution or linear map computing only ``channels`` (rows, L) of each row."""
+    # the weight rows of each row's channels: (rows, L, C_in) for a linear map
     weight = leaf.weight[channels]
     bias = None if leaf.bias is None else leaf.bias[channels]
     if isinstance(leaf, nn.Linear):
         out = torch.einsum("rlc,rc->rl", weight, inputs)
         return out if bias is None else out + bias
+    # a 1x1 convolution without padding is a per-position linear map on the strided grid
     strided = inputs[..., :: leaf.stride[0], :: leaf.stride[1]]
     out = torch.einsum("rlc,rchw->rlhw", weight[..., 0, 0], strided)
     return out if bias is None else out + bias[..., None, None]
@@ -145,6 +152,9 @@ def split_channel_head(module: fx.GraphModule) -> ChannelHead | None:
         result = result[0]
     if not isinstance(result, fx.Node):
         return None
+    # Walk back from the output through channel-wise nodes, stopping after the mixing
+    # ones: what they read becomes the body's outputs. A node also used outside the
+    # head must be computed in full, so it ends the head there.
     head: list[fx.Node] = []
     inputs: list[fx.Node] = []
     frontier = [result]
@@ -167,6 +177,7 @@ def split_channel_head(module: fx.GraphModule) -> ChannelHead | None:
             frontier.extend(a for a in node.args if isinstance(a, fx.Node))
     if not any(_kind(n, module) == "mix" for n in head):
         return None
+    # the body: the graph without the head, returning the head's inputs in full
     ordered = [n for n in nodes if n in head]
     graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
