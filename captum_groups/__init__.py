@@ -42,7 +42,7 @@ from .groups import GroupSet, NeuronGroup
 from .labeling import label_groups
 from .regularize import BEANRegularizer, find_assemblies
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BEANRegularizer",
