@@ -33,6 +33,7 @@ from .fidelity import (
 )
 from .graph import Circuit
 from .plot import plot_circuit
+from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "TARGET",
     "Circuit",
     "CircuitSettings",
+    "ClassRouting",
     "ClassComparison",
     "EdgeFidelityResult",
     "FidelityReport",
@@ -54,6 +56,7 @@ __all__ = [
     "expression_score",
     "masking_fidelity",
     "plot_circuit",
+    "route_classes",
     "sufficiency",
     "typical_activations",
 ]

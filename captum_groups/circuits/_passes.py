@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from .._data import Data, batch_inputs, check_reiterable, iter_batches, n_examples
+from .._data import Data, batch_inputs, check_reiterable, indexed_batches, n_examples
 from .._hooks import LayerCapture, preserve_buffers, record, run_to_layer
 from ..discovery.crops import crop_and_resize
 from ..groups import NeuronGroup, neuron_means
@@ -145,32 +144,11 @@ class ImageReader:
         return images.to(self.device, self.dtype)
 
     def _batches(self, indices: Sequence[int] | None) -> Iterator[tuple[Tensor, Tensor]]:
-        if indices is not None and isinstance(self.data, Tensor):
-            for start in range(0, len(indices), self.batch_size):
-                ids = torch.as_tensor(indices[start : start + self.batch_size], dtype=torch.long)
-                yield ids, self.data[ids]
-            return
-        if indices is not None and isinstance(self.data, Dataset) and hasattr(self.data, "__len__"):
-            loader = DataLoader(Subset(self.data, list(indices)), batch_size=self.batch_size)
-            position = 0
-            for batch in loader:
-                images = batch_inputs(batch)
-                yield torch.as_tensor(indices[position : position + len(images)]), images
-                position += len(images)
-            return
-        wanted = None if indices is None else set(indices)
-        first = 0
-        for images in iter_batches(self.data, self.batch_size):
-            ids = torch.arange(first, first + len(images))
-            first += len(images)
-            if wanted is not None:
-                keep = torch.tensor([int(i) in wanted for i in ids], dtype=torch.bool)
-                ids, images = ids[keep], images[keep]
-            if len(ids):
-                yield ids, images
+        for ids, batch in indexed_batches(self.data, self.batch_size, "data", indices):
+            yield ids, batch_inputs(batch)
 
     def read(self, indices: Sequence[int] | None, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
-        """(data-set indices, images) in data order: all images, or only ``indices`` (sorted)."""
+        """(data-set indices, images): all images in data order, or those at ``indices``."""
         total = self.total if indices is None else len(indices)
         with tqdm(
             total=total, desc=desc, unit="image", disable=not self.progress, leave=False

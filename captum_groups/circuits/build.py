@@ -63,6 +63,7 @@ from ._passes import (
     model_device_dtype,
 )
 from .graph import Circuit
+from .routing import ClassRouting, check_routing
 from .settings import CircuitSettings
 
 __all__ = ["build_circuit", "build_circuits"]
@@ -170,64 +171,94 @@ def none_predicted(target: int, counts: Counter[int]) -> str:
     )
 
 
-def _select_and_summarise(
-    model: nn.Module,
-    reader: ImageReader,
-    layers: list[str],
-    targets: list[TargetKey],
-    settings: CircuitSettings,
-) -> dict[TargetKey, Selection]:
-    """One pass over the data: each target's images, their crops' summaries."""
-    boxes: Tensor | None = None
-    predicted = [t for t in targets if isinstance(t, int) and settings.predicted_only]
-    everything = [t for t in targets if t not in predicted]
-    summarisers: dict[Any, Summariser] = {}
-    predictions = Rebatcher(settings.batch_size)
-    predicted_counts: Counter[int] = Counter()
-    probed = False
+class _SummaryPass:
+    """The first pass: each target's images, and their crops' summaries.
 
-    def summariser(key: Any, keyed_targets: list[TargetKey]) -> Summariser:
-        if key not in summarisers:
-            assert boxes is not None
-            summarised = {name: model.get_submodule(name) for name in layers}
+    Class targets read the images the model predicts as them: predicted here
+    in the fixed groups of :func:`.routing.prediction_groups`, or looked up in
+    a given :class:`~.routing.ClassRouting` (then only those images are read).
+    Other targets (groups, or every image) read all images.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        reader: ImageReader,
+        layers: list[str],
+        targets: list[TargetKey],
+        settings: CircuitSettings,
+        routing: ClassRouting | None,
+    ) -> None:
+        self.model, self.reader, self.layers, self.targets = model, reader, layers, targets
+        self.settings, self.routing = settings, routing
+        self.predicted = [t for t in targets if isinstance(t, int) and settings.predicted_only]
+        self.everything = [t for t in targets if t not in self.predicted]
+        self.summarisers: dict[Any, Summariser] = {}
+        self.predictions = Rebatcher(settings.batch_size)
+        self.counts: Counter[int] = Counter()
+        self.boxes: Tensor | None = None
+
+    def _summariser(self, key: Any, keyed_targets: list[TargetKey]) -> Summariser:
+        if key not in self.summarisers:
+            assert self.boxes is not None
+            summarised = {name: self.model.get_submodule(name) for name in self.layers}
             for target in keyed_targets:
                 if isinstance(target, NeuronGroup):
-                    summarised[str(target.layer)] = target.resolve(model)
-            selection = Selection(list(keyed_targets), boxes)
-            summarisers[key] = Summariser(
-                model, selection, summarised, settings.batch_size, reader.total
+                    summarised[str(target.layer)] = target.resolve(self.model)
+            selection = Selection(list(keyed_targets), self.boxes)
+            self.summarisers[key] = Summariser(
+                self.model, selection, summarised, self.settings.batch_size, self.reader.total
             )
-        return summarisers[key]
+        return self.summarisers[key]
 
-    def route(ids: Tensor, images: Tensor) -> None:
+    def _route(self, ids: Tensor, images: Tensor) -> None:
+        """Predict a fixed group of images; each class target gets those predicted as it."""
         with torch.no_grad():
-            classes = model(images).argmax(1)
-        predicted_counts.update(classes.tolist())
-        for target in predicted:
-            chosen = classes == target
-            if chosen.any():
-                summariser(target, [target]).push(ids[chosen.cpu()], images[chosen])
+            classes = self.model(images).argmax(1)
+        self.counts.update(classes.tolist())
+        self._push_predicted(ids, images, classes)
 
-    for ids, images in reader.read(None, "summarising crops"):
-        # the first batch checks the layers and fixes the crop boxes
-        if not probed:
-            _check_forward_order(model, layers, targets, images)
-            boxes = crop_boxes(images.shape[-2], images.shape[-1], settings.scales)
-            probed = True
-        if everything:
-            summariser("all", everything).push(ids, images)
-        # class targets read the images the model predicts as them, predicted in fixed groups
-        for group in predictions.push(ids, images) if predicted else []:
-            route(*group)
-    if not probed:
-        raise ParameterError("data", "data is empty: it holds no images")
-    for group in predictions.flush():
-        route(*group)
-    selections = {key: s.finish() for key, s in summarisers.items()}
-    for target in predicted:
-        if target not in selections:
-            raise ParameterError("target", none_predicted(target, predicted_counts))
-    return {t: selections[t if t in predicted else "all"] for t in targets}
+    def _push_predicted(self, ids: Tensor, images: Tensor, classes: Tensor) -> None:
+        for target in self.predicted:
+            chosen = classes.to(ids.device) == target
+            if chosen.any():
+                self._summariser(target, [target]).push(
+                    ids[chosen], images[chosen.to(images.device)]
+                )
+
+    def _images(self) -> list[int] | None:
+        """The images to read: those routed to the class targets, when that is all."""
+        if self.routing is None or not self.predicted or self.everything:
+            return None
+        self.counts = self.routing.counts()
+        return sorted({i for t in self.predicted for i in self.routing.images_of(t)})
+
+    def run(self) -> dict[TargetKey, Selection]:
+        """Read the data once; each target's selection."""
+        known = self.routing is not None and self._images() is not None
+        lookup = self.routing.state_dict() if known else None
+        for ids, images in self.reader.read(self._images(), "summarising crops"):
+            # the first batch checks the layers and fixes the crop boxes
+            if self.boxes is None:
+                _check_forward_order(self.model, self.layers, self.targets, images)
+                self.boxes = crop_boxes(images.shape[-2], images.shape[-1], self.settings.scales)
+            if self.everything:
+                self._summariser("all", self.everything).push(ids, images)
+            if lookup is not None:
+                position = torch.searchsorted(lookup["indices"], ids.cpu())
+                self._push_predicted(ids, images, lookup["classes"][position])
+            elif self.predicted:
+                for group in self.predictions.push(ids, images):
+                    self._route(*group)
+        if self.boxes is None:
+            raise ParameterError("data", "data is empty: it holds no images")
+        for group in self.predictions.flush():
+            self._route(*group)
+        selections = {key: s.finish() for key, s in self.summarisers.items()}
+        for target in self.predicted:
+            if target not in selections:
+                raise ParameterError("target", none_predicted(target, self.counts))
+        return {t: selections[t if t in self.predicted else "all"] for t in self.targets}
 
 
 @dataclass(frozen=True, eq=False)
@@ -571,12 +602,13 @@ def _build_all(
     targets: list[TargetKey],
     settings: CircuitSettings,
     progress: bool,
+    routing: ClassRouting | None,
 ) -> list[Circuit]:
     """Summarise, then fold every circuit over the layers, top-down."""
     device, dtype = model_device_dtype(model)
     reader = ImageReader(data, device, dtype, settings.batch_size, progress)
     start = time.perf_counter()
-    selections = _select_and_summarise(model, reader, names, targets, settings)
+    selections = _SummaryPass(model, reader, names, targets, settings, routing).run()
     seconds = time.perf_counter() - start
     logger.info(
         "summaries: %d targets, %.2f s",
@@ -625,6 +657,7 @@ def build_circuits(
     *,
     settings: CircuitSettings | None = None,
     progress: bool = True,
+    routing: ClassRouting | None = None,
     **options: Any,
 ) -> dict[int | NeuronGroup, Circuit]:
     """The circuits of several targets, sharing every pass over the data.
@@ -650,10 +683,11 @@ def build_circuits(
     """
     settings = CircuitSettings.merged(settings, options, "build_circuits")
     _runnable(settings)
+    routing = check_routing(routing, targets)
     names = _layer_names(model, layers)
     checked = _check_targets(model, targets, names)
     with guarded_call(model, "build_circuit"):
-        circuits = _build_all(model, data, names, checked, settings, progress)
+        circuits = _build_all(model, data, names, checked, settings, progress, routing)
     return dict(zip(targets, circuits, strict=True))
 
 
@@ -665,6 +699,7 @@ def build_circuit(
     *,
     settings: CircuitSettings | None = None,
     progress: bool = True,
+    routing: ClassRouting | None = None,
     **options: Any,
 ) -> Circuit:
     """Build NeurFlow's circuit of neuron groups for a target, top-down.
@@ -690,6 +725,10 @@ def build_circuit(
         :class:`~captum_groups.CircuitSettings`).
     progress : bool
         Show progress bars over the layers and the images of each pass.
+    routing : ClassRouting, optional
+        Each image's predicted class, from :func:`~captum_groups.circuits.route_classes`
+        (possibly merged from shards): a class target then reads only its own
+        images, without predicting again. The circuit is the same as without it.
     **options
         Any field of :class:`~captum_groups.CircuitSettings` (``tau``, ``k``,
         ``n_groups``, ``grouping``, ``scales``, ``n_steps``, ``method``,

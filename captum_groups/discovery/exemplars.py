@@ -8,26 +8,34 @@ axis ``dim`` (space for (N, C, H, W) outputs, time for channels-last
 :class:`ExemplarMiner` keeps only the running top-k (memory does not grow
 with the data set), and two miners that saw different shards merge into
 exactly what one pass over both would give. A miner records what it was
-built on (layer, k, scales, neuron axis, groups, image size and the range of
-data-set indices it saw), and refuses to merge with a miner built otherwise
-or one that saw some of the same indices.
+built on (layer, k, scales, neuron axis, groups, image size and the data-set
+indices it saw), and refuses to merge with a miner built otherwise or one
+that saw some of the same indices. Its :meth:`ExemplarMiner.state_dict` holds
+tensors and plain data only (the layer by name, never the model), so miners
+cross processes (torch.distributed object collectives, Ray) and disk, and
+:meth:`ExemplarMiner.from_state_dict` rebuilds one beside a local model.
+Shards may be any disjoint sets of indices, e.g. a ``DistributedSampler``'s
+strided ones (:func:`captum_groups._data.indexed_batches` numbers examples
+by data-set index and leaves out the sampler's padding).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from .._checks import check_positive_int
-from .._data import Data, examples_at, iter_batches
+from .._data import Data, batch_inputs, examples_at, indexed_batches
 from .._hooks import guarded_call, layer_outputs, run_to_layer
 from ..groups import (
     GroupsLike,
     Layer,
+    NeuronGroup,
     as_group_list,
     layer_name,
     neuron_means,
@@ -127,15 +135,32 @@ def _top_k(values: Tensor, ids: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values_sorted[:, :k], ids_sorted.gather(1, order)[:, :k]
 
 
-def _add_range(ranges: list[tuple[int, int]], new: tuple[int, int]) -> list[tuple[int, int]]:
-    """Index ranges [start, end) with ``new`` added, adjacent ranges joined."""
-    joined: list[tuple[int, int]] = []
-    for start, end in sorted([*ranges, new]):
-        if joined and start <= joined[-1][1]:
-            joined[-1] = (joined[-1][0], max(end, joined[-1][1]))
-        else:
-            joined.append((start, end))
-    return joined
+def _ranges(indices: Tensor) -> list[tuple[int, int]]:
+    """Sorted unique indices as [start, end) ranges of consecutive ones."""
+    if not len(indices):
+        return []
+    values = indices.tolist()
+    ranges, start, previous = [], values[0], values[0]
+    for value in values[1:]:
+        if value != previous + 1:
+            ranges.append((start, previous + 1))
+            start = value
+        previous = value
+    ranges.append((start, previous + 1))
+    return ranges
+
+
+def _joined_indices(chunks: Sequence[Tensor], owner: str) -> Tensor:
+    """The chunks of seen indices as one sorted tensor; an index seen twice is refused."""
+    joined = torch.cat(list(chunks)) if chunks else torch.zeros(0, dtype=torch.long)
+    unique, counts = joined.unique(sorted=True, return_counts=True)
+    if (counts > 1).any():
+        twice = int(unique[counts > 1][0])
+        raise ValueError(
+            f"{owner} saw data-set index {twice} more than once; give each example once (a "
+            f"shard's start_index, or explicit indices that do not repeat)"
+        )
+    return unique
 
 
 class ExemplarMiner:
@@ -155,9 +180,10 @@ class ExemplarMiner:
         Mine NeurFlow crops of these relative sizes instead of whole images,
         e.g. :data:`NEURFLOW_SCALES`.
     start_index : int
-        Data set index of the first example this miner will see. Shards of
-        one data set need their own start, so that their index ranges do not
-        overlap when they are merged.
+        Data set index of the first example this miner will see, when
+        :meth:`update` is given no indices (each batch then follows the last).
+        Shards of one data set need their own start, so that their indices do
+        not overlap when they are merged.
     dim : int, optional
         Axis of the layer output that holds the neurons: 1 for (N, C, ...)
         outputs, -1 for channels-last sequences (N, T, F). By default the
@@ -205,7 +231,7 @@ class ExemplarMiner:
         if scales is not None:
             crop_boxes(8, 8, tuple(scales))  # validates the scales
         self.scales = tuple(scales) if scales is not None else None
-        self.ranges: list[tuple[int, int]] = []
+        self._indices: list[Tensor] = []
         self.next_index = start_index
         self.seen = 0
         self._state: list[tuple[Tensor, Tensor]] | None = None
@@ -246,8 +272,14 @@ class ExemplarMiner:
             return None
         return int(self._boxes[0, 2]), int(self._boxes[0, 3])
 
-    def update(self, inputs: Tensor) -> None:
-        """Add a batch of examples (the next ones of the data set)."""
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        """The data-set indices seen, as [start, end) ranges of consecutive indices."""
+        return _ranges(_joined_indices(self._indices, "the miner"))
+
+    def update(self, inputs: Tensor, indices: Tensor | Sequence[int] | None = None) -> None:
+        """Add a batch of examples: those at data-set ``indices``, or by default the next
+        ones after the last batch (from ``start_index``)."""
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise TypeError("inputs must be a batched tensor")
         if inputs.device.type == "meta":
@@ -256,6 +288,15 @@ class ExemplarMiner:
             raise ValueError("inputs contain NaN or infinite values")
         if len(inputs) == 0:
             return
+        if indices is None:
+            ids_seen = torch.arange(self.next_index, self.next_index + len(inputs))
+        else:
+            ids_seen = torch.as_tensor(indices, dtype=torch.long).flatten().cpu()
+            if len(ids_seen) != len(inputs) or (ids_seen < 0).any():
+                raise ValueError(
+                    f"indices must give one data-set index >= 0 per example ({len(inputs)}), "
+                    f"got {ids_seen.tolist()[:8]}"
+                )
         boxes = self._boxes_for(inputs) if inputs.ndim == 4 else torch.tensor([[0, 0, 0, 0]])
         candidates = crop_and_resize(inputs, boxes) if self.scales else inputs
         with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
@@ -264,8 +305,11 @@ class ExemplarMiner:
         scores = [neuron_means(output, axis).T]
         if self.groups:
             scores.append(torch.stack([g(output) for g in self.groups]))
-        first_id = self.next_index * len(boxes)
-        ids = torch.arange(first_id, first_id + candidates.shape[0], device=output.device)
+        # candidate id: the image's data-set index times the boxes per image, plus its box
+        per_image = torch.arange(len(boxes)).repeat(len(inputs)) if self.scales else 0
+        ids = (
+            ids_seen.repeat_interleave(len(boxes) if self.scales else 1) * len(boxes) + per_image
+        ).to(output.device)
         new_state = []
         for i, unit_scores in enumerate(scores):
             unit_ids = ids.expand(unit_scores.shape[0], -1)
@@ -275,8 +319,8 @@ class ExemplarMiner:
                 unit_ids = torch.cat([old_ids, unit_ids], 1)
             new_state.append(_top_k(unit_scores.float(), unit_ids, self.k))
         self._state = new_state
-        self.ranges = _add_range(self.ranges, (self.next_index, self.next_index + len(inputs)))
-        self.next_index += inputs.shape[0]
+        self._indices.append(ids_seen)
+        self.next_index = int(ids_seen.max()) + 1 if indices is None else self.next_index
         self.seen += candidates.shape[0]
 
     def _check_mergeable(self, other: ExemplarMiner) -> None:
@@ -293,30 +337,30 @@ class ExemplarMiner:
                 raise ValueError(
                     f"cannot merge miners built on different {what}: {mine!r} and {theirs!r}"
                 )
-        if self.layer is not other.layer:
-            raise ValueError(
-                f"cannot merge miners of layer {self.layer_name!r} of two different models"
-            )
         if self.image_size and other.image_size and self.image_size != other.image_size:
             raise ValueError(
                 f"cannot merge miners that saw images of different sizes: {self.image_size} and "
                 f"{other.image_size} (crop boxes would not match)"
             )
-        for start, end in self.ranges:
-            for other_start, other_end in other.ranges:
-                if start < other_end and other_start < end:
-                    raise ValueError(
-                        f"cannot merge miners whose data-set index ranges overlap: [{start}, "
-                        f"{end}) and [{other_start}, {other_end}); give each shard's miner its "
-                        f"own start_index"
-                    )
+        mine, theirs = (_joined_indices(m._indices, "a miner") for m in (self, other))
+        if torch.isin(mine, theirs).any():
+            both = mine[torch.isin(mine, theirs)]
+            first = _ranges(mine)[0] if mine.numel() else (0, 0)
+            other_first = _ranges(theirs)[0] if theirs.numel() else (0, 0)
+            raise ValueError(
+                f"cannot merge miners whose data-set indices overlap (index {int(both[0])}): "
+                f"index ranges overlap: [{first[0]}, {first[1]}) and [{other_first[0]}, "
+                f"{other_first[1]}); give each shard's miner its own start_index, or disjoint "
+                f"indices"
+            )
 
     def merge(self, other: ExemplarMiner) -> ExemplarMiner:
         """A miner holding the top-k over what both miners saw.
 
-        Both must be built on the same layer, k, scales, neuron axis and
+        Both must be built on the same layer (compared by name, so a miner
+        rebuilt in another process merges), k, scales, neuron axis and
         groups, have seen images of the same size, and have seen disjoint
-        data-set index ranges (see ``start_index``).
+        sets of data-set indices (see ``start_index``, or pass indices).
         """
         self._check_mergeable(other)
         if self._state is None or other._state is None:
@@ -329,9 +373,64 @@ class ExemplarMiner:
         ]
         merged._boxes = self._boxes
         merged.seen = self.seen + other.seen
-        merged.ranges = sorted(self.ranges + other.ranges)
+        merged._indices = [*self._indices, *other._indices]
         merged.next_index = max(self.next_index, other.next_index)
         return merged
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the miner holds, as tensors and plain data: the layer by name, no model.
+
+        It pickles small (through ``torch.save``, torch.distributed's object
+        collectives or Ray's object store); :meth:`from_state_dict` rebuilds
+        the miner beside a model that has the layer.
+        """
+        return {
+            "layer": self.layer_name,
+            "k": self.k,
+            "groups": [group.to_dict() for group in self.groups],
+            "scales": None if self.scales is None else list(self.scales),
+            "dim": self.dim,
+            "next_index": self.next_index,
+            "seen": self.seen,
+            "indices": _joined_indices(self._indices, "the miner"),
+            "boxes": self._boxes,
+            "state": None if self._state is None else [list(pair) for pair in self._state],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take over the top-k, indices and images seen of a miner built the same way."""
+        for name in ("layer", "k", "scales", "dim"):
+            mine = getattr(self, "layer_name" if name == "layer" else name)
+            theirs = state[name] if name != "scales" or state[name] is None else tuple(state[name])
+            if mine != theirs:
+                raise ValueError(
+                    f"state_dict was saved by a miner of another {name}: {theirs!r}, not {mine!r}"
+                )
+        if [g.to_dict() for g in self.groups] != list(state["groups"]):
+            raise ValueError("state_dict was saved by a miner of other groups")
+        self._state = None if state["state"] is None else [tuple(p) for p in state["state"]]
+        self._boxes, self.seen = state["boxes"], int(state["seen"])
+        self._indices = [torch.as_tensor(state["indices"], dtype=torch.long)]
+        self.next_index = int(state["next_index"])
+
+    @classmethod
+    def from_state_dict(cls, model: nn.Module, state: Mapping[str, Any]) -> ExemplarMiner:
+        """A miner of ``model`` holding what :meth:`state_dict` saved (in another process).
+
+        Examples
+        --------
+        >>> from captum_groups.datasets import digits_cnn, load_digits
+        >>> model, (x, _) = digits_cnn(), load_digits("test")
+        >>> miner = ExemplarMiner(model, "relu3", k=3)
+        >>> miner.update(x[:20], indices=range(100, 120))
+        >>> again = ExemplarMiner.from_state_dict(digits_cnn(), miner.state_dict())
+        >>> bool((again.result().neurons.indices >= 100).all()), again.ranges
+        (True, [(100, 120)])
+        """
+        groups = [NeuronGroup.from_dict(g) for g in state["groups"]] or None
+        miner = cls(model, state["layer"], state["k"], groups, state["scales"], dim=state["dim"])
+        miner.load_state_dict(state)
+        return miner
 
     def result(self) -> Exemplars:
         """The top-k exemplars so far."""
@@ -403,15 +502,23 @@ def mine_exemplars(
     (torch.Size([64, 10]), torch.Size([64, 10, 4]))
     """
     miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim)
-    with guarded_call(model, "mine_exemplars"):
-        for batch in tqdm(
-            iter_batches(data, batch_size),
+    mine_into(miner, data, batch_size, progress)
+    return miner.result()
+
+
+def mine_into(
+    miner: ExemplarMiner, data: Data, batch_size: int = 256, progress: bool = True
+) -> None:
+    """Stream ``data`` into ``miner``, each example under its data-set index (a shard of a
+    ``DistributedSampler`` under its own indices, without the sampler's padding)."""
+    with guarded_call(miner.model, "mine_exemplars"):
+        for ids, batch in tqdm(
+            indexed_batches(data, batch_size),
             desc="mining exemplars",
             disable=not progress,
             leave=False,
         ):
-            miner.update(batch)
-    return miner.result()
+            miner.update(batch_inputs(batch), ids)
 
 
 def exemplar_activations(

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .._checks import ParameterError
-from .._data import Data, batch_inputs, iter_batches
+from .._data import Data, examples_at, iter_batches
 from .._deprecation import apply_renames
 from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
 from ..attr import LayerGroupConductance
@@ -141,17 +140,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def images_at(data: Data, indices: list[int]) -> Tensor:
-    """The images at some data-set indices (of a tensor, a Dataset or a DataLoader's dataset)."""
-    if isinstance(data, DataLoader):
-        data = data.dataset
-    if isinstance(data, Tensor):
-        return data[torch.as_tensor(indices, dtype=torch.long)]
-    if isinstance(data, Dataset):
-        return torch.stack([batch_inputs(data[i], "data") for i in indices])
-    raise TypeError(
-        f"data must be a tensor, a Dataset or a DataLoader to look exemplars up in, "
-        f"got {type(data).__name__}"
-    )
+    """The images at some data-set indices (:func:`captum_groups._data.examples_at`: a
+    tensor's rows, a Dataset's items, a DataLoader's items as its sampler numbers them)."""
+    return examples_at(data, indices)
 
 
 def evaluation_images(
