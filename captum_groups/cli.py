@@ -24,12 +24,14 @@ of the message.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -64,7 +66,7 @@ from ._inputs import (  # noqa: E402
 from .circuits import TARGET, Circuit, CircuitSettings, build_circuit  # noqa: E402
 from .discovery import TopExemplars  # noqa: E402
 from .groups import NeuronGroup  # noqa: E402
-from .report import ReportSettings, write_report  # noqa: E402
+from .report import ReportSettings, build_atlas, write_report  # noqa: E402
 from .report.assemble import images_at  # noqa: E402
 from .viz import plot_group_exemplars  # noqa: E402
 from .viz.exemplars import ATTRIBUTIONS  # noqa: E402
@@ -83,6 +85,7 @@ CLI_DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "random_state": (0, "a command gives the same output every time"),
     },
 }
+CLI_DEFAULTS["atlas"] = CLI_DEFAULTS["circuit"]
 """The one place where a command's default differs from the API's: command -> field ->
 (default, why). ``--help`` shows both defaults."""
 
@@ -93,6 +96,17 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
     "circuit": ("target", "layers", "out", "progress"),
     "report": ("circuit", "out", "progress"),
     "attribute": ("groups", "nodes", "images", "indices", "attribution", "out", "progress"),
+    "atlas": (
+        "targets",
+        "layers",
+        "backend",
+        "address",
+        "workers",
+        "resume",
+        "reports",
+        "out",
+        "progress",
+    ),
 }
 """Per command, the options that are not settings fields: what to explain, where to write."""
 
@@ -226,6 +240,56 @@ def _add_attribute_command(commands: argparse._SubParsersAction) -> None:
     attribute.set_defaults(run=_run_attribute, parser=attribute)
 
 
+def _add_atlas_command(commands: argparse._SubParsersAction) -> None:
+    atlas = commands.add_parser(
+        "atlas",
+        help="build the circuit of every class, across processes or machines, with an index",
+        description="Route the data once, build each class's circuit on its own images and "
+        "write OUT/classes/<class>/circuit.json (and report.html with --reports) and the index "
+        "OUT/atlas.html. One process by default; under torchrun the ranks share the classes "
+        "(torchrun --standalone --nproc_per_node=N -m captum_groups atlas ...); --backend ray "
+        "runs on a Ray cluster.",
+        epilog="Examples: captum-groups atlas --out atlas | torchrun --standalone "
+        "--nproc_per_node=2 -m captum_groups atlas --out atlas | captum-groups atlas "
+        "--backend ray --address auto --model torchvision:resnet50 --weights r50.pt --data "
+        "images/ --layers layer4.0 layer4.1 layer4.2 --out atlas",
+    )
+    group = atlas.add_argument_group("circuits (CircuitSettings, and which classes)")
+    group.add_argument(
+        "--targets",
+        type=int,
+        nargs="+",
+        metavar="CLASS",
+        help="the classes (default: every class the model predicts on the data)",
+    )
+    group.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="dotted layer names in forward order, lowest first "
+        f"(default for the digits CNN: {' '.join(DIGITS_LAYERS)})",
+    )
+    add_settings_options(group, CircuitSettings, differences=CLI_DEFAULTS["atlas"])
+    jobs = atlas.add_argument_group("where it runs")
+    jobs.add_argument(
+        "--backend",
+        choices=("local", "torch", "ray"),
+        help="local (one process), torch (the ranks of torchrun) or ray (default: torch "
+        "under torchrun, else local)",
+    )
+    jobs.add_argument("--address", help="the Ray cluster's address (default: a local Ray)")
+    jobs.add_argument("--workers", type=int, help="Ray actors (default: one per CPU)")
+    jobs.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the classes already in OUT with the same settings; build the rest",
+    )
+    jobs.add_argument("--reports", action="store_true", help="also write each class's report.html")
+    _add_common(atlas, "atlas")
+    _add_report_options(atlas, exclude=REPORT_FIELDS_OF_CIRCUIT)
+    atlas.set_defaults(run=_run_atlas, parser=atlas)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-groups`` argument parser."""
     parser = _Parser(
@@ -239,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_circuit_command(commands)
     _add_report_command(commands)
     _add_attribute_command(commands)
+    _add_atlas_command(commands)
     return parser
 
 
@@ -499,6 +564,57 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
     print(f"{len(groups)} groups on {len(images)} images in {time.perf_counter() - started:.1f} s")
 
 
+def _run_atlas(args: argparse.Namespace, command: str, started: float) -> int:
+    source = _source(args)
+    settings = settings_from_args(CircuitSettings, args, CIRCUIT_FIELDS)
+    own = [name for name in REPORT_FIELDS if name not in REPORT_FIELDS_OF_CIRCUIT]
+    report = settings_from_args(ReportSettings, args, own)
+    if args.layers is None:
+        if source.model is not None:
+            raise OptionError("--layers", "is required with --model (dotted names, lowest first)")
+        args.layers = list(DIGITS_LAYERS)
+    torch.manual_seed(settings.random_state or 0)
+    try:
+        atlas = build_atlas(
+            _SeededModel(source, settings.random_state or 0),
+            args.layers,
+            source.load_data,
+            args.out,
+            targets=args.targets,
+            settings=settings,
+            report=report,
+            reports=args.reports,
+            resume=args.resume,
+            backend=args.backend,
+            address=args.address,
+            workers=args.workers,
+            device=source.device,
+            progress=args.progress,
+        )
+    except ParameterError as error:
+        raise OptionError(_option_of(error.parameter), str(error)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {atlas.html} and {len(atlas.rows)} circuits in {atlas.html.parent}")
+        for failure in atlas.failures:
+            print(f"class {failure['target']} failed: {failure['error']}", file=sys.stderr)
+        print(
+            f"atlas built in {atlas.seconds:.1f} s ({time.perf_counter() - started:.1f} s in all)"
+        )
+    return 1 if atlas.failures else 0
+
+
+@dataclass(frozen=True)
+class _SeededModel:
+    """A model factory (for every worker) that seeds its random initialisation first."""
+
+    source: Source
+    seed: int
+
+    def __call__(self) -> nn.Module:
+        torch.manual_seed(self.seed)
+        return self.source.load_model()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``captum-groups`` with ``argv`` (the process's arguments by default); 0 on success."""
     started = time.perf_counter()
@@ -507,10 +623,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     command = shlex.join(["captum-groups", *arguments])
     try:
-        args.run(args, command, started)
+        code = args.run(args, command, started)
     except OptionError as error:
         args.parser.error(str(error))
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -138,7 +138,12 @@ LAYERS = {
         "captum_groups.report",
         "captum_groups.labeling",
     ),
-    "captum_groups.circuits": ("captum_groups.report", "captum_groups.cli"),
+    "captum_groups.circuits": (
+        "captum_groups.report",
+        "captum_groups.cli",
+        "captum_groups.distributed",
+    ),
+    "captum_groups.distributed": ("captum_groups.report", "captum_groups.cli"),
 }
 
 

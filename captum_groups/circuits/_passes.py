@@ -15,8 +15,9 @@ which other targets are built in the same pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -175,6 +176,10 @@ class Selection:
         Each circuit layer's neuron means per crop, (crops, C), on the CPU.
     target_values : dict
         Each target's value per crop, (crops,).
+
+    A selection is a streaming statistic: selections of disjoint shards of
+    images merge (:meth:`merge`), and :meth:`state_dict` holds tensors and
+    plain data only, so it crosses processes and disk.
     """
 
     targets: list[TargetKey]
@@ -192,6 +197,67 @@ class Selection:
         """Data-set index and box (top, left, height, width) of a crop."""
         image, box = divmod(crop, len(self.boxes))
         return self.image_ids[image], tuple(self.boxes[box].tolist())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The crop summaries as tensors and plain data (targets as class indices or group
+        dicts): what crosses processes and disk."""
+        return {
+            "targets": [t if isinstance(t, int) else t.to_dict() for t in self.targets],
+            "boxes": self.boxes,
+            "image_ids": torch.tensor(self.image_ids, dtype=torch.long),
+            "summaries": dict(self.summaries),
+            "target_values": [self.target_values[t] for t in self.targets],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> Selection:
+        """A selection holding what :meth:`state_dict` saved."""
+        targets = [t if isinstance(t, int) else NeuronGroup.from_dict(t) for t in state["targets"]]
+        return cls(
+            targets,
+            state["boxes"],
+            [int(i) for i in state["image_ids"]],
+            dict(state["summaries"]),
+            dict(zip(targets, state["target_values"], strict=True)),
+        )
+
+    def merge(self, other: Selection) -> Selection:
+        """The summaries of both selections' images, in data-set index order; the two must
+        have the same targets, boxes and layers, and no image in common.
+
+        Examples
+        --------
+        >>> boxes = torch.tensor([[0, 0, 8, 8]])
+        >>> a = Selection([3], boxes, [4], {"l": torch.ones(1, 2)}, {3: torch.ones(1)})
+        >>> b = Selection([3], boxes, [1], {"l": torch.zeros(1, 2)}, {3: torch.zeros(1)})
+        >>> merged = a.merge(b)
+        >>> merged.image_ids, merged.summaries["l"][:, 0].tolist()
+        ([1, 4], [0.0, 1.0])
+        """
+        if self.targets != other.targets or not torch.equal(self.boxes, other.boxes):
+            raise ValueError("cannot merge selections of other targets or crop boxes")
+        if set(self.summaries) != set(other.summaries):
+            raise ValueError(
+                f"cannot merge selections of other layers: {sorted(self.summaries)} and "
+                f"{sorted(other.summaries)}"
+            )
+        if set(self.image_ids) & set(other.image_ids):
+            raise ValueError("cannot merge selections that share images")
+        ids = torch.tensor(self.image_ids + other.image_ids, dtype=torch.long)
+        order = ids.argsort(stable=True)
+        # each image owns len(boxes) consecutive rows: reorder whole images
+        rows = (order[:, None] * len(self.boxes) + torch.arange(len(self.boxes))).flatten()
+
+        def joined(first: Tensor, second: Tensor) -> Tensor:
+            return torch.cat([first, second])[rows]
+
+        return Selection(
+            list(self.targets),
+            self.boxes,
+            ids[order].tolist(),
+            {n: joined(v, other.summaries[n]) for n, v in self.summaries.items()},
+            {t: joined(v, other.target_values[t]) for t, v in self.target_values.items()},
+        )
 
 
 class Summariser:

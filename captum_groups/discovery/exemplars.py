@@ -507,13 +507,18 @@ def mine_exemplars(
 
 
 def mine_into(
-    miner: ExemplarMiner, data: Data, batch_size: int = 256, progress: bool = True
+    miner: ExemplarMiner,
+    data: Data,
+    batch_size: int = 256,
+    progress: bool = True,
+    indices: Sequence[int] | None = None,
 ) -> None:
-    """Stream ``data`` into ``miner``, each example under its data-set index (a shard of a
-    ``DistributedSampler`` under its own indices, without the sampler's padding)."""
+    """Stream ``data`` (or its examples at ``indices``) into ``miner``, each example under its
+    data-set index (a ``DistributedSampler``'s shard under its own indices, without the
+    sampler's padding)."""
     with guarded_call(miner.model, "mine_exemplars"):
         for ids, batch in tqdm(
-            indexed_batches(data, batch_size),
+            indexed_batches(data, batch_size, "data", indices),
             desc="mining exemplars",
             disable=not progress,
             leave=False,

@@ -9,19 +9,24 @@ command line (:mod:`captum_groups.cli`).
   :class:`ReportSettings`.
 - :func:`~captum_groups.report.assemble.assemble`: the report's content.
 - :func:`~captum_groups.report.layout.layered_layout`: where nodes and edges go.
+- :func:`build_atlas`: the circuits of every class, across processes and
+  machines (:mod:`captum_groups.distributed`), with an index page.
 """
 
 from .assemble import ReportContent, assemble, target_shares
+from .atlas import AtlasResult, build_atlas
 from .layout import GraphLayout, layered_layout
 from .settings import ReportSettings
 from .write import ReportFiles, write_report
 
 __all__ = [
+    "AtlasResult",
     "GraphLayout",
     "ReportContent",
     "ReportFiles",
     "ReportSettings",
     "assemble",
+    "build_atlas",
     "layered_layout",
     "target_shares",
     "write_report",

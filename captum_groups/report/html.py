@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from ..circuits import TARGET
 from .assemble import ReportContent
 
-__all__ = ["render_html"]
+__all__ = ["environment", "render_html"]
 
 
 def _signed(value: float, digits: int = 3) -> str:
@@ -31,17 +31,18 @@ def _percent(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
-def _environment() -> Environment:
-    environment = Environment(
+def environment() -> Environment:
+    """The Jinja2 environment of the package's pages: escaping on, the number filters."""
+    jinja = Environment(
         loader=PackageLoader("captum_groups.report", "templates"),
         autoescape=select_autoescape(["html", "j2"], default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters["signed"] = _signed
-    environment.filters["percent"] = _percent
-    return environment
+    jinja.filters["signed"] = _signed
+    jinja.filters["percent"] = _percent
+    return jinja
 
 
 def render_html(content: ReportContent, provenance: Mapping[str, Any]) -> str:
@@ -57,7 +58,7 @@ def render_html(content: ReportContent, provenance: Mapping[str, Any]) -> str:
         ``versions`` (mapping), ``created`` (str), ``device`` (str).
     """
     card_of = {TARGET: content.target.key, **{card.node: card.key for card in content.cards}}
-    template = _environment().get_template("report.html.j2")
+    template = environment().get_template("report.html.j2")
     return template.render(
         content=content,
         layout=content.layout,

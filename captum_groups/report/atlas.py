@@ -1,0 +1,360 @@
+"""The atlas: the circuits of every class of a model, across processes and machines.
+
+:func:`build_atlas` routes the data once (each image's predicted class,
+data-parallel), then builds each class's circuit on its own images, spread
+over the workers of a backend (:mod:`captum_groups.distributed.backends`:
+this process, the ranks of a ``torchrun`` job, or a Ray cluster). It writes
+one folder per class and an index::
+
+    OUT/classes/<class>/circuit.json   the circuit (written last: it marks the class done)
+    OUT/classes/<class>/summary.json   the class's row of the index
+    OUT/classes/<class>/report.html    its report (with ``reports=True``)
+    OUT/classes/<class>/failed.json    why the class failed, if it did
+    OUT/atlas.json, OUT/atlas.html     the index: every class, and the groups classes share
+
+A class's circuit equals :func:`~captum_groups.build_circuit` on the same
+data (the routing predicts in the build's own fixed groups), whichever
+backend and however many workers built it. A class that fails is reported
+with its error and the others are kept; ``resume=True`` keeps the classes
+already written with the same settings and builds the rest.
+
+Groups are *shared* between classes when their neuron sets in the same layer
+overlap by at least :data:`OVERLAP` (Jaccard index): the atlas lists each set
+of classes that share a group, with the neurons common to them.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .._data import Data, examples_at, n_examples
+from .._errors import ParameterError
+from .._files import write_atomic
+from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
+from ..circuits.fidelity import masking_fidelity
+from ..discovery.crops import crop_and_resize
+from ..distributed.backends import Workload, make_backend
+from .atlas_index import OVERLAP, class_folder, shared_groups, write_index
+from .images import array_uri
+from .settings import ReportSettings
+from .write import write_report
+
+__all__ = ["OVERLAP", "AtlasResult", "build_atlas", "shared_groups"]
+
+REPORT_ONLY = sorted(
+    set(ReportSettings.__dataclass_fields__) - set(CircuitSettings.__dataclass_fields__)
+)
+"""Keyword options of :func:`build_atlas` that set its ReportSettings (the others, its
+CircuitSettings)."""
+
+
+@dataclass(frozen=True)
+class ClassJob:
+    """One class's work: what a worker needs besides its model and data (small, picklable)."""
+
+    target: int
+    images: tuple[int, ...]
+    layers: tuple[str, ...]
+    settings: CircuitSettings
+    report: ReportSettings
+    reports: bool
+    out: str
+    resume: bool
+
+
+@dataclass(frozen=True)
+class AtlasResult:
+    """What :func:`build_atlas` wrote.
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per class built (or kept on resume): images, groups per layer,
+        edges, whole-circuit masking and retaining fidelity, time, memory.
+    failures : list of dict
+        ``{"target": class, "error": "Type: message"}`` for each class that failed.
+    shared : list of dict
+        The groups classes share (see :func:`shared_groups`).
+    html, index : Path
+        ``atlas.html`` and ``atlas.json``.
+    seconds : float
+        The whole job's time on the main process.
+    """
+
+    rows: list[dict]
+    failures: list[dict]
+    shared: list[dict]
+    html: Path
+    index: Path
+    seconds: float
+
+
+def _finished(folder: Path, settings: CircuitSettings) -> dict | None:
+    """The row of a class already built with these settings (None if it must be built)."""
+    try:
+        circuit = Circuit.from_json((folder / "circuit.json").read_text(encoding="utf-8"))
+        row = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return row if circuit.settings == settings and "target" in row else None
+
+
+def _evaluation_ids(job: ClassJob, data: Data) -> list[int]:
+    """The images the class's fidelity is measured on: its own (or the first ones)."""
+    if job.images:
+        return list(job.images[: job.report.max_images])
+    return list(range(min(job.report.max_images, n_examples(data) or job.report.max_images)))
+
+
+def _fidelity(model: nn.Module, circuit: Circuit, images: torch.Tensor, job: ClassJob) -> dict:
+    """The whole circuit masked and retained at once, against random neurons."""
+    found = {}
+    for mode, key in (("mask", "masked"), ("retain", "retained")):
+        result = masking_fidelity(
+            model,
+            circuit,
+            images,
+            mode=mode,
+            per_layer=False,
+            n_draws=job.report.n_draws,
+            random_state=job.settings.random_state,
+        )["all layers"]
+        found[key] = {
+            "baseline": result.baseline,
+            "circuit": result.circuit,
+            "random": result.random_mean,
+            "random_ci": list(result.random_ci),
+        }
+    return found
+
+
+def _thumbnail(circuit: Circuit, data: Data) -> str | None:
+    """The top exemplar crop of the group that feeds the target most, as a PNG data URI."""
+    into = circuit.in_edges(TARGET)
+    if not into:
+        return None
+    strongest = max(into, key=lambda node: abs(into[node]))
+    items = circuit.exemplars.get(strongest)
+    if not items:
+        return None
+    index, box = items[0]
+    crop = crop_and_resize(examples_at(data, [index]), torch.tensor([box]))[0].float()
+    crop = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-12)
+    return array_uri(crop.permute(1, 2, 0).cpu().numpy())
+
+
+def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path) -> dict:
+    started = time.perf_counter()
+    routing = None
+    if job.images:
+        routing = ClassRouting()
+        routing.update(torch.tensor(job.images), torch.full((len(job.images),), job.target))
+    circuit = build_circuit(
+        model, job.layers, job.target, data, settings=job.settings, routing=routing, progress=False
+    )
+    images = examples_at(data, _evaluation_ids(job, data))
+    row = {
+        "target": job.target,
+        "images": circuit.params.get("images"),
+        "groups": {layer: len(circuit.node_ids(layer)) for layer in circuit.layers},
+        "edges": len(circuit.edges),
+        **_fidelity(model, circuit, images, job),
+        "thumbnail": _thumbnail(circuit, data),
+        "report": job.reports,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    write_atomic(folder / "summary.json", json.dumps(row, indent=1))
+    if job.reports:
+        write_report(model, circuit, data, folder, settings=job.report, progress=False)
+    else:
+        write_atomic(folder / "circuit.json", circuit.to_json())
+    return row
+
+
+def atlas_class(model: nn.Module, data: Data, job: ClassJob) -> dict:
+    """One class of the atlas, on a worker: built and written, kept (on resume), or failed."""
+    folder = class_folder(job.out, job.target)
+    folder.mkdir(parents=True, exist_ok=True)
+    if job.resume:
+        kept = _finished(folder, job.settings)
+        if kept is not None:
+            return kept
+    # the marker of a finished class goes first, so a class cut off midway is not done
+    for marker in ("circuit.json", "failed.json"):
+        (folder / marker).unlink(missing_ok=True)
+    try:
+        return _build_class(model, data, job, folder)
+    except Exception as error:  # a class's failure is reported; the others go on
+        failure = {"target": job.target, "error": f"{type(error).__name__}: {error}"}
+        write_atomic(folder / "failed.json", json.dumps(failure))
+        return failure
+
+
+def _clear(out: Path) -> None:
+    """Before a fresh (not resumed) atlas: no class of an earlier run counts as done."""
+    for pattern in ("classes/*/circuit.json", "classes/*/failed.json", "classes/*/summary.json"):
+        for path in out.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def _count_done(out: Path, targets: Sequence[int]) -> Callable[[], int]:
+    """A probe of how many of the classes are finished (built or failed), from their files."""
+
+    def count() -> int:
+        return sum(
+            (class_folder(out, t) / "circuit.json").exists()
+            or (class_folder(out, t) / "failed.json").exists()
+            for t in targets
+        )
+
+    return count
+
+
+def _check_out(out: str | Path) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ParameterError("out", f"out={str(out)!r} is a file; give a folder to write into")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jobs(
+    routing: ClassRouting,
+    targets: Sequence[int] | None,
+    layers: Sequence[str],
+    settings: CircuitSettings,
+    report: ReportSettings,
+    reports: bool,
+    out: Path,
+    resume: bool,
+) -> list[ClassJob]:
+    """A job per class: the given targets, or every class the model predicts on the data."""
+    counts = routing.counts()
+    chosen = sorted(counts) if targets is None else list(targets)
+    for target in chosen:
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+            raise ParameterError("targets", f"targets must be class indices, got {target!r}")
+    return [
+        ClassJob(
+            target,
+            tuple(routing.images_of(target)) if settings.predicted_only else (),
+            tuple(layers),
+            settings,
+            report,
+            reports,
+            str(out),
+            resume,
+        )
+        for target in chosen
+    ]
+
+
+def build_atlas(
+    model: nn.Module | Callable[[], nn.Module],
+    layers: Sequence[str],
+    data: Data | Callable[[], Data],
+    out: str | Path,
+    *,
+    targets: Sequence[int] | None = None,
+    settings: CircuitSettings | None = None,
+    report: ReportSettings | None = None,
+    reports: bool = False,
+    resume: bool = False,
+    backend: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> AtlasResult:
+    """The circuits of every class of a model (or of ``targets``), and their index page.
+
+    Parameters
+    ----------
+    model : nn.Module or callable returning one
+        The classifier. With ``backend="ray"``, a function that builds it
+        (each worker builds its own; the model is never pickled).
+    layers : sequence of str
+        Circuit layers, lowest first (as :func:`~captum_groups.build_circuit`).
+    data : Tensor, Dataset or DataLoader over a map-style Dataset, or callable
+        The images, read by data-set index (a function that returns them
+        with ``backend="ray"``).
+    out : str or Path
+        Folder to write into (see the module docstring for what it holds).
+    targets : sequence of int, optional
+        The classes; by default every class the model predicts on the data.
+    settings : CircuitSettings, optional
+        How each circuit is built; keyword ``options`` apply over it.
+    report : ReportSettings, optional
+        The fidelity's draws and images (``n_draws``, ``max_images``), and
+        the per-class reports' settings.
+    reports : bool
+        Also write each class's ``report.html``.
+    resume : bool
+        Keep the classes already written to ``out`` with the same settings.
+    backend : {"local", "torch", "ray"}, optional
+        Where the work runs; by default ``"torch"`` under torchrun, else ``"local"``.
+    address : str, optional
+        The Ray cluster's address (``ray.init(address=...)``); a local one by default.
+    workers : int, optional
+        Ray actors; by default one per CPU of the cluster.
+    device : str, optional
+        Where each worker's model runs; ``"cuda"`` is each rank's own GPU.
+    progress : bool
+        One progress display (on the main process) over the classes.
+
+    Returns
+    -------
+    AtlasResult
+        On the main process (rank 0); the other ranks get the same rows.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> x, _ = load_digits("test")
+    >>> atlas = build_atlas(digits_cnn(), ["relu3"], x, tempfile.mkdtemp(), targets=[3, 5],
+    ...                     tau=4, k=10, n_groups=2, n_steps=8, n_draws=2, progress=False)
+    >>> [row["target"] for row in atlas.rows], atlas.failures, atlas.html.name
+    ([3, 5], [], 'atlas.html')
+    """
+    report_options = {name: options.pop(name) for name in REPORT_ONLY if name in options}
+    settings = CircuitSettings.merged(settings, options, "build_atlas")
+    report = ReportSettings.merged(report, report_options, "build_atlas")
+    started = time.perf_counter()
+    folder = _check_out(out)
+    runner = make_backend(backend, Workload(model, data, device), address, workers)
+    try:
+        if runner.is_main and not resume:
+            _clear(folder)
+        routing = runner.route(settings.batch_size, progress and runner.is_main)
+        jobs = _jobs(routing, targets, layers, settings, report, reports, folder, resume)
+        with tqdm(
+            total=len(jobs), desc="atlas", unit="class", disable=not (progress and runner.is_main)
+        ) as bar:
+            results = runner.map(
+                atlas_class,
+                jobs,
+                [len(job.images) or 1 for job in jobs],
+                on_result=lambda _: bar.update(),
+                probe=_count_done(folder, [job.target for job in jobs]),
+            )
+        rows = [r for r in results if "error" not in r]
+        failures = [r for r in results if "error" in r]
+        index = write_index(folder, rows, failures, settings, report, runner, started)
+    finally:
+        runner.close()
+    return AtlasResult(
+        rows, failures, index["shared"], index["html"], index["json"], index["seconds"]
+    )
