@@ -275,6 +275,7 @@ class RayBackend(Backend):
         self.workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(_Worker)
         self.actors = [actor.remote(workload) for _ in range(self.workers)]
+        ray.get([worker.size.remote() for worker in self.actors])  # every worker loaded
 
     def route(self, batch_size: int, progress: bool) -> ClassRouting:
         total = self.ray.get(self.actors[0].size.remote())

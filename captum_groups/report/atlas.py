@@ -26,6 +26,7 @@ of classes that share a group, with the neurons common to them.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -88,7 +89,8 @@ class AtlasResult:
     html, index : Path
         ``atlas.html`` and ``atlas.json``.
     seconds : float
-        The whole job's time on the main process.
+        The job's time on the main process, from the workers being ready (with
+        their models and data) to the index written.
     """
 
     rows: list[dict]
@@ -172,6 +174,7 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path) -> d
         "thumbnail": _thumbnail(circuit, data),
         "report": job.reports,
         "seconds": time.perf_counter() - started,
+        "worker": os.getpid(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     write_atomic(folder / "summary.json", json.dumps(row, indent=1))
@@ -332,9 +335,9 @@ def build_atlas(
     report_options = {name: options.pop(name) for name in REPORT_ONLY if name in options}
     settings = CircuitSettings.merged(settings, options, "build_atlas")
     report = ReportSettings.merged(report, report_options, "build_atlas")
-    started = time.perf_counter()
     folder = _check_out(out)
     runner = make_backend(backend, Workload(model, data, device), address, workers)
+    started = time.perf_counter()  # the workers are up, with their models and data
     try:
         if runner.is_main and not resume:
             _clear(folder)
