@@ -58,6 +58,7 @@ SETTINGS_OF = {
     "circuit": (CircuitSettings, Source, ReportSettings),
     "report": (ReportSettings, Source),
     "attribute": (CircuitSettings, Source),
+    "atlas": (CircuitSettings, Source, ReportSettings),
 }
 """The settings classes each command's options come from, the first owning a shared name."""
 
