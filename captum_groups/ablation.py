@@ -29,7 +29,7 @@ from ._data import Data, iter_batches
 from ._hooks import LayerCapture, guarded_call, record
 from .groups import GroupsLike, NeuronGroup, as_group_list, layer_name
 
-__all__ = ["ablate", "retain", "Ablation"]
+__all__ = ["ablate", "masked_output", "retain", "Ablation"]
 
 Value = Literal["zero", "mean"] | float | Tensor
 
@@ -162,7 +162,8 @@ class Ablation:
         self._runs: dict[nn.Module, int] = {}
         self._model_runs = 0
 
-    def _replacement(self, layer: nn.Module, output: Tensor) -> Tensor:
+    def replacement(self, layer: nn.Module, output: Tensor) -> Tensor:
+        """What ``layer`` outputs instead of ``output`` while the ablation is active."""
         groups = self._by_layer[layer]
         axis = channel_axis(groups, output)
         chosen = neuron_mask(groups, output.shape[axis], output.device)
@@ -182,7 +183,7 @@ class Ablation:
                 f"only layers with one output tensor can be ablated"
             )
         self._runs[module] += 1
-        return self._replacement(module, output)
+        return self.replacement(module, output)
 
     def _count_model_run(self, module: nn.Module, args: Any, output: Any) -> None:
         self._model_runs += 1
@@ -287,3 +288,20 @@ def retain(
     True
     """
     return Ablation(model, groups, value, data, keep=True)
+
+
+def masked_output(
+    model: nn.Module, groups: GroupsLike, output: Tensor, keep: bool = False
+) -> Tensor:
+    """``output`` of the groups' layer as :func:`ablate` (or, with ``keep``, :func:`retain`)
+    makes it: the same numbers, computed on a given tensor instead of in a forward pass.
+
+    Examples
+    --------
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> masked_output(model, NeuronGroup("1", [0, 2]), torch.ones(1, 3))
+    tensor([[0., 1., 0.]])
+    """
+    ablation = Ablation(model, groups, keep=keep)
+    (layer,) = ablation._by_layer
+    return ablation.replacement(layer, output)

@@ -11,6 +11,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -181,3 +182,76 @@ def planted_images(n: int = 120) -> torch.Tensor:
                     1, generator=generator
                 )
     return images
+
+
+def plain_masking_fidelity(
+    model: nn.Module,
+    circuit: Any,
+    images: Tensor,
+    mode: str = "mask",
+    per_layer: bool = True,
+    n_draws: int = 30,
+    random_state: int | None = None,
+) -> list[tuple[str, float, float, list[float]]]:
+    """NeurFlow's masking fidelity the plain way (the package's implementation before the
+    report's fidelity ran on cached activations): one full forward pass of every image per
+    run, the masks as :func:`captum_groups.ablate` hooks. Returns (scope, intact score,
+    circuit score, random scores) per scope; scores are accuracies for a class target, the
+    target group's mean value otherwise."""
+    from captum_groups import NeuronGroup, ablate, retain
+
+    switch = ablate if mode == "mask" else retain
+    rng = np.random.default_rng(random_state)
+
+    def score() -> float:
+        with torch.no_grad():
+            if isinstance(circuit.target, int):
+                return float((model(images).argmax(1) == circuit.target).float().mean())
+            return float(
+                circuit.target(captured_output(model, circuit.target.layer, images)).mean()
+            )
+
+    intact, sizes = score(), {}
+    for layer in circuit.layers:
+        neurons = sorted({i for n in circuit.node_ids(layer) for i in circuit.nodes[n].indices})
+        if neurons:
+            sizes[layer] = (neurons, captured_output(model, layer, images[:1]).shape[1])
+    scopes = [(layer, [layer]) for layer in sizes] if per_layer else []
+    scopes.append(("all layers", list(sizes)))
+    found = []
+    for name, layers in scopes:
+        with switch(model, [NeuronGroup(layer, sizes[layer][0]) for layer in layers]):
+            own = score()
+        drawn = []
+        for _ in range(n_draws):
+            chosen = [
+                NeuronGroup(layer, rng.choice(sizes[layer][1], len(sizes[layer][0]), replace=False))
+                for layer in layers
+            ]
+            with switch(model, chosen):
+                drawn.append(score())
+        found.append((name, intact, own, drawn))
+    return found
+
+
+def plain_edge_changes(
+    between: Callable[[Tensor], Tensor],
+    upper_value: Any,
+    activations: Tensor,
+    subsets: list[Any],
+) -> list[float]:
+    """The change of an upper node's mean value with each subset of lower neurons zeroed, one
+    forward pass per subset (the edge-weight fidelity before its draws were batched)."""
+
+    def value(acts: Tensor) -> float:
+        with torch.no_grad():
+            output = between(acts)
+        values = output[:, upper_value] if isinstance(upper_value, int) else upper_value(output)
+        return float(values.mean())
+
+    before, changes = value(activations), []
+    for subset in subsets:
+        masked = activations.clone()
+        masked[:, subset] = 0
+        changes.append(value(masked) - before)
+    return changes

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
 import torch
 from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
-from torch import Tensor
+from torch import Tensor, nn
 
 from .._captum import BaselineType
 from .._checks import check_integration
+from .._hooks import LayerCapture, frozen_parameters, guarded_call
 from ..groups import GroupsLike
 from ._base import keeps_model
 from ._engine import Integral, PathPoints, layer_conductance
@@ -140,3 +143,92 @@ class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAt
             )
         # sum over steps of (y(a_{s+1}) - y(a_s)) * dF/dy(a_s), per element.
         return layer_conductance(captured[0].detach(), layer_grads, integral.num_examples)
+
+
+def conductances(
+    model: nn.Module,
+    groups: Mapping[str, GroupsLike],
+    inputs: Tensor,
+    target: Target = None,
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
+) -> dict[str, Tensor]:
+    """:class:`LayerGroupConductance` of the groups of several layers, from one integrated pass.
+
+    Each layer's conductance needs the target's gradient at the layer on the
+    path points; one forward pass records every layer and one backward pass
+    gives all their gradients, so several layers cost about one. The numbers
+    are those of one ``LayerGroupConductance(model, layer).attribute(inputs,
+    groups[layer], target=target, ...)`` call per layer, bit for bit (the same
+    forward and backward operations, on the same batches of path points).
+
+    Returns
+    -------
+    dict of str to Tensor
+        Layer -> (N, G) conductances of its groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from captum_groups import GroupSet
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> groups = {"relu2": GroupSet.from_labels("relu2", np.arange(32) % 2),
+    ...           "relu3": GroupSet.from_labels("relu3", np.arange(64) % 4)}
+    >>> both = conductances(model, groups, x[:3], target=3, n_steps=8)
+    >>> alone = LayerGroupConductance(model, "relu2").attribute(x[:3], groups["relu2"], target=3,
+    ...                                                         n_steps=8)
+    >>> bool(torch.equal(both["relu2"], alone)), both["relu3"].shape
+    (True, torch.Size([3, 4]))
+    """
+    check_integration(n_steps, method, internal_batch_size)
+    names = list(groups)
+    methods = {name: LayerGroupConductance(model, name) for name in names}
+    members, spec = [], None
+    with guarded_call(model, "conductances"):
+        for name in names:
+            attribution = methods[name]
+            group_list, _ = attribution._layer_groups(groups[name])
+            spec = LayerTarget(model, target, attribution.layer)
+            inputs_tuple = attribution._check_inputs(inputs)
+            probe = attribution._check_layer(
+                inputs_tuple, None, False, group_list, spec.later_layers()
+            )
+            members.append(attribution._membership(probe, group_list))
+        integral = Integral(inputs, None, None, n_steps, method, internal_batch_size)
+        layers = [methods[name].layer for name in names]
+        step = partial(_conductance_of_layers, model, integral, spec, layers)
+        per_element = integral.over(step, endpoint=True)
+    return {
+        name: LayerGroupConductance._aggregate(values, membership).detach()
+        for name, values, membership in zip(names, per_element, members, strict=True)
+    }
+
+
+def _conductance_of_layers(
+    model: nn.Module,
+    integral: Integral,
+    target: LayerTarget,
+    layers: list[nn.Module],
+    points: PathPoints,
+) -> tuple[Tensor, ...]:
+    """Per-element conductance of every layer over one batch of path points.
+
+    Only the gradients at the layers are needed, not at the inputs: the points go
+    forward without autograd's bookkeeping up to the first layer, whose output starts
+    the graph (the same values; the backward pass stops there)."""
+    inputs = tuple(point.detach() for point in points.inputs)
+    with torch.enable_grad(), frozen_parameters(model), ExitStack() as stack:
+        captures = [
+            stack.enter_context(LayerCapture(layer, require_grad=True, model=model))
+            for layer in layers
+        ]
+        values = target.evaluate(inputs, points.additional_forward_args, points.n_points)
+        outputs = [capture.output[0] for capture in captures]
+        # dF/dy at every point, for every element of every layer, in one backward pass
+        grads = torch.autograd.grad(torch.unbind(values), outputs)
+    return tuple(
+        layer_conductance(output.detach(), grad, integral.num_examples)
+        for output, grad in zip(outputs, grads, strict=True)
+    )

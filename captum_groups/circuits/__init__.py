@@ -28,6 +28,7 @@ from .fidelity import (
     FidelityReport,
     FidelityResult,
     edge_fidelity,
+    masking_curves,
     masking_fidelity,
     sufficiency,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "debug_image",
     "edge_fidelity",
     "expression_score",
+    "masking_curves",
     "masking_fidelity",
     "plot_circuit",
     "route_classes",

@@ -2,8 +2,8 @@
 
 Assembly only: shares come from :class:`~captum_groups.LayerGroupConductance`,
 fidelity from :mod:`captum_groups.circuits` (``masking_fidelity``,
-``edge_fidelity``), pictures from :mod:`captum_groups.viz` (``render_circuit``,
-``plot_group_exemplars``).
+``edge_fidelity``, on cached activations), renderings from :mod:`captum_groups.viz`
+(``render_circuit``) and exemplar pictures from :mod:`.pictures`.
 
 A group's **share of the target** is the part of the target's rise from the
 zero baseline, ``F(x) - F(0)`` summed over the evaluation images, that flows
@@ -23,13 +23,16 @@ mean value.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from lucent.optvis import transform as lucent_transform
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -37,22 +40,22 @@ from .._checks import ParameterError
 from .._data import Data, examples_at, iter_batches
 from .._deprecation import apply_renames
 from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
-from ..attr import LayerGroupConductance
+from ..attr.layer_conductance import conductances
 from ..circuits import (
     TARGET,
     Circuit,
     EdgeFidelityResult,
     FidelityResult,
     edge_fidelity,
-    masking_fidelity,
+    masking_curves,
 )
 from ..circuits.build import none_predicted
-from ..discovery import TopExemplars
 from ..groups import NeuronGroup
-from ..viz import plot_group_exemplars, render_circuit
+from ..viz import render_circuit
 from .figures import fidelity_curves_figure
 from .images import array_uri, figure_uri
 from .layout import GraphLayout, layered_layout
+from .pictures import ExemplarPictures, exemplar_pictures
 from .settings import RENAMED, ReportSettings
 
 __all__ = [
@@ -119,6 +122,10 @@ class FidelitySection:
     edge_figure: str | None
     n_images: int
     draws: int
+    curves: dict[str, dict[str, tuple[FidelityResult, ...]]]
+    """mode -> scope -> the curve's points, fewest neurons first."""
+    notes: tuple[str, ...]
+    """Why a curve has fewer points than asked, per scope where it does."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,8 @@ class ReportContent:
     cards: tuple[NodeCard, ...]
     fidelity: FidelitySection
     settings: dict
+    timing: dict[str, float]
+    """Seconds each part took: shares, renderings, exemplars, fidelity."""
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -204,77 +213,32 @@ def target_shares(
         model, circuit.target, torch.zeros_like(inputs)
     )
     total_rise = float(rise.sum())
+    groups = {
+        layer: [circuit.nodes[n] for n in circuit.node_ids(layer)] for layer in circuit.layers
+    }
+    groups = {layer: members for layer, members in groups.items() if members}
+    summed = {
+        layer: torch.zeros(len(members), dtype=torch.float64) for layer, members in groups.items()
+    }
+    for start in range(0, len(inputs), batch_size):
+        # every layer's conductance from one integrated pass per batch of images
+        flows = conductances(
+            model,
+            groups,
+            inputs[start : start + batch_size],
+            target=circuit.target,
+            n_steps=n_steps,
+            internal_batch_size=batch_size * 8,
+        )
+        for layer, values in flows.items():
+            summed[layer] += values.reshape(len(values), -1).sum(0).double().cpu()
     shares: dict[str, float] = {}
-    for layer in circuit.layers:
-        nodes = circuit.node_ids(layer)
-        if not nodes:
-            continue
-        groups = [circuit.nodes[node] for node in nodes]
-        conductance = LayerGroupConductance(model, layer)
-        summed = torch.zeros(len(groups), dtype=torch.float64)
-        for start in range(0, len(inputs), batch_size):
-            flows = conductance.attribute(
-                inputs[start : start + batch_size],
-                groups,
-                target=circuit.target,
-                n_steps=n_steps,
-                internal_batch_size=batch_size * 8,
-            )
-            summed += flows.reshape(len(flows), -1).sum(0).double().cpu()
+    for layer, values in summed.items():
         shares.update(
             (node, float(value) / total_rise if total_rise else float("nan"))
-            for node, value in zip(nodes, summed, strict=True)
+            for node, value in zip(circuit.node_ids(layer), values, strict=True)
         )
     return shares, total_rise / len(inputs)
-
-
-@dataclass(frozen=True)
-class _ExemplarPictures:
-    values: tuple[float, ...] = ()
-    top_crop: str | None = None
-    montage: str | None = None
-    overlays: str | None = None
-
-
-def _as_picture(crop: Tensor) -> np.ndarray:
-    """One crop (C, H, W) scaled to [0, 1] for display, as (H, W, C)."""
-    crop = crop.detach().cpu().float()
-    crop = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-12)
-    return crop.permute(1, 2, 0).numpy()
-
-
-def _exemplar_pictures(
-    model: nn.Module, circuit: Circuit, data: Data, node: str, n_steps: int
-) -> _ExemplarPictures:
-    """A node's stored exemplar crops: their group values, the top crop, and two montages."""
-    items = circuit.exemplars.get(node, [])
-    if not items:
-        return _ExemplarPictures()
-    group = circuit.nodes[node]
-    images = images_at(data, [index for index, _ in items]).to(_device(model))
-    boxes = torch.tensor([box for _, box in items], dtype=torch.long)
-    exemplars = TopExemplars(
-        torch.zeros(1, len(items)), torch.arange(len(items))[None], boxes[None]
-    )
-    crops = exemplars.inputs(images, 0)
-    values = group(layer_outputs(model, crops, group.resolve(model))).cpu()
-    exemplars = TopExemplars(values[None], exemplars.indices, exemplars.boxes)
-    montage = plot_group_exemplars(exemplars, images, [group], n=len(items))
-    overlays = plot_group_exemplars(
-        exemplars,
-        images,
-        [group],
-        n=len(items),
-        model=model,
-        attribution="integrated_gradients",
-        n_steps=n_steps,
-    )
-    return _ExemplarPictures(
-        tuple(float(v) for v in values),
-        array_uri(_as_picture(crops[0])),
-        figure_uri(montage),
-        figure_uri(overlays),
-    )
 
 
 def _curve_circuits(circuit: Circuit, points: int) -> list[Circuit]:
@@ -292,34 +256,29 @@ def _fidelity(
     tick: Callable[[], None],
 ) -> FidelitySection:
     """The masking and retaining curves, the whole circuit's rows and the edge-weight fidelity."""
-    curves: dict[str, dict[str, dict[int, FidelityResult]]] = {"mask": {}, "retain": {}}
-    last: dict[str, dict[str, FidelityResult]] = {}
-    for mode in ("mask", "retain"):
-        for pruned in _curve_circuits(circuit, settings.n_points):
-            report = masking_fidelity(
-                model,
-                pruned,
-                inputs,
-                mode=mode,
-                n_draws=settings.n_draws,
-                random_state=settings.random_state,
-            )
-            for result in report:
-                curves[mode].setdefault(result.scope, {})[result.n_neurons] = result
-            last[mode] = {result.scope: result for result in report}
-            tick()
-    figures = {
-        mode: figure_uri(
-            fidelity_curves_figure(
-                {
-                    scope: [by_count[n] for n in sorted(by_count)]
-                    for scope, by_count in by_scope.items()
-                },
-                mode,
-            )
-        )
-        for mode, by_scope in curves.items()
+    pruned_circuits = _curve_circuits(circuit, settings.n_points)
+    reports = masking_curves(
+        model,
+        pruned_circuits,
+        inputs,
+        n_draws=settings.n_draws,
+        random_state=settings.random_state,
+        batch_size=settings.batch_size,
+    )
+    by_count: dict[str, dict[str, dict[int, FidelityResult]]] = {"mask": {}, "retain": {}}
+    for (mode, _), report in sorted(reports.items()):
+        # pruned circuits with the same neurons in a scope mask the same set: one point
+        for result in report:
+            by_count[mode].setdefault(result.scope, {})[result.n_neurons] = result
+        tick()
+    last = {
+        mode: {r.scope: r for r in reports[(mode, len(pruned_circuits) - 1)]} for mode in by_count
     }
+    curves = {
+        mode: {scope: tuple(points[n] for n in sorted(points)) for scope, points in scopes.items()}
+        for mode, scopes in by_count.items()
+    }
+    figures = {mode: figure_uri(fidelity_curves_figure(curves[mode], mode)) for mode in curves}
     rows = tuple(
         FidelityRow(scope, result, last["retain"][scope]) for scope, result in last["mask"].items()
     )
@@ -333,7 +292,30 @@ def _fidelity(
         figure_uri(edge.plot()) if edge is not None else None,
         len(inputs),
         settings.n_draws,
+        curves,
+        _fewer_points(curves["mask"], len(pruned_circuits), settings.n_points),
     )
+
+
+def _fewer_points(
+    curves: dict[str, tuple[FidelityResult, ...]], levels: int, asked: int
+) -> tuple[str, ...]:
+    """Sentences saying why a scope's curve has fewer points than asked."""
+    notes = []
+    if levels < asked:
+        notes.append(
+            f"The circuit's nodes have at most {levels} inputs, so it can be pruned to "
+            f"{levels} nested circuits, not {asked}: each curve has at most {levels} points."
+        )
+    for scope, points in curves.items():
+        if len(points) < levels:
+            counts = ", ".join(str(p.n_neurons) for p in points)
+            notes.append(
+                f"{scope}: the nested circuits keep the same neurons here at several pruning "
+                f"levels ({counts} neurons in all), so its curve has {len(points)} "
+                f"point{'s' if len(points) != 1 else ''}."
+            )
+    return tuple(notes)
 
 
 def _edge_fidelity(
@@ -376,7 +358,7 @@ def _node_card(
     node: str,
     key: int,
     shares: dict[str, float],
-    pictures: _ExemplarPictures,
+    pictures: ExemplarPictures,
     rendering: str | None,
 ) -> NodeCard:
     """The card of one node: its group, share, edges, pictures and rendering."""
@@ -417,18 +399,30 @@ def _layout(
     )
 
 
+RENDER_SIDE = 64
+"""The renderings' default side in pixels, whatever the images': a smaller rendering (24 px)
+reads as noise, and a larger one costs more than it shows in a card (at 96 px, twice as
+long on resnet18)."""
+
+
+def _render_side(settings: ReportSettings, side: int) -> int:
+    return settings.render_size if settings.render_size is not None else RENDER_SIDE
+
+
 def _renderings(
     model: nn.Module, circuit: Circuit, side: int, settings: ReportSettings
 ) -> dict[str, str]:
-    """Each node's Lucent rendering as a data URI (none when ``render_steps`` is 0)."""
+    """Each node's Lucent rendering as a data URI (none when ``render_steps`` is 0): every
+    group of a layer in one optimisation, a decorrelated Fourier image under Lucent's
+    standard transforms (jitter, scale, rotation), which keep it from reading as noise."""
     if settings.render_steps == 0 or not circuit.nodes:
         return {}
-    size = settings.render_size if settings.render_size is not None else min(max(side, 24), 128)
     drawn = render_circuit(
         model,
         circuit,
-        size=size,
+        size=_render_side(settings, side),
         steps=settings.render_steps,
+        transforms=lucent_transform.standard_transforms,
         random_state=settings.random_state,
     )
     return {node: array_uri(image) for node, image in drawn.items()}
@@ -437,9 +431,15 @@ def _renderings(
 def _recorded(settings: ReportSettings, side: int) -> dict:
     """The report's settings as recorded on the page (the rendering size resolved)."""
     recorded = settings.to_dict()
-    if recorded["render_size"] is None:
-        recorded["render_size"] = min(max(side, 24), 128)
+    recorded["render_size"] = _render_side(settings, side)
     return recorded
+
+
+@contextmanager
+def _timed(timing: dict[str, float], part: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timing[part] = time.perf_counter() - started
 
 
 def assemble(
@@ -480,24 +480,30 @@ def assemble(
         desc="report",
         disable=not progress,
     )
+    timing: dict[str, float] = {}
     with bar:
 
         def tick(stage: str = "") -> None:
             bar.set_postfix_str(stage, refresh=False)
             bar.update()
 
-        shares, mean_rise = target_shares(
-            model, circuit, inputs, settings.n_steps, settings.batch_size
-        )
+        with _timed(timing, "shares"):
+            shares, mean_rise = target_shares(
+                model, circuit, inputs, settings.n_steps, settings.batch_size
+            )
         bar.update(len(circuit.layers))
-        renderings = _renderings(model, circuit, int(inputs.shape[-1]), settings)
+        with _timed(timing, "renderings"):
+            renderings = _renderings(model, circuit, int(inputs.shape[-1]), settings)
         tick("renderings")
+        with _timed(timing, "exemplars"):
+            pictures = exemplar_pictures(model, circuit, data, settings.n_steps)
         cards = []
         for key, node in enumerate(circuit.nodes):
-            pictures = _exemplar_pictures(model, circuit, data, node, settings.n_steps)
-            cards.append(_node_card(circuit, node, key, shares, pictures, renderings.get(node)))
+            shown = pictures.get(node, ExemplarPictures())
+            cards.append(_node_card(circuit, node, key, shares, shown, renderings.get(node)))
             tick("exemplars")
-        fidelity = _fidelity(model, circuit, inputs, settings, lambda: tick("fidelity"))
+        with _timed(timing, "fidelity"):
+            fidelity = _fidelity(model, circuit, inputs, settings, lambda: tick("fidelity"))
     target = TargetCard(
         "card-0",
         _describe_target(circuit),
@@ -508,4 +514,4 @@ def assemble(
     title = f"Circuit of {_describe_target(circuit)} in {circuit.params.get('model', 'the model')}"
     layout = _layout(circuit, cards, shares, mean_rise)
     recorded = _recorded(settings, int(inputs.shape[-1]))
-    return ReportContent(circuit, title, layout, target, tuple(cards), fidelity, recorded)
+    return ReportContent(circuit, title, layout, target, tuple(cards), fidelity, recorded, timing)

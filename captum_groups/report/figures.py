@@ -41,6 +41,8 @@ def fidelity_curves_figure(curves: Mapping[str, Sequence[FidelityResult]], mode:
         axis.plot(x, [r.random_mean for r in results], "o-", color="0.45", label="random neurons")
         axis.plot(x, [r.circuit for r in results], "o-", color="tab:red", label="circuit neurons")
         axis.axhline(results[0].baseline, color="k", linestyle="--", linewidth=1, label="intact")
+        if len(x) == 1:  # one point: an axis of a few neurons around it, not 7.6 to 8.4
+            axis.set_xlim(x[0] - 2, x[0] + 2)
         axis.set_title(scope, fontsize=9)
         axis.set_xlabel(f"neurons {verb}", fontsize=8)
         scores = [r.baseline for r in results] + [r.circuit for r in results] + list(high)

@@ -397,19 +397,19 @@ def _grid(images: np.ndarray, titles: Sequence[str]) -> Figure:
 def render_circuit(model: nn.Module, circuit: Any, **kwargs: Any) -> dict[str, np.ndarray]:
     """Render every node of a :class:`~captum_groups.Circuit`; node id -> image.
 
-    Groups of one layer are rendered together in one batch. Keyword
-    arguments go to :func:`render_groups`. Every circuit layer must be a
-    layer of ``model`` (a circuit is tied to the model it was built on).
+    All nodes are rendered together, in one optimisation (one image of the
+    batch per node: each image's objective is its own group's, so the images
+    do not interact). Keyword arguments go to :func:`render_groups`. Every
+    circuit layer must be a layer of ``model`` (a circuit is tied to the model
+    it was built on).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     for layer in circuit.layers:
         resolve_layer(model, layer, "circuit.layers")
-    images: dict[str, np.ndarray] = {}
+    nodes = list(circuit.nodes)
+    if not nodes:
+        return {}
     with guarded_call(model, "render_circuit"):
-        for layer in circuit.layers:
-            nodes = circuit.node_ids(layer)
-            if nodes:
-                rendered = render_groups(model, [circuit.nodes[n] for n in nodes], **kwargs)
-                images.update(zip(nodes, rendered, strict=True))
-    return images
+        rendered = render_groups(model, [circuit.nodes[n] for n in nodes], **kwargs)
+    return dict(zip(nodes, rendered, strict=True))
