@@ -110,9 +110,8 @@ def main() -> None:
         started = time.perf_counter()
         content = assemble(model, circuit, data, report, progress=False)
         report_seconds = time.perf_counter() - started
-        print(
-            f"target class {target} ({circuit.params['images']} images), {len(circuit.nodes)} groups"
-        )
+        images, groups = circuit.params["images"], len(circuit.nodes)
+        print(f"target class {target} ({images} images), {groups} groups")
         print(f"circuit {circuit_seconds:.1f} s, report {report_seconds:.1f} s: "
               f"ratio {report_seconds / circuit_seconds:.2f} (target: at most 0.5)")  # fmt: skip
         for part, seconds in content.timing.items():
