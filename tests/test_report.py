@@ -11,15 +11,24 @@ import pytest
 import torch
 from captum.attr import LayerConductance
 from PIL import Image
+from torch import nn
 
-from captum_groups import Circuit, GroupSet, NeuronGroup
-from captum_groups.circuits import masking_fidelity
+from captum_groups import Circuit, GroupSet, NeuronGroup, build_circuit
+from captum_groups._subnetwork import subnetwork
+from captum_groups.circuits import edge_fidelity, masking_curves, masking_fidelity
+from captum_groups.datasets import digits_cnn
 from captum_groups.report import assemble, layered_layout, target_shares, write_report
-from captum_groups.report.assemble import evaluation_images
+from captum_groups.report.assemble import _curve_circuits, evaluation_images
 from captum_groups.report.images import array_uri
 from captum_groups.report.layout import MAX_EDGE_WIDTH
 
-from ._helpers import assert_same_state, model_state
+from ._helpers import (
+    assert_same_state,
+    captured_output,
+    model_state,
+    plain_edge_changes,
+    plain_masking_fidelity,
+)
 
 
 def hand_circuit(label: str | None = None) -> Circuit:
@@ -177,3 +186,56 @@ def test_fidelity_rows_are_the_metrics_of_the_whole_circuit(digits_model, digits
             np.testing.assert_array_equal(result.random, expected[row.scope].random)
     assert [row.scope for row in content.fidelity.rows] == ["relu2", "relu3", "all layers"]
     assert all(card.rendering is None for card in content.cards)
+
+
+def _untraceable(model: nn.Module) -> nn.Module:
+    """The model behind a forward that fx cannot trace (it branches on a value)."""
+
+    class Branching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) if float(x.sum()) > -1e9 else self.inner(-x)
+
+    return Branching().eval()
+
+
+@pytest.mark.parametrize("kind", ["class", "group target", "untraceable"])
+def test_fidelity_curves_are_the_plain_implementations_numbers(kind, digits_test):
+    """The report's fidelity runs on cached activations with the draws stacked; every number
+    is what one forward pass per run with ablate() gives (the implementation before)."""
+    model, (x, y) = digits_cnn(), digits_test
+    target = NeuronGroup("relu4", [1, 7]) if kind == "group target" else 3
+    layers = ["relu1", "relu2", "relu3"]
+    circuit = build_circuit(model, layers, target, x, tau=4, k=10, n_groups=2, n_steps=8,
+                            progress=False)  # fmt: skip
+    if kind == "untraceable":
+        model = _untraceable(model)
+        circuit = circuit.replace(
+            layers=[f"inner.{layer}" for layer in circuit.layers],
+            nodes={n: g.replace(layer=f"inner.{g.layer}") for n, g in circuit.nodes.items()},
+            core_neurons={},
+        )
+    inputs = x[y == 3][:30]
+    pruned = _curve_circuits(circuit, 3)
+    reports = masking_curves(model, pruned, inputs, n_draws=6, random_state=1)
+    assert len(reports) == 2 * len(pruned)
+    for (mode, index), report in reports.items():
+        plain = plain_masking_fidelity(model, pruned[index], inputs, mode, True, 6, 1)
+        shown = [(r.scope, r.baseline, r.circuit, list(r.random)) for r in report]
+        assert shown == [(scope, intact, own, drawn) for scope, intact, own, drawn in plain]
+
+
+def test_edge_fidelity_is_the_plain_implementations(digits_model, digits_test):
+    x, y = digits_test
+    circuit = hand_circuit()
+    result = edge_fidelity(digits_model, circuit, x[:40], "b", sizes=(1, 3), n_draws=5,
+                           n_steps=8, random_state=2)  # fmt: skip
+    lower = captured_output(digits_model, "relu2", x[:40]).detach()
+    rng = np.random.default_rng(2)
+    subsets = [rng.choice(lower.shape[1], size, replace=False) for size in (1, 3) for _ in range(5)]
+    between = subnetwork(digits_model, "relu2", "relu3")
+    plain = plain_edge_changes(between, circuit.nodes["b"], lower, subsets)
+    assert list(result.change) == plain

@@ -37,7 +37,7 @@ from ..ablation import ablate, retain
 from ..discovery.core import core_scores
 from ..groups import NeuronGroup
 from ._ids import TARGET
-from ._masked_runs import ELEMENTS_PER_PASS, MaskedRuns, Run
+from ._masked_runs import MaskedRuns, Run
 from .graph import Circuit
 
 __all__ = [
@@ -510,20 +510,15 @@ def _node_values(
     activations: Tensor,
     subsets: Sequence[Sequence[int]],
 ) -> list[float]:
-    """The upper node's mean value with each subset of lower neurons zeroed: the subsets'
-    copies of the activations stacked along the batch, a bounded number per pass (a row's
-    result does not depend on the rows beside it)."""
-    rows = len(activations)
-    per_pass = max(1, ELEMENTS_PER_PASS // (rows * activations[0].numel()))
+    """The upper node's mean value with each subset of lower neurons zeroed, from the cached
+    lower activations (one pass of the part between the layers per subset)."""
     found = []
-    for start in range(0, len(subsets), per_pass):
-        chunk = subsets[start : start + per_pass]
-        stacked = activations.repeat(len(chunk), *[1] * (activations.ndim - 1))
-        for index, subset in enumerate(chunk):
-            stacked[index * rows : (index + 1) * rows, list(subset)] = 0
-        output = between(stacked)
+    for subset in subsets:
+        masked = activations.clone()
+        masked[:, list(subset)] = 0
+        output = between(masked)
         values = output[:, upper_value] if isinstance(upper_value, int) else upper_value(output)
-        found += [float(part.mean()) for part in values.split(rows)]
+        found.append(float(values.mean()))
     return found
 
 
