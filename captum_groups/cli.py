@@ -63,7 +63,15 @@ from ._inputs import (  # noqa: E402
     load_groups,
     load_image_files,
 )
-from .circuits import TARGET, Circuit, CircuitSettings, build_circuit  # noqa: E402
+from .circuits import (  # noqa: E402
+    TARGET,
+    Circuit,
+    CircuitSettings,
+    ClassRouting,
+    build_circuit,
+    route_classes,
+)
+from .circuits.build import none_predicted  # noqa: E402
 from .discovery import TopExemplars  # noqa: E402
 from .groups import NeuronGroup  # noqa: E402
 from .report import ReportSettings, build_atlas, write_report  # noqa: E402
@@ -93,9 +101,19 @@ REPORT_FIELDS_OF_CIRCUIT = ("n_steps", "random_state", "batch_size")
 """Report settings the ``circuit`` command takes from the circuit's settings (one option each)."""
 
 COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "circuit": ("target", "layers", "out", "progress"),
-    "report": ("circuit", "out", "progress"),
-    "attribute": ("groups", "nodes", "images", "indices", "attribution", "out", "progress"),
+    "circuit": ("target", "layers", "out", "progress", "threads"),
+    "report": ("circuit", "out", "progress", "threads"),
+    "attribute": (
+        "groups",
+        "nodes",
+        "images",
+        "indices",
+        "attribution",
+        "out",
+        "progress",
+        "threads",
+    ),
+    "classes": ("top", "batch_size", "out", "progress", "threads"),
     "atlas": (
         "targets",
         "layers",
@@ -106,6 +124,7 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
         "reports",
         "out",
         "progress",
+        "threads",
     ),
 }
 """Per command, the options that are not settings fields: what to explain, where to write."""
@@ -137,6 +156,12 @@ def _add_common(parser: argparse.ArgumentParser, out: str | None) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="show progress bars (default: shown)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="PyTorch threads (default: the CPU cores not busy with other work, as the load "
+        "average says; OMP_NUM_THREADS if set)",
     )
     deprecated = parser.add_argument_group("deprecated options (removed in the next release)")
     add_deprecated_alias(deprecated, "--quiet", "--no-progress", "progress", constant=False)
@@ -290,6 +315,24 @@ def _add_atlas_command(commands: argparse._SubParsersAction) -> None:
     atlas.set_defaults(run=_run_atlas, parser=atlas)
 
 
+def _add_classes_command(commands: argparse._SubParsersAction) -> None:
+    classes = commands.add_parser(
+        "classes",
+        help="list the classes the model predicts on the data, with their image counts",
+        description="Route the data once through the model and list each class it predicts, "
+        "with how many images, most first: the targets whose circuits have images to build "
+        "from.",
+    )
+    classes.add_argument(
+        "--top", type=int, default=20, help="how many classes to list (default: 20)"
+    )
+    classes.add_argument(
+        "--batch-size", type=int, default=256, help="images per forward pass (default: 256)"
+    )
+    _add_common(classes, None)
+    classes.set_defaults(run=_run_classes, parser=classes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-groups`` argument parser."""
     parser = _Parser(
@@ -304,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_command(commands)
     _add_attribute_command(commands)
     _add_atlas_command(commands)
+    _add_classes_command(commands)
     return parser
 
 
@@ -381,13 +425,49 @@ def _options_record(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _check_out(out: str) -> None:
+    """``--out`` must be a folder (or nothing yet): checked before any work is done."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise OptionError("--out", f"{out} is a file; give a folder to write into")
+
+
+def _route_target(
+    model: nn.Module, data: Data, settings: CircuitSettings, target: int, progress: bool
+) -> ClassRouting:
+    """Each image's predicted class, before any crop is made: a target that no image is
+    predicted as is refused now (the build would find out only after a whole pass), and the
+    build reads the target's images from this routing instead of predicting again."""
+    routing = route_classes(model, data, settings.batch_size, progress=progress)
+    counts = routing.counts()
+    if target not in counts:
+        message = none_predicted(target, counts)
+        if not settings.predicted_only:
+            message = (
+                f"the model predicts class {target} for none of the images, so the report has "
+                f"no image to measure the circuit's fidelity on; the model predicts "
+                + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8))
+            )
+        raise OptionError("--target", message)
+    return routing
+
+
 def _build(
-    model: nn.Module, args: argparse.Namespace, data: Data, settings: CircuitSettings
+    model: nn.Module,
+    args: argparse.Namespace,
+    data: Data,
+    settings: CircuitSettings,
+    routing: ClassRouting,
 ) -> Circuit:
     """build_circuit, its refusals mapped to options by the parameter's name."""
     try:
         return build_circuit(
-            model, args.layers, args.target, data, settings=settings, progress=args.progress
+            model,
+            args.layers,
+            args.target,
+            data,
+            settings=settings,
+            progress=args.progress,
+            routing=routing,
         )
     except ParameterError as error:
         raise OptionError(_option_of(error.parameter), str(error)) from None
@@ -410,8 +490,10 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
         args.layers = list(DIGITS_LAYERS)
     check_layers(model, args.layers)
     check_target(model, _first_image(data).to(device), args.target)
+    _check_out(args.out)
     build_start = time.perf_counter()
-    circuit = _build(model, args, data, settings)
+    routing = _route_target(model, data, settings, args.target, args.progress)
+    circuit = _build(model, args, data, settings, routing)
     build_seconds = time.perf_counter() - build_start
     files = write_report(
         model,
@@ -564,6 +646,23 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
     print(f"{len(groups)} groups on {len(images)} images in {time.perf_counter() - started:.1f} s")
 
 
+def _run_classes(args: argparse.Namespace, command: str, started: float) -> None:
+    if args.top < 1 or args.batch_size < 1:
+        flag = "--top" if args.top < 1 else "--batch-size"
+        raise OptionError(flag, "must be a positive integer")
+    source = _source(args)
+    model, data, device = _prepare(source, 0)
+    routing = route_classes(model, data, args.batch_size, progress=args.progress)
+    counts = routing.counts()
+    total = sum(counts.values())
+    print(f"{len(counts)} classes predicted on {total} images; the {min(args.top, len(counts))} "
+          f"most predicted:")  # fmt: skip
+    print(f"{'class':>8s} {'images':>8s} {'share':>7s}")
+    for target, count in counts.most_common(args.top):
+        print(f"{target:8d} {count:8d} {count / total:7.1%}")
+    print(f"build one: captum-groups circuit --target {counts.most_common(1)[0][0]} ...")
+
+
 def _run_atlas(args: argparse.Namespace, command: str, started: float) -> int:
     source = _source(args)
     settings = settings_from_args(CircuitSettings, args, CIRCUIT_FIELDS)
@@ -615,6 +714,23 @@ class _SeededModel:
         return self.source.load_model()
 
 
+def threads(given: int | None) -> int:
+    """The PyTorch threads a command uses: ``--threads``, else ``OMP_NUM_THREADS``, else the
+    cores this process may use that other work does not keep busy (the 1-minute load average).
+
+    On a 2-core machine with another job running, one thread ran the default command in half
+    the time of two (PyTorch's threads wait on each other when a core is taken).
+    """
+    if given is not None:
+        if given < 1:
+            raise OptionError("--threads", f"must be a positive integer, got {given}")
+        return given
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - round(os.getloadavg()[0]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``captum-groups`` with ``argv`` (the process's arguments by default); 0 on success."""
     started = time.perf_counter()
@@ -623,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     command = shlex.join(["captum-groups", *arguments])
     try:
+        torch.set_num_threads(threads(args.threads))
         code = args.run(args, command, started)
     except OptionError as error:
         args.parser.error(str(error))

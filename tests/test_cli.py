@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from PIL import Image
 from captum_groups import Circuit, CircuitSettings, GroupSet, NeuronGroup, build_circuit
 from captum_groups._cli_options import flag_of, settings_from_args
 from captum_groups._inputs import Source
-from captum_groups.cli import CLI_DEFAULTS, COMMAND_OPTIONS, build_parser, main
+from captum_groups.cli import CLI_DEFAULTS, COMMAND_OPTIONS, build_parser, main, threads
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.report import ReportSettings
 
@@ -59,6 +61,7 @@ SETTINGS_OF = {
     "report": (ReportSettings, Source),
     "attribute": (CircuitSettings, Source),
     "atlas": (CircuitSettings, Source, ReportSettings),
+    "classes": (Source,),
 }
 """The settings classes each command's options come from, the first owning a shared name."""
 
@@ -345,3 +348,60 @@ def test_console_script_exits_with_code_2_and_one_line(tmp_path):
         "'torchvision:NAME' (e.g. torchvision:resnet18) or 'package.module:factory' "
         "(see captum-groups circuit --help)"
     ]
+
+
+def test_classes_lists_what_the_model_predicts_most_first(capsys):
+    assert main(["classes", "--no-progress", "--top", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    model, (images, _) = digits_cnn(), load_digits("test")
+    counts = torch.bincount(model(images).argmax(1), minlength=10)
+    rows = [line.split() for line in printed[2:5]]
+    assert [int(count) for _, count, _ in rows] == sorted(counts.tolist(), reverse=True)[:3]
+    for target, count, _ in rows:
+        assert counts[int(target)] == int(count)
+    assert printed[0].startswith("10 classes predicted on 450 images")
+
+
+def test_a_target_no_image_is_predicted_as_is_refused_before_the_build(tmp_path, capsys):
+    images = load_digits("test")[0]
+    only_threes = images[digits_cnn()(images).argmax(1) == 3]
+    torch.save(only_threes, tmp_path / "threes.pt")
+    started = time.perf_counter()
+    message = usage_error(
+        capsys, ["circuit", "--target", "5", "--data", str(tmp_path / "threes.pt"), "--no-progress"]
+    )
+    assert time.perf_counter() - started < 30
+    assert "class 5 for none of the images; it predicts class 3" in message
+    assert "--no-predicted-only" in message and "captum-groups classes" in message
+    message = usage_error(
+        capsys,
+        [
+            "circuit",
+            "--target",
+            "5",
+            "--data",
+            str(tmp_path / "threes.pt"),
+            "--no-predicted-only",
+            "--no-progress",
+        ],
+    )
+    assert "no image to measure the circuit's fidelity on" in message
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    message = usage_error(capsys, ["circuit", "--target", "3", "--out", str(taken)])
+    assert message.startswith("captum-groups circuit: error: --out") and "is a file" in message
+    assert taken.read_text() == "mine"
+
+
+def test_threads_are_set_by_the_option_or_chosen_from_the_free_cores(monkeypatch):
+    assert threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads(None) == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 0.0, 0.0))
+    assert threads(None) == 1  # every core busy: one thread
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads(None) == len(os.sched_getaffinity(0))

@@ -159,15 +159,15 @@ def none_predicted(target: int, counts: Counter[int]) -> str:
     --------
     >>> none_predicted(5, Counter({3: 40, 8: 2}))  # doctest: +NORMALIZE_WHITESPACE
     'the model predicts class 5 for none of the images; it predicts class 3 (40 images),
-    8 (2 images); choose one of those, or use every image with predicted_only=False
-    (--no-predicted-only on the command line)'
+    8 (2 images); choose one of those (captum-groups classes lists them), or use every
+    image with predicted_only=False (--no-predicted-only on the command line)'
     """
     shown = ", ".join(f"{c} ({n} image{'s' if n != 1 else ''})" for c, n in counts.most_common(8))
     more = f" and {len(counts) - 8} more classes" if len(counts) > 8 else ""
     return (
         f"the model predicts class {target} for none of the images; it predicts class "
-        f"{shown}{more}; choose one of those, or use every image with predicted_only=False "
-        f"(--no-predicted-only on the command line)"
+        f"{shown}{more}; choose one of those (captum-groups classes lists them), or use "
+        f"every image with predicted_only=False (--no-predicted-only on the command line)"
     )
 
 
