@@ -417,11 +417,21 @@ def _next_steps(source: Source, circuit: Circuit, out: str, build: bool) -> list
     return steps
 
 
-def _options_record(args: argparse.Namespace) -> dict[str, Any]:
+IMAGE_OPTIONS = ("image_size", "mean", "std", "normalize", "grayscale")
+"""How image files are read: used only when --data is an image folder."""
+
+
+def _options_record(args: argparse.Namespace, source: Source) -> dict[str, Any]:
+    """The command's options that took part in it, for the report's record: not the
+    image options when no image file was read (the embedded digits, a tensor file), and
+    not options left unset."""
+    images_read = source.data is not None and Path(source.data).is_dir()
     return {
         key: value
         for key, value in sorted(vars(args).items())
-        if key not in ("run", "parser", "command") and value is not None
+        if key not in ("run", "parser", "command")
+        and value is not None
+        and (images_read or key not in IMAGE_OPTIONS)
     }
 
 
@@ -502,7 +512,7 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
         args.out,
         settings=report,
         command=command,
-        parameters=_options_record(args),
+        parameters=_options_record(args, source),
         next_steps=_next_steps(source, circuit, args.out, build=True),
         build_seconds=build_seconds,
         progress=args.progress,
@@ -550,7 +560,7 @@ def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
         out,
         settings=report,
         command=command,
-        parameters=_options_record(args),
+        parameters=_options_record(args, source),
         next_steps=_next_steps(source, circuit, out, build=False),
         progress=args.progress,
     )

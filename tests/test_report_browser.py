@@ -124,3 +124,51 @@ def test_report_in_chromium(browser, digits_report, tmp_path):
     assert red_pixels > 100  # the positive edges are on screen
     if os.environ.get("CAPTUM_GROUPS_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["CAPTUM_GROUPS_SCREENSHOT"])
+
+
+def test_a_900_px_window_shows_the_whole_graph_and_the_overlap_mark(browser, digits_report):
+    from selenium.webdriver.common.by import By
+
+    out, _ = digits_report
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    browser.set_window_size(900, 1000)
+    try:
+        browser.get((out / "report.html").resolve().as_uri())
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        graph = browser.find_element(By.ID, "circuit")
+        box = browser.execute_script(
+            "const r = arguments[0].getBoundingClientRect(); return [r.left, r.right, r.width];",
+            graph,
+        )
+        assert 0 <= box[0] and box[1] <= width, (box, width)  # nothing cut off on the right
+        overflow = browser.execute_script(
+            "const g = document.querySelector('.graph'); return g.scrollWidth - g.clientWidth;"
+        )
+        assert overflow <= 1  # no horizontal scrolling inside the graph either
+        for node in browser.find_elements(By.CSS_SELECTOR, "#circuit .group-node"):
+            right = browser.execute_script(
+                "return arguments[0].getBoundingClientRect().right", node
+            )
+            assert right <= width
+        shared = {
+            node
+            for node, group in circuit.nodes.items()
+            for other in circuit.node_ids(group.layer)
+            if other != node and set(group.indices) & set(circuit.nodes[other].indices)
+        }
+        marked = {
+            n.get_attribute("data-node")
+            for n in browser.find_elements(By.CSS_SELECTOR, "#circuit .group-node.overlapping")
+        }
+        assert marked == shared
+        note = browser.find_elements(By.ID, "overlap-note")
+        assert bool(note) == bool(shared)
+        if shared:
+            assert note[0].is_displayed() and "do not add up" in note[0].text
+            dashes = browser.execute_script(
+                "return getComputedStyle(arguments[0]).strokeDasharray",
+                browser.find_element(By.CSS_SELECTOR, "#circuit .group-node.overlapping rect"),
+            )
+            assert dashes not in ("none", "")
+    finally:
+        browser.set_window_size(1400, 1000)

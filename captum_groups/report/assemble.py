@@ -67,6 +67,7 @@ __all__ = [
     "assemble",
     "evaluation_images",
     "images_at",
+    "overlaps",
     "target_shares",
 ]
 
@@ -89,6 +90,9 @@ class NodeCard:
     overlays: str | None
     rendering: str | None
     top_crop: str | None
+    overlaps: tuple[tuple[str, int, str], ...] = ()
+    """Groups of the same layer sharing neurons with this one: (node, shared neurons, how:
+    "inside" it, "contains" it, or "overlaps")."""
 
 
 @dataclass(frozen=True)
@@ -346,10 +350,38 @@ def _describe_target(circuit: Circuit) -> str:
     return f"{group.name or 'group'} of {group.layer} ({len(group)} neurons)"
 
 
-def _caption(circuit: Circuit, node: str, share: float) -> tuple[str, ...]:
+def overlaps(circuit: Circuit) -> dict[str, tuple[tuple[str, int, str], ...]]:
+    """For each node, the nodes of its layer that share neurons with it: (node, how many
+    neurons, "inside" (the other lies within this one), "contains" (this one lies within
+    the other) or "overlaps").
+
+    Examples
+    --------
+    >>> nodes = {"a": NeuronGroup("l", [0, 1, 2]), "b": NeuronGroup("l", [1]),
+    ...          "c": NeuronGroup("l", [2, 3]), "d": NeuronGroup("l", [9])}
+    >>> overlaps(Circuit(0, ["l"], nodes, {}))["a"]
+    (('b', 1, 'inside'), ('c', 1, 'overlaps'))
+    """
+    found: dict[str, list[tuple[str, int, str]]] = {node: [] for node in circuit.nodes}
+    for node, group in circuit.nodes.items():
+        mine = set(group.indices)
+        for other in circuit.node_ids(group.layer):
+            theirs = set(circuit.nodes[other].indices)
+            if other == node or not mine & theirs:
+                continue
+            how = "inside" if theirs <= mine else "contains" if mine <= theirs else "overlaps"
+            found[node].append((other, len(mine & theirs), how))
+    return {node: tuple(items) for node, items in found.items()}
+
+
+def _caption(
+    circuit: Circuit, node: str, share: float, shared: tuple[tuple[str, int, str], ...]
+) -> tuple[str, ...]:
     group = circuit.nodes[node]
     lines = [node if group.label is None else f"{node} · {group.label}"]
     lines.append(f"{len(group)} neuron{'s' if len(group) > 1 else ''} · {share:+.0%}")
+    if shared:
+        lines.append(f"∩ overlaps {len(shared)} group{'s' if len(shared) > 1 else ''}")
     return tuple(lines)
 
 
@@ -360,6 +392,7 @@ def _node_card(
     shares: dict[str, float],
     pictures: ExemplarPictures,
     rendering: str | None,
+    shared: tuple[tuple[str, int, str], ...] = (),
 ) -> NodeCard:
     """The card of one node: its group, share, edges, pictures and rendering."""
     group = circuit.nodes[node]
@@ -378,6 +411,7 @@ def _node_card(
         overlays=pictures.overlays,
         rendering=rendering,
         top_crop=pictures.top_crop,
+        overlaps=shared,
     )
 
 
@@ -394,7 +428,10 @@ def _layout(
         },
         captions={
             TARGET: (_describe_target(circuit), f"rise {mean_rise:+.3g}"),
-            **{node: _caption(circuit, node, shares[node]) for node in circuit.nodes},
+            **{
+                card.node: _caption(circuit, card.node, shares[card.node], card.overlaps)
+                for card in cards
+            },
         },
     )
 
@@ -497,10 +534,12 @@ def assemble(
         tick("renderings")
         with _timed(timing, "exemplars"):
             pictures = exemplar_pictures(model, circuit, data, settings.n_steps)
-        cards = []
+        cards, shared = [], overlaps(circuit)
         for key, node in enumerate(circuit.nodes):
             shown = pictures.get(node, ExemplarPictures())
-            cards.append(_node_card(circuit, node, key, shares, shown, renderings.get(node)))
+            cards.append(
+                _node_card(circuit, node, key, shares, shown, renderings.get(node), shared[node])
+            )
             tick("exemplars")
         with _timed(timing, "fidelity"):
             fidelity = _fidelity(model, circuit, inputs, settings, lambda: tick("fidelity"))

@@ -60,6 +60,7 @@ def render_html(content: ReportContent, provenance: Mapping[str, Any]) -> str:
     card_of = {TARGET: content.target.key, **{card.node: card.key for card in content.cards}}
     template = environment().get_template("report.html.j2")
     return template.render(
+        overlapping={card.node for card in content.cards if card.overlaps},
         content=content,
         layout=content.layout,
         card_of=card_of,

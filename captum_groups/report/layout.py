@@ -18,7 +18,7 @@ from ..circuits import TARGET, Circuit
 __all__ = ["EdgeShape", "GraphLayout", "NodeShape", "layered_layout"]
 
 NODE_WIDTH = 128
-NODE_HEIGHT = 118
+NODE_HEIGHT = 134
 IMAGE_SIDE = 72
 COLUMN_GAP = 40
 ROW_GAP = 96

@@ -131,7 +131,7 @@ def write_report(
     report_seconds = time.perf_counter() - start
     timing = [("circuit built", build_seconds)] if build_seconds is not None else []
     timing.append(("report assembled", report_seconds))
-    timing += [(f"· {part}", seconds) for part, seconds in content.timing.items()]
+    timing += list(content.timing.items())
     first = next(iter(model.parameters()), None)
     provenance = {
         "command": command,
