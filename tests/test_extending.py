@@ -25,12 +25,11 @@ from captum_groups import (
     GroupSet,
     NeuronGroup,
 )
-from captum_groups._captum import TensorOrTupleOfTensorsGeneric
-from captum_groups.attr._base import GroupArg, _GroupAttribution, keeps_model
+from captum_groups.attr import GroupArg, GroupAttribution, keeps_model
 
 
 class GroupInputXGradient(
-    _GroupAttribution, NeuronAttribution, GradientAttribution, captum_class=InputXGradient
+    GroupAttribution, NeuronAttribution, GradientAttribution, captum_class=InputXGradient
 ):
     """Input x gradient of a neuron group's value (Captum's ``InputXGradient`` per group)."""
 
@@ -38,12 +37,12 @@ class GroupInputXGradient(
     @keeps_model
     def attribute(
         self,
-        inputs: TensorOrTupleOfTensorsGeneric,
+        inputs: torch.Tensor,
         group: GroupArg,
         additional_forward_args: Any = None,
         attribute_to_neuron_input: bool = False,
         group_batch_size: int | None = None,
-    ) -> TensorOrTupleOfTensorsGeneric:
+    ) -> torch.Tensor:
         """Input x gradient of the group(s)."""
         return self._replay(
             inputs, group, additional_forward_args, attribute_to_neuron_input, group_batch_size

@@ -15,8 +15,14 @@ layer), ``LayerGroupAblation`` (the causal check), and
 ``LayerGroupInteraction`` (edge weights between the groups of two layers).
 ``GroupAblation`` and ``GroupInteraction`` are the last two under their
 former names.
+
+A new method is one short class: derive from :class:`GroupAttribution`
+and Captum's own bases, name the Captum algorithm it replays, and pass
+``attribute``'s arguments to ``_replay`` (README, "How the attribution
+classes are built"; ``tests/test_extending.py``).
 """
 
+from ._base import GroupArg, GroupAttribution, keeps_model
 from .conductance import GroupConductance
 from .deep_lift import GroupDeepLift, GroupDeepLiftShap
 from .feature_ablation import GroupFeatureAblation
@@ -36,6 +42,8 @@ GroupInteraction = LayerGroupInteraction
 
 __all__ = [
     "GroupAblation",
+    "GroupArg",
+    "GroupAttribution",
     "GroupConductance",
     "GroupDeepLift",
     "GroupDeepLiftShap",
@@ -50,4 +58,5 @@ __all__ = [
     "LayerGroupConductance",
     "LayerGroupGradientXActivation",
     "LayerGroupInteraction",
+    "keeps_model",
 ]

@@ -1,11 +1,11 @@
 """The one base of the group attribution classes: constructor, checks, and the replay.
 
-Every class of :mod:`captum_groups.attr` derives from :class:`_GroupAttribution`
+Every class of :mod:`captum_groups.attr` derives from :class:`GroupAttribution`
 first and then from Captum's own bases, as Captum's classes do
 (``NeuronAttribution`` or ``LayerAttribution``, then ``GradientAttribution`` or
 ``PerturbationAttribution``). The base holds the constructor, the
 ``multiplies_by_inputs`` property, the input and layer checks, and
-:meth:`_GroupAttribution._replay`, which runs a Captum algorithm once per group
+:meth:`GroupAttribution._replay`, which runs a Captum algorithm once per group
 on work shared by all groups (see :mod:`._engine`). A method that reuses a
 Captum algorithm names it in ``_captum_class``; its ``attribute`` keeps
 Captum's explicit signature and calls ``_replay`` (``gradient_shap.py`` is a
@@ -116,11 +116,11 @@ def _is_index(selector: object) -> bool:
     )
 
 
-class _GroupAttribution:
+class GroupAttribution:
     """What every ``captum_groups.attr`` class shares.
 
     A subclass lists Captum's bases after this one, and names the Captum
-    algorithm it replays, e.g. ``class GroupSaliency(_GroupAttribution,
+    algorithm it replays, e.g. ``class GroupSaliency(GroupAttribution,
     NeuronAttribution, GradientAttribution, captum_class=Saliency)``.
     """
 
@@ -444,7 +444,7 @@ class _GroupAttribution:
         return group_values(self.forward_func, args, self.layer, chunk, None, use_input)
 
 
-class _MultipliesByInputs(_GroupAttribution):
+class _MultipliesByInputs(GroupAttribution):
     """A method with Captum's ``multiply_by_inputs`` option (local or global attribution)."""
 
     def __init__(

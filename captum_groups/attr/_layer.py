@@ -9,10 +9,10 @@ from torch import Tensor
 
 from .._hooks import Captured
 from ..groups import GroupsLike, NeuronGroup, as_group_list
-from ._base import _GroupAttribution
+from ._base import GroupAttribution
 
 
-class _LayerGroupAttribution(_GroupAttribution):
+class _LayerGroupAttribution(GroupAttribution):
     """Attribution *to* the groups of one layer: results shaped (N, G)."""
 
     def _layer_groups(

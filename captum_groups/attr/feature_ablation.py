@@ -9,11 +9,11 @@ from captum.log import log_usage
 
 from .._captum import BaselineType, TensorOrTupleOfTensorsGeneric
 from .._checks import check_positive_int
-from ._base import GroupArg, _GroupAttribution, keeps_model
+from ._base import GroupArg, GroupAttribution, keeps_model
 
 
 class GroupFeatureAblation(
-    _GroupAttribution, NeuronAttribution, PerturbationAttribution, captum_class=FeatureAblation
+    GroupAttribution, NeuronAttribution, PerturbationAttribution, captum_class=FeatureAblation
 ):
     """Feature ablation for a neuron group's value.
 

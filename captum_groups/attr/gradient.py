@@ -8,11 +8,11 @@ from captum.attr import GradientAttribution, NeuronAttribution, Saliency
 from captum.log import log_usage
 
 from .._captum import TensorOrTupleOfTensorsGeneric
-from ._base import GroupArg, _GroupAttribution, keeps_model
+from ._base import GroupArg, GroupAttribution, keeps_model
 
 
 class GroupGradient(
-    _GroupAttribution, NeuronAttribution, GradientAttribution, captum_class=Saliency
+    GroupAttribution, NeuronAttribution, GradientAttribution, captum_class=Saliency
 ):
     """Gradient of a neuron group's value with respect to the inputs.
 

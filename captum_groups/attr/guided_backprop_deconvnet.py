@@ -10,10 +10,10 @@ from torch import nn
 
 from .._captum import TensorOrTupleOfTensorsGeneric
 from ..groups import Layer
-from ._base import GroupArg, _GroupAttribution, keeps_model
+from ._base import GroupArg, GroupAttribution, keeps_model
 
 
-class _ModifiedReluBackprop(_GroupAttribution, NeuronAttribution, GradientAttribution):
+class _ModifiedReluBackprop(GroupAttribution, NeuronAttribution, GradientAttribution):
     """Backpropagation through ReLUs that Captum's hooks modify (the model's ReLU modules)."""
 
     def __init__(self, model: nn.Module, layer: Layer, device_ids: list[int] | None = None) -> None:
