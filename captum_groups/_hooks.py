@@ -3,13 +3,25 @@
 Forward passes that only need a layer's output stop right after that layer
 (the rest of the network is never computed): the capturing hook raises
 :class:`_StopForward`, which :func:`run_to_layer` catches.
+
+Hooks act only on the thread that registered them (:func:`on_this_thread`):
+while one thread attributes, another thread running the same model sees the
+plain model, and two threads attributing on one model each get their own
+result. What is not thread-safe, and why: the model's buffers are restored
+after a call in training mode (so do not train the model in another thread
+meanwhile); Captum's DeepLift, DeepLiftShap, guided backpropagation and
+deconvolution put Captum's own hooks on the model's modules, which act on
+every thread; Lucent's renderings run one at a time (a lock), since Lucent
+keeps global state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,6 +48,7 @@ __all__ = [
     "layer_outputs",
     "model_outputs",
     "model_of",
+    "on_this_thread",
     "preserve_buffers",
     "training_modules",
     "warn_if_training",
@@ -50,6 +63,30 @@ _STOCHASTIC_IN_TRAINING = (_DropoutNd, _NormBase)
 
 class _StopForward(Exception):
     """Raised inside a hook to end a forward pass once the layer has run."""
+
+
+def on_this_thread(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook``, acting only when the module runs on the thread that made this wrapper; on
+    any other thread the module computes as if the hook were not there.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> hook = on_this_thread(lambda *args: calls.append(threading.current_thread().name))
+    >>> elsewhere = threading.Thread(target=hook, name="other")
+    >>> elsewhere.start(); elsewhere.join(); hook()
+    >>> calls
+    ['MainThread']
+    """
+    owner = threading.get_ident()
+
+    @functools.wraps(hook)
+    def acting_here(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != owner:
+            return None
+        return hook(*args, **kwargs)
+
+    return acting_here
 
 
 def model_of(forward_func: object, layer: nn.Module | None = None) -> nn.Module | None:
@@ -147,9 +184,9 @@ class LayerCapture:
 
     def __enter__(self) -> LayerCapture:
         if self.use_input:
-            self._handle = self.layer.register_forward_pre_hook(self._hook)
+            self._handle = self.layer.register_forward_pre_hook(on_this_thread(self._hook))
         else:
-            self._handle = self.layer.register_forward_hook(self._hook)
+            self._handle = self.layer.register_forward_hook(on_this_thread(self._hook))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ._checks import check_finite
 from ._data import Data, iter_batches
-from ._hooks import LayerCapture, guarded_call, record
+from ._hooks import LayerCapture, guarded_call, on_this_thread, record
 from .groups import GroupsLike, NeuronGroup, as_group_list, layer_name
 
 __all__ = ["ablate", "masked_output", "retain", "Ablation"]
@@ -198,8 +198,10 @@ class Ablation:
         self._model_runs = 0
         try:
             for layer in self._by_layer:
-                self._handles.append(layer.register_forward_hook(self._hook))
-            self._handles.append(self.model.register_forward_hook(self._count_model_run))
+                self._handles.append(layer.register_forward_hook(on_this_thread(self._hook)))
+            self._handles.append(
+                self.model.register_forward_hook(on_this_thread(self._count_model_run))
+            )
         except BaseException:
             self._remove_hooks()
             raise

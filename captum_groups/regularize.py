@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._data import iter_batches
-from ._hooks import guarded_call, run_to_layer
+from ._hooks import guarded_call, on_this_thread, run_to_layer
 from .discovery._validation import check_count
 from .discovery.clustering import AssemblyClustering
 from .groups import GroupSet, Layer, layer_name, neuron_means, resolve_layer
@@ -179,7 +179,8 @@ class BEANRegularizer:
             connectivity(next_layer)
         self._activations: dict[int, Tensor] = {}
         self._handles = [
-            layer.register_forward_hook(self._keep(i)) for i, layer in enumerate(self.layers)
+            layer.register_forward_hook(on_this_thread(self._keep(i)))
+            for i, layer in enumerate(self.layers)
         ]
 
     def _keep(self, index: int):  # type: ignore[no-untyped-def]

@@ -41,7 +41,6 @@ from .._checks import check_positive_int
 from .._hooks import (
     LayerCapture,
     drop_new_attributes,
-    frozen_parameters,
     guarded_call,
     model_of,
     record,
@@ -402,12 +401,12 @@ class GroupAttribution:
 
     @contextmanager
     def _recording(self, use_input: bool, require_grad: bool = False) -> Iterator[LayerCapture]:
-        """Gradients on, the model's parameters frozen (only input and activation gradients are
-        needed), and the attributed layer recorded."""
+        """Gradients on, and the attributed layer recorded. Gradients are taken with
+        ``torch.autograd.grad`` for the inputs and activations only, so the parameters'
+        gradients are neither computed nor stored (and their flags are left alone)."""
         model = model_of(self.forward_func, self.layer)
         with (
             torch.enable_grad(),
-            frozen_parameters(model),
             LayerCapture(self.layer, use_input, require_grad=require_grad, model=model) as capture,
         ):
             yield capture

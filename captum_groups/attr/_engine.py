@@ -32,7 +32,7 @@ from .._captum import (
     _validate_input,
     approximation_parameters,
 )
-from .._hooks import Captured, frozen_parameters, model_of, run_to_layer
+from .._hooks import Captured, run_to_layer
 from ..groups import NeuronGroup
 
 Selector = Callable[[Any], Tensor]
@@ -140,7 +140,7 @@ def group_input_gradients(
 ) -> tuple[Tensor, ...]:
     """Gradients of every selector w.r.t. the inputs: one forward to the layer, shared."""
     inputs_tuple = _format_tensor_into_tuples(inputs)
-    with torch.enable_grad(), frozen_parameters(model_of(forward_fn, layer)):
+    with torch.enable_grad():
         # One forward pass, stopped at the layer, shared by every selector.
         captured = run_to_layer(forward_fn, inputs, layer, additional_forward_args, use_input)
         # What each selector sends back from the layer: d selector / d layer output.

@@ -11,6 +11,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from .._captum import _expand_additional_forward_args, _format_additional_forward_args
+from .._hooks import on_this_thread
 from ..ablation import (
     Value,
     channel_axis,
@@ -128,7 +129,7 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
 
         stacked_inputs = tuple(torch.cat([t] * copies) for t in inputs)
         stacked_extra = _expand_additional_forward_args(extra, copies) if extra else None
-        handle = self.layer.register_forward_hook(hook)
+        handle = self.layer.register_forward_hook(on_this_thread(hook))
         try:
             values = spec.evaluate(stacked_inputs, stacked_extra, copies)
         finally:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .._captum import BaselineType
 from .._checks import check_integration
-from .._hooks import LayerCapture, frozen_parameters, guarded_call
+from .._hooks import LayerCapture, guarded_call
 from ..groups import GroupsLike
 from ._base import keeps_model
 from ._engine import Integral, PathPoints, layer_conductance
@@ -219,7 +219,7 @@ def _conductance_of_layers(
     forward without autograd's bookkeeping up to the first layer, whose output starts
     the graph (the same values; the backward pass stops there)."""
     inputs = tuple(point.detach() for point in points.inputs)
-    with torch.enable_grad(), frozen_parameters(model), ExitStack() as stack:
+    with torch.enable_grad(), ExitStack() as stack:
         captures = [
             stack.enter_context(LayerCapture(layer, require_grad=True, model=model))
             for layer in layers

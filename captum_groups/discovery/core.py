@@ -25,7 +25,7 @@ from torch import Tensor, fx, nn
 
 from .._captum import approximation_parameters
 from .._checks import check_positive_int, check_quadrature
-from .._hooks import frozen_parameters, guarded_call, layer_outputs
+from .._hooks import guarded_call, layer_outputs
 from .._subnetwork import fold_batchnorm
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
@@ -278,12 +278,10 @@ class CoreScores:
         # A pass holds per_pass rows of crops x steps; a crop's steps stay in one pass
         # when they fit, so its frontier is computed once.
         crops_per_pass = max(1, per_pass // len(self.alphas))
-        model = self.between if isinstance(self.between, nn.Module) else None
-        with frozen_parameters(model):
-            for start in range(0, len(order), crops_per_pass):
-                rows = order[start : start + crops_per_pass]
-                chunk = activations[rows].detach()
-                self._integrate(chunk, [list(owners[i]) for i in rows], per_pass)
+        for start in range(0, len(order), crops_per_pass):
+            rows = order[start : start + crops_per_pass]
+            chunk = activations[rows].detach()
+            self._integrate(chunk, [list(owners[i]) for i in rows], per_pass)
 
     def _row_elements(self, activations: Tensor) -> int:
         """Elements of one path row: an activation row, or the prefix's frontier if larger."""

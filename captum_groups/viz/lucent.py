@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 
 from .._checks import SEED, Count, Number, validate
 from .._deprecation import renamed_keywords
-from .._hooks import LayerCapture, frozen_parameters, guarded_call, record
+from .._hooks import LayerCapture, frozen_parameters, guarded_call, on_this_thread, record
 from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
@@ -152,7 +153,9 @@ def _latest_outputs(modules: Sequence[nn.Module]):  # type: ignore[no-untyped-de
     """module -> its output in the latest forward pass, by module identity; hooks removed."""
     latest: dict[nn.Module, Tensor] = {}
     handles = [
-        module.register_forward_hook(lambda m, args, out: latest.__setitem__(m, out))
+        module.register_forward_hook(
+            on_this_thread(lambda m, args, out: latest.__setitem__(m, out))
+        )
         for module in dict.fromkeys(modules)
     ]
     try:
@@ -162,23 +165,34 @@ def _latest_outputs(modules: Sequence[nn.Module]):  # type: ignore[no-untyped-de
             handle.remove()
 
 
+_RENDERING = threading.Lock()
+"""Lucent keeps global state (its image device, its hooks' features): one rendering at once."""
+
+
+def _is_lucents(hook: object) -> bool:
+    """Whether a forward hook is one of Lucent's (``render.ModuleHook.hook_fn``)."""
+    return isinstance(getattr(hook, "__self__", None), render.ModuleHook)
+
+
 @contextmanager
 def _lucent_on(model: nn.Module, device: torch.device):  # type: ignore[no-untyped-def]
-    """Lucent's image tensors on ``device``; every hook Lucent adds removed; mode restored."""
-    hooks_before = {m: set(m._forward_hooks) for m in model.modules()}
+    """Lucent's image tensors on ``device``; the hooks Lucent adds (only those) removed; mode
+    restored; parameters frozen, since Lucent's ``loss.backward()`` would fill their grads."""
     modes = {m: m.training for m in model.modules()}
-    device_before = lucent_spatial.device
-    lucent_spatial.device = device
-    try:
-        with frozen_parameters(model):
-            yield
-    finally:
-        lucent_spatial.device = device_before
-        for module in model.modules():
-            for key in set(module._forward_hooks) - hooks_before.get(module, set()):
-                del module._forward_hooks[key]
-        for module, training in modes.items():
-            module.training = training
+    with _RENDERING:
+        device_before = lucent_spatial.device
+        lucent_spatial.device = device
+        try:
+            with frozen_parameters(model):
+                yield
+        finally:
+            lucent_spatial.device = device_before
+            for module in model.modules():
+                for key, hook in list(module._forward_hooks.items()):
+                    if _is_lucents(hook):
+                        del module._forward_hooks[key]
+            for module, training in modes.items():
+                module.training = training
 
 
 def _input_channels(model: nn.Module) -> int:
