@@ -13,24 +13,40 @@ import torch
 import torch.fx as fx
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils import parametrize
 
 from .groups import Layer, layer_name, resolve_layer
 
 
+def user_altered(module: nn.Module) -> bool:
+    """Whether the user changed what ``module`` computes: forward hooks, forward pre-hooks or
+    parametrizations. Such a module is never replaced by a copy (batch norm folding) and is
+    traced as one call, so that what the user put on it runs."""
+    return bool(
+        module._forward_hooks or module._forward_pre_hooks or parametrize.is_parametrized(module)
+    )
+
+
 class _KeepLayers(fx.Tracer):
-    """Traces into containers, but keeps the two chosen layers as single calls."""
+    """Traces into containers, but keeps the two chosen layers, and every module the user
+    hooked or parametrized, as single calls."""
 
     def __init__(self, names: set[str]) -> None:
         super().__init__()
         self.names = names
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return qualified_name in self.names or super().is_leaf_module(module, qualified_name)
+        return (
+            qualified_name in self.names
+            or user_altered(module)
+            or super().is_leaf_module(module, qualified_name)
+        )
 
 
 _GIVE_SUBNETWORK = (
-    "pass subnetwork= (a callable that maps the lower layer's output to the upper layer's "
-    "output) instead of extracting it"
+    "the part of the model between two layers is cut out with torch.fx; where it cannot be, "
+    "find_core_neurons and LayerGroupInteraction take it given by hand (subnetwork=, a "
+    "callable mapping the lower layer's output to the upper layer's)"
 )
 
 
@@ -177,6 +193,7 @@ def _foldable(module: nn.Module) -> bool:
         and not module.training
         and module.running_mean is not None
         and module.running_var is not None
+        and not user_altered(module)
     )
 
 

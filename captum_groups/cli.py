@@ -24,6 +24,7 @@ of the message.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shlex
@@ -53,6 +54,7 @@ from ._cli_options import (  # noqa: E402
     settings_from_args,
 )
 from ._data import Data, n_examples  # noqa: E402
+from ._files import write_atomic  # noqa: E402
 from ._hooks import layer_outputs  # noqa: E402
 from ._inputs import (  # noqa: E402
     DIGITS_LAYERS,
@@ -553,6 +555,7 @@ def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     model, data, device = _prepare(source, report.random_state)
     _check_circuit_fits(model, circuit, data, device)
     out = args.out if args.out is not None else str(Path(args.circuit).parent)
+    _check_out(out)
     files = write_report(
         model,
         circuit,
@@ -570,8 +573,14 @@ def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     )
 
 
+FILE_STEM_LENGTH = 80
+"""The most characters of a file name made from a group's name (file systems allow 255 bytes)."""
+
+
 def _file_stem(name: str, taken: set[str]) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "group"
+    """A file name from a group name: letters, digits, ``_.-`` only, at most
+    :data:`FILE_STEM_LENGTH` characters, unique among ``taken``."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:FILE_STEM_LENGTH] or "group"
     unique, count = stem, 1
     while unique in taken:
         count += 1
@@ -623,6 +632,7 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
     if args.attribution not in ATTRIBUTIONS:
         raise OptionError("--attribution", f"must be one of {sorted(ATTRIBUTIONS)}")
     settings = settings_from_args(CircuitSettings, args, ("n_steps", "random_state"))
+    _check_out(args.out)
     groups = load_groups(args.groups, args.nodes)
     source = _source(args)
     device = source.torch_device()
@@ -640,9 +650,11 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
         )
         maps.append(group_maps)
         path = out / f"{_file_stem(group.name or 'group', taken)}.png"
-        figure.savefig(path, dpi=120, bbox_inches="tight")
+        picture = io.BytesIO()
+        figure.savefig(picture, format="png", dpi=120, bbox_inches="tight")
+        write_atomic(path, picture.getvalue())
         print(f"wrote {path}")
-    raw = out / "attributions.pt"
+    raw, saved = out / "attributions.pt", io.BytesIO()
     torch.save(
         {
             "groups": [group.name for group in groups],
@@ -650,8 +662,9 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
             "images": images.cpu(),
             "attributions": torch.stack(maps, 1),
         },
-        raw,
+        saved,
     )
+    write_atomic(raw, saved.getvalue())
     print(f"wrote {raw} (attributions shaped (images, groups, *image shape))")
     print(f"{len(groups)} groups on {len(images)} images in {time.perf_counter() - started:.1f} s")
 
@@ -753,6 +766,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args, command, started)
     except OptionError as error:
         args.parser.error(str(error))
+    except KeyboardInterrupt:
+        # what was cut off was not written (files are written whole, the report last)
+        print(f"{parser.prog}: interrupted; nothing half-written was left", file=sys.stderr)
+        return 130
     return code or 0
 
 

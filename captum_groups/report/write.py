@@ -15,6 +15,7 @@ from torch import nn
 
 from .._data import Data
 from .._deprecation import apply_renames
+from .._files import write_atomic
 from ..circuits import Circuit
 from .assemble import assemble
 from .html import render_html
@@ -146,8 +147,13 @@ def write_report(
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "device": str(first.device) if first is not None else "cpu",
     }
+    page = render_html(content, provenance)
     out.mkdir(parents=True, exist_ok=True)
     html_path, circuit_path = out / "report.html", out / "circuit.json"
-    circuit_path.write_text(circuit.to_json())
-    html_path.write_text(render_html(content, provenance), encoding="utf-8")
+    # A report on disk always matches the circuit beside it: the old report goes first, then
+    # the new circuit, then the new report, each written whole and renamed into place (a
+    # symbolic link there is replaced, never written through).
+    html_path.unlink(missing_ok=True)
+    write_atomic(circuit_path, circuit.to_json())
+    write_atomic(html_path, page)
     return ReportFiles(html_path, circuit_path, time.perf_counter() - start)

@@ -26,7 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..._subnetwork import Affine
+from ..._subnetwork import Affine, user_altered
 
 __all__ = ["AffineSplit", "split_affine_prefix", "trace_to_leaves"]
 
@@ -81,10 +81,15 @@ _RESHAPE_METHODS = {
 
 
 class _LeafTracer(fx.Tracer):
-    """Traces into every container; torch.nn's own modules and :class:`Affine` stay calls."""
+    """Traces into every container; torch.nn's own modules, :class:`Affine` and the modules the
+    user hooked or parametrized (so that what the user put on them runs) stay calls."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, Affine) or super().is_leaf_module(module, qualified_name)
+        return (
+            isinstance(module, Affine)
+            or user_altered(module)
+            or super().is_leaf_module(module, qualified_name)
+        )
 
 
 def trace_to_leaves(module: object) -> fx.GraphModule | None:
@@ -120,7 +125,8 @@ def _is_affine(node: fx.Node, module: fx.GraphModule, dependent: set[fx.Node]) -
     if node.op == "call_module":
         leaf = module.get_submodule(str(node.target))
         padded = getattr(leaf, "padding_mode", "zeros") == "zeros"
-        return isinstance(leaf, _AFFINE_MODULES) and padded and len(inputs) == 1
+        affine = isinstance(leaf, _AFFINE_MODULES) and not user_altered(leaf)
+        return affine and padded and len(inputs) == 1
     if node.op == "call_method":
         if node.target in _RESHAPE_METHODS:
             return node.args[0] in dependent and len(inputs) == 1

@@ -26,7 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..._subnetwork import Affine
+from ..._subnetwork import Affine, user_altered
 
 __all__ = ["ChannelHead", "split_channel_head"]
 
@@ -42,6 +42,8 @@ def _kind(node: fx.Node, module: fx.GraphModule) -> str | None:
     """How a node is evaluated in the head: "mix", "affine", "elementwise", "add", or None."""
     if node.op == "call_module":
         leaf = module.get_submodule(str(node.target))
+        if user_altered(leaf):
+            return None  # what the user put on it must run on the full output
         if isinstance(leaf, nn.Conv2d) and leaf.kernel_size == (1, 1) and leaf.groups == 1:
             return "mix" if leaf.padding in ((0, 0), "valid") else None
         if isinstance(leaf, nn.Linear):
