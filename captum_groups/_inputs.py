@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from torchvision.datasets import ImageFolder
 from ._checks import Number, ParameterError, Satisfies
 from ._cli_options import OptionError, one_line
 from ._data import Data, batch_inputs
+from ._schemas import GROUP_LIST, check, read_json
 from ._settings import Settings, documented, setting
 from .circuits import Circuit
 from .datasets import digits_cnn, load_digits
@@ -408,15 +408,18 @@ def load_circuit(path: str) -> Circuit:
 def load_groups(path: str, names: Sequence[str] | None = None) -> list[NeuronGroup]:
     """``--groups``: the groups of a JSON file, all of them or those named (``--nodes``)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as error:
+        data = read_json(Path(path).read_bytes(), f"{path}")
+    except OSError as error:
         raise OptionError("--groups", f"cannot read {path} as JSON ({error})") from None
+    except ParameterError as error:
+        raise OptionError("--groups", f"cannot read {error}") from None
     try:
         if isinstance(data, list):
+            check(data, GROUP_LIST, path)
             groups = [NeuronGroup.from_dict(item) for item in data]
             ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
         elif isinstance(data, dict) and data.get("format") == GROUPSET_FORMAT:
-            groups = list(GroupSet.from_json(json.dumps(data)))
+            groups = list(GroupSet.from_data(data))
             ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
         elif isinstance(data, dict) and data.get("format") == "captum-groups circuit":
             nodes = Circuit.from_dict(data).nodes

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ._errors import ParameterError
+from ._schemas import GROUPSET, check, read_json
 
 __all__ = [
     "GROUPSET_FORMAT",
@@ -587,19 +588,22 @@ class GroupSet(Sequence[NeuronGroup]):
 
     @classmethod
     def from_json(cls, text: str) -> GroupSet:
-        """Read a GroupSet file written by :meth:`to_json`.
+        """Read a GroupSet file written by :meth:`to_json`, strictly: it must match the
+        declared schema (:data:`captum_groups._schemas.GROUPSET`), a repeated key or a NaN
+        is refused, and a problem is reported with its field's JSON path.
 
         A group dict may leave out ``layer``; it then belongs to the file's layer.
         """
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != GROUPSET_FORMAT:
-            raise ValueError(f"not a GroupSet file: its 'format' must be {GROUPSET_FORMAT!r}")
-        if not isinstance(data.get("groups"), list):
-            raise ValueError("a GroupSet file needs a 'groups' list")
-        layer = data.get("layer")
+        return cls.from_data(read_json(text, "GroupSet file"))
+
+    @classmethod
+    def from_data(cls, data: object) -> GroupSet:
+        """A GroupSet from a parsed GroupSet file (see :meth:`from_json`)."""
+        check(data, GROUPSET, "GroupSet file")
+        layer = data.get("layer")  # type: ignore[union-attr]
         return cls(
-            NeuronGroup.from_dict({"layer": layer, **group} if isinstance(group, dict) else group)
-            for group in data["groups"]
+            NeuronGroup.from_dict({"layer": layer, **group})
+            for group in data["groups"]  # type: ignore[index]
         )
 
     @property

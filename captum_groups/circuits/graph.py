@@ -24,6 +24,7 @@ from torch import nn
 
 from .._checks import ParameterError
 from .._deprecation import renamed_keywords
+from .._schemas import CIRCUIT, check, read_json
 from ..groups import GroupSet, NeuronGroup, resolve_layer
 from ._ids import TARGET
 from .plot import plot_circuit
@@ -39,8 +40,6 @@ FORMAT = "captum-groups circuit"
 VERSION = 1
 """The JSON version this package writes and reads."""
 
-_GROUP_FIELDS = ("layer", "indices", "weights", "name", "label", "reduction", "dim")
-_REQUIRED = ("format", "version", "target", "layers", "nodes", "edges")
 
 
 _DETAIL_KEYS = ("score", "labeler", "evidence")
@@ -74,65 +73,17 @@ def _checked_details(
         ) from None
 
 
-def _require(condition: bool, field: str, expected: str, got: object) -> None:
-    if not condition:
-        raise ValueError(f"circuit JSON field {field!r} must be {expected}, got {got!r}")
-
-
-def _group_from_dict(data: object, field: str) -> NeuronGroup:
-    _require(isinstance(data, Mapping), field, "an object describing a group", data)
-    _require(
-        isinstance(data.get("layer"), str),  # type: ignore[union-attr]
-        f"{field}.layer",
-        "a dotted layer name",
-        data.get("layer"),  # type: ignore[union-attr]
-    )
-    try:
-        return NeuronGroup.from_dict(data)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"circuit JSON field {field!r}: {error}") from None
-
-
-def _edges_from_list(edges: object) -> dict[tuple[str, str], float]:
-    _require(isinstance(edges, list), "edges", "a list of [lower, upper, weight]", edges)
+def _edges_from_list(edges: list) -> dict[tuple[str, str], float]:
+    """Edges [lower, upper, weight] (shapes checked by the schema), each listed once."""
     found: dict[tuple[str, str], float] = {}
-    for position, edge in enumerate(edges):  # type: ignore[arg-type]
-        field = f"edges[{position}]"
-        _require(
-            isinstance(edge, list)
-            and len(edge) == 3
-            and all(isinstance(end, str) for end in edge[:2])
-            and isinstance(edge[2], Real)
-            and not isinstance(edge[2], bool),
-            field,
-            "[lower node, upper node, weight]",
-            edge,
-        )
-        key = (edge[0], edge[1])
-        if key in found:
-            raise ValueError(
-                f"circuit JSON field 'edges' lists the edge {key} twice ({field} repeats it); "
-                f"an edge has one weight"
+    for position, (lower, upper, weight) in enumerate(edges):
+        if (lower, upper) in found:
+            raise ParameterError(
+                f"circuit JSON.edges[{position}]",
+                f"circuit JSON field 'edges' lists the edge {(lower, upper)} twice "
+                f"(edges[{position}] repeats it); an edge has one weight",
             )
-        found[key] = edge[2]
-    return found
-
-
-def _exemplars_from_dict(exemplars: object) -> dict[str, list[Exemplar]]:
-    _require(isinstance(exemplars, Mapping), "exemplars", "an object node -> list", exemplars)
-    found: dict[str, list[Exemplar]] = {}
-    for node, items in exemplars.items():  # type: ignore[union-attr]
-        field = f"exemplars[{node!r}]"
-        _require(isinstance(items, list), field, "a list of [index, [top, left, h, w]]", items)
-        found[node] = []
-        for item in items:
-            _require(
-                isinstance(item, list) and len(item) == 2 and isinstance(item[1], list),
-                field,
-                "a list of [index, [top, left, height, width]] items",
-                item,
-            )
-            found[node].append((item[0], tuple(item[1])))
+        found[(lower, upper)] = weight
     return found
 
 
@@ -170,18 +121,6 @@ def _checked_cores(
             f"(ints >= 0), got {cores!r}"
         )
     return {str(unit): tuple(int(i) for i in ranked) for unit, ranked in cores.items()}
-
-
-def _target_from_json(target: object) -> int | NeuronGroup:
-    if isinstance(target, Mapping):
-        return _group_from_dict(target, "target")
-    _require(
-        isinstance(target, int) and not isinstance(target, bool) and target >= 0,
-        "target",
-        "a class index >= 0 or a group object",
-        target,
-    )
-    return target  # type: ignore[return-value]
 
 
 def _settings_from_json(settings: object) -> CircuitSettings | None:
@@ -661,65 +600,41 @@ class Circuit:
     def from_dict(cls, data: Mapping[str, Any]) -> Circuit:
         """Rebuild a circuit from :meth:`to_dict`'s output, validating every field.
 
-        A missing field, a field of the wrong type, an unknown ``version``,
-        a negative target, a crop box that is not 4 ints, exemplars of an
-        unknown node or an edge listed twice raise a ``ValueError`` that
-        names the field.
+        The data must match the declared schema (:data:`captum_groups._schemas.CIRCUIT`):
+        a missing field, a field of the wrong type, an unknown ``version``, a
+        negative target, a crop box that is not 4 ints, a label that is not
+        text raise a :class:`~captum_groups.ParameterError` naming the field's
+        JSON path; then the circuit's own checks (exemplars of an unknown node,
+        an edge listed twice or going down) name what is wrong.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a circuit must be a JSON object, got {type(data).__name__}")
-        if data.get("format") != FORMAT:
-            raise ValueError("not a captum-groups circuit (missing or wrong 'format' field)")
-        missing = [key for key in _REQUIRED if key not in data]
-        if missing:
-            raise ValueError(f"circuit JSON lacks the field(s) {missing}")
-        version = data["version"]
-        _require(
-            version == VERSION, "version", f"{VERSION} (the version this package reads)", version
-        )
-        target = _target_from_json(data["target"])
-        layers = data["layers"]
-        _require(
-            isinstance(layers, list) and bool(layers) and all(isinstance(n, str) for n in layers),
-            "layers",
-            "a non-empty list of layer names",
-            layers,
-        )
-        nodes = data["nodes"]
-        _require(isinstance(nodes, Mapping), "nodes", "an object node id -> group", nodes)
-        optional: dict[str, Any] = {}
-        for key in ("params", "core_neurons", "typical_activations", "label_details"):
-            value = data.get(key)
-            _require(value is None or isinstance(value, Mapping), key, "an object", value)
-            optional[key] = value
-        settings = _settings_from_json(data.get("settings"))
+        check(data, CIRCUIT, "circuit JSON")
+        target = data["target"]
         try:
             return cls(
-                target,
-                layers,
-                {
-                    node: _group_from_dict(group, f"nodes[{node!r}]")
-                    for node, group in nodes.items()
-                },
+                NeuronGroup.from_dict(target) if isinstance(target, Mapping) else target,
+                data["layers"],
+                {node: NeuronGroup.from_dict(group) for node, group in data["nodes"].items()},
                 _edges_from_list(data["edges"]),
-                _exemplars_from_dict(data.get("exemplars", {})),
-                optional["params"],
-                optional["core_neurons"],
-                optional["typical_activations"],
-                optional["label_details"],
-                settings,
+                {
+                    node: [(index, tuple(box)) for index, box in items]
+                    for node, items in data.get("exemplars", {}).items()
+                },
+                data.get("params"),
+                data.get("core_neurons"),
+                data.get("typical_activations"),
+                data.get("label_details"),
+                _settings_from_json(data.get("settings")),
             )
-        except TypeError as error:
-            raise ValueError(f"circuit JSON: {error}") from None
+        except ParameterError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise ParameterError("circuit JSON", f"circuit JSON: {error}") from None
 
     @classmethod
-    def from_json(cls, text: str) -> Circuit:
-        """Load a circuit saved with :meth:`to_json` (validated as in :meth:`from_dict`)."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"text is not valid JSON ({error})") from None
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes) -> Circuit:
+        """Load a circuit saved with :meth:`to_json`: read strictly (a repeated key, a NaN,
+        too deep a nesting refused), then validated as in :meth:`from_dict`."""
+        return cls.from_dict(read_json(text, "circuit JSON"))
 
     def plot(self, data: Any = None, **kwargs: Any) -> Figure:
         """Draw the circuit and return the figure (see :func:`plot_circuit`)."""

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from .._data import Data, examples_at, n_examples
 from .._errors import ParameterError
 from .._files import write_atomic
+from .._schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
 from ..circuits.fidelity import masking_fidelity
 from ..discovery.crops import crop_and_resize
@@ -104,11 +105,12 @@ class AtlasResult:
 def _finished(folder: Path, settings: CircuitSettings) -> dict | None:
     """The row of a class already built with these settings (None if it must be built)."""
     try:
-        circuit = Circuit.from_json((folder / "circuit.json").read_text(encoding="utf-8"))
-        row = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        circuit = Circuit.from_json((folder / "circuit.json").read_bytes())
+        row = read_json((folder / "summary.json").read_bytes(), "summary.json")
+        check(row, ATLAS_ROW, "summary.json")
     except (OSError, ValueError):
         return None
-    return row if circuit.settings == settings and "target" in row else None
+    return row if circuit.settings == settings else None
 
 
 def _evaluation_ids(job: ClassJob, data: Data) -> list[int]:
