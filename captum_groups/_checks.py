@@ -57,6 +57,10 @@ class Constraint:
             )
 
 
+MAX_INT = 2**62
+"""The largest count any parameter accepts."""
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -86,11 +90,10 @@ class Count(Constraint):
     def accepts(self, value: object) -> bool:
         if value is None:
             return self.optional
-        return (
-            _is_int(value)
-            and value >= self.low  # type: ignore[operator]
-            and (self.high is None or value <= self.high)  # type: ignore[operator]
-        )
+        # without a bound of its own, a count still stops at MAX_INT (larger ints overflow
+        # the 64-bit integers of tensors deep inside a call)
+        high = self.high if self.high is not None else MAX_INT
+        return _is_int(value) and self.low <= value <= high  # type: ignore[operator]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from ._captum import _run_forward
 from ._checks import check_positive_int
 from ._data import Data, iter_batches
+from ._errors import ParameterError
 from .groups import Layer, layer_name, resolve_layer
 
 __all__ = [
@@ -418,14 +419,18 @@ _inside_call: ContextVar[bool] = ContextVar("captum_groups_inside_call", default
 
 
 @contextmanager
-def guarded_call(model: nn.Module | None, caller: str) -> Iterator[None]:
-    """What every public call does with the user's model: the train-mode policy.
+def guarded_call(model: nn.Module | None, caller: str, needs_grad: bool = False) -> Iterator[None]:
+    """What every public call does with the user's model: the train-mode policy, and the
+    models and modes it cannot work with refused up front.
 
     The call computes with the model as it is (train or eval mode, as Captum
     does). Its buffers (BatchNorm running statistics) are restored on exit,
     also after an error, and a model in training mode gets one
     :func:`warn_if_training` warning per public call: calls nested inside
-    another public call (a loop over batches or groups) stay quiet.
+    another public call (a loop over batches or groups) stay quiet. A model
+    compiled with ``torch.compile`` is refused (its layers cannot be hooked
+    or traced: the message names the module it wraps), and so is a call that
+    needs gradients (``needs_grad``) inside ``torch.inference_mode()``.
 
     Examples
     --------
@@ -438,6 +443,7 @@ def guarded_call(model: nn.Module | None, caller: str) -> Iterator[None]:
     (1, 0)
     """
     if not _inside_call.get():
+        check_callable_model(model, caller, needs_grad)
         warn_if_training(model, caller)
     token = _inside_call.set(True)
     try:
@@ -445,6 +451,24 @@ def guarded_call(model: nn.Module | None, caller: str) -> Iterator[None]:
             yield
     finally:
         _inside_call.reset(token)
+
+
+def check_callable_model(model: nn.Module | None, caller: str, needs_grad: bool) -> None:
+    """Refuse, up front and by name, what would otherwise fail deep inside a call: a
+    ``torch.compile``'d model, and gradients asked for inside ``torch.inference_mode()``."""
+    if model is not None and type(model).__name__ == "OptimizedModule":
+        raise ParameterError(
+            "model",
+            f"{caller}: model is compiled with torch.compile, which hides its layers from "
+            f"hooks and tracing; pass the module it wraps, model._orig_mod (it shares the "
+            f"same parameters)",
+        )
+    if needs_grad and torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{caller} takes gradients, which torch.inference_mode() forbids; call it outside "
+            f"the inference_mode block (it turns gradients on only where it needs them, and "
+            f"leaves the model's flags alone)"
+        )
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from torchvision.datasets import ImageFolder
 from ._checks import Number, ParameterError, Satisfies
 from ._cli_options import OptionError, one_line
 from ._data import Data, batch_inputs
+from ._images import ToChannels, read_image
 from ._schemas import GROUP_LIST, check, read_json
 from ._settings import Settings, documented, setting
 from .circuits import Circuit
@@ -198,11 +199,10 @@ class ImageOptions:
     grayscale: bool = False
 
     def transform(self) -> transforms.Compose:
-        """Resize the short side, centre-crop a square, to tensor, normalise."""
+        """Resize the short side, centre-crop a square, to a tensor of the channels asked
+        for (any bit depth at its scale, :mod:`captum_groups._images`), normalise."""
         steps: list = [transforms.Resize(self.size), transforms.CenterCrop(self.size)]
-        if self.grayscale:
-            steps.append(transforms.Grayscale())
-        steps.append(transforms.ToTensor())
+        steps.append(ToChannels(self.grayscale))
         if self.mean is not None and self.std is not None:
             steps.append(transforms.Normalize(self.mean, self.std))
         return transforms.Compose(steps)
@@ -347,7 +347,7 @@ def load_data(path: str | None, options: ImageOptions) -> Data:
     location = Path(path)
     if location.is_dir():
         try:
-            return ImageFolder(str(location), transform=options.transform())
+            return ImageFolder(str(location), transform=options.transform(), loader=read_image)
         except (FileNotFoundError, PermissionError, OSError) as error:
             raise OptionError(
                 "--data",
@@ -378,14 +378,11 @@ def load_data(path: str | None, options: ImageOptions) -> Data:
 
 def load_image_files(paths: Sequence[str], options: ImageOptions) -> Tensor:
     """``--images``: image files, transformed as a folder's images are."""
-    from PIL import Image
-
     transform = options.transform()
     images = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                images.append(transform(image.convert("L" if options.grayscale else "RGB")))
+            images.append(transform(read_image(path)))
         except OSError as error:
             raise OptionError("--images", f"cannot read {path} ({error})") from None
     return torch.stack(images)

@@ -55,7 +55,7 @@ from ._cli_options import (  # noqa: E402
 )
 from ._data import Data, n_examples  # noqa: E402
 from ._files import write_atomic  # noqa: E402
-from ._hooks import layer_outputs  # noqa: E402
+from ._hooks import LayerCapture, layer_outputs, record  # noqa: E402
 from ._inputs import (  # noqa: E402
     DIGITS_LAYERS,
     Source,
@@ -535,7 +535,27 @@ def _first_image(data: Data) -> Tensor:
 
 
 def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) -> None:
+    """The saved circuit must be one of this model and these data: its layers, its groups'
+    neurons, its exemplars' images and boxes; checked before any work, each named."""
     check_layers(model, circuit.layers, "--model")
+    first = _first_image(data).to(device)
+    captures = {layer: LayerCapture(model.get_submodule(layer)) for layer in circuit.layers}
+    record(model, first, list(captures.values()))
+    for node, group in circuit.nodes.items():
+        try:
+            group.validate_output(captures[group.layer].output[0])
+        except ValueError as error:
+            raise OptionError("circuit", f"node {node!r} does not fit --model: {error}") from None
+    height, width = first.shape[-2:]
+    for node, items in circuit.exemplars.items():
+        for _, (top, left, box_h, box_w) in items:
+            if top + box_h > height or left + box_w > width:
+                raise OptionError(
+                    "circuit",
+                    f"node {node!r} has an exemplar crop box {(top, left, box_h, box_w)} outside "
+                    f"the {height}x{width} images of --data; pass the data (and --image-size) "
+                    f"the circuit was built on",
+                )
     size = n_examples(data)
     indices = [i for items in circuit.exemplars.values() for i, _ in items]
     if size is not None and indices and max(indices) >= size:
@@ -545,7 +565,7 @@ def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) 
             f"images; pass the data the circuit was built on",
         )
     if isinstance(circuit.target, int):
-        check_target(model, images_at(data, [0]).to(device), circuit.target)
+        check_target(model, first, circuit.target)
 
 
 def _run_report(args: argparse.Namespace, command: str, started: float) -> None:

@@ -37,7 +37,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from .._captum import _format_tensor_into_tuples, _verify_select_neuron
-from .._checks import check_positive_int
+from .._checks import ParameterError, check_positive_int
 from .._hooks import (
     LayerCapture,
     drop_new_attributes,
@@ -83,7 +83,7 @@ def keeps_model(method: Method) -> Method:
     @functools.wraps(method)
     def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
         caller = f"{type(self).__name__}.{method.__name__}"
-        with guarded_call(model_of(self.forward_func, self.layer), caller):
+        with guarded_call(model_of(self.forward_func, self.layer), caller, needs_grad=True):
             return method(self, *args, **kwargs)
 
     return attribute  # type: ignore[return-value]
@@ -232,6 +232,12 @@ class GroupAttribution:
                 raise ValueError(
                     f"{parameter} are on the meta device, which holds shapes but no values; "
                     f"give real tensors (on the model's device)"
+                )
+            if tensor.is_inference():
+                raise ParameterError(
+                    parameter,
+                    f"{parameter} were made inside torch.inference_mode(), so autograd cannot "
+                    f"use them; pass a copy made outside it ({parameter}.clone())",
                 )
             if reference is not None and tensor.device != reference.device:
                 raise ValueError(

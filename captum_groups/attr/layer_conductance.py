@@ -186,7 +186,7 @@ def conductances(
     names = list(groups)
     methods = {name: LayerGroupConductance(model, name) for name in names}
     members, spec = [], None
-    with guarded_call(model, "conductances"):
+    with guarded_call(model, "conductances", needs_grad=True):
         for name in names:
             attribution = methods[name]
             group_list, _ = attribution._layer_groups(groups[name])

@@ -142,6 +142,8 @@ class ImageReader:
             )
         if not torch.isfinite(images).all():
             raise ValueError(f"data contains NaN or infinite values (batch starting at {first})")
+        if images.is_inference():  # made inside torch.inference_mode(): autograd needs a copy
+            images = images.clone()
         return images.to(self.device, self.dtype)
 
     def _batches(self, indices: Sequence[int] | None) -> Iterator[tuple[Tensor, Tensor]]:

@@ -606,6 +606,12 @@ def _build_all(
 ) -> list[Circuit]:
     """Summarise, then fold every circuit over the layers, top-down."""
     device, dtype = model_device_dtype(model)
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ParameterError(
+            "model",
+            f"the model computes in {dtype}; NeurFlow's integrated gradients need float32 or "
+            f"float64 (half precision sums 24 steps too coarsely): build from model.float()",
+        )
     reader = ImageReader(data, device, dtype, settings.batch_size, progress)
     start = time.perf_counter()
     selections = _SummaryPass(model, reader, names, targets, settings, routing).run()
@@ -686,7 +692,7 @@ def build_circuits(
     routing = check_routing(routing, targets)
     names = _layer_names(model, layers)
     checked = _check_targets(model, targets, names)
-    with guarded_call(model, "build_circuit"):
+    with guarded_call(model, "build_circuit", needs_grad=True):
         circuits = _build_all(model, data, names, checked, settings, progress, routing)
     return dict(zip(targets, circuits, strict=True))
 

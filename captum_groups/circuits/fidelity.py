@@ -32,6 +32,7 @@ from .._checks import check_positive_int
 from .._data import Data, iter_batches
 from .._deprecation import renamed_keywords
 from .._hooks import guarded_call, layer_outputs, model_outputs, preserve_buffers, run_to_layer
+from .._plain_text import plain_text
 from .._subnetwork import subnetwork
 from ..ablation import ablate, retain
 from ..discovery.core import core_scores
@@ -119,6 +120,7 @@ class FidelityReport:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.results)
 
+    @plain_text
     def plot(self) -> Figure:
         """Grouped bars per scope: circuit vs random (mean and 95% CI), intact score as a line."""
         figure = Figure(figsize=(1.6 + 1.4 * len(self.results), 3.2))
@@ -168,6 +170,7 @@ class EdgeFidelityResult:
     change: np.ndarray = field(repr=False)
     pearson: float
 
+    @plain_text
     def plot(self) -> Figure:
         """Scatter of summed importance against the change, coloured by subset size."""
         figure = Figure(figsize=(4.2, 3.6))
@@ -489,7 +492,7 @@ def edge_fidelity(
         if position == 0:
             raise ValueError(f"node {node!r} is in the lowest circuit layer; it has no lower layer")
         lower_layer, upper_layer = circuit.layers[position - 1], upper_value.layer
-    with guarded_call(model, "edge_fidelity"):
+    with guarded_call(model, "edge_fidelity", needs_grad=True):
         return _edge_fidelity(
             model,
             data,

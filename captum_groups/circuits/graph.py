@@ -41,7 +41,6 @@ VERSION = 1
 """The JSON version this package writes and reads."""
 
 
-
 _DETAIL_KEYS = ("score", "labeler", "evidence")
 
 

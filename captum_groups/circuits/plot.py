@@ -12,6 +12,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
 from .._data import Data, examples_at
+from .._plain_text import plain_text
 from ._ids import TARGET
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def _thumbnail(image: Tensor, box: tuple[int, ...], node: str) -> np.ndarray:
     return crop[0].numpy() if crop.shape[0] == 1 else crop.permute(1, 2, 0).numpy()
 
 
+@plain_text
 def plot_circuit(
     circuit: Circuit,
     data: Data | None = None,
@@ -154,6 +156,7 @@ def _draw_node(
     )
 
 
+@plain_text
 def draw_circuit(
     axis: Axes,
     circuit: Circuit,

@@ -519,7 +519,7 @@ def find_core_neurons(
     check_quadrature(n_steps, method)
     if adaptive and pool is None:
         raise ValueError("adaptive=True needs pool: the inputs to re-rank the target's top-k among")
-    with guarded_call(model, "find_core_neurons"):
+    with guarded_call(model, "find_core_neurons", needs_grad=True):
         activations = layer_outputs(model, torch.cat(batches), lower, batch_size)
         n_neurons = activations.shape[1]
         if isinstance(tau, bool) or not isinstance(tau, int) or not 1 <= tau <= n_neurons:

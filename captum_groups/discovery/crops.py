@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._errors import ParameterError
+
 NEURFLOW_SCALES = (1.0, 0.5, 0.25)
 """Crop sides as fractions of the image side, as in NeurFlow (1 + 9 + 49 = 59 crops)."""
 
@@ -49,6 +51,18 @@ def crop_and_resize(images: Tensor, boxes: Tensor) -> Tensor:
     height, width = images.shape[-2:]
     crops = []
     for top, left, crop_h, crop_w in boxes.tolist():
+        if (
+            min(top, left) < 0
+            or min(crop_h, crop_w) < 1
+            or top + crop_h > height
+            or (left + crop_w > width)
+        ):
+            raise ParameterError(
+                "boxes",
+                f"the crop box (top {top}, left {left}, height {crop_h}, width {crop_w}) lies "
+                f"outside the {height}x{width} images; a box must fit in the images it crops "
+                f"(were the exemplars found on images of another size?)",
+            )
         patch = images[:, :, top : top + crop_h, left : left + crop_w]
         if (crop_h, crop_w) != (height, width):
             patch = F.interpolate(patch, size=(height, width), mode="bilinear", align_corners=False)

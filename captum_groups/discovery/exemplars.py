@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .._checks import check_positive_int
 from .._data import Data, batch_inputs, examples_at, indexed_batches
+from .._errors import ParameterError
 from .._hooks import guarded_call, layer_outputs, run_to_layer
 from ..groups import (
     GroupsLike,
@@ -43,13 +44,29 @@ from ..groups import (
 )
 from .crops import crop_and_resize, crop_boxes
 
+_CHANNELS_FIRST = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)
+"""Layers whose (N, C, L) outputs have their neurons (channels) on axis 1."""
 
-def _neuron_axis(layer: nn.Module, output: Tensor, dim: int, name: str) -> int:
+
+def _neuron_axis(
+    layer: nn.Module, output: Tensor, dim: int, name: str, dim_given: bool = True
+) -> int:
     """The axis of ``output`` that holds the neurons, after checking ``dim`` against it.
 
     A Linear layer applied to sequences (N, T, F) keeps its neurons on the
     last axis; asking for another axis is refused rather than mining tokens.
+    A 3-d output of another layer (a ReLU after a Linear on tokens, a
+    LayerNorm) is ambiguous: (N, T, F) and (N, C, L) look alike, so ``dim``
+    must be given, unless the layer is a 1-d convolution or pooling.
     """
+    ambiguous = output.ndim == 3 and not isinstance(layer, (nn.Linear, *_CHANNELS_FIRST))
+    if ambiguous and not dim_given:
+        raise ParameterError(
+            "dim",
+            f"layer {name!r} ({type(layer).__name__}) outputs {tuple(output.shape)}, which "
+            f"could be (N, tokens, features) or (N, channels, length); say which axis holds "
+            f"the neurons: dim=-1 for (N, T, F) sequences, dim=1 for (N, C, L) channels",
+        )
     axis = dim if dim > 0 else output.ndim + dim
     if output.ndim < 2 or not 1 <= axis < output.ndim:
         raise ValueError(
@@ -228,6 +245,7 @@ class ExemplarMiner:
                     f"{self.layer_name!r}"
                 )
         self.dim = self._neuron_dim(dim)
+        self._dim_given = dim is not None or bool(self.groups)
         if scales is not None:
             crop_boxes(8, 8, tuple(scales))  # validates the scales
         self.scales = tuple(scales) if scales is not None else None
@@ -301,7 +319,7 @@ class ExemplarMiner:
         candidates = crop_and_resize(inputs, boxes) if self.scales else inputs
         with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
             (output,) = run_to_layer(self.model, candidates, self.layer)[:1]
-        axis = _neuron_axis(self.layer, output, self.dim, self.layer_name)
+        axis = _neuron_axis(self.layer, output, self.dim, self.layer_name, self._dim_given)
         scores = [neuron_means(output, axis).T]
         if self.groups:
             scores.append(torch.stack([g(output) for g in self.groups]))

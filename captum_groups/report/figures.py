@@ -8,11 +8,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .._plain_text import plain_text
 from ..circuits import FidelityResult
 
 __all__ = ["fidelity_curves_figure"]
 
 
+@plain_text
 def fidelity_curves_figure(curves: Mapping[str, Sequence[FidelityResult]], mode: str) -> Figure:
     """One panel per scope: score against neurons masked/retained, circuit vs random (95% CI).
 

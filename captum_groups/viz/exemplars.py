@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from .._checks import check_positive_int
 from .._data import Data
 from .._hooks import guarded_call
+from .._plain_text import plain_text
 from ..attr import GroupDeepLift, GroupGradient, GroupIntegratedGradients
 from ..discovery.exemplars import TopExemplars
 from ..groups import GroupsLike, NeuronGroup, as_group_list
@@ -98,6 +99,7 @@ def plot_group_exemplars(
         return _montage(exemplars, data, groups, shown, model, attribution, n_steps)
 
 
+@plain_text
 def _montage(
     exemplars: TopExemplars,
     data: Data,

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from .._checks import SEED, Count, Number, validate
 from .._deprecation import renamed_keywords
 from .._hooks import LayerCapture, frozen_parameters, guarded_call, on_this_thread, record
+from .._plain_text import plain_text
 from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]
@@ -367,7 +368,7 @@ def render_groups(
         lucent_device = "cuda" if torch.cuda.is_available() else "cpu"
         decorrelate = channels == 3 and device.type == lucent_device
     with (
-        guarded_call(model, "render_groups"),
+        guarded_call(model, "render_groups", needs_grad=True),
         torch.random.fork_rng(devices=[]),
         _lucent_on(model, device),
         _latest_outputs(modules) as latest,
@@ -392,6 +393,7 @@ def render_groups(
     return result, _grid(result, [g.name or repr(g) for g in group_list])
 
 
+@plain_text
 def _grid(images: np.ndarray, titles: Sequence[str]) -> Figure:
     columns = min(len(images), 6)
     rows = -(-len(images) // columns)

@@ -10,7 +10,13 @@ from torch import Tensor, nn
 
 from ..._checks import Count, Number, validate
 from ..._deprecation import warn_deprecated
-from ..._hooks import LayerCapture, preserve_buffers, record, warn_if_training
+from ..._hooks import (
+    LayerCapture,
+    check_callable_model,
+    preserve_buffers,
+    record,
+    warn_if_training,
+)
 from ...discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from ...groups import NeuronGroup
 from .._ids import TARGET
@@ -160,6 +166,7 @@ def debug_image(
         model, circuit = circuit, model
     _check_arguments(circuit, threshold, n_steps, versus)
     image = _check_image(image)
+    check_callable_model(model, "debug_image", needs_grad=True)
     warn_if_training(model, "debug_image")
     scales = tuple(scales if scales is not None else circuit.params.get("scales", NEURFLOW_SCALES))
     typical = typical_activations(circuit, model, data)

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
+from ..._plain_text import plain_text
 from ..plot import draw_circuit
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def draw_box(axis: object, box: Box, color: str) -> None:
     )
 
 
+@plain_text
 def plot_image_debug(
     debug: ImageDebug, data: Tensor | None = None, max_groups: int = 4, crops_per_group: int = 3
 ) -> Figure:
@@ -101,6 +103,7 @@ def plot_image_debug(
     return figure
 
 
+@plain_text
 def plot_comparison(comparison: ClassComparison, n: int = 6, layer: str | None = None) -> Figure:
     """Bars of the n groups (of one layer, if given) that separate the classes most,
     inactive ones pale, and the image with the crops that express the active group
