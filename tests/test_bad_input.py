@@ -20,9 +20,11 @@ from torch import Tensor, nn
 from captum_groups import (
     BEANRegularizer,
     Circuit,
+    CircuitSettings,
     GroupSet,
     NeuronGroup,
     ablate,
+    build_circuit,
     edge_fidelity,
     find_assemblies,
     masking_fidelity,
@@ -45,6 +47,7 @@ from captum_groups.discovery import (
     ConceptClustering,
     ExemplarMiner,
     NMFGroups,
+    crop_and_resize,
     mine_exemplars,
 )
 from captum_groups.viz import group_objective, plot_group_exemplars, render_circuit, render_groups
@@ -94,6 +97,11 @@ def _circuit_json(**changes: object) -> str:
 
 def _foreign_circuit() -> Circuit:
     return Circuit(1, ["relu9"], {"a": NeuronGroup("relu9", [0])}, {("a", "target"): 1.0})
+
+
+def _inference_copy(x: Tensor) -> Tensor:
+    with torch.inference_mode():
+        return x.clone()
 
 
 def _meta_model(c: Context) -> None:
@@ -893,6 +901,85 @@ CASES = [
         lambda c: BEANRegularizer(c.model, []),
         ValueError,
         "layers must name at least one layer",
+    ),
+    # the second trust pass: what used to fail late, deep or not at all
+    Case(
+        "build-bfloat16",
+        lambda c: build_circuit(
+            copy.deepcopy(c.model).to(torch.bfloat16), ["relu3"], 3, c.x, tau=2, k=2
+        ),
+        ValueError,
+        r"model computes in torch.bfloat16.*model.float\(\)",
+    ),
+    Case(
+        "build-compiled",
+        lambda c: build_circuit(
+            torch.compile(copy.deepcopy(c.model)), ["relu3"], 3, c.x, tau=2, k=2
+        ),
+        ValueError,
+        r"model is compiled with torch.compile.*model._orig_mod",
+    ),
+    Case(
+        "attr-inference-tensor",
+        lambda c: GroupGradient(c.model, "conv2").attribute(_inference_copy(c.x), G2),
+        ValueError,
+        r"inputs were made inside torch.inference_mode\(\).*clone",
+    ),
+    Case(
+        "crop-box-outside",
+        lambda c: crop_and_resize(c.x, torch.tensor([[6, 0, 4, 4]])),
+        ValueError,
+        r"crop box \(top 6, left 0, height 4, width 4\) lies outside the 8x8 images",
+    ),
+    Case(
+        "mine-token-axis",
+        lambda c: mine_exemplars(
+            nn.Sequential(nn.Linear(6, 5), nn.ReLU()),
+            "1",
+            torch.randn(3, 4, 6),
+            k=2,
+            progress=False,
+        ),  # fmt: skip
+        ValueError,
+        r"dim must|dim=-1 for \(N, T, F\)",
+    ),
+    Case(
+        "settings-huge-int",
+        lambda c: CircuitSettings(internal_batch_size=10**30),
+        ValueError,
+        "internal_batch_size must be a positive int or None",
+    ),
+    Case(
+        "json-repeated-key",
+        lambda c: Circuit.from_json('{"format": 1, "format": 2}'),
+        ValueError,
+        "the key 'format' appears twice",
+    ),
+    Case(
+        "json-nan",
+        lambda c: Circuit.from_json('{"x": NaN}'),
+        ValueError,
+        "NaN is not a number JSON allows",
+    ),
+    Case(
+        "json-too-deep",
+        lambda c: Circuit.from_json("[" * 5000 + "]" * 5000),
+        ValueError,
+        "nests deeper than 32 levels",
+    ),
+    Case(
+        "groupset-label-type",
+        lambda c: GroupSet.from_json(
+            json.dumps(
+                {
+                    "format": "captum-groups groupset",
+                    "layer": "relu3",
+                    "groups": [{"indices": [1], "label": ["x"]}],
+                }
+            )  # fmt: skip
+        ),
+        ValueError,
+        r"GroupSet file field \$\.groups\[0\]\.label",
     ),
 ]
 

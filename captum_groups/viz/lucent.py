@@ -270,8 +270,9 @@ def _optimise(
     class CountingAdam(torch.optim.Adam):
         def step(self, *args: Any, **kwargs: Any) -> Any:
             nonlocal taken
+            loss = super().step(*args, **kwargs)
             taken += 1
-            return super().step(*args, **kwargs)
+            return loss
 
     with contextlib.redirect_stdout(io.StringIO()):
         images = render.render_vis(
