@@ -47,7 +47,10 @@ def _boxes(height: int, width: int, scales: Sequence[float]) -> Tensor:
     return torch.tensor(boxes)
 
 
-def _check_arguments(circuit: Circuit, threshold: float, n_steps: int, versus: int | None) -> None:
+def _check_arguments(
+    model: nn.Module, circuit: Circuit, threshold: float, n_steps: int, versus: int | None
+) -> None:
+    check_callable_model(model, "debug_image", needs_grad=True)
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
     if not circuit.nodes:
@@ -164,9 +167,8 @@ def debug_image(
     if isinstance(model, Circuit) and isinstance(circuit, nn.Module):
         _warn_former_order("debug_image", "circuit, model, image", "model, circuit, image")
         model, circuit = circuit, model
-    _check_arguments(circuit, threshold, n_steps, versus)
+    _check_arguments(model, circuit, threshold, n_steps, versus)
     image = _check_image(image)
-    check_callable_model(model, "debug_image", needs_grad=True)
     warn_if_training(model, "debug_image")
     scales = tuple(scales if scales is not None else circuit.params.get("scales", NEURFLOW_SCALES))
     typical = typical_activations(circuit, model, data)
