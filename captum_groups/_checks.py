@@ -29,6 +29,7 @@ __all__ = [
     "Flag",
     "Number",
     "ParameterError",
+    "CALL",
     "METHOD",
     "SEED",
     "Satisfies",
@@ -221,6 +222,9 @@ def check_finite(value: object, parameter: str) -> None:
 
 SEED = Count(0, 2**32 - 1, optional=True)
 """A ``random_state``: None, or a seed NumPy, scikit-learn and torch all accept."""
+
+CALL = Count(0, optional=True)
+"""A run of a layer that runs several times in one forward pass (0 = first), or None."""
 
 METHOD = Choice(tuple(SUPPORTED_METHODS))
 """An integral approximation Captum knows."""

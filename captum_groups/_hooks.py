@@ -41,7 +41,12 @@ from ._errors import ParameterError
 from .groups import Layer, layer_name, resolve_layer
 
 __all__ = [
+    "CHOSEN",
     "LayerCapture",
+    "call_scope",
+    "choose_call",
+    "chosen_call",
+    "runs_text",
     "drop_new_attributes",
     "frozen_parameters",
     "guarded_call",
@@ -51,6 +56,7 @@ __all__ = [
     "model_of",
     "on_this_thread",
     "preserve_buffers",
+    "probe_runs",
     "training_modules",
     "warn_if_training",
     "record",
@@ -64,6 +70,72 @@ _STOCHASTIC_IN_TRAINING = (_DropoutNd, _NormBase)
 
 class _StopForward(Exception):
     """Raised inside a hook to end a forward pass once the layer has run."""
+
+
+CHOSEN: Any = type("Chosen", (), {"__repr__": lambda self: "CHOSEN"})()
+"""``LayerCapture(call=CHOSEN)``: record the run of the layer chosen in the current
+:func:`call_scope` (every run, if none was chosen)."""
+
+_chosen_calls: ContextVar[dict[nn.Module, int] | None] = ContextVar(
+    "captum_groups_chosen_calls", default=None
+)
+
+
+@contextmanager
+def call_scope() -> Iterator[None]:
+    """A scope in which :func:`choose_call` picks the run of a module that captures record.
+
+    Public calls open one (the attribution classes' ``attribute``): the groups
+    name their ``call`` once, while they are checked, and every capture of
+    that layer made inside the call, down to the shared engine, records that
+    run. Scopes nest (an inner one starts with the outer one's choices) and
+    belong to one thread, like the hooks themselves.
+
+    Examples
+    --------
+    >>> cell = nn.Tanh()
+    >>> with call_scope():
+    ...     choose_call(cell, 1)
+    ...     capture = LayerCapture(cell)
+    >>> capture.call
+    1
+    """
+    outer = _chosen_calls.get()
+    token = _chosen_calls.set(dict(outer) if outer else {})
+    try:
+        yield
+    finally:
+        _chosen_calls.reset(token)
+
+
+def choose_call(module: nn.Module, call: int | None) -> None:
+    """Record, in the current :func:`call_scope`, that ``module``'s run ``call`` is meant
+    (None: the module must run once)."""
+    scope = _chosen_calls.get()
+    if scope is None:
+        if call is None:
+            return
+        raise RuntimeError("choose_call needs an active call_scope() to record a call in")
+    if call is None:
+        scope.pop(module, None)
+    else:
+        scope[module] = call
+
+
+def chosen_call(module: nn.Module) -> int | None:
+    """The run of ``module`` chosen in the current :func:`call_scope` (None if none)."""
+    return (_chosen_calls.get() or {}).get(module)
+
+
+def runs_text(runs: int) -> str:
+    """``"calls 0 and 1"``, ``"calls 0, 1 and 2"``, ...: the calls of a module that runs
+    ``runs`` times, as messages list them."""
+    if runs <= 1:
+        return "call 0"
+    shown = [str(t) for t in range(min(runs, 8))]
+    if runs > 8:
+        return f"calls 0, 1, ..., {runs - 1}"
+    return f"calls {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def on_this_thread(hook: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,6 +203,11 @@ class LayerCapture:
         the order in which layers run can be read off.
     model : nn.Module, optional
         The model the layer belongs to, to name the layer in error messages.
+    call : int or None
+        For a module that runs several times in one forward pass, the run to
+        record (0 = first; with ``stop`` the pass ends after it). None records
+        every run (:attr:`output` then refuses more than one). By default, the
+        run chosen in the current :func:`call_scope`, if any.
 
     Examples
     --------
@@ -150,7 +227,12 @@ class LayerCapture:
         require_grad: bool = False,
         order: list[nn.Module] | None = None,
         model: nn.Module | None = None,
+        call: int | None = CHOSEN,
     ) -> None:
+        if call is CHOSEN:
+            call = chosen_call(layer)
+        self.call: int | None = call
+        self.runs = 0
         self.layer = layer
         self.use_input = use_input
         self.stop = stop
@@ -167,6 +249,9 @@ class LayerCapture:
         return repr(layer_name(self.model, self.layer))
 
     def _hook(self, module: nn.Module, args: Any, output: Any = None) -> None:
+        self.runs += 1
+        if self.call is not None and self.runs - 1 != self.call:
+            return
         if self.after is not None and not self.after.calls:
             raise ValueError(
                 f"layer {self.name} runs before layer {self.after.name}; a target or upper "
@@ -208,9 +293,33 @@ class LayerCapture:
         except _StopForward:
             return None
 
+    def check_runs(self) -> None:
+        """Refuse a layer that ran several times with no call named, and a call it never made.
+
+        The messages list the calls the layer made, so the user can name one
+        with ``NeuronGroup(..., call=t)``.
+        """
+        if self.call is None and self.runs > 1:
+            raise ParameterError(
+                "call",
+                f"layer {self.name} runs {self.runs} times in one forward pass "
+                f"({runs_text(self.runs)}: a module reused inside the model, like the ReLU of "
+                f"torchvision's BasicBlock, or a recurrent cell unrolled in time), so its output "
+                f"is ambiguous; name the run with NeuronGroup(layer, indices, call=t), t from 0 "
+                f"to {self.runs - 1}",
+            )
+        if self.call is not None and self.runs and self.call >= self.runs:
+            raise ParameterError(
+                "call",
+                f"call={self.call} names no run of layer {self.name}: it runs {self.runs} "
+                f"time(s) in one forward pass ({runs_text(self.runs)})",
+            )
+
     @property
     def output(self) -> Captured:
-        """What the layer produced in its one call; a clear error otherwise."""
+        """What the layer produced in its one call (or the chosen call); a clear error
+        otherwise."""
+        self.check_runs()
         if not self.calls:
             raise RuntimeError(
                 f"layer {self.name} did not run during the forward pass; is it part of the model?"
@@ -224,10 +333,13 @@ def run_to_layer(
     layer: nn.Module,
     additional_forward_args: Any = None,
     use_input: bool = False,
+    call: int | None = CHOSEN,
 ) -> Captured:
     """Run the model up to ``layer`` and return the layer's output (or input).
 
     Nothing after the layer is computed. Gradients flow if grad mode is on.
+    ``call`` picks the run of a module that runs several times (see
+    :class:`LayerCapture`).
 
     Examples
     --------
@@ -235,9 +347,41 @@ def run_to_layer(
     >>> run_to_layer(model, torch.ones(4, 2), model[0])[0].shape
     torch.Size([4, 3])
     """
-    with LayerCapture(layer, use_input=use_input, stop=True) as capture:
+    with LayerCapture(layer, use_input=use_input, stop=True, call=call) as capture:
         capture.run(forward_func, inputs, additional_forward_args)
     return capture.output
+
+
+def probe_runs(
+    forward_func: Callable[..., Any],
+    inputs: Any,
+    layer: nn.Module,
+    call: int | None = CHOSEN,
+    additional_forward_args: Any = None,
+) -> LayerCapture:
+    """One full forward pass (no gradients) that checks how often ``layer`` runs.
+
+    A layer that never runs, runs several times with no ``call`` named, or
+    has no run ``call``, is refused with a message that lists its calls (see
+    :meth:`LayerCapture.check_runs`). Returns the capture, holding the
+    chosen run's output. Pass a single example: the pass is only a check.
+
+    Examples
+    --------
+    >>> cell = nn.Tanh()
+    >>> model = nn.Sequential(cell, cell)
+    >>> probe_runs(model, torch.ones(1, 2), cell, call=1).runs
+    2
+    """
+    capture = LayerCapture(layer, call=call, model=model_of(forward_func, layer))
+    record(forward_func, inputs, [capture], additional_forward_args)
+    if not capture.runs:
+        raise ValueError(
+            f"layer {capture.name} did not run in the model's forward pass; is it part of the "
+            f"model?"
+        )
+    capture.check_runs()
+    return capture
 
 
 def record(
@@ -290,14 +434,19 @@ def layer_outputs(
     layer: nn.Module,
     batch_size: int = 256,
     parameter: str = "inputs",
+    call: int | None = CHOSEN,
 ) -> Tensor:
     """The layer's (first) output on all inputs, in batches, without gradients or buffer updates.
 
     ``inputs`` is read by the package's one data rule (:mod:`captum_groups._data`); each
-    batch stops at the layer.
+    batch stops at the layer (at its run ``call``, see :class:`LayerCapture`).
     """
     return _batched(
-        lambda batch: run_to_layer(model, batch, layer)[0], model, inputs, batch_size, parameter
+        lambda batch: run_to_layer(model, batch, layer, call=call)[0],
+        model,
+        inputs,
+        batch_size,
+        parameter,
     )
 
 
@@ -311,7 +460,9 @@ def model_outputs(
     return _batched(model, model, inputs, batch_size, parameter)
 
 
-def layer_activations(model: nn.Module, layer: Layer, data: Data, batch_size: int = 256) -> Tensor:
+def layer_activations(
+    model: nn.Module, layer: Layer, data: Data, batch_size: int = 256, call: int | None = None
+) -> Tensor:
     """A layer's output on every example of ``data``, in batches: what the estimators fit on.
 
     Parameters
@@ -326,6 +477,9 @@ def layer_activations(model: nn.Module, layer: Layer, data: Data, batch_size: in
         batches that are tensors, ``(x, y)`` tuples or dicts.
     batch_size : int
         Examples per forward pass when ``data`` is a tensor or a Dataset.
+    call : int, optional
+        For a module that runs several times in one forward pass, which run
+        (0 = first; see :class:`~captum_groups.NeuronGroup`).
 
     Returns
     -------
@@ -345,8 +499,15 @@ def layer_activations(model: nn.Module, layer: Layer, data: Data, batch_size: in
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_positive_int(batch_size, "batch_size")
     module = resolve_layer(model, layer)
+    probed: list[int] = []
+
+    def outputs(batch: Tensor) -> Tensor:
+        if not probed:
+            probed.append(probe_runs(model, batch[:1], module, call).runs)
+        return run_to_layer(model, batch, module, call=call)[0]
+
     with guarded_call(model, "layer_activations"):
-        return layer_outputs(model, data, module, batch_size, parameter="data")
+        return _batched(outputs, model, data, batch_size, "data")
 
 
 def training_modules(model: nn.Module | None) -> list[str]:

@@ -65,6 +65,7 @@ GROUP: dict[str, Any] = {
             ]
         },
         "dim": {"type": "integer", "minimum": -64, "maximum": 64},
+        "call": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_INT},
     },
 }
 """One neuron group (``NeuronGroup.to_dict``)."""

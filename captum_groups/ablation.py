@@ -10,6 +10,10 @@ chosen neurons of each layer are replaced, in every forward pass, by a value
 error, the model is exactly as before. The replacement is not in place and
 is differentiable, so gradients flow through ablated models.
 
+A group that names a run of its layer (``NeuronGroup(..., call=t)``, for a
+module that runs several times in one forward pass, as a recurrent cell
+does) is ablated in that run only; a group without ``call`` in every run.
+
 Mistakes that would make an ablation silently do nothing are refused: a
 group of a module that is not part of the model (e.g. of a copy of it), a
 layer that never runs while the model runs inside the block, and entering
@@ -24,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_finite
+from ._checks import ParameterError, check_finite
 from ._data import Data, iter_batches
 from ._hooks import LayerCapture, guarded_call, on_this_thread, record
 from .groups import GroupsLike, NeuronGroup, as_group_list, layer_name
@@ -100,27 +104,44 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
     return fill
 
 
+def _one_call(model: nn.Module, layer: nn.Module, groups: list[NeuronGroup]) -> int | None:
+    calls = {group.call for group in groups}
+    if len(calls) > 1:
+        raise ParameterError(
+            "value",
+            f"value='mean' takes one mean per layer, but the groups of layer "
+            f"{layer_name(model, layer)!r} name different runs of it (calls "
+            f"{sorted(calls, key=str)}); make one ablation per call",
+        )
+    return calls.pop()
+
+
 def mean_activations(
     model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Data
 ) -> dict[nn.Module, Tensor]:
     """Per-neuron mean activation (over examples and positions) of each layer over ``data``.
 
     ``data`` is read by the package's one rule (:mod:`captum_groups._data`). Empty data
-    and data that gives NaN or infinite activations are refused.
+    and data that gives NaN or infinite activations are refused. The mean is taken at the
+    run of the layer its groups name (``call``), or over all its runs when they name none.
     """
     sums: dict[nn.Module, Tensor] = {}
     counts: dict[nn.Module, int] = {}
+    calls = {layer: _one_call(model, layer, groups) for layer, groups in layers.items()}
     for inputs in iter_batches(data):
         if len(inputs) == 0:
             continue
-        captures = [LayerCapture(layer, model=model) for layer in layers]
+        captures = [LayerCapture(layer, model=model, call=calls[layer]) for layer in layers]
         record(model, inputs, captures)
         for layer, capture in zip(layers, captures, strict=True):
-            output = capture.output[0]
-            axis = channel_axis(layers[layer], output)
-            per_neuron = output.movedim(axis, -1).reshape(-1, output.shape[axis])
-            sums[layer] = sums.get(layer, 0) + per_neuron.sum(0)
-            counts[layer] = counts.get(layer, 0) + per_neuron.shape[0]
+            if not capture.calls:
+                capture.check_runs()
+                raise ValueError(f"layer {capture.name} did not run in the model's forward pass")
+            for output, *_ in capture.calls:
+                axis = channel_axis(layers[layer], output)
+                per_neuron = output.movedim(axis, -1).reshape(-1, output.shape[axis])
+                sums[layer] = sums.get(layer, 0) + per_neuron.sum(0)
+                counts[layer] = counts.get(layer, 0) + per_neuron.shape[0]
     if not sums:
         raise ValueError("data is empty; value='mean' needs at least one example to average over")
     means = {layer: sums[layer] / counts[layer] for layer in sums}
@@ -159,12 +180,16 @@ class Ablation:
             with guarded_call(model, "retain" if keep else "ablate"):
                 self._means = mean_activations(model, self._by_layer, data)
         self._handles: list[Any] = []
-        self._runs: dict[nn.Module, int] = {}
+        self._pass_runs: dict[nn.Module, int] = {}
+        self._ablated: set[tuple[nn.Module, int | None]] = set()
         self._model_runs = 0
 
-    def replacement(self, layer: nn.Module, output: Tensor) -> Tensor:
-        """What ``layer`` outputs instead of ``output`` while the ablation is active."""
-        groups = self._by_layer[layer]
+    def replacement(
+        self, layer: nn.Module, output: Tensor, groups: list[NeuronGroup] | None = None
+    ) -> Tensor:
+        """What ``layer`` outputs instead of ``output`` while the ablation is active (with
+        ``groups``, only those of the layer's groups are ablated)."""
+        groups = self._by_layer[layer] if groups is None else groups
         axis = channel_axis(groups, output)
         chosen = neuron_mask(groups, output.shape[axis], output.device)
         ablated = ~chosen if self.keep else chosen
@@ -182,8 +207,16 @@ class Ablation:
                 f"layer {layer_name(self.model, module)!r} returns {type(output).__name__}; "
                 f"only layers with one output tensor can be ablated"
             )
-        self._runs[module] += 1
-        return self.replacement(module, output)
+        run = self._pass_runs.get(module, 0)
+        self._pass_runs[module] = run + 1
+        groups = [g for g in self._by_layer[module] if g.call in (None, run)]
+        if not groups:
+            return output
+        self._ablated.update((module, g.call) for g in groups)
+        return self.replacement(module, output, groups)
+
+    def _start_model_run(self, module: nn.Module, args: Any) -> None:
+        self._pass_runs = {}
 
     def _count_model_run(self, module: nn.Module, args: Any, output: Any) -> None:
         self._model_runs += 1
@@ -194,11 +227,14 @@ class Ablation:
                 "this ablation is already active (its with block was entered twice); nested "
                 "blocks need their own ablate(...) / retain(...) objects"
             )
-        self._runs = dict.fromkeys(self._by_layer, 0)
+        self._pass_runs, self._ablated = {}, set()
         self._model_runs = 0
         try:
             for layer in self._by_layer:
                 self._handles.append(layer.register_forward_hook(on_this_thread(self._hook)))
+            self._handles.append(
+                self.model.register_forward_pre_hook(on_this_thread(self._start_model_run))
+            )
             self._handles.append(
                 self.model.register_forward_hook(on_this_thread(self._count_model_run))
             )
@@ -214,13 +250,16 @@ class Ablation:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self._remove_hooks()
-        idle = [layer for layer, runs in self._runs.items() if runs == 0]
+        wanted = {(layer, g.call) for layer, groups in self._by_layer.items() for g in groups}
+        idle = sorted(
+            f"{layer_name(self.model, layer)!r}" + ("" if call is None else f" (call={call})")
+            for layer, call in wanted - self._ablated
+        )
         if exc_type is None and self._model_runs and idle:
-            names = ", ".join(repr(layer_name(self.model, layer)) for layer in idle)
             raise ValueError(
-                f"layer {names} never ran in the {self._model_runs} forward pass(es) of the "
-                f"model inside the with block, so its groups were not ablated; choose a layer "
-                f"that the model's forward pass calls"
+                f"layer {', '.join(idle)} never ran in the {self._model_runs} forward pass(es) "
+                f"of the model inside the with block, so its groups were not ablated; choose a "
+                f"layer (and a call) that the model's forward pass runs"
             )
 
 
@@ -254,7 +293,8 @@ def ablate(
     Ablation
         A context manager. On exit it raises if the model ran inside the
         block but an ablated layer never did (the ablation had no effect);
-        one object can be active once at a time.
+        one object can be active once at a time. A group with ``call=t`` is
+        ablated in its layer's run ``t`` of each forward pass only.
 
     Examples
     --------

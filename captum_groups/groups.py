@@ -47,7 +47,7 @@ Reduction = str | tuple[int, ...]
 _REDUCTIONS = ("mean", "sum", "max")
 GROUPSET_FORMAT = "captum-groups groupset"
 """The ``format`` field of a GroupSet file (:meth:`GroupSet.to_json`)."""
-_GROUP_KEYS = ("layer", "indices", "weights", "name", "label", "reduction", "dim")
+_GROUP_KEYS = ("layer", "indices", "weights", "name", "label", "reduction", "dim", "call")
 
 
 def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.Module:
@@ -180,6 +180,14 @@ class NeuronGroup:
     dim : int
         Channel axis of the layer output: 1 for (N, C, H, W) and (N, F);
         2 or -1 for channels-last sequences (N, T, F).
+    call : int, optional
+        Which run of the layer the group reads, for a module that runs
+        several times in one forward pass (a recurrent cell unrolled in time,
+        the ReLU that torchvision's ``BasicBlock`` applies twice): 0 for its
+        first run, ``t`` for its (t+1)-th. Every attribution class, ablation,
+        exemplar mining and the :mod:`captum_groups.neuro` functions then use
+        that run's output. None (default): the layer must run once; a layer
+        that runs more often is refused with a message listing its calls.
 
     Examples
     --------
@@ -192,7 +200,16 @@ class NeuronGroup:
     tensor([2., 5.])
     """
 
-    __slots__ = ("_layer", "_indices", "_weights", "_name", "_label", "_reduction", "_dim")
+    __slots__ = (
+        "_layer",
+        "_indices",
+        "_weights",
+        "_name",
+        "_label",
+        "_reduction",
+        "_dim",
+        "_call",
+    )
 
     def __init__(
         self,
@@ -204,6 +221,7 @@ class NeuronGroup:
         label: str | None = None,
         reduction: Reduction = "mean",
         dim: int = 1,
+        call: int | None = None,
     ) -> None:
         if not isinstance(layer, (str, nn.Module)):
             raise TypeError(f"layer must be an nn.Module or a dotted module name, got {layer!r}")
@@ -236,8 +254,17 @@ class NeuronGroup:
             reduction = _as_int_tuple(reduction, "reduction")
         if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
             raise ValueError(f"dim must be a non-zero integer (axis 0 is the batch), got {dim!r}")
+        if call is not None and (
+            isinstance(call, bool) or not isinstance(call, (int, np.integer)) or call < 0
+        ):
+            raise ParameterError(
+                "call",
+                f"call must be None or a non-negative integer (0 for the layer's first run in "
+                f"a forward pass), got {call!r}",
+            )
+        call = None if call is None else int(call)
         for slot, value in zip(
-            self.__slots__, (layer, idx, wts, name, label, reduction, dim), strict=True
+            self.__slots__, (layer, idx, wts, name, label, reduction, dim, call), strict=True
         ):
             object.__setattr__(self, slot, value)
 
@@ -248,6 +275,10 @@ class NeuronGroup:
     label = property(lambda self: self._label, doc="Human-readable label, or None.")
     reduction = property(lambda self: self._reduction, doc="Reduction over non-channel axes.")
     dim = property(lambda self: self._dim, doc="Channel axis of the layer output.")
+    call = property(
+        lambda self: self._call,
+        doc="Which run of the layer in one forward pass (0 = first), or None (runs once).",
+    )
 
     def __len__(self) -> int:
         return len(self._indices)
@@ -261,6 +292,7 @@ class NeuronGroup:
             self._label,
             self._reduction,
             self._dim,
+            self._call,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -290,6 +322,8 @@ class NeuronGroup:
             parts.append(f"reduction={self._reduction!r}")
         if self._dim != 1:
             parts.append(f"dim={self._dim}")
+        if self._call is not None:
+            parts.append(f"call={self._call}")
         return f"NeuronGroup({', '.join(parts)})"
 
     def replace(self, **changes: object) -> NeuronGroup:
@@ -308,6 +342,7 @@ class NeuronGroup:
             label=self._label,
             reduction=self._reduction,
             dim=self._dim,
+            call=self._call,
         )
         unknown = set(changes) - set(fields)
         if unknown:
@@ -319,7 +354,8 @@ class NeuronGroup:
     def to_dict(self) -> dict[str, object]:
         """The group as a JSON-ready dict; :meth:`from_dict` reads it back.
 
-        The layer must be a dotted name (a module cannot be written to JSON).
+        The layer must be a dotted name (a module cannot be written to JSON);
+        ``call`` is written only when the group names one.
 
         Examples
         --------
@@ -328,7 +364,7 @@ class NeuronGroup:
         """
         if not isinstance(self._layer, str):
             raise TypeError("the group must name its layer (a dotted string) to be exported")
-        return {
+        record: dict[str, object] = {
             "layer": self._layer,
             "indices": list(self._indices),
             "weights": None if self._weights is None else list(self._weights),
@@ -339,13 +375,17 @@ class NeuronGroup:
             else self._reduction,
             "dim": self._dim,
         }
+        if self._call is not None:
+            record["call"] = self._call
+        return record
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> NeuronGroup:
         """A group from a dict with the keys of :meth:`to_dict`.
 
         Only ``layer`` and ``indices`` are required; ``weights``, ``name``,
-        ``label``, ``reduction`` (a name or a position list) and ``dim`` are optional.
+        ``label``, ``reduction`` (a name or a position list), ``dim`` and ``call`` are
+        optional.
 
         Examples
         --------
@@ -370,6 +410,7 @@ class NeuronGroup:
             label=data.get("label"),  # type: ignore[arg-type]
             reduction=tuple(reduction) if isinstance(reduction, list) else reduction,  # type: ignore[arg-type]
             dim=data.get("dim", 1),  # type: ignore[arg-type]
+            call=data.get("call"),  # type: ignore[arg-type]
         )
 
     def resolve(self, model: object) -> nn.Module:
@@ -484,10 +525,11 @@ def _group_from_fields(
     label: str | None,
     reduction: Reduction,
     dim: int,
+    call: int | None = None,
 ) -> NeuronGroup:
     """A group from its fields in the order of ``NeuronGroup._key`` (unpickling)."""
     return NeuronGroup(
-        layer, indices, weights, name=name, label=label, reduction=reduction, dim=dim
+        layer, indices, weights, name=name, label=label, reduction=reduction, dim=dim, call=call
     )
 
 
@@ -497,7 +539,8 @@ class GroupSet(Sequence[NeuronGroup]):
     Parameters
     ----------
     groups : iterable of NeuronGroup
-        At least one group; all must refer to the same layer.
+        At least one group; all must refer to the same layer, and to the same
+        run of it (``call``).
 
     Examples
     --------
@@ -522,6 +565,12 @@ class GroupSet(Sequence[NeuronGroup]):
             if not _same_layer(group.layer, first):
                 raise ValueError(
                     f"groups must all belong to one layer; got {first!r} and {group.layer!r}"
+                )
+            if group.call != items[0].call:
+                raise ParameterError(
+                    "call",
+                    f"groups must all read the same run of their layer; got call="
+                    f"{items[0].call} and call={group.call} (make one GroupSet per call)",
                 )
         object.__setattr__(self, "_groups", items)
 
@@ -610,6 +659,11 @@ class GroupSet(Sequence[NeuronGroup]):
     def layer(self) -> Layer:
         """The layer all groups belong to."""
         return self._groups[0].layer
+
+    @property
+    def call(self) -> int | None:
+        """The run of the layer all groups read (see :class:`NeuronGroup`), or None."""
+        return self._groups[0].call
 
     @overload
     def __getitem__(self, index: int) -> NeuronGroup: ...

@@ -40,6 +40,8 @@ from .._captum import _format_tensor_into_tuples, _verify_select_neuron
 from .._checks import ParameterError, check_positive_int
 from .._hooks import (
     LayerCapture,
+    call_scope,
+    choose_call,
     drop_new_attributes,
     guarded_call,
     model_of,
@@ -77,13 +79,16 @@ def keeps_model(method: Method) -> Method:
     The model computes as it is; its buffers are restored on return (also
     after an error), and a model in training mode gets one warning per call.
     Place it under Captum's ``log_usage``: ``NoiseTunnel`` calls
-    ``attribute.__wrapped__``, which is then this wrapper.
+    ``attribute.__wrapped__``, which is then this wrapper. The call also
+    opens a :func:`~captum_groups._hooks.call_scope`, in which the groups name
+    the run of their layer (``NeuronGroup(..., call=t)``) once for the whole call.
     """
 
     @functools.wraps(method)
     def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
         caller = f"{type(self).__name__}.{method.__name__}"
-        with guarded_call(model_of(self.forward_func, self.layer), caller, needs_grad=True):
+        model = model_of(self.forward_func, self.layer)
+        with guarded_call(model, caller, needs_grad=True), call_scope():
             return method(self, *args, **kwargs)
 
     return attribute  # type: ignore[return-value]
@@ -113,6 +118,16 @@ def _is_index(selector: object) -> bool:
     return isinstance(selector, tuple) and all(
         isinstance(i, (int, slice)) and not isinstance(i, bool) for i in selector
     )
+
+
+def common_call(groups: Sequence[NeuronGroup]) -> int | None:
+    """The run of their layer that target or upper groups read (one for all of them)."""
+    calls = {group.call for group in groups}
+    if len(calls) > 1:
+        raise ParameterError(
+            "call", f"groups of one layer must read the same run of it; got calls {calls}"
+        )
+    return calls.pop() if calls else None
 
 
 class GroupAttribution:
@@ -206,7 +221,21 @@ class GroupAttribution:
                 raise TypeError(
                     f"group holds {item!r}; each element must be a NeuronGroup or a callable"
                 )
+        choose_call(self.layer, self._call_of(items))
         return selectors, items, several
+
+    def _call_of(self, items: Sequence[object]) -> int | None:
+        """The run of the attributed layer the groups name: one for all of them (callable
+        selectors read that run too)."""
+        calls = {item.call for item in items if isinstance(item, NeuronGroup)}
+        if len(calls) > 1:
+            shown = ", ".join(sorted(map(str, calls)))
+            raise ParameterError(
+                "group",
+                f"the groups name different runs of layer {self._layer_label()} (call = "
+                f"{shown}); one attribute call reads one run: attribute each call separately",
+            )
+        return calls.pop() if calls else None
 
     def _check_inputs(
         self,
@@ -275,27 +304,24 @@ class GroupAttribution:
         """
         model = model_of(self.forward_func)
         first = LayerCapture(self.layer, use_input, model=model)
-        captures = [first] + [LayerCapture(m, after=first, model=model) for m, _ in later]
+        captures = [first] + [
+            LayerCapture(m, after=first, model=model, call=common_call(groups))
+            for m, groups in later
+        ]
         record(self.forward_func, inputs, captures, additional_forward_args)
-        calls = captures[0].calls
-        if not calls:
+        if not first.runs:
             raise ValueError(f"layer {self._layer_label()} did not run in the model's forward pass")
-        if len(calls) > 1:
-            raise ValueError(
-                f"layer {self._layer_label()} runs {len(calls)} times in one forward pass "
-                f"(a module reused inside the model, like the ReLU of torchvision's "
-                f"BasicBlock), so attributions to its output are ambiguous; choose a module "
-                f"that runs once, e.g. the block's output or the layer before it"
-            )
+        first.check_runs()
         for (module, groups), capture in zip(later, captures[1:], strict=True):
-            if len(capture.calls) != 1:
+            if not capture.calls:
                 raise ValueError(
-                    f"layer {layer_name(model, module)!r} runs {len(capture.calls)} times in "
-                    f"one forward pass; a target or upper layer must run exactly once"
+                    f"layer {layer_name(model, module)!r} did not run in the model's forward "
+                    f"pass after layer {self._layer_label()}"
                 )
+            capture.check_runs()
             for group in groups:
                 group.validate_output(capture.calls[0][0])
-        captured = calls[0]
+        captured = first.calls[0]
         for item in originals:
             if isinstance(item, NeuronGroup):
                 if len(captured) != 1:
@@ -378,7 +404,26 @@ class GroupAttribution:
         Every run sees the random draws of a single Captum call, so each
         group's result is exactly Captum's.
         """
-        use_input = attribute_to_neuron_input
+        with call_scope():
+            return self._replay_in_scope(
+                inputs,
+                group,
+                additional_forward_args,
+                attribute_to_neuron_input,
+                group_batch_size,
+                options,
+            )
+
+    def _replay_in_scope(
+        self,
+        inputs: Any,
+        group: GroupArg,
+        additional_forward_args: Any,
+        use_input: bool,
+        group_batch_size: int | None,
+        options: dict[str, Any],
+    ) -> Any:
+        """:meth:`_replay` inside its call scope (the groups choose the layer's run)."""
         selectors, several = self._prepare(
             inputs, group, additional_forward_args, use_input, options.get("baselines")
         )

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._captum import TargetType, _expand_target
-from .._hooks import LayerCapture, model_of
+from .._hooks import LayerCapture, chosen_call, model_of
 from ..groups import NeuronGroup
 from ._engine import selector_value
 
@@ -26,10 +26,16 @@ class LayerTarget:
         The output to explain.
     attributed_layer : nn.Module
         The layer being attributed to; a target group must come after it.
+        A target group of the same module must read a later run of it than
+        the attributed groups (a recurrent cell's state at step t+1 explained
+        by its state at step t).
     """
 
     def __init__(
-        self, forward_func: Callable[..., Any], target: Target, attributed_layer: nn.Module
+        self,
+        forward_func: Callable[..., Any],
+        target: Target,
+        attributed_layer: nn.Module,
     ):
         self.forward_func = forward_func
         self.group = target if isinstance(target, NeuronGroup) else None
@@ -37,10 +43,12 @@ class LayerTarget:
         self.layer: nn.Module | None = None
         if self.group is not None:
             self.layer = self.group.resolve(model_of(forward_func, attributed_layer))
-            if self.layer is attributed_layer:
+            calls = (chosen_call(attributed_layer), self.group.call)
+            if self.layer is attributed_layer and (None in calls or calls[1] <= calls[0]):
                 raise ValueError(
                     f"target group {self.group!r} belongs to the attributed layer itself; "
-                    f"a target group must belong to a later layer"
+                    f"a target group must belong to a later layer, or to a later run of this "
+                    f"one (call={calls[1]} after the groups' call={calls[0]})"
                 )
 
     def later_layers(self) -> list[tuple[nn.Module, list[NeuronGroup]]]:
@@ -72,6 +80,8 @@ class LayerTarget:
                 )
             return output.reshape(-1)
         model = model_of(self.forward_func, self.layer)
-        with LayerCapture(self.layer, stop=True, after=lower, model=model) as upper:
+        with LayerCapture(
+            self.layer, stop=True, after=lower, model=model, call=self.group.call
+        ) as upper:
             runner.run(self.forward_func, inputs, additional_forward_args)
         return self.group(selector_value(upper.output))

@@ -115,8 +115,12 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
     ) -> Tensor:
         """Target values with each group of ``chunk`` ablated in its own copy: (K, N)."""
         copies, num_examples = len(chunk), inputs[0].shape[0]
+        call, runs = chunk[0].call, [0]
 
-        def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor:
+        def hook(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
+            runs[0] += 1
+            if call is not None and runs[0] - 1 != call:
+                return None
             axis = channel_axis(chunk, output)
             size = output.shape[axis]
             masks = torch.stack([neuron_mask([g], size, output.device) for g in chunk])

@@ -13,12 +13,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .._captum import BaselineType
-from .._checks import check_integration, check_positive_int
+from .._checks import ParameterError, check_integration, check_positive_int
 from .._data import iter_batches
 from .._hooks import LayerCapture, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, resolve_layer
-from ._base import inside_noise_tunnel, keeps_model
+from ._base import common_call, inside_noise_tunnel, keeps_model
 from ._engine import (
     Integral,
     PathPoints,
@@ -242,6 +242,13 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
             raise TypeError("lower_activations must be a tensor (the lower layer's output)")
         upper_list, _ = self._upper_groups(upper_groups)
         lower_list, _ = self._layer_groups(lower_groups, "lower_groups")
+        if any(group.call is not None for group in upper_list + lower_list):
+            raise ParameterError(
+                "call",
+                "attribute_from_activations runs the part of the model between the two layers "
+                "as a traced subnetwork, which has no runs to choose from; use attribute() for "
+                "groups that name a call",
+            )
         for group in lower_list:
             group.validate_output(lower_activations)
         model = model_of(self.forward_func, self.layer)
@@ -272,6 +279,7 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
                     f"upper group {group!r} does not belong to upper_layer; all upper groups "
                     f"must belong to one layer"
                 )
+        common_call(items)
         return items, not isinstance(groups, NeuronGroup)
 
     def _average_over(
@@ -306,7 +314,13 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
         model = model_of(self.forward_func, self.layer)
         with (
             self._recording(use_input) as lower,
-            LayerCapture(self.upper_layer, stop=True, after=lower, model=model) as upper,
+            LayerCapture(
+                self.upper_layer,
+                stop=True,
+                after=lower,
+                model=model,
+                call=upper_groups[0].call,
+            ) as upper,
         ):
             # One forward pass over all points, stopped at the upper layer.
             lower.run(self.forward_func, points.inputs, points.additional_forward_args)

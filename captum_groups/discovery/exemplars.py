@@ -29,10 +29,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._checks import check_positive_int
+from .._checks import CALL, check_positive_int, validate
 from .._data import Data, batch_inputs, examples_at, indexed_batches
 from .._errors import ParameterError
-from .._hooks import guarded_call, layer_outputs, run_to_layer
+from .._hooks import guarded_call, layer_outputs, probe_runs, run_to_layer
 from ..groups import (
     GroupsLike,
     Layer,
@@ -205,6 +205,11 @@ class ExemplarMiner:
         Axis of the layer output that holds the neurons: 1 for (N, C, ...)
         outputs, -1 for channels-last sequences (N, T, F). By default the
         groups' ``dim`` (if groups are given), else 1.
+    call : int, optional
+        For a module that runs several times in one forward pass, the run to
+        mine (0 = first; see :class:`~captum_groups.NeuronGroup`). By default
+        the groups' ``call``; a layer that runs more than once with no call
+        named is refused on the first batch, with its calls listed.
 
     Examples
     --------
@@ -227,6 +232,7 @@ class ExemplarMiner:
         scales: Sequence[float] | None = None,
         start_index: int = 0,
         dim: int | None = None,
+        call: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -245,6 +251,8 @@ class ExemplarMiner:
                     f"{self.layer_name!r}"
                 )
         self.dim = self._neuron_dim(dim)
+        self.call = self._layer_call(call)
+        self._probed = False
         self._dim_given = dim is not None or bool(self.groups)
         if scales is not None:
             crop_boxes(8, 8, tuple(scales))  # validates the scales
@@ -269,6 +277,17 @@ class ExemplarMiner:
                 f"neurons must use the same axis"
             )
         return dim
+
+    def _layer_call(self, call: int | None) -> int | None:
+        validate({"call": CALL}, {"call": call})
+        calls = {group.call for group in self.groups} | ({call} if call is not None else set())
+        if len(calls) > 1:
+            raise ParameterError(
+                "call",
+                f"call={call} but the groups read the runs {sorted(calls, key=str)} of layer "
+                f"{self.layer_name!r}; a miner mines one run of its layer",
+            )
+        return calls.pop() if calls else None
 
     def _boxes_for(self, inputs: Tensor) -> Tensor:
         height, width = inputs.shape[-2:]
@@ -318,7 +337,10 @@ class ExemplarMiner:
         boxes = self._boxes_for(inputs) if inputs.ndim == 4 else torch.tensor([[0, 0, 0, 0]])
         candidates = crop_and_resize(inputs, boxes) if self.scales else inputs
         with guarded_call(self.model, "ExemplarMiner.update"), torch.no_grad():
-            (output,) = run_to_layer(self.model, candidates, self.layer)[:1]
+            if not self._probed:
+                probe_runs(self.model, candidates[:1], self.layer, self.call)
+                self._probed = True
+            (output,) = run_to_layer(self.model, candidates, self.layer, call=self.call)[:1]
         axis = _neuron_axis(self.layer, output, self.dim, self.layer_name, self._dim_given)
         scores = [neuron_means(output, axis).T]
         if self.groups:
@@ -408,6 +430,7 @@ class ExemplarMiner:
             "groups": [group.to_dict() for group in self.groups],
             "scales": None if self.scales is None else list(self.scales),
             "dim": self.dim,
+            "call": self.call,
             "next_index": self.next_index,
             "seen": self.seen,
             "indices": _joined_indices(self._indices, "the miner"),
@@ -417,9 +440,10 @@ class ExemplarMiner:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Take over the top-k, indices and images seen of a miner built the same way."""
-        for name in ("layer", "k", "scales", "dim"):
+        for name in ("layer", "k", "scales", "dim", "call"):
             mine = getattr(self, "layer_name" if name == "layer" else name)
-            theirs = state[name] if name != "scales" or state[name] is None else tuple(state[name])
+            theirs = state.get(name)
+            theirs = tuple(theirs) if name == "scales" and theirs is not None else theirs
             if mine != theirs:
                 raise ValueError(
                     f"state_dict was saved by a miner of another {name}: {theirs!r}, not {mine!r}"
@@ -446,7 +470,15 @@ class ExemplarMiner:
         (True, [(100, 120)])
         """
         groups = [NeuronGroup.from_dict(g) for g in state["groups"]] or None
-        miner = cls(model, state["layer"], state["k"], groups, state["scales"], dim=state["dim"])
+        miner = cls(
+            model,
+            state["layer"],
+            state["k"],
+            groups,
+            state["scales"],
+            dim=state["dim"],
+            call=state.get("call"),
+        )
         miner.load_state_dict(state)
         return miner
 
@@ -479,6 +511,7 @@ def mine_exemplars(
     batch_size: int = 256,
     progress: bool = True,
     dim: int | None = None,
+    call: int | None = None,
 ) -> Exemplars:
     """Top-k exemplars of every neuron (and group) of a layer over a data set.
 
@@ -505,6 +538,9 @@ def mine_exemplars(
     dim : int, optional
         Axis of the layer output that holds the neurons (see
         :class:`ExemplarMiner`); -1 for channels-last sequences (N, T, F).
+    call : int, optional
+        The run of a module that runs several times in one forward pass
+        (see :class:`ExemplarMiner`); by default the groups' ``call``.
 
     Returns
     -------
@@ -519,7 +555,7 @@ def mine_exemplars(
     >>> found.neurons.values.shape, found.neurons.boxes.shape
     (torch.Size([64, 10]), torch.Size([64, 10, 4]))
     """
-    miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim)
+    miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim, call=call)
     mine_into(miner, data, batch_size, progress)
     return miner.result()
 
@@ -552,6 +588,7 @@ def exemplar_activations(
     neurons: Sequence[int] | None = None,
     batch_size: int = 256,
     dim: int = 1,
+    call: int | None = None,
 ) -> Tensor:
     """Each neuron's exemplars seen by the layer: (neurons, k, C) activation vectors.
 
@@ -559,7 +596,8 @@ def exemplar_activations(
     activation vector (spatial mean per channel) on each of neuron
     ``neurons[i]``'s top-k exemplars, as in NeurFlow. ``data`` is the data
     set the exemplars were mined from (a tensor, Dataset, DataLoader or list
-    of batches, in the same order); ``dim`` is the layer's neuron axis.
+    of batches, in the same order); ``dim`` is the layer's neuron axis and
+    ``call`` the run of the layer (see :class:`ExemplarMiner`).
 
     Examples
     --------
@@ -573,6 +611,7 @@ def exemplar_activations(
     rows = range(exemplars.values.shape[0]) if neurons is None else neurons
     with guarded_call(model, "exemplar_activations"):
         inputs = torch.cat([exemplars.inputs(data, row) for row in rows])
-        vectors = layer_outputs(model, inputs, module, batch_size)
+        probe_runs(model, inputs[:1], module, call)
+        vectors = layer_outputs(model, inputs, module, batch_size, call=call)
     axis = _neuron_axis(module, vectors, dim, layer_name(model, module))
     return neuron_means(vectors, axis).view(len(rows), exemplars.values.shape[1], -1)

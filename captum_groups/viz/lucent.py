@@ -36,9 +36,16 @@ from lucent.optvis.param import spatial as lucent_spatial
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import SEED, Count, Number, validate
+from .._checks import SEED, Count, Number, ParameterError, validate
 from .._deprecation import renamed_keywords
-from .._hooks import LayerCapture, frozen_parameters, guarded_call, on_this_thread, record
+from .._hooks import (
+    LayerCapture,
+    frozen_parameters,
+    guarded_call,
+    on_this_thread,
+    record,
+    runs_text,
+)
 from .._plain_text import plain_text
 from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
@@ -207,7 +214,15 @@ def _check_size(
     model: nn.Module, groups: Sequence[NeuronGroup], channels: int, size: int, device
 ) -> None:
     """Run blank images through the model: the groups' layers must be reached once and fit."""
-    captures = [LayerCapture(group.resolve(model), model=model) for group in groups]
+    named = [group for group in groups if group.call is not None]
+    if named:
+        raise ParameterError(
+            "groups",
+            f"group {named[0]!r} names a run of its layer (call={named[0].call}); renderings "
+            f"optimise a layer that runs once in a forward pass, so render a module that runs "
+            f"once (e.g. the block's output), or attribute and mine the run instead",
+        )
+    captures = [LayerCapture(group.resolve(model), model=model, call=None) for group in groups]
     blank = torch.zeros(len(groups), channels, size, size, device=device)
     try:
         record(model, blank, captures)
@@ -219,8 +234,8 @@ def _check_size(
     for group, capture in zip(groups, captures, strict=True):
         if len(capture.calls) > 1:
             raise ValueError(
-                f"layer {capture.name} runs {len(capture.calls)} times in one forward pass; "
-                f"render a layer that runs once"
+                f"layer {capture.name} runs {len(capture.calls)} times in one forward pass "
+                f"({runs_text(len(capture.calls))}); render a layer that runs once"
             )
         output = capture.output[0]
         if output.numel() == 0:
