@@ -145,6 +145,14 @@ LAYERS = {
         "captum_groups.distributed",
     ),
     "captum_groups.distributed": ("captum_groups.report", "captum_groups.cli"),
+    "captum_groups.neuro": (
+        "captum_groups.circuits",
+        "captum_groups.report",
+        "captum_groups.cli",
+        "captum_groups.distributed",
+        "captum_groups.labeling",
+        "captum_groups.viz",
+    ),
 }
 
 

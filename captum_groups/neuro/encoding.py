@@ -103,8 +103,8 @@ class NeuralPredictivity(BaseEstimator):
     Parameters
     ----------
     n_components : int
-        PLS components (Brain-Score: 25); fewer when the features or the
-        training stimuli allow fewer.
+        PLS components (Brain-Score: 25); fewer when the training features
+        have a lower rank (a small group, or one with silent neurons).
     n_splits : int
         Random train/test splits of the stimuli (Brain-Score: 10).
     test_size : float
@@ -155,8 +155,12 @@ class NeuralPredictivity(BaseEstimator):
         self.scale = scale
         self.random_state = random_state
 
-    def _pls(self, n_samples: int, n_features: int) -> PLSRegression:
-        components = max(1, min(self.n_components, n_features, n_samples - 1))
+    def _pls(self, features: np.ndarray) -> PLSRegression:
+        """PLS with ``n_components``, or fewer: no more than the rank of the (centred)
+        training features (PLS finds no more directions; asking for more gives noise, e.g.
+        for a group with silent neurons)."""
+        centred = features - features.mean(0)
+        components = max(1, min(self.n_components, int(np.linalg.matrix_rank(centred))))
         return PLSRegression(n_components=components, scale=self.scale)
 
     def fit(self, X: object, y: object) -> NeuralPredictivity:  # noqa: N803 (scikit-learn)
@@ -188,9 +192,7 @@ class NeuralPredictivity(BaseEstimator):
         for train, test in self.splits_:
             if len(test) < 2:
                 raise ParameterError("test_size", "test_size leaves fewer than 2 test stimuli")
-            pls = self._pls(len(train), features.shape[1]).fit(
-                features[train], recordings.mean[train]
-            )
+            pls = self._pls(features[train]).fit(features[train], recordings.mean[train])
             scores.append(pearson_per_unit(pls.predict(features[test]), recordings.mean[test]))
         self.correlations_ = np.array(scores)
         self.unit_scores_ = np.nanmean(self.correlations_, axis=0)
@@ -202,7 +204,7 @@ class NeuralPredictivity(BaseEstimator):
                 recordings.repetitions, self.n_splits, self.random_state
             )
             self.ceiled_score_ = self.score_ / float(np.nanmedian(self.ceiling_))
-        self.estimator_ = self._pls(len(features), features.shape[1]).fit(features, recordings.mean)
+        self.estimator_ = self._pls(features).fit(features, recordings.mean)
         return self
 
     def predict(self, X: object) -> np.ndarray:  # noqa: N803 (scikit-learn)

@@ -119,6 +119,12 @@ def features(
     {'relu2': (20, 2048), 'g': (20, 2)}
     """
     single = isinstance(sources, (str, nn.Module, NeuronGroup, GroupSet, np.ndarray, Tensor))
+    if not single and not isinstance(sources, (Mapping, Sequence)):
+        raise ParameterError(
+            "sources",
+            f"sources must be a layer, a NeuronGroup, a GroupSet, an array, or a sequence or "
+            f"mapping of them; got {type(sources).__name__}",
+        )
     named = (
         dict(sources)
         if isinstance(sources, Mapping)
