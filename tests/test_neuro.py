@@ -97,6 +97,9 @@ def test_small_groups_get_fewer_components(digits_model, digits_test):
     assert found.estimator_.n_components == 3
     silent = np.concatenate([x, np.zeros((100, 2))], 1)  # two silent neurons add no direction
     assert neural_predictivity(silent, _area(x, seed=3)[0]).estimator_.n_components == 3
+    # a group silent on every stimulus predicts nothing: r 0, not NaN or a PLS error
+    mute = neural_predictivity(np.zeros((100, 2)), _area(x, seed=3), n_splits=2)
+    assert mute.score_ == 0 and mute.ceiled_score_ == 0 and not np.isnan(mute.correlations_).any()
 
 
 def test_split_half_ceiling_matches_the_signal_to_noise_ratio():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.cross_decomposition import PLSRegression
+from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
@@ -50,6 +51,12 @@ def pearson_per_unit(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
     denominator = np.sqrt((a * a).sum(0) * (b * b).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, (a * b).sum(0) / denominator, np.nan)
+
+
+def _held_out_r(predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Pearson r per unit, 0 where the prediction is constant (it predicts nothing)."""
+    r = pearson_per_unit(predicted, actual)
+    return np.where(np.ptp(predicted, axis=0) > 0, r, 0.0)
 
 
 def split_half_ceiling(
@@ -119,7 +126,8 @@ class NeuralPredictivity(BaseEstimator):
     splits_ : list of (ndarray, ndarray)
         The (train, test) stimulus indices of each split.
     correlations_ : ndarray
-        (splits, units): held-out Pearson r of each split and recorded unit.
+        (splits, units): held-out Pearson r of each split and recorded unit
+        (0 where the prediction is constant: the features carry nothing).
     unit_scores_ : ndarray
         (units,): r averaged over splits.
     score_ : float
@@ -127,9 +135,13 @@ class NeuralPredictivity(BaseEstimator):
     ceiling_ : ndarray or None
         (units,): split-half noise ceiling, when repetitions were given.
     ceiled_score_ : float or None
-        ``score_`` divided by the median ceiling.
-    estimator_ : PLSRegression
-        PLS fitted on all stimuli, for :meth:`predict`.
+        ``score_`` divided by the median ceiling. As in Brain-Score, the ceiling
+        is the reliability of the mean over all repetitions, and a model that
+        predicts the noise-free signal exactly reaches r = sqrt(ceiling), so a
+        near-perfect model scores above 1.
+    estimator_ : PLSRegression or DummyRegressor
+        PLS fitted on all stimuli, for :meth:`predict` (the training mean when
+        the features are constant).
 
     Examples
     --------
@@ -155,13 +167,15 @@ class NeuralPredictivity(BaseEstimator):
         self.scale = scale
         self.random_state = random_state
 
-    def _pls(self, features: np.ndarray) -> PLSRegression:
+    def _pls(self, features: np.ndarray) -> PLSRegression | DummyRegressor:
         """PLS with ``n_components``, or fewer: no more than the rank of the (centred)
         training features (PLS finds no more directions; asking for more gives noise, e.g.
-        for a group with silent neurons)."""
-        centred = features - features.mean(0)
-        components = max(1, min(self.n_components, int(np.linalg.matrix_rank(centred))))
-        return PLSRegression(n_components=components, scale=self.scale)
+        for a group with silent neurons). Constant features (a group silent on every
+        training stimulus) predict the training mean."""
+        rank = int(np.linalg.matrix_rank(features - features.mean(0)))
+        if rank == 0:
+            return DummyRegressor(strategy="mean")
+        return PLSRegression(n_components=min(self.n_components, rank), scale=self.scale)
 
     def fit(self, X: object, y: object) -> NeuralPredictivity:  # noqa: N803 (scikit-learn)
         """Cross-validate PLS from features ``X`` (stimuli, features) to recordings ``y``
@@ -193,7 +207,7 @@ class NeuralPredictivity(BaseEstimator):
             if len(test) < 2:
                 raise ParameterError("test_size", "test_size leaves fewer than 2 test stimuli")
             pls = self._pls(features[train]).fit(features[train], recordings.mean[train])
-            scores.append(pearson_per_unit(pls.predict(features[test]), recordings.mean[test]))
+            scores.append(_held_out_r(pls.predict(features[test]), recordings.mean[test]))
         self.correlations_ = np.array(scores)
         self.unit_scores_ = np.nanmean(self.correlations_, axis=0)
         self.score_ = float(np.nanmedian(self.unit_scores_))
