@@ -229,7 +229,7 @@ def test_rsa_equals_rsatoolbox_called_directly(digits_model, digits_test):
     x = digits_test[0][:40]
     model_patterns = features(digits_model, "relu3", x)
     brain = _area(model_patterns[:, :30], seed=5, units=12)
-    found = compare_rdms(model_patterns, brain, method="spearman", n_bootstrap=20)
+    found = compare_rdms(model_patterns, brain, comparison="spearman", n_draws=20)
     datasets = [
         rsatoolbox.data.Dataset(p, obs_descriptors={"stimulus": np.arange(40)})
         for p in (model_patterns, brain.mean(0))
@@ -360,7 +360,7 @@ def test_neuro_bad_input_names_the_parameter(digits_model, digits_test, monkeypa
         (lambda: features(digits_model, "relu3", None), "stimuli"),
         (lambda: gratings(0), "size"),
         (lambda: receptive_field(digits_model, NeuronGroup("relu3", [0]), x[0]), "stimuli"),
-        (lambda: compare_rdms(np.ones((5, 3)), np.ones((5, 3)), method="pearson"), "method"),
+        (lambda: compare_rdms(np.ones((5, 3)), np.ones((5, 3)), comparison="r"), "comparison"),
         (lambda: alignment_map(digits_model, ["relu3"], x, {}), "areas"),
         (lambda: split_half_ceiling(np.ones((1, 5, 2))), "repetitions"),
         (lambda: cka(np.array([[np.nan, 1.0], [1.0, 2.0]]), np.ones((2, 2))), "x"),

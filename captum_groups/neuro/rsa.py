@@ -42,7 +42,7 @@ def _rsatoolbox() -> ModuleType:
         ) from error
 
 
-def rdm(values: object, method: str = "correlation", parameter: str = "values"):  # type: ignore[no-untyped-def]
+def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "values"):  # type: ignore[no-untyped-def]
     """The RDM of a set of patterns, as an rsatoolbox ``RDMs``.
 
     Parameters
@@ -51,8 +51,8 @@ def rdm(values: object, method: str = "correlation", parameter: str = "values"):
         (stimuli, units) patterns (features of a layer or group, or
         recordings; (repetitions, stimuli, units) are averaged over
         repetitions), or an RDM already made, returned as it is.
-    method : str
-        rsatoolbox's dissimilarity: ``"correlation"`` (1 - Pearson r),
+    dissimilarity : str
+        rsatoolbox's dissimilarity (``calc_rdm``'s method): ``"correlation"`` (1 - Pearson r),
         ``"euclidean"``, ...
 
     Examples
@@ -70,7 +70,7 @@ def rdm(values: object, method: str = "correlation", parameter: str = "values"):
     patterns = read_recordings(values, parameter).mean
     stimuli = {"stimulus": np.arange(patterns.shape[0])}
     dataset = rsatoolbox.data.Dataset(patterns, obs_descriptors=stimuli)
-    return rsatoolbox.rdm.calc_rdm(dataset, method=method, descriptor="stimulus")
+    return rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity, descriptor="stimulus")
 
 
 @dataclass(frozen=True)
@@ -86,23 +86,23 @@ class RSAResult:
     samples : ndarray
         The comparison on each bootstrap draw of stimuli.
     draws : ndarray
-        (n_bootstrap, stimuli): the stimuli of each draw.
-    method : str
-        The comparison.
+        (n_draws, stimuli): the stimuli of each draw.
+    comparison : str
+        How the RDMs were compared (rsatoolbox's ``compare`` method).
     """
 
     value: float
     ci: tuple[float, float]
     samples: np.ndarray
     draws: np.ndarray
-    method: str
+    comparison: str
 
 
 def compare_rdms(
     model: object,
     brain: object,
-    method: str = "spearman",
-    n_bootstrap: int = 1000,
+    comparison: str = "spearman",
+    n_draws: int = 1000,
     confidence: float = 0.95,
     dissimilarity: str = "correlation",
     random_state: int | None = 0,
@@ -115,15 +115,15 @@ def compare_rdms(
     model, brain : array, Tensor, rsatoolbox Dataset or RDMs
         Patterns (stimuli, units) on the same stimuli (from
         :func:`~captum_groups.neuro.features` for a layer or group), or RDMs.
-    method : str
-        rsatoolbox's comparison: ``"spearman"``, ``"tau-a"``, ``"rho-a"``,
+    comparison : str
+        rsatoolbox's comparison (``compare``'s method): ``"spearman"``, ``"tau-a"``, ``"rho-a"``,
         ``"corr"``, ``"cosine"``, ``"corr_cov"`` or ``"cosine_cov"``.
-    n_bootstrap : int
+    n_draws : int
         Bootstrap draws of stimuli (0: no interval).
     confidence : float
         Coverage of the interval.
     dissimilarity : str
-        How patterns become RDMs (rsatoolbox ``calc_rdm`` method).
+        How patterns become RDMs (see :func:`rdm`).
     random_state : int, optional
         Seed of the draws.
 
@@ -135,14 +135,14 @@ def compare_rdms(
     --------
     >>> rng = np.random.default_rng(0)
     >>> brain = rng.normal(size=(30, 10))
-    >>> found = compare_rdms(brain @ rng.normal(size=(10, 10)), brain, n_bootstrap=50)
+    >>> found = compare_rdms(brain @ rng.normal(size=(10, 10)), brain, n_draws=50)
     >>> found.ci[0] <= found.value <= found.ci[1]
     True
     """
     validate(
         {
-            "method": Choice(COMPARISONS),
-            "n_bootstrap": Count(0),
+            "comparison": Choice(COMPARISONS),
+            "n_draws": Count(0),
             "confidence": Number(0, 1, open=True),
             "random_state": SEED,
         },
@@ -155,15 +155,15 @@ def compare_rdms(
             "brain",
             f"model and brain must cover the same stimuli: {first.n_cond} and {second.n_cond}",
         )
-    value = float(rsatoolbox.rdm.compare(first, second, method=method)[0, 0])
+    value = float(rsatoolbox.rdm.compare(first, second, method=comparison)[0, 0])
     rng = np.random.default_rng(random_state)
-    draws = rng.integers(0, first.n_cond, size=(n_bootstrap, first.n_cond))
+    draws = rng.integers(0, first.n_cond, size=(n_draws, first.n_cond))
     samples = np.array(
         [
             rsatoolbox.rdm.compare(
                 first.subsample_pattern("index", draw),
                 second.subsample_pattern("index", draw),
-                method=method,
+                method=comparison,
             )[0, 0]
             for draw in draws
         ]
@@ -171,7 +171,7 @@ def compare_rdms(
     tail = 100 * (1 - confidence) / 2
     ci = (
         tuple(float(v) for v in np.nanpercentile(samples, [tail, 100 - tail]))
-        if n_bootstrap
+        if n_draws
         else (float("nan"), float("nan"))
     )
-    return RSAResult(value, ci, samples, draws, method)  # type: ignore[arg-type]
+    return RSAResult(value, ci, samples, draws, comparison)  # type: ignore[arg-type]
