@@ -14,6 +14,7 @@ check one value.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Real
@@ -42,13 +43,14 @@ __all__ = [
 ]
 
 
-class Constraint:
+class Constraint(ABC):
     """What a parameter accepts: ``accepts(value)`` and a ``description`` for messages."""
 
     description: str = "valid"
 
+    @abstractmethod
     def accepts(self, value: object) -> bool:
-        raise NotImplementedError
+        """Whether ``value`` is acceptable."""
 
     def check(self, value: object, parameter: str) -> None:
         """Raise a :class:`ParameterError` naming ``parameter`` unless ``value`` is accepted."""

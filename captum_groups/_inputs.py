@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from ._checks import Number, ParameterError, Satisfies
+from ._checks import Count, Flag, Number, ParameterError, Satisfies
 from ._cli_options import OptionError, one_line
 from ._data import Data, batch_inputs
 from ._images import ToChannels, read_image
@@ -266,9 +266,7 @@ class Source(Settings):
     )
     image_size: int = setting(
         224,
-        Satisfies(
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive int"
-        ),
+        Count(1),
         "Images are resized and centre-cropped to this side.",
         type_name="int",
         cli={"metavar": "PX"},
@@ -290,13 +288,13 @@ class Source(Settings):
     )
     normalize: bool = setting(
         True,
-        Satisfies(lambda v: isinstance(v, bool), "True or False"),
+        Flag(),
         "Normalise image values with mean and std (else leave them in [0, 1]).",
         type_name="bool",
     )
     grayscale: bool = setting(
         False,
-        Satisfies(lambda v: isinstance(v, bool), "True or False"),
+        Flag(),
         "Read images with one channel.",
         type_name="bool",
     )

@@ -26,6 +26,7 @@ def mine_exemplars(
     batch_size: int = 256,
     progress: bool = True,
     dim: int | None = None,
+    call: int | None = None,
 ) -> Exemplars:
     """:func:`captum_groups.discovery.mine_exemplars`, data-parallel under torch.distributed.
 
@@ -46,7 +47,7 @@ def mine_exemplars(
         loader = DataLoader(dataset, batch_size=64, sampler=sampler)
         found = mine_exemplars(model, "layer4.1", loader, k=50, scales=NEURFLOW_SCALES)
     """
-    miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim)
+    miner = ExemplarMiner(model, layer, k, groups, scales, dim=dim, call=call)
     if not (dist.is_available() and dist.is_initialized()):
         mine_into(miner, data, batch_size, progress)
         return miner.result()

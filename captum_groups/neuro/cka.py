@@ -185,6 +185,19 @@ def _minibatches(stimuli: Data, batch_size: int | None) -> list[object]:
     return list(iter_batches(stimuli, batch_size, "stimuli"))
 
 
+def _side_features(
+    sides: dict[tuple[str, str], tuple[nn.Module, object]], batch: object
+) -> dict[tuple[str, str], np.ndarray]:
+    """The features of every (side, name) source, one pass per distinct model (one when a
+    model is compared with itself)."""
+    found = {}
+    for owner in {id(m): m for m, _ in sides.values()}.values():
+        mine = {f"{key[0]}:{key[1]}": key for key, (m, _) in sides.items() if m is owner}
+        named = features(owner, {label: sides[key][1] for label, key in mine.items()}, batch)
+        found.update({key: named[label] for label, key in mine.items()})
+    return found
+
+
 def _hsic_sums(
     model: nn.Module,
     rows: dict[str, Source],
@@ -199,10 +212,11 @@ def _hsic_sums(
     pairs = [(a, b) for a in keys for b in keys if a[0] != b[0] or a == b]
     sums = dict.fromkeys(pairs, 0.0)
     offset = 0
+    sides = {("row", k): (model, v) for k, v in rows.items()}
+    if other is not None:
+        sides.update({("column", k): (other, v) for k, v in columns.items()})
     for batch in _minibatches(stimuli, batch_size):
-        found = {("row", k): v for k, v in features(model, rows, batch).items()}
-        if other is not None:
-            found.update({("column", k): v for k, v in features(other, columns, batch).items()})
+        found = _side_features(sides, batch)
         size = next(iter(found.values())).shape[0]
         if other is None:
             found.update({("column", k): v[offset : offset + size] for k, v in columns.items()})

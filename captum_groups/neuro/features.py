@@ -17,8 +17,7 @@ layers given by name).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,10 +29,13 @@ from .._hooks import LayerCapture, guarded_call, record
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._recordings import as_matrix
 
-__all__ = ["Source", "features", "source_label"]
+__all__ = ["Reader", "Source", "collect", "features", "source_label"]
 
 Source = Layer | NeuronGroup | GroupSet | np.ndarray | Tensor
 """A model source of (stimuli x units) features (see the module)."""
+
+Reader = tuple[nn.Module, int | None, Callable[[Tensor], Tensor]]
+"""(module, run, what to compute from that run's output): one (stimuli x units) matrix."""
 
 
 def source_label(model: nn.Module | None, source: object) -> str:
@@ -62,9 +64,7 @@ def source_label(model: nn.Module | None, source: object) -> str:
     return "array"
 
 
-def _reader(
-    model: nn.Module, source: object, call: int | None
-) -> tuple[nn.Module, int | None, Any]:
+def _reader(model: nn.Module, source: object, call: int | None) -> Reader:
     """(module, run, what to compute from its output) for a model source."""
     if isinstance(source, NeuronGroup):
         return source.resolve(model), source.call, source.neuron_activations
@@ -145,21 +145,38 @@ def features(
 def _model_features(
     model: nn.Module, sources: dict[str, object], stimuli: Data, batch_size: int, call: int | None
 ) -> dict[str, np.ndarray]:
-    if stimuli is None:
-        raise ParameterError("stimuli", "stimuli are needed to read a model's layers and groups")
     readers = {name: _reader(model, source, call) for name, source in sources.items()}
-    parts: dict[str, list[Tensor]] = {name: [] for name in sources}
-    with guarded_call(model, "features"), torch.no_grad():
-        for batch in iter_batches(stimuli, batch_size, "stimuli"):
+    return collect(model, readers, stimuli, batch_size)
+
+
+def collect(
+    model: nn.Module,
+    readers: Mapping[str, Reader],
+    stimuli: Data,
+    batch_size: int,
+    parameter: str = "stimuli",
+    caller: str = "features",
+) -> dict[str, np.ndarray]:
+    """Each reader's matrix, in one forward pass per batch of ``stimuli``, with one capture
+    per (module, run) however many readers share it; a module that runs several times
+    with no run named is refused (its calls listed)."""
+    if stimuli is None:
+        raise ParameterError(
+            parameter, f"{parameter} are needed to read a model's layers and groups"
+        )
+    parts: dict[str, list[Tensor]] = {name: [] for name in readers}
+    with guarded_call(model, caller), torch.no_grad():
+        for batch in iter_batches(stimuli, batch_size, parameter):
             if not len(batch):
                 continue
             captures = {
-                name: LayerCapture(module, call=run, model=model)
-                for name, (module, run, _) in readers.items()
+                (module, run): LayerCapture(module, call=run, model=model)
+                for module, run, _ in readers.values()
             }
             record(model, batch, list(captures.values()))
-            for name, capture in captures.items():
-                parts[name].append(readers[name][2](capture.output[0]).double().cpu())
+            for name, (module, run, compute) in readers.items():
+                output = captures[(module, run)].output[0]
+                parts[name].append(compute(output).double().cpu())
     if not any(parts.values()):
-        raise ParameterError("stimuli", "stimuli are empty; give at least two stimuli")
+        raise ParameterError(parameter, f"{parameter} are empty; give at least two stimuli")
     return {name: as_matrix(torch.cat(chunks), name) for name, chunks in parts.items()}

@@ -16,16 +16,14 @@ mean, as everywhere in the package) or a unit of a linear layer.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import stats
 from torch import nn
 
 from .._checks import CALL, Count, Number, validate
-from .._data import Data, iter_batches
+from .._data import Data
 from .._errors import ParameterError
-from .._hooks import layer_activations
 from ..groups import Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
-from ._recordings import as_matrix
+from .features import collect
 
 __all__ = ["localize", "welch_t"]
 
@@ -137,11 +135,7 @@ def _unit_responses(
     parameter: str,
 ) -> np.ndarray:
     """Each unit's response to each stimulus, (stimuli, units): its spatial mean."""
-    means = [
-        neuron_means(layer_activations(model, module, batch, batch_size, call), dim)
-        for batch in iter_batches(stimuli, batch_size, parameter)
-        if len(batch)
+    reader = (module, call, lambda output: neuron_means(output, dim))
+    return collect(model, {parameter: reader}, stimuli, batch_size, parameter, "localize")[
+        parameter
     ]
-    if not means:
-        raise ParameterError(parameter, f"{parameter} is empty; give at least two stimuli")
-    return as_matrix(torch.cat(means), parameter)
