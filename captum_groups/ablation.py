@@ -28,10 +28,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import ParameterError, check_finite
+from ._checks import check_finite
 from ._data import Data, iter_batches
 from ._hooks import LayerCapture, guarded_call, on_this_thread, record
-from .groups import GroupsLike, NeuronGroup, as_group_list, layer_name
+from .groups import GroupsLike, NeuronGroup, as_group_list, common_call, layer_name
 
 __all__ = ["ablate", "masked_output", "retain", "Ablation"]
 
@@ -104,18 +104,6 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
     return fill
 
 
-def _one_call(model: nn.Module, layer: nn.Module, groups: list[NeuronGroup]) -> int | None:
-    calls = {group.call for group in groups}
-    if len(calls) > 1:
-        raise ParameterError(
-            "value",
-            f"value='mean' takes one mean per layer, but the groups of layer "
-            f"{layer_name(model, layer)!r} name different runs of it (calls "
-            f"{sorted(calls, key=str)}); make one ablation per call",
-        )
-    return calls.pop()
-
-
 def mean_activations(
     model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Data
 ) -> dict[nn.Module, Tensor]:
@@ -127,7 +115,15 @@ def mean_activations(
     """
     sums: dict[nn.Module, Tensor] = {}
     counts: dict[nn.Module, int] = {}
-    calls = {layer: _one_call(model, layer, groups) for layer, groups in layers.items()}
+    calls = {
+        layer: common_call(
+            groups,
+            "value",
+            f"layer {layer_name(model, layer)!r}",
+            "value='mean' takes one mean per layer: make one ablation per call",
+        )
+        for layer, groups in layers.items()
+    }
     for inputs in iter_batches(data):
         if len(inputs) == 0:
             continue

@@ -37,6 +37,7 @@ __all__ = [
     "GroupsLike",
     "NeuronGroup",
     "as_group_list",
+    "common_call",
     "layer_name",
     "neuron_means",
     "resolve_layer",
@@ -533,6 +534,31 @@ def _group_from_fields(
     )
 
 
+def common_call(
+    groups: Iterable[NeuronGroup],
+    parameter: str = "call",
+    where: str = "their layer",
+    remedy: str = "make one call per run",
+) -> int | None:
+    """The run of their layer that all ``groups`` read (None when they name none); groups
+    that name different runs are refused, the error naming ``parameter``.
+
+    Examples
+    --------
+    >>> common_call([NeuronGroup("cell", [0], call=1), NeuronGroup("cell", [2], call=1)])
+    1
+    """
+    calls = {group.call for group in groups}
+    if len(calls) > 1:
+        shown = ", ".join(sorted(map(str, calls)))
+        raise ParameterError(
+            parameter,
+            f"the groups name different runs of {where} (calls {shown}), but must all read "
+            f"the same run; {remedy}",
+        )
+    return calls.pop() if calls else None
+
+
 class GroupSet(Sequence[NeuronGroup]):
     """The groups of one layer, ordered; they may overlap or partition the layer.
 
@@ -566,12 +592,7 @@ class GroupSet(Sequence[NeuronGroup]):
                 raise ValueError(
                     f"groups must all belong to one layer; got {first!r} and {group.layer!r}"
                 )
-            if group.call != items[0].call:
-                raise ParameterError(
-                    "call",
-                    f"groups must all read the same run of their layer; got call="
-                    f"{items[0].call} and call={group.call} (make one GroupSet per call)",
-                )
+        common_call(items, remedy="make one GroupSet per call")
         object.__setattr__(self, "_groups", items)
 
     @classmethod

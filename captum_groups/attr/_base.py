@@ -47,7 +47,7 @@ from .._hooks import (
     model_of,
     record,
 )
-from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ..groups import GroupSet, Layer, NeuronGroup, common_call, layer_name, resolve_layer
 from ._docs import RETURNS_LIKE_INPUTS, complete
 from ._engine import (
     RandomState,
@@ -118,16 +118,6 @@ def _is_index(selector: object) -> bool:
     return isinstance(selector, tuple) and all(
         isinstance(i, (int, slice)) and not isinstance(i, bool) for i in selector
     )
-
-
-def common_call(groups: Sequence[NeuronGroup]) -> int | None:
-    """The run of their layer that target or upper groups read (one for all of them)."""
-    calls = {group.call for group in groups}
-    if len(calls) > 1:
-        raise ParameterError(
-            "call", f"groups of one layer must read the same run of it; got calls {calls}"
-        )
-    return calls.pop() if calls else None
 
 
 class GroupAttribution:
@@ -227,15 +217,12 @@ class GroupAttribution:
     def _call_of(self, items: Sequence[object]) -> int | None:
         """The run of the attributed layer the groups name: one for all of them (callable
         selectors read that run too)."""
-        calls = {item.call for item in items if isinstance(item, NeuronGroup)}
-        if len(calls) > 1:
-            shown = ", ".join(sorted(map(str, calls)))
-            raise ParameterError(
-                "group",
-                f"the groups name different runs of layer {self._layer_label()} (call = "
-                f"{shown}); one attribute call reads one run: attribute each call separately",
-            )
-        return calls.pop() if calls else None
+        return common_call(
+            [item for item in items if isinstance(item, NeuronGroup)],
+            "group",
+            f"layer {self._layer_label()}",
+            "one attribute call reads one run: attribute each call separately",
+        )
 
     def _check_inputs(
         self,

@@ -17,8 +17,8 @@ from .._checks import ParameterError, check_integration, check_positive_int
 from .._data import iter_batches
 from .._hooks import LayerCapture, model_of
 from .._subnetwork import subnetwork as extract_subnetwork
-from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, resolve_layer
-from ._base import common_call, inside_noise_tunnel, keeps_model
+from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, common_call, resolve_layer
+from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
     Integral,
     PathPoints,
