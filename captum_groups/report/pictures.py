@@ -96,11 +96,17 @@ def _strip(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
     return strip
 
 
-def _crops(circuit: Circuit, data: Data, nodes: list[str], device: torch.device) -> Tensor:
-    """The stored exemplar crops of ``nodes``, in order, from one read of their images."""
+def _images(circuit: Circuit, data: Data) -> dict[int, Tensor]:
+    """Every image that holds a stored exemplar crop, by data-set index, in one read."""
+    wanted = sorted({index for crops in circuit.exemplars.values() for index, _ in crops})
+    return dict(zip(wanted, examples_at(data, wanted), strict=True)) if wanted else {}
+
+
+def _crops(
+    circuit: Circuit, images: dict[int, Tensor], nodes: list[str], device: torch.device
+) -> Tensor:
+    """The stored exemplar crops of ``nodes``, in order."""
     items = [item for node in nodes for item in circuit.exemplars[node]]
-    wanted = sorted({index for index, _ in items})
-    images = dict(zip(wanted, examples_at(data, wanted), strict=True))
     return torch.cat(
         [
             crop_and_resize(images[index][None].to(device), torch.tensor([box], device=device))
@@ -117,6 +123,7 @@ def exemplar_pictures(
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     found: dict[str, ExemplarPictures] = {}
+    images = _images(circuit, data)
     for layer in circuit.layers:
         nodes = [n for n in circuit.node_ids(layer) if circuit.exemplars.get(n)]
         if not nodes:
@@ -124,7 +131,7 @@ def exemplar_pictures(
         groups = [circuit.nodes[n] for n in nodes]
         counts = [len(circuit.exemplars[n]) for n in nodes]
         owners = torch.repeat_interleave(torch.arange(len(nodes)), torch.tensor(counts))
-        crops = _crops(circuit, data, nodes, device)
+        crops = _crops(circuit, images, nodes, device)
         selector = _OwnGroup(groups, owners)
         values = selector(layer_outputs(model, crops, groups[0].resolve(model))).cpu()
         attribution = GroupIntegratedGradients(model, layer).attribute(
