@@ -52,6 +52,7 @@ __all__ = [
     "Source",
     "check_layers",
     "check_target",
+    "check_target_index",
     "load_circuit",
     "load_data",
     "load_groups",
@@ -179,14 +180,18 @@ def check_target(model: nn.Module, sample: Tensor, target: int) -> int:
         raise OptionError(
             "--data", f"the model cannot run on these images {tuple(sample.shape)}: {error}"
         ) from None
-    n_outputs = outputs.shape[1]
+    check_target_index(target, outputs.shape[1])
+    return outputs.shape[1]
+
+
+def check_target_index(target: int, n_outputs: int) -> None:
+    """``--target`` must be one of ``n_outputs`` output indices."""
     if not 0 <= target < n_outputs:
         raise OptionError(
             "--target",
             f"class {target} is out of range: the model has {n_outputs} outputs (0 to "
             f"{n_outputs - 1})",
         )
-    return n_outputs
 
 
 @dataclass(frozen=True)

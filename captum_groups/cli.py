@@ -61,6 +61,7 @@ from ._inputs import (  # noqa: E402
     Source,
     check_layers,
     check_target,
+    check_target_index,
     load_circuit,
     load_groups,
     load_image_files,
@@ -540,7 +541,7 @@ def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) 
     check_layers(model, circuit.layers, "--model")
     first = _first_image(data).to(device)
     captures = {layer: LayerCapture(model.get_submodule(layer)) for layer in circuit.layers}
-    record(model, first, list(captures.values()))
+    output = record(model, first, list(captures.values()))
     for node, group in circuit.nodes.items():
         try:
             group.validate_output(captures[group.layer].output[0])
@@ -565,7 +566,7 @@ def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) 
             f"images; pass the data the circuit was built on",
         )
     if isinstance(circuit.target, int):
-        check_target(model, first, circuit.target)
+        check_target_index(circuit.target, output.shape[1])
 
 
 def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
