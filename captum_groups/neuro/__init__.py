@@ -11,12 +11,14 @@ repetitions x stimuli x units) or rsatoolbox datasets:
 - :func:`localize`: the functional localizer (Welch t-test per unit, top
   fraction or FDR), a weighted NeuronGroup to lesion with ``ablate``;
 - :class:`NeuralPredictivity`, :func:`neural_predictivity`,
-  :func:`reverse_predictivity`: Brain-Score's PLS encoding models with a
-  split-half noise ceiling;
+  :func:`reverse_predictivity`: Brain-Score's PLS encoding models with its
+  split-half noise ceiling, equal to Brain-Score's own numbers (stimuli
+  matched by identity, splits stratified by object where asked);
 - :func:`compare_rdms`, :func:`rdm`: RSA through rsatoolbox (extra
   ``[neuro]``), with bootstrap intervals over stimuli;
 - :func:`cka`, :func:`similarity_matrix`: linear CKA (Kornblith et al. 2019)
-  between layers, groups, models and recordings;
+  between layers, groups, models and recordings, centred before the Gram
+  matrices so raw firing rates far from zero score right;
 - :func:`alignment_map`: for each area, the layer and groups that predict it best;
 - :func:`gratings`, :func:`tuning_curve`, :func:`receptive_field`: a group's physiology.
 
@@ -28,6 +30,7 @@ block unrolled in time, as in CORnet) is aligned at one time step with
 from .alignment import AlignmentMap, alignment_map
 from .cka import SimilarityMatrix, cka, similarity_matrix
 from .encoding import (
+    CEILING_CONVENTIONS,
     NeuralPredictivity,
     neural_predictivity,
     pearson_per_unit,
@@ -41,6 +44,7 @@ from .receptive_field import ReceptiveField, receptive_field
 from .rsa import RSAResult, compare_rdms, rdm
 
 __all__ = [
+    "CEILING_CONVENTIONS",
     "AlignmentMap",
     "Gratings",
     "NeuralPredictivity",

@@ -5,7 +5,14 @@ Recordings come as a NumPy array or a torch tensor, (stimuli, units), or
 split-half noise ceiling needs the repetitions), or as an rsatoolbox
 ``Dataset`` whose rows are observations: one per stimulus, or several per
 stimulus when its observation descriptor ``stimulus`` repeats (rows are then
-grouped into repetitions, in order of first appearance of each stimulus).
+grouped into repetitions).
+
+Stimuli are matched by identity, not by position. A ``Dataset`` with a
+``stimulus`` descriptor orders its stimuli as rsatoolbox's
+``calc_rdm(descriptor="stimulus")`` does, by the descriptor's sorted values,
+and the recordings remember those identifiers; model features given with
+``stimulus_ids`` are then reordered to them (:func:`aligned_rows`). Plain
+arrays carry no identifiers: their rows are the stimuli, in order.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from torch import Tensor
 
 from .._errors import ParameterError
 
-__all__ = ["Recordings", "as_matrix", "read_recordings"]
+__all__ = ["Recordings", "aligned_rows", "as_matrix", "read_recordings"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,15 @@ class Recordings:
         (stimuli, units): the response to each stimulus, averaged over repetitions.
     repetitions : ndarray or None
         (repetitions, stimuli, units), when repetitions were given.
+    stimuli : ndarray or None
+        The stimuli's identifiers in the order of the rows, when the
+        recordings carry them (an rsatoolbox ``Dataset``'s ``stimulus``
+        descriptor, sorted as rsatoolbox sorts it).
     """
 
     mean: np.ndarray
     repetitions: np.ndarray | None = None
+    stimuli: np.ndarray | None = None
 
     @property
     def n_stimuli(self) -> int:
@@ -86,9 +98,16 @@ def _from_rsatoolbox(dataset: object, parameter: str) -> Recordings:
     stimulus = (getattr(dataset, "obs_descriptors", None) or {}).get("stimulus")
     if stimulus is None:
         return Recordings(measurements)
-    stimulus = np.asarray(stimulus)
-    order = list(dict.fromkeys(stimulus.tolist()))
-    rows = [np.flatnonzero(stimulus == s) for s in order]
+    try:
+        # rsatoolbox's calc_rdm(descriptor=...) returns the stimuli in sorted order
+        order, inverse = np.unique(np.asarray(stimulus), return_inverse=True)
+    except TypeError:
+        raise ParameterError(
+            parameter,
+            f"{parameter}: the 'stimulus' descriptor must hold values of one sortable type, "
+            "as rsatoolbox orders stimuli by them",
+        ) from None
+    rows = [np.flatnonzero(inverse == i) for i in range(len(order))]
     counts = {len(r) for r in rows}
     if len(counts) != 1:
         raise ParameterError(
@@ -97,13 +116,66 @@ def _from_rsatoolbox(dataset: object, parameter: str) -> Recordings:
             f"repetitions; got {sorted(counts)} rows per stimulus",
         )
     repetitions = np.stack([measurements[r] for r in rows], axis=1)
-    return _with_repetitions(repetitions, parameter)
+    return _with_repetitions(repetitions, order)
 
 
-def _with_repetitions(repetitions: np.ndarray, parameter: str) -> Recordings:
+def _with_repetitions(repetitions: np.ndarray, stimuli: np.ndarray | None = None) -> Recordings:
     if repetitions.shape[0] < 2:
-        return Recordings(repetitions[0])
-    return Recordings(repetitions.mean(0), repetitions)
+        return Recordings(repetitions[0], stimuli=stimuli)
+    return Recordings(repetitions.mean(0), repetitions, stimuli)
+
+
+def aligned_rows(
+    recordings: Recordings, n_rows: int, stimulus_ids: object, rows: str, recorded: str
+) -> np.ndarray:
+    """The rows of a feature matrix (``n_rows`` of them; the parameter ``rows``) that hold
+    each stimulus of ``recordings`` (the parameter ``recorded``), in the recordings' order.
+
+    Without ``stimulus_ids`` the rows are taken as they are (one per recorded
+    stimulus, in order; another count is refused by ``recorded``); with them,
+    each recorded stimulus's row is found by its identifier. A stimulus
+    missing from either side, repeated identifiers, or identifiers with
+    recordings that carry none are refused by ``stimulus_ids``.
+
+    Examples
+    --------
+    >>> found = Recordings(np.zeros((2, 1)), stimuli=np.array(["a", "b"]))
+    >>> aligned_rows(found, 2, ["b", "a"], "features", "recordings")
+    array([1, 0])
+    """
+    parameter = "stimulus_ids"
+    if stimulus_ids is None:
+        if n_rows != recordings.n_stimuli:
+            raise ParameterError(
+                recorded,
+                f"{rows} and the recordings must hold the same stimuli: {n_rows} rows of "
+                f"{rows}, {recordings.n_stimuli} recorded stimuli",
+            )
+        return np.arange(n_rows)
+    ids = np.asarray(stimulus_ids)
+    if ids.ndim != 1 or len(ids) != n_rows:
+        raise ParameterError(
+            parameter, f"{parameter} must name each of the {n_rows} rows of {rows}, got {ids.shape}"
+        )
+    if recordings.stimuli is None:
+        raise ParameterError(
+            parameter,
+            f"{parameter} aligns {rows} with the recordings by identity, but the recordings "
+            "carry no identifiers: give them as an rsatoolbox Dataset with a 'stimulus' "
+            f"descriptor, or leave {parameter} out and order the rows alike",
+        )
+    position = {value: i for i, value in enumerate(ids.tolist())}
+    if len(position) != len(ids):
+        raise ParameterError(parameter, f"{parameter} names a stimulus twice")
+    missing = [s for s in recordings.stimuli.tolist() if s not in position]
+    extra = set(position) - set(recordings.stimuli.tolist())
+    if missing or extra:
+        raise ParameterError(
+            parameter,
+            f"{parameter} and the recordings must hold the same stimuli: recorded but not in "
+            f"{rows}: {missing[:5]}, in {rows} but not recorded: {sorted(map(str, extra))[:5]}",
+        )
+    return np.array([position[s] for s in recordings.stimuli.tolist()])
 
 
 def read_recordings(recordings: object, parameter: str = "recordings") -> Recordings:
@@ -119,7 +191,7 @@ def read_recordings(recordings: object, parameter: str = "recordings") -> Record
         return _from_rsatoolbox(recordings, parameter)
     if isinstance(recordings, (Tensor, np.ndarray)) and recordings.ndim == 3:
         values = as_matrix(recordings.reshape(-1, recordings.shape[-1]), parameter)
-        return _with_repetitions(values.reshape(recordings.shape), parameter)
+        return _with_repetitions(values.reshape(recordings.shape))
     if isinstance(recordings, (Tensor, np.ndarray)) and recordings.ndim > 3:
         raise ParameterError(
             parameter,
