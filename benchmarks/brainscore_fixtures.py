@@ -136,9 +136,8 @@ def main() -> None:
         }
         for name, arrays in data.items()
     }
-    scores["_reference"] = {
-        package: version(package) for package in ("brainscore-vision", "brainscore-core", "scikit-learn")
-    }
+    packages = ("brainscore-vision", "brainscore-core", "scikit-learn")
+    scores["_reference"] = {package: version(package) for package in packages}
     (HERE / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
 
 

@@ -55,7 +55,8 @@ def test_other_conventions_follow_their_formulas_on_brainscores_numbers(data):
     expected = SCORES["related"]["unstratified"]
     raw, ceiling = expected["raw"], expected["ceiling"]
     recordings = data["related/recordings"]
-    for convention, value in {"ratio": raw / ceiling, "squared_ratio": (raw / ceiling) ** 2}.items():
+    conventions = {"ratio": raw / ceiling, "squared_ratio": (raw / ceiling) ** 2}
+    for convention, value in conventions.items():
         found = neural_predictivity(data["features"], recordings, ceiling_convention=convention)
         assert found.ceiled_score_ == pytest.approx(value, abs=1e-6)
     per_unit = neural_predictivity(data["features"], recordings, ceiling_convention="per_unit")
