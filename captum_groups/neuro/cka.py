@@ -36,8 +36,21 @@ __all__ = ["SimilarityMatrix", "cka", "similarity_matrix"]
 
 
 def _gram(values: object, parameter: str) -> np.ndarray:
+    """The Gram matrix of the centred representation.
+
+    HSIC centres the Gram matrix anyway (and the unbiased estimator is
+    unchanged by centring the features), so centring the columns first
+    changes nothing in exact arithmetic; in floating point it is what keeps
+    CKA right far from zero: raw firing rates or an fMRI signal with an
+    offset of 1e4 put the Gram matrix's entries near 1e8 * units, and
+    centring it afterwards cancels them to rounding noise. A constant
+    column is set to exactly zero (its centred values would be rounding-size
+    numbers), so a constant representation has HSIC 0 and CKA NaN.
+    """
     matrix = as_matrix(values, parameter)
-    return matrix @ matrix.T
+    centred = matrix - matrix.mean(0)
+    centred[:, np.ptp(matrix, axis=0) == 0] = 0.0
+    return centred @ centred.T
 
 
 def _hsic(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # noqa: E741 (the paper's L)
@@ -305,7 +318,14 @@ def similarity_matrix(
         columns = {name: read_recordings(value, name).mean for name, value in recordings.items()}  # type: ignore[union-attr]
         column_owner = None
     sums = _hsic_sums(model, rows, column_owner, columns, stimuli, unbiased, batch_size)
-    values = np.array(
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant side: 0 / 0 is NaN
+        values = _cka_values(sums, rows, columns)
+    return SimilarityMatrix(values, list(rows), list(columns), unbiased)
+
+
+def _cka_values(sums: dict, rows: Mapping, columns: Mapping) -> np.ndarray:
+    """The (rows, columns) CKA values from the summed HSIC of every pair."""
+    return np.array(
         [
             [
                 sums[(("row", r), ("column", c))]
@@ -315,4 +335,3 @@ def similarity_matrix(
             for r in rows
         ]
     )
-    return SimilarityMatrix(values, list(rows), list(columns), unbiased)

@@ -9,6 +9,13 @@ from bootstrapping stimuli: each draw resamples the stimuli with
 replacement, subsamples both RDMs with rsatoolbox and compares them again
 (pairs of a stimulus with itself are left out, as rsatoolbox does).
 
+Stimuli are matched by identity: an rsatoolbox ``Dataset`` with a
+``stimulus`` descriptor gives the RDM rsatoolbox's
+``calc_rdm(descriptor="stimulus")`` gives (stimuli in the descriptor's sorted
+order, repetitions averaged), whatever the order the stimuli were presented
+in; two RDMs that both name their stimuli are compared only on the same
+stimuli, aligned by name. Plain arrays are patterns in row order.
+
 rsatoolbox (Schuett et al.) does the work; it is imported when first needed,
 with a message naming the extra when it is missing.
 """
@@ -50,7 +57,10 @@ def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "va
     values : array, Tensor, rsatoolbox Dataset or RDMs
         (stimuli, units) patterns (features of a layer or group, or
         recordings; (repetitions, stimuli, units) are averaged over
-        repetitions), or an RDM already made, returned as it is.
+        repetitions), or an RDM already made, returned as it is. A Dataset
+        with a ``stimulus`` descriptor gives rsatoolbox's
+        ``calc_rdm(descriptor="stimulus")``: its stimuli in sorted order,
+        named by the RDM's ``stimulus`` pattern descriptor.
     dissimilarity : str
         rsatoolbox's dissimilarity (``calc_rdm``'s method): ``"correlation"`` (1 - Pearson r),
         ``"euclidean"``, ...
@@ -67,10 +77,40 @@ def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "va
             values = values.copy()
             values.pattern_descriptors["index"] = list(range(values.n_cond))
         return values
-    patterns = read_recordings(values, parameter).mean
-    stimuli = {"stimulus": np.arange(patterns.shape[0])}
-    dataset = rsatoolbox.data.Dataset(patterns, obs_descriptors=stimuli)
-    return rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity, descriptor="stimulus")
+    found = read_recordings(values, parameter)
+    if found.stimuli is None:
+        dataset = rsatoolbox.data.Dataset(found.mean)
+        made = rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity)
+    else:
+        named = {"stimulus": found.stimuli}
+        dataset = rsatoolbox.data.Dataset(found.mean, obs_descriptors=named)
+        made = rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity, descriptor="stimulus")
+    made.pattern_descriptors["index"] = list(range(made.n_cond))
+    return made
+
+
+def _aligned(first, second):  # type: ignore[no-untyped-def]
+    """``second`` with its stimuli in ``first``'s order, when both RDMs name them
+    (rsatoolbox's ``stimulus`` pattern descriptor); otherwise as it is, by position."""
+    if first.n_cond != second.n_cond:
+        raise ParameterError(
+            "brain",
+            f"model and brain must cover the same stimuli: {first.n_cond} and {second.n_cond}",
+        )
+    names = [list(rdms.pattern_descriptors.get("stimulus", [])) for rdms in (first, second)]
+    if not (names[0] and names[1]):
+        return second
+    position = {name: i for i, name in enumerate(names[1])}
+    if len(position) != len(names[1]) or set(position) != set(names[0]):
+        raise ParameterError(
+            "brain",
+            "model and brain name their stimuli, and not the same ones: "
+            f"{sorted(map(str, set(names[0]) ^ set(position)))[:5]} are on one side only",
+        )
+    aligned = second.copy()
+    aligned.reorder(np.array([position[name] for name in names[0]]))
+    aligned.pattern_descriptors["index"] = list(range(aligned.n_cond))
+    return aligned
 
 
 @dataclass(frozen=True)
@@ -115,6 +155,10 @@ def compare_rdms(
     model, brain : array, Tensor, rsatoolbox Dataset or RDMs
         Patterns (stimuli, units) on the same stimuli (from
         :func:`~captum_groups.neuro.features` for a layer or group), or RDMs.
+        Where both name their stimuli (rsatoolbox Datasets with a
+        ``stimulus`` descriptor, or RDMs with a ``stimulus`` pattern
+        descriptor) they are aligned by name; otherwise by position, a
+        Dataset's stimuli in rsatoolbox's sorted order.
     comparison : str
         rsatoolbox's comparison (``compare``'s method): ``"spearman"``, ``"tau-a"``, ``"rho-a"``,
         ``"corr"``, ``"cosine"``, ``"corr_cov"`` or ``"cosine_cov"``.
@@ -149,12 +193,8 @@ def compare_rdms(
         locals(),
     )
     rsatoolbox = _rsatoolbox()
-    first, second = rdm(model, dissimilarity, "model"), rdm(brain, dissimilarity, "brain")
-    if first.n_cond != second.n_cond:
-        raise ParameterError(
-            "brain",
-            f"model and brain must cover the same stimuli: {first.n_cond} and {second.n_cond}",
-        )
+    first = rdm(model, dissimilarity, "model")
+    second = _aligned(first, rdm(brain, dissimilarity, "brain"))
     value = float(rsatoolbox.rdm.compare(first, second, method=comparison)[0, 0])
     rng = np.random.default_rng(random_state)
     draws = rng.integers(0, first.n_cond, size=(n_draws, first.n_cond))
