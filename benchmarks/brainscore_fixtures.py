@@ -13,9 +13,9 @@ xarray and scikit-learn, so it runs in an environment of its own::
     python benchmarks/brainscore_fixtures.py
 
 It writes ``data.npz`` (the synthetic features and recordings) and
-``scores.json`` under ``tests/fixtures/brainscore/`` (Brain-Score's raw score, ceiling and
-ceiled score of each data
-set, with and without stratification by object). The scoring is
+``scores.json`` under ``tests/fixtures/brainscore/`` (Brain-Score's raw score
+and its error over splits, ceiling and ceiled score of each data set, with
+and without stratification by object). The scoring is
 Brain-Score's own: the ``pls_cv`` metric (PLS, 10 splits of 90/10 over
 stimuli, seed 1, median over sites per split, mean over splits), the
 ``internal_consistency`` ceiling (10 halvings of the repetitions, seed 1,
@@ -114,6 +114,7 @@ def _score(data: dict[str, np.ndarray], stratified: bool) -> dict[str, object]:
     ceiled = explained_variance(raw, ceiling)
     return {
         "raw": float(raw.values),
+        "error": float(raw.attrs["error"].values),
         "ceiling": float(ceiling.values),
         "ceiled": float(ceiled.values),
         "split_medians": [float(v) for v in raw.raw.median("neuroid").values],

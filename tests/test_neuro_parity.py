@@ -63,6 +63,7 @@ def test_scores_equal_brainscores(data, name, stratified):
     )
     np.testing.assert_allclose(found.split_scores_, expected["split_medians"], atol=1e-6)
     assert found.score_ == pytest.approx(expected["raw"], abs=1e-6)
+    assert found.score_error_ == pytest.approx(expected["error"], abs=1e-6)
     assert found.ceiling_ == pytest.approx(expected["ceiling"], abs=1e-6)
     assert found.ceiled_score_ == pytest.approx(expected["ceiled"], abs=1e-6)
 

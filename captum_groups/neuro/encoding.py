@@ -200,6 +200,8 @@ class NeuralPredictivity(BaseEstimator):
     score_ : float
         The raw score: the mean of ``split_scores_`` (Brain-Score's order:
         median over sites, then mean over splits).
+    score_error_ : float
+        Its standard error over splits (Brain-Score's ``error``).
     unit_ceilings_ : ndarray or None
         (units,): each site's split-half ceiling averaged over halvings,
         when repetitions were given.
@@ -208,6 +210,10 @@ class NeuralPredictivity(BaseEstimator):
         Spearman-Brown corrected reliability, averaged over halvings.
     ceiled_score_ : float or None
         The score over the ceiling, by ``ceiling_convention``.
+    ceiled_error_ : float or None
+        The standard error over splits of each split's score over the
+        ceiling (the interval of ``ceiled_score_`` on its own scale;
+        Brain-Score attaches the raw score's error to the ceiled score).
     estimator_ : PLSRegression or DummyRegressor
         PLS fitted on all stimuli, for :meth:`predict` (the training mean when
         the features are constant).
@@ -318,6 +324,7 @@ class NeuralPredictivity(BaseEstimator):
         self.split_scores_ = _nan_reduce(np.nanmedian, self.correlations_, 1)
         self.unit_scores_ = _nan_reduce(np.nanmean, self.correlations_, 0)
         self.score_ = float(_nan_reduce(np.nanmean, self.split_scores_, 0))
+        self.score_error_ = _standard_error(self.split_scores_)
         self._fit_ceiling(recordings)
         self.estimator_ = self._pls(features).fit(features, recordings.mean)
         return self
@@ -332,7 +339,7 @@ class NeuralPredictivity(BaseEstimator):
         return pearson_per_unit(pls.predict(features[test]), recordings.mean[test])
 
     def _fit_ceiling(self, recordings: Recordings) -> None:
-        self.unit_ceilings_ = self.ceiling_ = self.ceiled_score_ = None
+        self.unit_ceilings_ = self.ceiling_ = self.ceiled_score_ = self.ceiled_error_ = None
         if recordings.repetitions is None:
             return
         halvings = _halving_reliabilities(
@@ -340,16 +347,23 @@ class NeuralPredictivity(BaseEstimator):
         )
         self.unit_ceilings_ = _nan_reduce(np.nanmean, halvings, 0)
         self.ceiling_ = float(_nan_reduce(np.nanmean, _nan_reduce(np.nanmedian, halvings, 1), 0))
+        self.ceiled_score_ = self._ceiled(self.score_, self.unit_scores_)
+        pairs = zip(self.split_scores_, self.correlations_, strict=True)
+        by_split = [self._ceiled(score, by_unit) for score, by_unit in pairs]
+        self.ceiled_error_ = _standard_error(np.array(by_split))
+
+    def _ceiled(self, score: float, unit_scores: np.ndarray) -> float:
+        """A raw score (and its units' r) over the ceiling, by ``ceiling_convention``."""
+        ceiling = self.ceiling_
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.ceiling_convention == "explained_variance":
-                ceiled = self.score_**2 / self.ceiling_
-            elif self.ceiling_convention == "squared_ratio":
-                ceiled = (self.score_ / self.ceiling_) ** 2
-            elif self.ceiling_convention == "ratio":
-                ceiled = self.score_ / self.ceiling_
-            else:
-                ceiled = _nan_reduce(np.nanmean, self.unit_scores_**2 / self.unit_ceilings_, 0)
-        self.ceiled_score_ = float(ceiled)
+                return float(score**2 / ceiling)  # type: ignore[operator]
+            if self.ceiling_convention == "squared_ratio":
+                return float((score / ceiling) ** 2)  # type: ignore[operator]
+            if self.ceiling_convention == "ratio":
+                return float(score / ceiling)  # type: ignore[operator]
+            by_unit = unit_scores**2 / self.unit_ceilings_  # type: ignore[operator]
+            return float(_nan_reduce(np.nanmean, by_unit, 0))
 
     def predict(self, X: object) -> np.ndarray:  # noqa: N803 (scikit-learn)
         """Predicted responses (stimuli, units) of the PLS fitted on all stimuli."""
@@ -361,6 +375,13 @@ class NeuralPredictivity(BaseEstimator):
         recordings = read_recordings(y, "y")
         r = pearson_per_unit(self.predict(X), recordings.mean)
         return float(_nan_reduce(np.nanmedian, r, 0))
+
+
+def _standard_error(values: np.ndarray) -> float:
+    """The standard error of the mean over splits, as Brain-Score's ``error`` gives it
+    (xarray's ``std``, ddof 0, over the square root of the count; NaN splits skipped)."""
+    kept = values[~np.isnan(values)]
+    return float(kept.std() / np.sqrt(len(kept))) if len(kept) else float("nan")
 
 
 def _labels(stratify: object, n_rows: int) -> np.ndarray:
