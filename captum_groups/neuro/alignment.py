@@ -42,13 +42,18 @@ class AlignmentMap:
         The rows and columns of ``scores``.
     scores : ndarray
         (areas, layers): each layer's predictivity of each area (ceiled when
-        the area's recordings have repetitions).
+        the area's recordings have repetitions: r**2 / ceiling by default,
+        Brain-Score 2.4's convention; the raw median r otherwise).
     group_scores : dict of str to dict of str to float
         For each area, each group's predictivity, by group label.
     groups : dict of str to NeuronGroup
         The groups, by label (``layer/name``).
     ceiled : dict of str to bool
         Whether an area's scores are divided by its noise ceiling.
+    errors : ndarray or None
+        (areas, layers): the standard error of each score over the
+        cross-validation splits (on the scores' own scale), the interval
+        drawn under each value.
     """
 
     areas: list[str]
@@ -57,6 +62,7 @@ class AlignmentMap:
     group_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     groups: dict[str, NeuronGroup] = field(default_factory=dict)
     ceiled: dict[str, bool] = field(default_factory=dict)
+    errors: np.ndarray | None = None
 
     def best_layer(self) -> dict[str, str]:
         """Each area's best-predicting layer."""
@@ -64,11 +70,13 @@ class AlignmentMap:
 
     def best_groups(self, n: int = 3, same_layer: bool = True) -> dict[str, list[NeuronGroup]]:
         """Each area's ``n`` best-predicting groups, best first (by default only the groups
-        of its best layer)."""
+        of its best layer; a group with no score, NaN for a group silent on every
+        stimulus, is never among them)."""
         best = self.best_layer()
         chosen = {}
         for area, scores in self.group_scores.items():
-            ranked = sorted(scores, key=scores.get, reverse=True)  # type: ignore[arg-type]
+            scored = [label for label in scores if np.isfinite(scores[label])]  # NaN: no score
+            ranked = sorted(scored, key=scores.get, reverse=True)  # type: ignore[arg-type]
             if same_layer:
                 ranked = [g for g in ranked if g.split("/")[0] == best[area]]
             chosen[area] = [self.groups[label] for label in ranked[:n]]
@@ -81,23 +89,57 @@ class AlignmentMap:
     def plot(self, title: str | None = None) -> Figure:
         """The areas x layers map: predictivity per cell, each area's best layer outlined and
         labelled with its best group."""
-        figure = Figure(figsize=(1.6 + 1.3 * len(self.layers), 1.2 + 0.8 * len(self.areas)))
+        figure = Figure(figsize=(1.8 + 1.4 * len(self.layers), 1.2 + 0.9 * len(self.areas)))
         axes = figure.add_subplot()
-        image = axes.imshow(self.scores, cmap="viridis", vmin=0, aspect="auto")
+        # one scale over the range of the scores (light: the lowest, dark: the highest), so
+        # that the differences between layers show; the numbers give the values
+        finite = self.scores[np.isfinite(self.scores)]
+        low, top = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        low, top = float(low), float(max(top, low + 1e-12))
+        image = axes.imshow(self.scores, cmap="Blues", vmin=low, vmax=top, aspect="auto")
         axes.set_xticks(range(len(self.layers)), self.layers, rotation=30, ha="right")
         axes.set_yticks(range(len(self.areas)), self.areas)
         top_groups = self.best_groups(n=1)
         for i, (area, row) in enumerate(self._rows()):
             best = int(np.nanargmax(row))
             for j, value in enumerate(row):
-                axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8, color="w")
+                text = f"{value:.2f}"
+                if self.errors is not None:
+                    text += f"\n±{self.errors[i, j]:.2f}"
+                # dark text on light cells, white on dark ones
+                light = not np.isfinite(value) or value < low + 0.55 * (top - low)
+                colour = "black" if light else "white"
+                weight = "bold" if j == best else "normal"
+                axes.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color=colour,
+                    fontweight=weight,
+                )
             axes.add_patch(
-                Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+                Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5)
             )
             if top_groups.get(area):
                 name = top_groups[area][0].name or "group"
-                axes.text(best, i + 0.32, name, ha="center", va="center", fontsize=7, color="red")
-        label = "ceiled predictivity" if all(self.ceiled.values()) else "predictivity (median r)"
+                axes.text(
+                    best,
+                    i - 0.36,
+                    name,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="red",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
+                )
+        label = (
+            "ceiled predictivity (r² / ceiling)"
+            if self.ceiled and all(self.ceiled.values())
+            else "predictivity (median r)"
+        )
         figure.colorbar(image, ax=axes, label=label)
         axes.set_title(title or "Alignment map: areas x layers")
         figure.tight_layout()
@@ -117,11 +159,12 @@ def _group_labels(model: nn.Module, groups: GroupsLike | None) -> dict[str, Neur
     return labelled
 
 
-def _score(matrix: np.ndarray, recordings: object, params: dict) -> tuple[float, bool]:
+def _score(matrix: np.ndarray, recordings: object, params: dict) -> tuple[float, float, bool]:
+    """The score, its standard error over splits, and whether it is ceiled."""
     found = NeuralPredictivity(**params).fit(matrix, recordings)
     if found.ceiled_score_ is not None:
-        return found.ceiled_score_, True
-    return found.score_, False
+        return found.ceiled_score_, found.ceiled_error_, True  # type: ignore[return-value]
+    return found.score_, found.score_error_, False
 
 
 def alignment_map(
@@ -177,14 +220,14 @@ def alignment_map(
     found = features(
         model, {**dict(zip(names, layers, strict=True)), **labelled}, stimuli, batch_size
     )
-    scores = np.zeros((len(readings), len(names)))
+    scores, errors = np.zeros((len(readings), len(names))), np.zeros((len(readings), len(names)))
     group_scores: dict[str, dict[str, float]] = {}
     ceiled = {}
     for i, (area, recordings) in enumerate(readings.items()):
         target = recordings.repetitions if recordings.repetitions is not None else recordings.mean
         for j, name in enumerate(names):
-            scores[i, j], ceiled[area] = _score(found[name], target, predictivity)
+            scores[i, j], errors[i, j], ceiled[area] = _score(found[name], target, predictivity)
         group_scores[area] = {
             label: _score(found[label], target, predictivity)[0] for label in labelled
         }
-    return AlignmentMap(list(readings), names, scores, group_scores, labelled, ceiled)
+    return AlignmentMap(list(readings), names, scores, group_scores, labelled, ceiled, errors)
