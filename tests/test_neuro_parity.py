@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-from captum_groups import NeuronGroup, ParameterError
+from captum_groups import ParameterError
 from captum_groups.neuro import (
+    alignment_map,
     cka,
     compare_rdms,
     features,
@@ -234,5 +235,40 @@ def test_stratification_and_counts_are_checked_by_name():
     with pytest.raises(ParameterError) as caught:
         neural_predictivity(x, y, ceiling_convention="r/c")
     assert caught.value.parameter == "ceiling_convention"
-    group = NeuronGroup("relu3", [0])  # a one-unit group's features still align by row
-    assert group.indices == (0,)
+    rsatoolbox = pytest.importorskip("rsatoolbox")
+    uneven = rsatoolbox.data.Dataset(
+        rng.normal(size=(4, 3)),
+        obs_descriptors={"stimulus": [0, 0, 1, 1], "repetition": [0, 1, 0, 2]},
+    )
+    with pytest.raises(ParameterError, match="same repetitions") as caught:
+        neural_predictivity(rng.normal(size=(2, 3)), uneven)
+    assert caught.value.parameter == "y"
+
+
+def test_alignment_map_and_similarity_matrix_match_stimuli_by_identity(digits_model, digits_test):
+    rsatoolbox = pytest.importorskip("rsatoolbox")
+    x = digits_test[0][:80]
+    rng = np.random.default_rng(12)
+    signal = features(digits_model, "relu3", x)[:, :20] @ rng.normal(size=(20, 10))
+    repetitions = signal[None] + 0.3 * signal.std() * rng.normal(size=(3, *signal.shape))
+    names = np.array([f"s{i:02d}" for i in range(80)])
+    shown = rng.permutation(3 * 80)  # every presentation, in a shuffled order
+    descriptors = {
+        "stimulus": np.tile(names, 3)[shown],
+        "repetition": np.repeat([0, 1, 2], 80)[shown],
+    }
+    presented = rsatoolbox.data.Dataset(
+        repetitions.reshape(-1, 10)[shown], obs_descriptors=descriptors
+    )
+    order = rng.permutation(80)  # the model sees the stimuli in yet another order
+    layers = ["relu2", "relu3"]
+    expected = alignment_map(digits_model, layers, x, {"IT": repetitions}, n_splits=3)
+    found = alignment_map(
+        digits_model, layers, x[order], {"IT": presented}, stimulus_ids=names[order], n_splits=3
+    )
+    np.testing.assert_allclose(found.scores, expected.scores, atol=1e-10)
+    expected = similarity_matrix(digits_model, layers, x, recordings={"IT": repetitions.mean(0)})
+    found = similarity_matrix(
+        digits_model, layers, x[order], recordings={"IT": presented}, stimulus_ids=names[order]
+    )
+    np.testing.assert_allclose(found.values, expected.values, atol=1e-10)

@@ -5,7 +5,8 @@ Recordings come as a NumPy array or a torch tensor, (stimuli, units), or
 split-half noise ceiling needs the repetitions), or as an rsatoolbox
 ``Dataset`` whose rows are observations: one per stimulus, or several per
 stimulus when its observation descriptor ``stimulus`` repeats (rows are then
-grouped into repetitions).
+grouped into repetitions, by its ``repetition`` descriptor where it has one,
+else in the order they were presented).
 
 Stimuli are matched by identity, not by position. A ``Dataset`` with a
 ``stimulus`` descriptor orders its stimuli as rsatoolbox's
@@ -115,8 +116,26 @@ def _from_rsatoolbox(dataset: object, parameter: str) -> Recordings:
             f"{parameter}: every stimulus must be recorded the same number of times to form "
             f"repetitions; got {sorted(counts)} rows per stimulus",
         )
+    descriptors = dataset.obs_descriptors  # type: ignore[attr-defined]
+    if "repetition" in descriptors:
+        rows = _by_repetition(rows, np.asarray(descriptors["repetition"]), parameter)
     repetitions = np.stack([measurements[r] for r in rows], axis=1)
     return _with_repetitions(repetitions, order)
+
+
+def _by_repetition(rows: list[np.ndarray], repetition: np.ndarray, parameter: str) -> list:
+    """Each stimulus's rows ordered by the ``repetition`` descriptor, so that repetition k
+    is the same presentation for every stimulus (the ceiling's halvings split
+    repetitions, as Brain-Score splits its ``repetition`` coordinate); without it,
+    rows keep the order they were presented in."""
+    labels = [np.sort(repetition[r]) for r in rows]
+    if any(not np.array_equal(labels[0], other) for other in labels[1:]):
+        raise ParameterError(
+            parameter,
+            f"{parameter}: the 'repetition' descriptor must give every stimulus the same "
+            "repetitions",
+        )
+    return [r[np.argsort(repetition[r], kind="stable")] for r in rows]
 
 
 def _with_repetitions(repetitions: np.ndarray, stimuli: np.ndarray | None = None) -> Recordings:

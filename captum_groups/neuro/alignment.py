@@ -159,9 +159,12 @@ def _group_labels(model: nn.Module, groups: GroupsLike | None) -> dict[str, Neur
     return labelled
 
 
-def _score(matrix: np.ndarray, recordings: object, params: dict) -> tuple[float, float, bool]:
-    """The score, its standard error over splits, and whether it is ceiled."""
-    found = NeuralPredictivity(**params).fit(matrix, recordings)
+def _score(
+    matrix: np.ndarray, recordings: object, params: dict, rows: dict
+) -> tuple[float, float, bool]:
+    """The score, its standard error over splits, and whether it is ceiled (``rows``: the
+    fit's per-stimulus arguments, ``stratify`` and ``stimulus_ids``)."""
+    found = NeuralPredictivity(**params).fit(matrix, recordings, **rows)
     if found.ceiled_score_ is not None:
         return found.ceiled_score_, found.ceiled_error_, True  # type: ignore[return-value]
     return found.score_, found.score_error_, False
@@ -174,6 +177,8 @@ def alignment_map(
     areas: Mapping[str, object],
     groups: GroupsLike | None = None,
     batch_size: int = 256,
+    stratify: object = None,
+    stimulus_ids: object = None,
     **predictivity: object,
 ) -> AlignmentMap:
     """Score every layer and group of a model against the recordings of every brain area.
@@ -193,6 +198,13 @@ def alignment_map(
         Groups of the layers, each scored on its member neurons.
     batch_size : int
         Stimuli per forward pass.
+    stratify : array-like, optional
+        A label per stimulus to stratify the cross-validation splits by (as
+        Brain-Score stratifies by object).
+    stimulus_ids : array-like, optional
+        An identifier per stimulus, to match the stimuli with areas recorded
+        as rsatoolbox Datasets by the ``stimulus`` descriptor (by identity,
+        not position).
     **predictivity
         :class:`~captum_groups.neuro.NeuralPredictivity`'s parameters
         (``n_components``, ``n_splits``, ``test_size``, ``random_state``).
@@ -223,11 +235,14 @@ def alignment_map(
     scores, errors = np.zeros((len(readings), len(names))), np.zeros((len(readings), len(names)))
     group_scores: dict[str, dict[str, float]] = {}
     ceiled = {}
-    for i, (area, recordings) in enumerate(readings.items()):
-        target = recordings.repetitions if recordings.repetitions is not None else recordings.mean
+    rows = {"stratify": stratify, "stimulus_ids": stimulus_ids}
+    for i, area in enumerate(readings):
+        target = areas[area]
         for j, name in enumerate(names):
-            scores[i, j], errors[i, j], ceiled[area] = _score(found[name], target, predictivity)
+            scores[i, j], errors[i, j], ceiled[area] = _score(
+                found[name], target, predictivity, rows
+            )
         group_scores[area] = {
-            label: _score(found[label], target, predictivity)[0] for label in labelled
+            label: _score(found[label], target, predictivity, rows)[0] for label in labelled
         }
     return AlignmentMap(list(readings), names, scores, group_scores, labelled, ceiled, errors)

@@ -29,7 +29,7 @@ from .._checks import Count, Flag, validate
 from .._data import Data, iter_batches
 from .._errors import ParameterError
 from .._plain_text import plain_text
-from ._recordings import as_matrix, read_recordings
+from ._recordings import Recordings, aligned_rows, as_matrix, read_recordings
 from .features import Source, features, source_label
 
 __all__ = ["SimilarityMatrix", "cka", "similarity_matrix"]
@@ -249,6 +249,17 @@ def _hsic_sums(
     return sums
 
 
+def _in_stimulus_order(found: Recordings, stimulus_ids: object, name: str) -> np.ndarray:
+    """The recordings' rows in the order of the stimuli: as they are without
+    ``stimulus_ids``, else each recorded stimulus moved to the row its identifier names."""
+    if stimulus_ids is None:
+        return found.mean
+    rows = aligned_rows(found, len(np.asarray(stimulus_ids)), stimulus_ids, "stimuli", name)
+    ordered = np.empty_like(found.mean)
+    ordered[rows] = found.mean
+    return ordered
+
+
 def similarity_matrix(
     model: nn.Module,
     layers: Sequence[Source] | Mapping[str, Source],
@@ -258,6 +269,7 @@ def similarity_matrix(
     recordings: Mapping[str, object] | None = None,
     unbiased: bool = False,
     batch_size: int | None = None,
+    stimulus_ids: object = None,
 ) -> SimilarityMatrix:
     """CKA between the layers (or groups) of a model and those of another model, or a set of
     recordings (Kornblith et al., ICML 2019).
@@ -284,6 +296,10 @@ def similarity_matrix(
         With ``unbiased``, the minibatch of stimuli HSIC is averaged over
         (minibatch CKA, Nguyen et al. 2021; at least 4): memory stays
         bounded by the minibatch. By default all stimuli at once.
+    stimulus_ids : array-like, optional
+        An identifier per stimulus, to match the stimuli with recordings
+        given as rsatoolbox Datasets by their ``stimulus`` descriptor (by
+        identity, not position).
 
     Returns
     -------
@@ -315,7 +331,10 @@ def similarity_matrix(
         )
         column_owner = other
     else:
-        columns = {name: read_recordings(value, name).mean for name, value in recordings.items()}  # type: ignore[union-attr]
+        columns = {
+            name: _in_stimulus_order(read_recordings(value, name), stimulus_ids, name)
+            for name, value in recordings.items()  # type: ignore[union-attr]
+        }
         column_owner = None
     sums = _hsic_sums(model, rows, column_owner, columns, stimuli, unbiased, batch_size)
     with np.errstate(invalid="ignore", divide="ignore"):  # a constant side: 0 / 0 is NaN
