@@ -2,7 +2,8 @@
 
 Every file the package writes goes through :func:`write_atomic`: the content
 is written to a temporary file in the same folder, flushed to disk, and
-renamed over the destination. A rename replaces the directory entry, so a
+renamed over the destination, with the mode a new file gets from the umask.
+A rename replaces the directory entry, so a
 symbolic link at the destination is replaced, not followed, and a reader (or
 an interrupted run) sees the old file or the new one, never half of one.
 """
@@ -10,10 +11,22 @@ an interrupted run) sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["write_atomic"]
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path``, created with mode 0o666 less the umask, as ``open``
+    creates files (``tempfile.mkstemp`` makes them 0o600, and the mode survives the
+    rename: a report could then not be served or shared as it is)."""
+    while True:
+        name = path.parent / f".{path.name[:60]}.{secrets.token_hex(6)}"
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(name)
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str | Path, content: str | bytes) -> Path:
@@ -21,6 +34,7 @@ def write_atomic(path: str | Path, content: str | bytes) -> Path:
 
     Examples
     --------
+    >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
     >>> write_atomic(folder / "a.txt", "hello").read_text()
     'hello'
@@ -29,7 +43,7 @@ def write_atomic(path: str | Path, content: str | bytes) -> Path:
     """
     path = Path(path)
     data = content.encode("utf-8") if isinstance(content, str) else content
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:60]}.", dir=path.parent)
+    handle, temporary = _temporary(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

@@ -178,8 +178,26 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _no_constant(name: str) -> Any:
-    raise ParameterError("$", f"{name} is not a number JSON allows (a finite number is needed)")
+class _NonFinite:
+    """Where ``NaN``, ``Infinity`` or ``-Infinity`` stood in a file (found after parsing, so
+    that the error can name the field)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _first_non_finite(data: Any) -> tuple[str, str] | None:
+    """The JSON path and spelling of the first non-finite number in ``data``, if any."""
+    stack: list[tuple[Any, str]] = [(data, "$")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _NonFinite):
+            return path, value.name
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return None
 
 
 def _depth(data: Any) -> int:
@@ -205,9 +223,13 @@ def read_json(text: str | bytes, what: str) -> Any:
     Traceback (most recent call last):
     ...
     captum_groups.ParameterError: groups file: the key 'a' appears twice in one object
+    >>> read_json('{"nodes": [{"weights": [1.0, NaN]}]}', "circuit")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    captum_groups.ParameterError: circuit field $.nodes[0].weights[1]: NaN is not a number ...
     """
     try:
-        data = json.loads(text, object_pairs_hook=_no_repeats, parse_constant=_no_constant)
+        data = json.loads(text, object_pairs_hook=_no_repeats, parse_constant=_NonFinite)
     except ParameterError as error:
         raise ParameterError(what, f"{what}: {error}") from None
     except RecursionError:
@@ -216,6 +238,13 @@ def read_json(text: str | bytes, what: str) -> Any:
         raise ParameterError(what, f"{what} is not valid JSON ({error})") from None
     if _depth(data) > MAX_DEPTH:
         raise ParameterError(what, f"{what} nests deeper than {MAX_DEPTH} levels")
+    non_finite = _first_non_finite(data)
+    if non_finite is not None:
+        path, name = non_finite
+        raise ParameterError(
+            f"{what}{path[1:]}",
+            f"{what} field {path}: {name} is not a number JSON allows (a finite number is needed)",
+        )
     return data
 
 

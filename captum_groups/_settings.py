@@ -25,9 +25,52 @@ from typing import Any, TypeVar
 
 from ._checks import Constraint, ParameterError
 
-__all__ = ["Settings", "documented", "setting"]
+__all__ = ["FrozenMapping", "Settings", "documented", "setting"]
 
 S = TypeVar("S", bound="Settings")
+
+
+class FrozenMapping(Mapping):
+    """A mapping that cannot change and hashes, for a mapping held by frozen settings (a
+    dict there could be changed after validation, and would make the settings unhashable).
+    It equals a dict with the same items and prints like one.
+
+    Examples
+    --------
+    >>> frozen = FrozenMapping({"relu3": 2})
+    >>> frozen == {"relu3": 2}, hash(frozen) == hash(FrozenMapping({"relu3": 2})), frozen
+    (True, True, {'relu3': 2})
+    >>> frozen["relu3"] = 0
+    Traceback (most recent call last):
+    ...
+    TypeError: 'FrozenMapping' object does not support item assignment
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[Any, Any]) -> None:
+        object.__setattr__(self, "_items", dict(items))
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._items[key]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} cannot change")
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self._items,))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
 
 
 def setting(

@@ -24,7 +24,7 @@ from .._checks import (
     Satisfies,
     check_quadrature,
 )
-from .._settings import Settings, documented, setting
+from .._settings import FrozenMapping, Settings, documented, setting
 from ..discovery.crops import NEURFLOW_SCALES
 
 __all__ = ["DEFAULT_STEPS", "CircuitSettings", "grouping_record", "rebuilt_grouping"]
@@ -219,8 +219,8 @@ class CircuitSettings(Settings):
     def __post_init__(self) -> None:
         if isinstance(self.scales, list):
             object.__setattr__(self, "scales", tuple(self.scales))
-        if isinstance(self.n_groups, Mapping):
-            object.__setattr__(self, "n_groups", dict(self.n_groups))
+        if isinstance(self.n_groups, Mapping):  # held immutably: the settings are frozen
+            object.__setattr__(self, "n_groups", FrozenMapping(self.n_groups))
         super().__post_init__()
 
     def _check_together(self) -> None:
