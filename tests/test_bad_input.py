@@ -28,6 +28,7 @@ from captum_groups import (
     edge_fidelity,
     find_assemblies,
     masking_fidelity,
+    neuro,
 )
 from captum_groups.attr import (
     GroupConductance,
@@ -980,6 +981,83 @@ CASES = [
         ),
         ValueError,
         r"GroupSet file field \$\.groups\[0\]\.label",
+    ),
+    # the third trust pass: the neuro functions
+    Case(
+        "reverse-predictivity-rows",
+        lambda c: neuro.reverse_predictivity(np.ones((50, 3)), np.ones((60, 2))),
+        ValueError,
+        "50 rows of features, 60 recorded stimuli in recordings",
+    ),
+    Case(
+        "similarity-matrix-recordings-rows",
+        lambda c: neuro.similarity_matrix(
+            c.model, ["relu3"], c.x, recordings={"IT": np.ones((3, 2))}
+        ),
+        ValueError,
+        r"recordings\['IT'\] must hold one row per stimulus \(2 stimuli\), got 3",
+    ),
+    Case(
+        "alignment-map-area-rows",
+        lambda c: neuro.alignment_map(c.model, ["relu3"], c.x, {"IT": np.ones((3, 2))}),
+        ValueError,
+        r"areas\['IT'\] must hold the same stimuli",
+    ),
+    Case(
+        "rsa-dissimilarity",
+        lambda c: neuro.compare_rdms(np.ones((5, 3)), np.ones((5, 3)), dissimilarity="bogus"),
+        ValueError,
+        "dissimilarity must be one of",
+    ),
+    Case(
+        "rsa-one-neuron-group",
+        lambda c: neuro.compare_rdms(np.arange(10.0)[:, None], np.eye(10), n_draws=2),
+        ValueError,
+        "one unit per stimulus .* use dissimilarity='euclidean'",
+    ),
+    Case(
+        "features-call-negative",
+        lambda c: neuro.features(c.model, "relu3", c.x, call=-1),
+        ValueError,
+        "call must be an int >= 0",
+    ),
+    Case(
+        "tuning-curve-nan-value",
+        lambda c: neuro.tuning_curve(
+            c.model, NeuronGroup("relu1", [0]), torch.zeros(2, 1, 8, 8), [0.0, float("nan")]
+        ),
+        ValueError,
+        "values must be finite",
+    ),
+    Case(
+        "gratings-nan-orientation",
+        lambda c: neuro.gratings(8, orientations=[float("nan")]),
+        ValueError,
+        "orientations must be finite",
+    ),
+    Case(
+        "gratings-nan-frequency",
+        lambda c: neuro.gratings(8, frequencies=[float("nan")]),
+        ValueError,
+        "frequencies must be finite",
+    ),
+    Case(
+        "gratings-infinite-mean",
+        lambda c: neuro.gratings(8, mean=float("inf")),
+        ValueError,
+        "mean must be a finite number",
+    ),
+    Case(
+        "receptive-field-integer-images",
+        lambda c: neuro.receptive_field(c.model, NeuronGroup("relu3", [0]), c.x.long()),
+        ValueError,
+        "stimuli must be floating-point images",
+    ),
+    Case(
+        "circuit-json-nan-field",
+        lambda c: Circuit.from_json('{"format": 1, "nodes": [{"weights": [1, NaN]}]}'),
+        ValueError,
+        r"circuit JSON field \$\.nodes\[0\]\.weights\[1\]: NaN",
     ),
 ]
 

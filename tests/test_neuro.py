@@ -351,7 +351,7 @@ def test_neuro_bad_input_names_the_parameter(digits_model, digits_test, monkeypa
         (lambda: cka(np.ones((5, 2)), np.ones((6, 2))), "y"),
         (lambda: cka(np.ones((3, 2)), np.ones((3, 2)), unbiased=True), "x"),
         (lambda: similarity_matrix(digits_model, ["relu1"], x), "other"),
-        (lambda: neural_predictivity(np.ones((20, 3)), np.ones((19, 2))), "y"),
+        (lambda: neural_predictivity(np.ones((20, 3)), np.ones((19, 2))), "recordings"),
         (
             lambda: neural_predictivity(np.ones((20, 3)), np.ones((20, 2)), test_size=1.5),
             "test_size",

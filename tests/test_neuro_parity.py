@@ -242,7 +242,7 @@ def test_stratification_and_counts_are_checked_by_name():
     )
     with pytest.raises(ParameterError, match="same repetitions") as caught:
         neural_predictivity(rng.normal(size=(2, 3)), uneven)
-    assert caught.value.parameter == "y"
+    assert caught.value.parameter == "recordings"
 
 
 def test_alignment_map_and_similarity_matrix_match_stimuli_by_identity(digits_model, digits_test):

@@ -167,8 +167,8 @@ def aligned_rows(
         if n_rows != recordings.n_stimuli:
             raise ParameterError(
                 recorded,
-                f"{rows} and the recordings must hold the same stimuli: {n_rows} rows of "
-                f"{rows}, {recordings.n_stimuli} recorded stimuli",
+                f"{rows} and {recorded} must hold the same stimuli: {n_rows} rows of "
+                f"{rows}, {recordings.n_stimuli} recorded stimuli in {recorded}",
             )
         return np.arange(n_rows)
     ids = np.asarray(stimulus_ids)

@@ -26,7 +26,7 @@ from .._errors import ParameterError
 from .._plain_text import plain_text
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, layer_name
 from ._recordings import read_recordings
-from .encoding import NeuralPredictivity
+from .encoding import NeuralPredictivity, named_as
 from .features import features
 
 __all__ = ["AlignmentMap", "alignment_map"]
@@ -160,11 +160,12 @@ def _group_labels(model: nn.Module, groups: GroupsLike | None) -> dict[str, Neur
 
 
 def _score(
-    matrix: np.ndarray, recordings: object, params: dict, rows: dict
+    matrix: np.ndarray, area: str, recordings: object, params: dict, rows: dict
 ) -> tuple[float, float, bool]:
     """The score, its standard error over splits, and whether it is ceiled (``rows``: the
     fit's per-stimulus arguments, ``stratify`` and ``stimulus_ids``)."""
-    found = NeuralPredictivity(**params).fit(matrix, recordings, **rows)
+    with named_as({"X": ("stimuli", "the features"), "y": ("areas", f"areas[{area!r}]")}):
+        found = NeuralPredictivity(**params).fit(matrix, recordings, **rows)
     if found.ceiled_score_ is not None:
         return found.ceiled_score_, found.ceiled_error_, True  # type: ignore[return-value]
     return found.score_, found.score_error_, False
@@ -240,9 +241,9 @@ def alignment_map(
         target = areas[area]
         for j, name in enumerate(names):
             scores[i, j], errors[i, j], ceiled[area] = _score(
-                found[name], target, predictivity, rows
+                found[name], area, target, predictivity, rows
             )
         group_scores[area] = {
-            label: _score(found[label], target, predictivity, rows)[0] for label in labelled
+            label: _score(found[label], area, target, predictivity, rows)[0] for label in labelled
         }
     return AlignmentMap(list(readings), names, scores, group_scores, labelled, ceiled, errors)

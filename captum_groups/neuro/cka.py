@@ -75,14 +75,22 @@ def _cka_from_grams(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # n
     return float(_hsic(k, l, unbiased) / denominator) if denominator > 0 else float("nan")
 
 
-def _check_pair(x: np.ndarray, y: np.ndarray, unbiased: bool) -> None:
+def _check_pair(
+    x: np.ndarray, y: np.ndarray, unbiased: bool, names: tuple[str, str, str] = ("y", "x", "y")
+) -> None:
+    """Refuse two representations of different stimuli, or too few for the unbiased
+    estimator; ``names``: the parameter to blame, and how to call each side."""
     if x.shape[0] != y.shape[0]:
         raise ParameterError(
-            "y",
-            f"x and y must hold the same stimuli (rows): got {x.shape[0]} and {y.shape[0]}",
+            names[0],
+            f"{names[1]} and {names[2]} must hold the same stimuli (rows): got {x.shape[0]} "
+            f"and {y.shape[0]}",
         )
     if unbiased and x.shape[0] < 4:
-        raise ParameterError("x", "the unbiased HSIC estimator needs at least 4 stimuli")
+        raise ParameterError(
+            "x" if names[0] == "y" else "stimuli",
+            "the unbiased HSIC estimator needs at least 4 stimuli",
+        )
 
 
 def cka(x: object, y: object, unbiased: bool = False) -> float:
@@ -211,6 +219,16 @@ def _side_features(
     return found
 
 
+def _pair_names(a: tuple[str, str], b: tuple[str, str], recorded: bool) -> tuple[str, str, str]:
+    """The parameter to blame for a mismatch of two sources, and how to call each."""
+    parameters = {"row": "layers", "column": "recordings" if recorded else "other_layers"}
+
+    def called(key: tuple[str, str]) -> str:
+        return f"{parameters[key[0]]}[{key[1]!r}]"
+
+    return parameters[b[0]], called(a), called(b)
+
+
 def _hsic_sums(
     model: nn.Module,
     rows: dict[str, Source],
@@ -238,13 +256,14 @@ def _hsic_sums(
             continue  # a last minibatch too small for the unbiased estimator
         grams = {key: _gram(value, key[1]) for key, value in found.items()}
         for a, b in pairs:
-            _check_pair(grams[a], grams[b], unbiased)
+            _check_pair(grams[a], grams[b], unbiased, _pair_names(a, b, other is None))
             sums[(a, b)] += _hsic(grams[a], grams[b], unbiased)
-    lengths = {len(v) for v in columns.values()} if other is None else {offset}
-    if lengths != {offset}:
+    wrong = {c: len(v) for c, v in columns.items() if len(v) != offset} if other is None else {}
+    if wrong:
+        name, rows = next(iter(wrong.items()))
         raise ParameterError(
             "recordings",
-            f"recordings must hold one row per stimulus ({offset} stimuli), got {sorted(lengths)}",
+            f"recordings[{name!r}] must hold one row per stimulus ({offset} stimuli), got {rows}",
         )
     return sums
 

@@ -29,8 +29,10 @@ fit it on features (see :func:`~captum_groups.neuro.features`) and recordings.
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -377,6 +379,22 @@ class NeuralPredictivity(BaseEstimator):
         return float(_nan_reduce(np.nanmedian, r, 0))
 
 
+@contextmanager
+def named_as(names: dict[str, tuple[str, str]]) -> Iterator[None]:
+    """Errors of :meth:`NeuralPredictivity.fit` (whose parameters are ``X`` and ``y``) told
+    in the caller's words: ``names`` maps ``"X"``/``"y"`` to (the caller's parameter, how
+    its message names the value), e.g. ``{"y": ("areas", "areas['IT']")}``."""
+    try:
+        yield
+    except ParameterError as error:
+        if error.parameter not in names:
+            raise
+        message = re.sub(
+            r"\b(X|y)\b", lambda m: names.get(m.group(1), (m.group(1),) * 2)[1], str(error)
+        )
+        raise ParameterError(names[error.parameter][0], message) from None
+
+
 def _standard_error(values: np.ndarray) -> float:
     """The standard error of the mean over splits, as Brain-Score's ``error`` gives it
     (xarray's ``std``, ddof 0, over the square root of the count; NaN splits skipped)."""
@@ -433,9 +451,10 @@ def neural_predictivity(
     >>> found.unit_ceilings_.shape, bool(0 < found.ceiled_score_ <= 1.1)
     ((5,), True)
     """
-    return NeuralPredictivity(**params).fit(  # type: ignore[arg-type]
-        features, recordings, stratify=stratify, stimulus_ids=stimulus_ids
-    )
+    with named_as({"X": ("features", "features"), "y": ("recordings", "recordings")}):
+        return NeuralPredictivity(**params).fit(  # type: ignore[arg-type]
+            features, recordings, stratify=stratify, stimulus_ids=stimulus_ids
+        )
 
 
 def reverse_predictivity(
@@ -468,4 +487,5 @@ def reverse_predictivity(
     matrix = as_matrix(features, "features")
     rows = aligned_rows(found, matrix.shape[0], stimulus_ids, "features", "recordings")
     labels = None if stratify is None else _labels(stratify, len(rows))[rows]
-    return NeuralPredictivity(**params).fit(found.mean, matrix[rows], stratify=labels)  # type: ignore[arg-type]
+    with named_as({"X": ("recordings", "recordings"), "y": ("features", "features")}):
+        return NeuralPredictivity(**params).fit(found.mean, matrix[rows], stratify=labels)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._checks import Count, validate
 from .._data import Data, iter_batches
 from .._errors import ParameterError
 from .._hooks import LayerCapture, guarded_call, record
@@ -118,6 +119,7 @@ def features(
     >>> {name: value.shape for name, value in found.items()}
     {'relu2': (20, 2048), 'g': (20, 2)}
     """
+    validate({"batch_size": Count(1), "call": Count(0, optional=True)}, locals())
     single = isinstance(sources, (str, nn.Module, NeuronGroup, GroupSet, np.ndarray, Tensor))
     if not single and not isinstance(sources, (Mapping, Sequence)):
         raise ParameterError(

@@ -22,6 +22,7 @@ from torch import nn
 from .._checks import CALL, Count, Number, validate
 from .._data import Data
 from .._errors import ParameterError
+from .._hooks import guarded_call
 from ..groups import Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
 from .features import collect
 
@@ -104,10 +105,11 @@ def localize(
     if fraction is None and fdr is None:
         raise ParameterError("fraction", "give fraction (a top fraction of units) or fdr")
     module = resolve_layer(model, layer)
-    responses = [
-        _unit_responses(model, module, stimuli, dim, call, batch_size, parameter)
-        for stimuli, parameter in ((positive, "positive"), (negative, "negative"))
-    ]
+    with guarded_call(model, "localize"):  # one call: one training-mode warning, not two
+        responses = [
+            _unit_responses(model, module, stimuli, dim, call, batch_size, parameter)
+            for stimuli, parameter in ((positive, "positive"), (negative, "negative"))
+        ]
     t, p = welch_t(*responses)
     if fraction is not None:
         count = max(1, int(round(fraction * len(t))))

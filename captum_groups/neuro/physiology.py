@@ -94,9 +94,18 @@ def gratings(
     (torch.Size([4, 1, 16, 16]), [0.0, 0.0, 90.0, 90.0])
     """
     validate(
-        {"size": Count(2), "phases": Count(1), "channels": Count(1), "contrast": Number(0)},
-        {"size": size, "phases": phases, "channels": channels, "contrast": contrast},
+        {
+            "size": Count(2),
+            "phases": Count(1),
+            "channels": Count(1),
+            "contrast": Number(0),
+            "mean": Number(),
+        },
+        {"size": size, "phases": phases, "channels": channels, "contrast": contrast, "mean": mean},
     )
+    for name, given in (("orientations", orientations), ("frequencies", frequencies)):
+        if not all(Number().accepts(value) for value in given):
+            raise ParameterError(name, f"{name} must be finite numbers, got {list(given)}")
     rows, columns = np.meshgrid(
         np.arange(size, dtype=float), np.arange(size, dtype=float), indexing="ij"
     )
@@ -266,6 +275,8 @@ def tuning_curve(
     if not isinstance(group, NeuronGroup):
         raise ParameterError("group", f"group must be a NeuronGroup, got {type(group).__name__}")
     values = np.asarray(values, dtype=float).reshape(-1)
+    if not np.isfinite(values).all():
+        raise ParameterError("values", "values must be finite numbers (one per stimulus)")
     responses = features(model, {"group": GroupSet([group])}, stimuli, batch_size)["group"][:, 0]
     if len(values) != len(responses):
         raise ParameterError(

@@ -109,6 +109,12 @@ def receptive_field(
     ((4, 4, 8, 8), (5, 5))
     """
     validate({"threshold": Number(0, 1)}, {"threshold": threshold})
+    if isinstance(stimuli, Tensor) and stimuli.ndim == 4 and not stimuli.is_floating_point():
+        raise ParameterError(
+            "stimuli",
+            f"stimuli must be floating-point images (gradients are taken with respect to "
+            f"them), got dtype {stimuli.dtype}; convert them, e.g. stimuli.float() / 255",
+        )
     if not isinstance(stimuli, Tensor) or stimuli.ndim != 4:
         raise ParameterError(
             "stimuli", "stimuli must be a tensor of images (N, C, H, W) to map positions on"

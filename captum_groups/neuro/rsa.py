@@ -32,10 +32,13 @@ from .._checks import SEED, Choice, Count, Number, validate
 from .._errors import ParameterError
 from ._recordings import read_recordings
 
-__all__ = ["RSAResult", "compare_rdms", "rdm"]
+__all__ = ["COMPARISONS", "DISSIMILARITIES", "RSAResult", "compare_rdms", "rdm"]
 
 COMPARISONS = ("spearman", "tau-a", "rho-a", "corr", "cosine", "corr_cov", "cosine_cov")
 """The RDM comparisons of rsatoolbox ``rdm.compare`` this module offers."""
+
+DISSIMILARITIES = ("correlation", "euclidean", "mahalanobis", "crossnobis", "poisson", "poisson_cv")
+"""The dissimilarities of rsatoolbox ``calc_rdm`` this module offers."""
 
 
 def _rsatoolbox() -> ModuleType:
@@ -71,6 +74,7 @@ def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "va
     >>> found.n_cond, found.dissimilarities.shape
     (6, (1, 15))
     """
+    validate({"dissimilarity": Choice(DISSIMILARITIES)}, {"dissimilarity": dissimilarity})
     rsatoolbox = _rsatoolbox()
     if isinstance(values, rsatoolbox.rdm.RDMs):
         if "index" not in values.pattern_descriptors:
@@ -78,6 +82,12 @@ def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "va
             values.pattern_descriptors["index"] = list(range(values.n_cond))
         return values
     found = read_recordings(values, parameter)
+    if dissimilarity == "correlation" and found.mean.shape[1] < 2:
+        raise ParameterError(
+            parameter,
+            f"{parameter} has one unit per stimulus (a one-neuron group?): the correlation "
+            "dissimilarity of single numbers is undefined; use dissimilarity='euclidean'",
+        )
     if found.stimuli is None:
         dataset = rsatoolbox.data.Dataset(found.mean)
         made = rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity)
@@ -85,6 +95,13 @@ def rdm(values: object, dissimilarity: str = "correlation", parameter: str = "va
         named = {"stimulus": found.stimuli}
         dataset = rsatoolbox.data.Dataset(found.mean, obs_descriptors=named)
         made = rsatoolbox.rdm.calc_rdm(dataset, method=dissimilarity, descriptor="stimulus")
+    if np.isnan(made.dissimilarities).any():
+        raise ParameterError(
+            parameter,
+            f"{parameter}: some dissimilarities are undefined (NaN): with the correlation "
+            "dissimilarity, a stimulus whose pattern is the same on every unit (e.g. a "
+            "group silent on it) has no correlation; use dissimilarity='euclidean'",
+        )
     made.pattern_descriptors["index"] = list(range(made.n_cond))
     return made
 
@@ -186,6 +203,7 @@ def compare_rdms(
     validate(
         {
             "comparison": Choice(COMPARISONS),
+            "dissimilarity": Choice(DISSIMILARITIES),
             "n_draws": Count(0),
             "confidence": Number(0, 1, open=True),
             "random_state": SEED,
