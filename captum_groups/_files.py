@@ -14,7 +14,32 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+from ._errors import ParameterError
+
+__all__ = ["check_folder_path", "write_atomic"]
+
+
+def check_folder_path(out: str | Path, parameter: str = "out") -> Path:
+    """``out`` as a folder to write into (it may not exist yet), checked before any work:
+    a file, or a symbolic link to nothing, is refused by ``parameter``.
+
+    Examples
+    --------
+    >>> check_folder_path("report-folder")
+    PosixPath('report-folder')
+    """
+    path = Path(out)
+    if path.is_symlink() and not path.exists():
+        raise ParameterError(
+            parameter,
+            f"{parameter}={str(out)!r} is a symbolic link to {os.readlink(path)!r}, which does "
+            "not exist; remove the link or give another folder",
+        )
+    if path.exists() and not path.is_dir():
+        raise ParameterError(
+            parameter, f"{parameter}={str(out)!r} is a file; give a folder to write into"
+        )
+    return path
 
 
 def _temporary(path: Path) -> tuple[int, str]:

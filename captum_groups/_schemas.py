@@ -156,14 +156,29 @@ CIRCUIT: dict[str, Any] = {
 }
 """A circuit (``Circuit.to_json``)."""
 
+FIDELITY_ROW: dict[str, Any] = {
+    "type": "object",
+    "required": ["baseline", "circuit", "random", "random_ci"],
+    "properties": {
+        "baseline": NUMBER,
+        "circuit": NUMBER,
+        "random": NUMBER,
+        "random_ci": {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2},
+    },
+}
+
 ATLAS_ROW: dict[str, Any] = {
     "type": "object",
-    "required": ["target", "images", "groups", "edges", "masked", "retained"],
+    "required": ["target", "images", "groups", "edges", "masked", "retained", "provenance"],
     "properties": {
         "target": INDEX,
         "images": INDEX,
         "groups": {"type": "object", "additionalProperties": INDEX},
         "edges": INDEX,
+        "masked": FIDELITY_ROW,
+        "retained": FIDELITY_ROW,
+        "report": {"type": "boolean"},
+        "provenance": {"type": "object"},
     },
 }
 """An atlas class's ``summary.json`` (read back when an atlas is resumed)."""

@@ -54,7 +54,7 @@ from ._cli_options import (  # noqa: E402
     settings_from_args,
 )
 from ._data import Data, n_examples  # noqa: E402
-from ._files import write_atomic  # noqa: E402
+from ._files import check_folder_path, write_atomic  # noqa: E402
 from ._hooks import LayerCapture, layer_outputs, record  # noqa: E402
 from ._inputs import (  # noqa: E402
     DIGITS_LAYERS,
@@ -132,7 +132,14 @@ COMMAND_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 """Per command, the options that are not settings fields: what to explain, where to write."""
 
-PARAMETER_OPTIONS = {"target": "--target", "targets": "--target", "layers": "--layers"}
+PARAMETER_OPTIONS = {
+    "target": "--target",
+    "targets": "--target",
+    "layers": "--layers",
+    "out": "--out",
+    "workers": "--workers",
+    "backend": "--backend",
+}
 """Parameters of build_circuit that are options but not settings."""
 
 
@@ -440,8 +447,10 @@ def _options_record(args: argparse.Namespace, source: Source) -> dict[str, Any]:
 
 def _check_out(out: str) -> None:
     """``--out`` must be a folder (or nothing yet): checked before any work is done."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise OptionError("--out", f"{out} is a file; give a folder to write into")
+    try:
+        check_folder_path(out, "--out")
+    except ParameterError as error:
+        raise OptionError("--out", str(error)) from None
 
 
 def _route_target(
@@ -735,7 +744,8 @@ def _run_atlas(args: argparse.Namespace, command: str, started: float) -> int:
             progress=args.progress,
         )
     except ParameterError as error:
-        raise OptionError(_option_of(error.parameter), str(error)) from None
+        option = _option_of(error.parameter)
+        raise OptionError("--targets" if option == "--target" else option, str(error)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"wrote {atlas.html} and {len(atlas.rows)} circuits in {atlas.html.parent}")
         for failure in atlas.failures:

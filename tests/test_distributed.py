@@ -138,14 +138,34 @@ def test_an_atlas_killed_half_way_and_resumed_equals_an_uninterrupted_one(
     assert rows(out) == rows(one_process_atlas)
 
 
-def test_a_class_that_fails_is_reported_and_the_others_kept(tmp_path):
-    done = _atlas(tmp_path / "failing", "--targets", "3", "99", "5")
-    assert done.returncode == 1
-    assert "class 99 failed" in done.stderr and "out of range" in done.stderr
-    assert sorted(_circuits(tmp_path / "failing")) == ["3", "5"]
-    index = json.loads((tmp_path / "failing" / "atlas.json").read_text())
-    assert [f["target"] for f in index["failures"]] == [99]
-    assert "Classes that failed" in (tmp_path / "failing" / "atlas.html").read_text()
+def test_a_class_out_of_range_is_refused_before_any_work(tmp_path):
+    done = _atlas(tmp_path / "refused", "--targets", "3", "99", "5")
+    assert done.returncode == 2
+    assert "--targets: class 99 is out of range" in done.stderr
+    assert not (tmp_path / "refused").exists()
+
+
+def test_a_class_that_fails_is_reported_and_the_others_kept(tmp_path, monkeypatch):
+    from captum_groups.report import atlas as atlas_module
+
+    def failing_for_4(model, layers, target, *args, **kwargs):
+        if target == 4:
+            raise RuntimeError("class 4 cannot be built")
+        return build_circuit(model, layers, target, *args, **kwargs)
+
+    monkeypatch.setattr(atlas_module, "build_circuit", failing_for_4)
+    x, _ = load_digits("test")
+    out = tmp_path / "failing"
+    found = build_atlas(
+        digits_cnn(), ["relu3"], x, out, targets=[3, 4, 5], tau=4, k=10, n_steps=8,
+        n_draws=3, progress=False,
+    )  # fmt: skip
+    assert [f["target"] for f in found.failures] == [4]
+    assert "class 4 cannot be built" in found.failures[0]["error"]
+    assert sorted(_circuits(out)) == ["3", "5"]
+    index = json.loads((out / "atlas.json").read_text())
+    assert [f["target"] for f in index["failures"]] == [4]
+    assert "Classes that failed" in (out / "atlas.html").read_text()
 
 
 def test_routing_merges_from_any_shards_and_crosses_processes():

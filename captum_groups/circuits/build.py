@@ -595,6 +595,18 @@ def _as_circuit(
     )
 
 
+def check_precision(model: nn.Module) -> None:
+    """Refuse a half-precision model before any pass: NeurFlow's integrated gradients need
+    float32 or float64."""
+    dtype = model_device_dtype(model)[1]
+    if dtype in (torch.float16, torch.bfloat16):
+        raise ParameterError(
+            "model",
+            f"the model computes in {dtype}; NeurFlow's integrated gradients need float32 or "
+            f"float64 (half precision sums 24 steps too coarsely): build from model.float()",
+        )
+
+
 def _build_all(
     model: nn.Module,
     data: Data,
@@ -606,12 +618,7 @@ def _build_all(
 ) -> list[Circuit]:
     """Summarise, then fold every circuit over the layers, top-down."""
     device, dtype = model_device_dtype(model)
-    if dtype in (torch.float16, torch.bfloat16):
-        raise ParameterError(
-            "model",
-            f"the model computes in {dtype}; NeurFlow's integrated gradients need float32 or "
-            f"float64 (half precision sums 24 steps too coarsely): build from model.float()",
-        )
+    check_precision(model)
     reader = ImageReader(data, device, dtype, settings.batch_size, progress)
     start = time.perf_counter()
     selections = _SummaryPass(model, reader, names, targets, settings, routing).run()

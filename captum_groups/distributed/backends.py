@@ -46,6 +46,7 @@ __all__ = [
     "TorchBackend",
     "Workload",
     "balanced",
+    "check_workload",
     "make_backend",
 ]
 
@@ -262,13 +263,7 @@ class RayBackend(Backend):
         self, workload: Workload, address: str | None = None, workers: int | None = None
     ) -> None:
         ray = _import_ray()
-        for name in ("model", "data"):
-            if not _is_factory(getattr(workload, name)):
-                raise ParameterError(
-                    name,
-                    f"backend='ray' builds the {name} on each worker: pass a function that "
-                    f"returns it (e.g. lambda: make_{name}()), not the object itself",
-                )
+        check_workload("ray", workload)
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self.ray = ray
@@ -335,6 +330,24 @@ def _import_ray() -> Any:
     return ray
 
 
+def check_workload(backend: str | None, workload: Workload) -> None:
+    """What a backend needs of the workload, checked before any backend starts: a known
+    backend, and for Ray factories of the model and data (each worker builds its own)."""
+    if backend not in (None, "local", "torch", "ray"):
+        raise ParameterError(
+            "backend", f"backend must be 'local', 'torch' or 'ray', got {backend!r}"
+        )
+    if backend != "ray":
+        return
+    for name in ("model", "data"):
+        if not _is_factory(getattr(workload, name)):
+            raise ParameterError(
+                name,
+                f"backend='ray' builds the {name} on each worker: pass a function that "
+                f"returns it (e.g. lambda: make_{name}()), not the object itself",
+            )
+
+
 def make_backend(
     backend: str | None,
     workload: Workload,
@@ -348,6 +361,5 @@ def make_backend(
         return LocalBackend(workload)
     if backend == "torch":
         return TorchBackend(workload)
-    if backend == "ray":
-        return RayBackend(workload, address, workers)
-    raise ParameterError("backend", f"backend must be 'local', 'torch' or 'ray', got {backend!r}")
+    check_workload(backend, workload)
+    return RayBackend(workload, address, workers)

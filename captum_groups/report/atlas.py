@@ -16,7 +16,11 @@ A class's circuit equals :func:`~captum_groups.build_circuit` on the same
 data (the routing predicts in the build's own fixed groups), whichever
 backend and however many workers built it. A class that fails is reported
 with its error and the others are kept; ``resume=True`` keeps the classes
-already written with the same settings and builds the rest.
+already written from the same inputs (settings of the build and the report,
+layers, class, the model's weights and the class's images: see
+:mod:`.atlas_state`), adds a report to kept classes where ``reports`` asks
+for one, and builds the rest. One run at a time writes into a folder: a
+second is refused while the first holds ``OUT/.atlas.lock``.
 
 Groups are *shared* between classes when their neuron sets in the same layer
 overlap by at least :data:`OVERLAP` (Jaccard index): the atlas lists each set
@@ -25,6 +29,7 @@ of classes that share a group, with the neurons common to them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -38,15 +43,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .._checks import Count, validate
 from .._data import Data, examples_at, n_examples
 from .._errors import ParameterError
-from .._files import write_atomic
+from .._files import check_folder_path, write_atomic
+from .._hooks import guarded_call
 from .._schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
+from ..circuits.build import check_precision
 from ..circuits.fidelity import masking_fidelity
 from ..discovery.crops import crop_and_resize
-from ..distributed.backends import Workload, make_backend
+from ..distributed.backends import Workload, check_workload, make_backend
+from ..groups import resolve_layer
 from .atlas_index import OVERLAP, class_folder, shared_groups, write_index
+from .atlas_state import FolderLock, provenance
 from .images import array_uri
 from .settings import ReportSettings
 from .write import write_report
@@ -102,15 +112,23 @@ class AtlasResult:
     seconds: float
 
 
-def _finished(folder: Path, settings: CircuitSettings) -> dict | None:
-    """The row of a class already built with these settings (None if it must be built)."""
+def _finished(folder: Path, expected: dict) -> tuple[dict, Circuit] | None:
+    """The row and circuit of a class already built from the same inputs (``expected``,
+    its :func:`~.atlas_state.provenance`), or None if it must be built: a file missing,
+    damaged or incomplete, or made from anything else."""
     try:
         circuit = Circuit.from_json((folder / "circuit.json").read_bytes())
         row = read_json((folder / "summary.json").read_bytes(), "summary.json")
         check(row, ATLAS_ROW, "summary.json")
     except (OSError, ValueError):
         return None
-    return row if circuit.settings == settings else None
+    same = (
+        row.get("provenance") == expected
+        and row["target"] == circuit.target == expected["target"]
+        and list(circuit.layers) == expected["layers"]
+        and circuit.settings.to_dict() == expected["settings"]
+    )
+    return (row, circuit) if same else None
 
 
 def _evaluation_ids(job: ClassJob, data: Data) -> list[int]:
@@ -157,7 +175,19 @@ def _thumbnail(circuit: Circuit, data: Data) -> str | None:
     return array_uri(crop.permute(1, 2, 0).cpu().numpy())
 
 
-def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path) -> dict:
+def _provenance(model: nn.Module, data: Data, job: ClassJob) -> dict:
+    return provenance(
+        model,
+        job.target,
+        job.layers,
+        job.images,
+        n_examples(data),
+        job.settings.to_dict(),
+        job.report.to_dict(),
+    )
+
+
+def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, origin: dict) -> dict:
     started = time.perf_counter()
     routing = None
     if job.images:
@@ -178,6 +208,7 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path) -> d
         "seconds": time.perf_counter() - started,
         "worker": os.getpid(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "provenance": origin,
     }
     write_atomic(folder / "summary.json", json.dumps(row, indent=1))
     if job.reports:
@@ -187,19 +218,32 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path) -> d
     return row
 
 
+def _add_report(
+    model: nn.Module, data: Data, job: ClassJob, folder: Path, row: dict, circuit: Circuit
+) -> dict:
+    """A kept class's report, written now that ``reports`` asks for it (its row says so)."""
+    row = {**row, "report": True}
+    write_atomic(folder / "summary.json", json.dumps(row, indent=1))
+    write_report(model, circuit, data, folder, settings=job.report, progress=False)
+    return row
+
+
 def atlas_class(model: nn.Module, data: Data, job: ClassJob) -> dict:
     """One class of the atlas, on a worker: built and written, kept (on resume), or failed."""
     folder = class_folder(job.out, job.target)
     folder.mkdir(parents=True, exist_ok=True)
+    origin = _provenance(model, data, job)
     if job.resume:
-        kept = _finished(folder, job.settings)
-        if kept is not None:
-            return kept
+        kept = _finished(folder, origin)
+        if kept is not None and (not job.reports or (folder / "report.html").exists()):
+            return kept[0]
+        if kept is not None:  # built before without its report, now asked for
+            return _add_report(model, data, job, folder, *kept)
     # the marker of a finished class goes first, so a class cut off midway is not done
     for marker in ("circuit.json", "failed.json"):
         (folder / marker).unlink(missing_ok=True)
     try:
-        return _build_class(model, data, job, folder)
+        return _build_class(model, data, job, folder, origin)
     except Exception as error:  # a class's failure is reported; the others go on
         failure = {"target": job.target, "error": f"{type(error).__name__}: {error}"}
         write_atomic(folder / "failed.json", json.dumps(failure))
@@ -226,12 +270,39 @@ def _count_done(out: Path, targets: Sequence[int]) -> Callable[[], int]:
     return count
 
 
-def _check_out(out: str | Path) -> Path:
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise ParameterError("out", f"out={str(out)!r} is a file; give a folder to write into")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _check_request(
+    workload: Workload, layers: Sequence[str], targets: Sequence[int] | None
+) -> None:
+    """What the atlas is asked for, checked before any work (the routing pass, a worker,
+    Ray): layers that exist, targets that are distinct outputs of the model, and a
+    precision the circuits can be built in."""
+    if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence) or not layers:
+        raise ParameterError(
+            "layers",
+            f"layers must be a non-empty sequence of layer names, lowest first, got {layers!r}"
+            + (f" (for one layer: [{layers!r}])" if isinstance(layers, str) else ""),
+        )
+    if targets is not None:
+        for target in targets:
+            if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+                raise ParameterError("targets", f"targets must be class indices, got {target!r}")
+        repeated = sorted({t for t in targets if list(targets).count(t) > 1})
+        if repeated:
+            raise ParameterError("targets", f"targets names class {repeated[0]} more than once")
+    model, data = workload.load()
+    check_precision(model)
+    for name in layers:
+        resolve_layer(model, name, "layers")
+    device = next(model.parameters(), torch.empty(0)).device
+    with guarded_call(model, "build_atlas"), torch.no_grad():
+        n_outputs = model(examples_at(data, [0]).to(device)).shape[-1]
+    for target in targets or ():
+        if target >= n_outputs:
+            raise ParameterError(
+                "targets",
+                f"class {target} is out of range: the model has {n_outputs} outputs "
+                f"(0 to {n_outputs - 1})",
+            )
 
 
 def _jobs(
@@ -247,9 +318,6 @@ def _jobs(
     """A job per class: the given targets, or every class the model predicts on the data."""
     counts = routing.counts()
     chosen = sorted(counts) if targets is None else list(targets)
-    for target in chosen:
-        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-            raise ParameterError("targets", f"targets must be class indices, got {target!r}")
     return [
         ClassJob(
             target,
@@ -337,8 +405,46 @@ def build_atlas(
     report_options = {name: options.pop(name) for name in REPORT_ONLY if name in options}
     settings = CircuitSettings.merged(settings, options, "build_atlas")
     report = ReportSettings.merged(report, report_options, "build_atlas")
-    folder = _check_out(out)
-    runner = make_backend(backend, Workload(model, data, device), address, workers)
+    validate({"workers": Count(1, optional=True)}, {"workers": workers})
+    folder = check_folder_path(out)
+    workload = Workload(model, data, device)
+    check_workload(backend, workload)
+    _check_request(workload, layers, targets)
+    folder.mkdir(parents=True, exist_ok=True)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(folder) if main_process else contextlib.nullcontext():
+        return _run_atlas(
+            folder,
+            workload,
+            layers,
+            targets,
+            settings,
+            report,
+            reports,
+            resume,
+            backend,
+            address,
+            workers,
+            progress,
+        )
+
+
+def _run_atlas(
+    folder: Path,
+    workload: Workload,
+    layers: Sequence[str],
+    targets: Sequence[int] | None,
+    settings: CircuitSettings,
+    report: ReportSettings,
+    reports: bool,
+    resume: bool,
+    backend: str | None,
+    address: str | None,
+    workers: int | None,
+    progress: bool,
+) -> AtlasResult:
+    """:func:`build_atlas` once its request is checked and its folder locked."""
+    runner = make_backend(backend, workload, address, workers)
     started = time.perf_counter()  # the workers are up, with their models and data
     try:
         if runner.is_main and not resume:

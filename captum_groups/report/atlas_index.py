@@ -125,7 +125,10 @@ def write_index(
             "version": 1,
             "settings": settings.to_dict(),
             "report": report.to_dict(),
-            "classes": [{k: v for k, v in row.items() if k != "thumbnail"} for row in rows],
+            "classes": [
+                {k: v for k, v in row.items() if k not in ("thumbnail", "provenance")}
+                for row in rows
+            ],
             "failures": sorted(failures, key=lambda f: f["target"]),
             "shared_groups": shared,
             "backend": runner.name,
