@@ -25,6 +25,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms import functional
 
+from ._errors import ParameterError
+
 __all__ = ["ToChannels", "read_image"]
 
 _INTEGER_MAX = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
@@ -48,7 +50,18 @@ def read_image(path: str | Path) -> Image.Image:
     >>> Image.fromarray(np.full((2, 2), 32768, dtype=np.uint16)).save(path)
     >>> round(float(np.asarray(read_image(path)).max()), 3)  # half of 16 bits: 0.5
     0.5
+
+    A file that is not an image is refused by ``data``, naming the file (an
+    image folder is read lazily: the error comes from whichever pass reads
+    it first).
     """
+    try:
+        return _read(path)
+    except OSError as error:  # PIL's UnidentifiedImageError, a truncated file, ...
+        raise ParameterError("data", f"cannot read the image {path}: {error}") from None
+
+
+def _read(path: str | Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
         mode = image.mode

@@ -386,7 +386,7 @@ def load_image_files(paths: Sequence[str], options: ImageOptions) -> Tensor:
     for path in paths:
         try:
             images.append(transform(read_image(path)))
-        except OSError as error:
+        except (OSError, ParameterError) as error:
             raise OptionError("--images", f"cannot read {path} ({error})") from None
     return torch.stack(images)
 

@@ -775,14 +775,23 @@ def threads(given: int | None) -> int:
     On a 2-core machine with another job running, one thread ran the default command in half
     the time of two (PyTorch's threads wait on each other when a core is taken).
     """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     if given is not None:
         if given < 1:
             raise OptionError("--threads", f"must be a positive integer, got {given}")
+        if given > cores:
+            # more threads than cores only makes them wait on each other (20x slower seen)
+            print(
+                f"warning: --threads {given} is more than the {cores} cores this process may "
+                f"use; using {cores}",
+                file=sys.stderr,
+            )
+            return cores
         return given
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - round(os.getloadavg()[0]))
+    return max(1, cores - round(os.getloadavg()[0]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -797,6 +806,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.run(args, command, started)
     except OptionError as error:
         args.parser.error(str(error))
+    except ParameterError as error:
+        if error.parameter != "data":  # an image of --data that cannot be read, in any pass
+            raise
+        args.parser.error(str(OptionError("--data", str(error))))
     except KeyboardInterrupt:
         # what was cut off was not written (files are written whole, the report last)
         print(f"{parser.prog}: interrupted; nothing half-written was left", file=sys.stderr)

@@ -397,8 +397,12 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
     assert taken.read_text() == "mine"
 
 
-def test_threads_are_set_by_the_option_or_chosen_from_the_free_cores(monkeypatch):
-    assert threads(3) == 3
+def test_threads_are_set_by_the_option_or_chosen_from_the_free_cores(monkeypatch, capsys):
+    cores = len(os.sched_getaffinity(0))
+    assert threads(1) == 1
+    # more threads than cores wait on each other (20x slower): capped, with a word
+    assert threads(999) == cores
+    assert f"--threads 999 is more than the {cores} cores" in capsys.readouterr().err
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads(None) == 1
     monkeypatch.delenv("OMP_NUM_THREADS")

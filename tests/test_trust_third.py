@@ -61,3 +61,68 @@ def test_reverse_predictivity_names_features_and_recordings_the_right_way_round(
         reverse_predictivity(np.ones((50, 3)), np.ones((60, 2)))
     assert caught.value.parameter == "recordings"
     assert "50 rows of features, 60 recorded stimuli" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "command", [["circuit", "--target", "3"], ["atlas", "--targets", "3"], ["classes"]]
+)
+def test_an_image_folder_with_a_corrupt_png_is_refused_by_data(tmp_path, capsys, command):
+    from PIL import Image
+
+    from captum_groups.cli import main
+
+    folder = tmp_path / "images" / "digits"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((rng.random((8, 8)) * 255).astype("uint8")).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    options = ["--data", str(tmp_path / "images"), "--grayscale", "--image-size", "8"]
+    options += ["--no-normalize", "--no-progress"]
+    out = [] if command[0] == "classes" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as caught:
+        main([*command, *options, *out])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "--data: cannot read the image" in error and "broken.png" in error
+
+
+def test_the_batch_size_changes_nothing_beyond_rounding():
+    from captum_groups import build_circuit
+
+    model, (x, _) = digits_cnn(), load_digits("test")
+    options = {"tau": 8, "k": 20, "n_steps": 16, "random_state": 0, "progress": False}
+    circuits = [
+        build_circuit(model, ["relu2", "relu3"], 3, x, batch_size=size, **options)
+        for size in (256, 64, 17)
+    ]
+    first = circuits[0]
+    for other in circuits[1:]:
+        assert other.core_neurons == first.core_neurons
+        assert {k: g.indices for k, g in other.nodes.items()} == {
+            k: g.indices for k, g in first.nodes.items()
+        }
+        assert set(other.edges) == set(first.edges)
+        for edge, weight in first.edges.items():
+            assert other.edges[edge] == pytest.approx(weight, rel=1e-6)
+
+
+def test_write_report_leaves_the_global_generators_where_they_were(tmp_path):
+    import random
+
+    import torch
+
+    from captum_groups import build_circuit
+    from captum_groups.report import write_report
+
+    model, (x, _) = digits_cnn(), load_digits("test")
+    circuit = build_circuit(model, ["relu3"], 3, x, tau=4, k=10, n_steps=8, progress=False)
+    torch_state, numpy_state, python_state = (
+        torch.get_rng_state(),
+        np.random.get_state()[1].copy(),  # noqa: NPY002 (the user's global generator)
+        random.getstate(),
+    )
+    write_report(model, circuit, x, tmp_path, max_images=20, n_draws=2, progress=False)
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert (numpy_state == np.random.get_state()[1]).all()  # noqa: NPY002
+    assert python_state == random.getstate()

@@ -205,7 +205,13 @@ class CircuitSettings(Settings):
         cli={"type": int},
     )
     batch_size: int = setting(
-        256, Count(1), "Crops (and images) per forward pass.", type_name="int"
+        256,
+        Count(1),
+        "Crops (and images) per forward pass. Results do not depend on it beyond "
+        "floating-point rounding: the same core neurons and groups, edge weights equal to "
+        "about 1e-8 relative (float32 sums taken in another order; tested with 17, 64 and "
+        "256 on the digits CNN).",
+        type_name="int",
     )
     internal_batch_size: int | None = setting(
         None,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -154,6 +154,19 @@ def group_objective(
         return _group_loss(group, batch, kind, hook(lucent_name))
 
     return objectives.Objective(loss, name=f"{kind}:{group!r}", description=f"maximise {group!r}")
+
+
+@contextmanager
+def _numpy_global_seeded(random_state: int | None) -> Iterator[None]:
+    """NumPy's global generator seeded for the call and restored after it: Lucent's
+    transforms (jitter, scale, rotate) draw from it, so a render moved the user's own
+    later draws, and its result depended on them."""
+    state = np.random.get_state()  # noqa: NPY002 (Lucent draws from the global generator)
+    try:
+        np.random.seed(random_state)  # noqa: NPY002
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 
 @contextmanager
@@ -386,6 +399,7 @@ def render_groups(
     with (
         guarded_call(model, "render_groups", needs_grad=True),
         torch.random.fork_rng(devices=[]),
+        _numpy_global_seeded(random_state),
         _lucent_on(model, device),
         _latest_outputs(modules) as latest,
     ):
