@@ -493,8 +493,6 @@ def _build(
         )
     except ParameterError as error:
         raise OptionError(_option_of(error.parameter), str(error)) from None
-    except OSError as error:  # PIL's UnidentifiedImageError is an OSError
-        raise OptionError("--data", f"cannot read an image: {error}") from None
 
 
 def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None:
@@ -531,17 +529,15 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
     )
     print(f"wrote {files.html} and {files.circuit}")
     print(
-        f"circuit built in {build_seconds:.1f} s, report generated in {files.seconds:.1f} s "
+        f"circuit built in {build_seconds:.1f} s, report assembled in {files.seconds:.1f} s "
         f"({time.perf_counter() - started:.1f} s in all)"
     )
 
 
 def _first_image(data: Data) -> Tensor:
-    """The first image of the data, for checks before the build (unreadable files named)."""
-    try:
-        return images_at(data, [0])
-    except OSError as error:  # PIL's UnidentifiedImageError is an OSError
-        raise OptionError("--data", f"cannot read an image: {error}") from None
+    """The first image of the data, for checks before the build (an unreadable file is
+    refused by ``data``, which :func:`main` maps to ``--data``)."""
+    return images_at(data, [0])
 
 
 def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data, device) -> None:
@@ -599,7 +595,7 @@ def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     )
     print(f"wrote {files.html} and {files.circuit}")
     print(
-        f"report generated in {files.seconds:.1f} s ({time.perf_counter() - started:.1f} s in all)"
+        f"report assembled in {files.seconds:.1f} s ({time.perf_counter() - started:.1f} s in all)"
     )
 
 
@@ -627,10 +623,7 @@ def _chosen_images(args: argparse.Namespace, source: Source) -> Tensor:
     indices = args.indices if args.indices is not None else list(range(min(8, size or 8)))
     if size is not None and any(not 0 <= i < size for i in indices):
         raise OptionError("--indices", f"must be between 0 and {size - 1}, got {indices}")
-    try:
-        return images_at(data, indices)
-    except OSError as error:
-        raise OptionError("--data", f"cannot read an image: {error}") from None
+    return images_at(data, indices)
 
 
 def _group_picture(

@@ -48,7 +48,7 @@ def test_default_command_is_build_circuit_on_the_digits(digits_report):
     )  # fmt: skip
     assert circuit == expected
     assert (out / "report.html").stat().st_size > 10_000
-    assert "circuit built in" in printed and "report generated in" in printed
+    assert "circuit built in" in printed and "report assembled in" in printed
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -183,7 +183,7 @@ def test_resnet18_from_an_image_folder_end_to_end(tmp_path, capsys):
     assert len(re.findall('class="node group-node[^"]*"', html)) == len(circuit.nodes)
     assert html.count('<path class="edge') == len(circuit.edges)
     assert "16 evaluation images" in html
-    assert "report generated in" in capsys.readouterr().out
+    assert "report assembled in" in capsys.readouterr().out
 
 
 def test_report_is_written_again_from_the_saved_circuit(digits_report, tmp_path):
@@ -277,7 +277,7 @@ def test_usage_errors_name_the_option(tmp_path, capsys, monkeypatch, weights_of_
         (["--weights", str(garbage)], "--weights", "weights_only=True"),
         (["--weights", "missing.pt"], "--weights", "is not a file"),
         (["--data", str(tmp_path / "empty")], "--data", "no readable images"),
-        (["--data", str(tmp_path / "broken")], "--data", "cannot read an image"),
+        (["--data", str(tmp_path / "broken")], "--data", "cannot read the image"),
         (["--data", "nowhere"], "--data", "is not a folder or a file"),
         (["--data", str(garbage)], "--data", "neither an image folder nor a tensor file"),
         (["--layers", "relu2", "relu9"], "--layers", "relu9"),

@@ -123,7 +123,7 @@ class FidelityReport:
     @plain_text
     def plot(self) -> Figure:
         """Grouped bars per scope: circuit vs random (mean and 95% CI), intact score as a line."""
-        figure = Figure(figsize=(1.6 + 1.4 * len(self.results), 3.2))
+        figure = Figure(figsize=(3.4 + 1.4 * len(self.results), 3.2))
         axis = figure.add_subplot()
         x = np.arange(len(self.results))
         circuit = [r.circuit for r in self.results]
@@ -141,7 +141,8 @@ class FidelityReport:
         )
         axis.set_xticks(x, [f"{r.scope}\n({r.n_neurons} n.)" for r in self.results], fontsize=8)
         axis.set_ylabel("score")
-        axis.legend(fontsize=7)
+        # outside the bars and the intact line, which a legend inside would cover
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         figure.tight_layout()
         return figure
 

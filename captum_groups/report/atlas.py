@@ -52,7 +52,6 @@ from .._schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
 from ..circuits.build import check_precision
 from ..circuits.fidelity import masking_fidelity
-from ..discovery.crops import crop_and_resize
 from ..distributed.backends import Workload, check_workload, make_backend
 from ..groups import resolve_layer
 from .atlas_index import OVERLAP, class_folder, shared_groups, write_index
@@ -160,19 +159,18 @@ def _fidelity(model: nn.Module, circuit: Circuit, images: torch.Tensor, job: Cla
     return found
 
 
-def _thumbnail(circuit: Circuit, data: Data) -> str | None:
-    """The top exemplar crop of the group that feeds the target most, as a PNG data URI."""
+def _thumbnail(circuit: Circuit, data: Data, job: ClassJob) -> str | None:
+    """The whole image of the top exemplar of the group that feeds the target most (or
+    the class's first image), as a PNG data URI: a crop of a small image, scaled up, is
+    a few pixels that show no digit (blank or a grey ramp)."""
     into = circuit.in_edges(TARGET)
-    if not into:
+    items = circuit.exemplars.get(max(into, key=lambda n: abs(into[n]))) if into else None
+    index = items[0][0] if items else (job.images[0] if job.images else None)
+    if index is None:
         return None
-    strongest = max(into, key=lambda node: abs(into[node]))
-    items = circuit.exemplars.get(strongest)
-    if not items:
-        return None
-    index, box = items[0]
-    crop = crop_and_resize(examples_at(data, [index]), torch.tensor([box]))[0].float()
-    crop = (crop - crop.min()) / (crop.max() - crop.min()).clamp_min(1e-12)
-    return array_uri(crop.permute(1, 2, 0).cpu().numpy())
+    image = examples_at(data, [index])[0].float()
+    image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
+    return array_uri(image.permute(1, 2, 0).cpu().numpy())
 
 
 def _provenance(model: nn.Module, data: Data, job: ClassJob) -> dict:
@@ -203,7 +201,7 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, orig
         "groups": {layer: len(circuit.node_ids(layer)) for layer in circuit.layers},
         "edges": len(circuit.edges),
         **_fidelity(model, circuit, images, job),
-        "thumbnail": _thumbnail(circuit, data),
+        "thumbnail": _thumbnail(circuit, data, job),
         "report": job.reports,
         "seconds": time.perf_counter() - started,
         "worker": os.getpid(),

@@ -48,8 +48,9 @@ def shared_groups(circuits: Mapping[int, Circuit], overlap: float = OVERLAP) -> 
     -------
     list of dict
         ``{"layer", "classes", "members": [[class, node], ...], "neurons"
-        (common to all members), "jaccard" (the least linked pair's)}``, most
-        classes first.
+        (common to all members), "most" (in at least half of the members: a
+        chain of linked groups may have none in common), "jaccard" (the least
+        linked pair's)}``, most classes first.
 
     Examples
     --------
@@ -58,7 +59,7 @@ def shared_groups(circuits: Mapping[int, Circuit], overlap: float = OVERLAP) -> 
     ...     return Circuit(target, ["l"], {"g": NeuronGroup("l", neurons)}, {("g", "target"): 1.0})
     >>> found = shared_groups({1: one(1, [0, 1, 2]), 2: one(2, [1, 2, 3]), 3: one(3, [7])})
     >>> found == [{"layer": "l", "classes": [1, 2], "members": [[1, "g"], [2, "g"]],
-    ...            "neurons": [1, 2], "jaccard": 0.5}]
+    ...            "neurons": [1, 2], "most": [0, 1, 2, 3], "jaccard": 0.5}]
     True
     """
     graph = nx.Graph()
@@ -80,13 +81,18 @@ def shared_groups(circuits: Mapping[int, Circuit], overlap: float = OVERLAP) -> 
         if len(classes) < 2:
             continue
         nodes = sorted(component)
-        common = frozenset.intersection(*(graph.nodes[n]["neurons"] for n in nodes))
+        sets = [graph.nodes[n]["neurons"] for n in nodes]
+        common = frozenset.intersection(*sets)
+        most = sorted(
+            i for i in frozenset.union(*sets) if 2 * sum(i in s for s in sets) >= len(sets)
+        )
         found.append(
             {
                 "layer": graph.nodes[nodes[0]]["layer"],
                 "classes": classes,
                 "members": [[target, node] for target, node in nodes],
                 "neurons": sorted(common),
+                "most": most,
                 "jaccard": round(
                     min(w for *_, w in graph.subgraph(nodes).edges(data="jaccard")), 4
                 ),

@@ -53,6 +53,8 @@ def fidelity_curves_figure(curves: Mapping[str, Sequence[FidelityResult]], mode:
         axis.tick_params(labelsize=7)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("score", fontsize=8)
-    axes[-1].legend(fontsize=7, loc="best")
-    figure.tight_layout()
+    # below the plots, never over the lines (the intact line runs along the top)
+    handles, labels = axes[-1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    figure.tight_layout(rect=(0, 0.09, 1, 1))
     return figure

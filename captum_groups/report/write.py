@@ -29,7 +29,16 @@ VERSIONED = ("captum-groups", "torch", "torchvision", "captum", "torch-lucent", 
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What :func:`write_report` wrote, and how long the report took."""
+    """What :func:`write_report` wrote, and how long the report took.
+
+    Attributes
+    ----------
+    html, circuit : Path
+        ``report.html`` and ``circuit.json``.
+    seconds : float
+        The time the page states as "report assembled" (the same number, so the
+        command and the page never disagree): evaluating, drawing and rendering.
+    """
 
     html: Path
     circuit: Path
@@ -156,4 +165,4 @@ def write_report(
     html_path.unlink(missing_ok=True)
     write_atomic(circuit_path, circuit.to_json())
     write_atomic(html_path, page)
-    return ReportFiles(html_path, circuit_path, time.perf_counter() - start)
+    return ReportFiles(html_path, circuit_path, report_seconds)
