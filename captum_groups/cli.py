@@ -74,7 +74,7 @@ from .circuits import (  # noqa: E402
     build_circuit,
     route_classes,
 )
-from .circuits.build import none_predicted  # noqa: E402
+from .circuits.build import check_precision, none_predicted  # noqa: E402
 from .discovery import TopExemplars  # noqa: E402
 from .groups import NeuronGroup  # noqa: E402
 from .report import ReportSettings, build_atlas, write_report  # noqa: E402
@@ -509,6 +509,10 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
             )
         args.layers = list(DIGITS_LAYERS)
     check_layers(model, args.layers)
+    try:
+        check_precision(model)
+    except ParameterError as error:
+        raise OptionError("--model", str(error)) from None
     check_target(model, _first_image(data).to(device), args.target)
     _check_out(args.out)
     build_start = time.perf_counter()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +53,7 @@ from captum_groups.discovery import (
     crop_and_resize,
     mine_exemplars,
 )
+from captum_groups.report import build_atlas
 from captum_groups.viz import group_objective, plot_group_exemplars, render_circuit, render_groups
 
 from ._helpers import assert_same_state, model_state
@@ -72,6 +75,16 @@ def digits() -> tuple[Tensor, Tensor]:
 @pytest.fixture
 def ctx(digits) -> Context:
     return Context(digits_cnn(), digits[0][:2], digits[1][:2])
+
+
+def _fresh_folder() -> Path:
+    return Path(tempfile.mkdtemp()) / "atlas"
+
+
+def _dangling_link() -> Path:
+    link = Path(tempfile.mkdtemp()) / "atlas"
+    link.symlink_to(link.parent / "missing")
+    return link
 
 
 G2 = NeuronGroup("conv2", [0])
@@ -1052,6 +1065,50 @@ CASES = [
         lambda c: neuro.receptive_field(c.model, NeuronGroup("relu3", [0]), c.x.long()),
         ValueError,
         "stimuli must be floating-point images",
+    ),
+    Case(
+        "atlas-layers-string",
+        lambda c: build_atlas(c.model, "relu3", c.x, _fresh_folder(), targets=[3]),
+        ValueError,
+        r"layers must be a non-empty sequence of layer names.*\(for one layer: \['relu3'\]\)",
+    ),
+    Case(
+        "atlas-targets-repeated",
+        lambda c: build_atlas(c.model, ["relu3"], c.x, _fresh_folder(), targets=[3, 3]),
+        ValueError,
+        "targets names class 3 more than once",
+    ),
+    Case(
+        "atlas-targets-out-of-range",
+        lambda c: build_atlas(c.model, ["relu3"], c.x, _fresh_folder(), targets=[3, 12]),
+        ValueError,
+        r"class 12 is out of range: the model has 10 outputs",
+    ),
+    Case(
+        "atlas-layer-unknown",
+        lambda c: build_atlas(c.model, ["relu9"], c.x, _fresh_folder(), targets=[3]),
+        ValueError,
+        "'relu9' is not a submodule",
+    ),
+    Case(
+        "atlas-workers-negative",
+        lambda c: build_atlas(c.model, ["relu3"], c.x, _fresh_folder(), workers=-1),
+        ValueError,
+        "workers must be a positive int",
+    ),
+    Case(
+        "atlas-out-dangling-link",
+        lambda c: build_atlas(c.model, ["relu3"], c.x, _dangling_link(), targets=[3]),
+        ValueError,
+        "is a symbolic link to .* which does not exist",
+    ),
+    Case(
+        "atlas-half-precision",
+        lambda c: build_atlas(
+            copy.deepcopy(c.model).bfloat16(), ["relu3"], c.x.bfloat16(), _fresh_folder()
+        ),
+        ValueError,
+        "computes in torch.bfloat16",
     ),
     Case(
         "circuit-json-nan-field",
