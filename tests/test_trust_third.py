@@ -126,3 +126,61 @@ def test_write_report_leaves_the_global_generators_where_they_were(tmp_path):
     assert torch.equal(torch_state, torch.get_rng_state())
     assert (numpy_state == np.random.get_state()[1]).all()  # noqa: NPY002
     assert python_state == random.getstate()
+
+
+def test_what_the_report_and_atlas_pages_show(tmp_path, capsys):
+    """Read as a user reads them: the command's timing is the page's, one group is '1 group',
+    the fidelity legend sits outside the plots, the atlas thumbnails are whole images."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from captum_groups.cli import main
+    from captum_groups.report import build_atlas
+    from captum_groups.report.figures import fidelity_curves_figure
+
+    out = tmp_path / "report"
+    main(["circuit", "--target", "3", "--layers", "relu3", "--tau", "2", "--k", "5"]
+         + ["--n-groups", "1", "--n-steps", "4", "--no-progress", "--out", str(out)])  # fmt: skip
+    printed = re.search(r"report assembled in ([0-9.]+) s", capsys.readouterr().out).group(1)
+    page = (out / "report.html").read_text()
+    assert f"report assembled in {printed} s" in page
+    assert "1 group in relu3" in page and "1 groups" not in page
+
+    from captum_groups.circuits.fidelity import FidelityResult
+
+    point = FidelityResult("mask", "all layers", 4, 1.0, 0.1, np.array([0.8, 0.9, 0.7]))
+    figure = fidelity_curves_figure({"relu3": [point], "all layers": [point]}, "mask")
+    assert figure.legends and not any(axis.get_legend() for axis in figure.axes)
+
+    model, (x, _) = digits_cnn(), load_digits("test")
+
+    atlas = build_atlas(model, ["relu3"], x, tmp_path / "atlas", targets=[0, 1, 8], tau=4,
+                        k=10, n_steps=8, n_draws=2, random_state=0, progress=False)  # fmt: skip
+    for row in atlas.rows:
+        data = base64.b64decode(row["thumbnail"].split(",", 1)[1])
+        thumbnail = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+        assert thumbnail.shape == (8, 8) and thumbnail.std() > 40  # a digit, not a ramp
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling link"])
+@pytest.mark.parametrize("command", [["circuit", "--target", "3"], ["atlas", "--targets", "3"]])
+def test_an_out_that_is_no_folder_is_refused_by_out_before_any_work(
+    tmp_path, capsys, kind, command
+):
+    from captum_groups.cli import main
+
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("not a folder")
+    else:
+        out.symlink_to(tmp_path / "missing")
+    with pytest.raises(SystemExit) as caught:
+        main([*command, "--no-progress", "--out", str(out)])
+    assert caught.value.code == 2
+    error = capsys.readouterr().err
+    assert "error: --out:" in error
+    assert ("is a file" if kind == "file" else "symbolic link") in error
+    assert not (tmp_path / "missing").exists()
