@@ -31,9 +31,9 @@ from sklearn.datasets import load_sample_images
 
 from captum_groups import CircuitSettings, build_circuit
 from captum_groups._hooks import layer_outputs
-from captum_groups._inputs import Source
 from captum_groups._subnetwork import subnetwork
 from captum_groups.circuits import route_classes
+from captum_groups.cli.inputs import Source
 from captum_groups.discovery.core import core_scores
 from captum_groups.report import ReportSettings, assemble
 from captum_groups.report.assemble import _curve_circuits, evaluation_images

@@ -10,7 +10,7 @@ fields are made with :func:`setting`. From that one declaration come:
   :meth:`Settings.merged`, which turns a function's keyword arguments into a
   settings object (so ``build_circuit(..., tau=4)`` and
   ``build_circuit(..., settings=CircuitSettings(tau=4))`` are one path);
-- the command line's options (:mod:`captum_groups._cli_options`).
+- the command line's options (:mod:`captum_groups.cli.options`).
 
 Settings objects pickle (they hold plain values), so a driver can ship them
 to worker processes whole.

@@ -19,9 +19,9 @@ from captum.attr import NeuronIntegratedGradients
 from PIL import Image
 
 from captum_groups import Circuit, CircuitSettings, GroupSet, NeuronGroup, build_circuit
-from captum_groups._cli_options import flag_of, settings_from_args
-from captum_groups._inputs import Source
 from captum_groups.cli import CLI_DEFAULTS, COMMAND_OPTIONS, build_parser, main, threads
+from captum_groups.cli.inputs import Source
+from captum_groups.cli.options import flag_of, settings_from_args
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.report import ReportSettings
 

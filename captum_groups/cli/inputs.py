@@ -34,15 +34,15 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from ._checks import Count, Flag, Number, ParameterError, Satisfies
-from ._cli_options import OptionError, one_line
-from ._data import Data, batch_inputs
-from ._images import ToChannels, read_image
-from ._schemas import GROUP_LIST, check, read_json
-from ._settings import Settings, documented, setting
-from .circuits import Circuit
-from .datasets import digits_cnn, load_digits
-from .groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
+from .._checks import Count, Flag, Number, ParameterError, Satisfies
+from .._data import Data, batch_inputs
+from .._images import ToChannels, read_image
+from .._schemas import GROUP_LIST, check, read_json
+from .._settings import Settings, documented, setting
+from ..circuits import Circuit
+from ..datasets import digits_cnn, load_digits
+from ..groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
+from .options import OptionError, one_line
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -128,7 +128,7 @@ def load_model(spec: str | None, weights: str | None = None) -> nn.Module:
     >>> load_model("nonsense")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    captum_groups._cli_options.OptionError: --model: 'nonsense' is not a model spec; expected ...
+    captum_groups.cli.options.OptionError: --model: 'nonsense' is not a model spec; expected ...
     """
     if spec is None:
         model: nn.Module = digits_cnn()

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._checks import ParameterError
-from ._settings import Settings
+from .._checks import ParameterError
+from .._settings import Settings
 
 __all__ = [
     "OptionError",

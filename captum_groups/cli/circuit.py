@@ -1,0 +1,158 @@
+"""``captum-groups circuit``: build a class's circuit and write its report."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from torch import nn
+
+from .._checks import ParameterError
+from .._data import Data
+from ..circuits import (
+    Circuit,
+    CircuitSettings,
+    ClassRouting,
+    build_circuit,
+    route_classes,
+)
+from ..circuits.build import check_precision, none_predicted
+from ..report import ReportSettings, write_report
+from .common import (
+    _add_common,
+    _add_report_options,
+    _check_out,
+    _first_image,
+    _next_steps,
+    _option_of,
+    _options_record,
+    _prepare,
+    _source,
+)
+from .defaults import CIRCUIT_FIELDS, CLI_DEFAULTS, REPORT_FIELDS, REPORT_FIELDS_OF_CIRCUIT
+from .inputs import (
+    DIGITS_LAYERS,
+    check_layers,
+    check_target,
+)
+from .options import (
+    OptionError,
+    add_deprecated_alias,
+    add_settings_options,
+    settings_from_args,
+)
+
+
+def _add_circuit_command(commands: argparse._SubParsersAction) -> None:
+    circuit = commands.add_parser(
+        "circuit",
+        help="build the circuit of a class and write report.html and circuit.json",
+        description="Build NeurFlow's circuit of neuron groups for a class, top-down from its "
+        "logit, and write OUT/report.html (open it in a browser) and OUT/circuit.json.",
+        epilog="Examples: captum-groups circuit --target 3 --out report | captum-groups "
+        "circuit --model torchvision:resnet18 --weights r18.pt --data images/ --layers "
+        "layer3.1 layer4.1 --target 207 --out report",
+    )
+    group = circuit.add_argument_group("circuit (CircuitSettings, and what to explain)")
+    group.add_argument(
+        "--target", type=int, required=True, help="the class (output index) to explain"
+    )
+    group.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="dotted layer names in forward order, lowest first, e.g. layer3.1 layer4.1 "
+        f"(default for the digits CNN: {' '.join(DIGITS_LAYERS)})",
+    )
+    add_settings_options(group, CircuitSettings, differences=CLI_DEFAULTS["circuit"])
+    add_deprecated_alias(
+        group, "--all-images", "--no-predicted-only", "predicted_only", constant=False
+    )
+    _add_common(circuit, "report")
+    _add_report_options(circuit, exclude=REPORT_FIELDS_OF_CIRCUIT)
+    circuit.set_defaults(run=_run_circuit, parser=circuit)
+
+
+def _route_target(
+    model: nn.Module, data: Data, settings: CircuitSettings, target: int, progress: bool
+) -> ClassRouting:
+    """Each image's predicted class, before any crop is made: a target that no image is
+    predicted as is refused now (the build would find out only after a whole pass), and the
+    build reads the target's images from this routing instead of predicting again."""
+    routing = route_classes(model, data, settings.batch_size, progress=progress)
+    counts = routing.counts()
+    if target not in counts:
+        message = none_predicted(target, counts)
+        if not settings.predicted_only:
+            message = (
+                f"the model predicts class {target} for none of the images, so the report has "
+                f"no image to measure the circuit's fidelity on; the model predicts "
+                + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8))
+            )
+        raise OptionError("--target", message)
+    return routing
+
+
+def _build(
+    model: nn.Module,
+    args: argparse.Namespace,
+    data: Data,
+    settings: CircuitSettings,
+    routing: ClassRouting,
+) -> Circuit:
+    """build_circuit, its refusals mapped to options by the parameter's name."""
+    try:
+        return build_circuit(
+            model,
+            args.layers,
+            args.target,
+            data,
+            settings=settings,
+            progress=args.progress,
+            routing=routing,
+        )
+    except ParameterError as error:
+        raise OptionError(_option_of(error.parameter), str(error)) from None
+
+
+def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None:
+    source = _source(args)
+    settings = settings_from_args(CircuitSettings, args, CIRCUIT_FIELDS)
+    own = [name for name in REPORT_FIELDS if name not in REPORT_FIELDS_OF_CIRCUIT]
+    report = settings_from_args(ReportSettings, args, own)
+    model, data, device = _prepare(source, settings.random_state)
+    if args.layers is None:
+        if source.model is not None:
+            raise OptionError(
+                "--layers",
+                "is required with --model (dotted names, lowest first, e.g. layer3.1 layer4.1)",
+            )
+        args.layers = list(DIGITS_LAYERS)
+    check_layers(model, args.layers)
+    try:
+        check_precision(model)
+    except ParameterError as error:
+        raise OptionError("--model", str(error)) from None
+    check_target(model, _first_image(data).to(device), args.target)
+    _check_out(args.out)
+    build_start = time.perf_counter()
+    routing = _route_target(model, data, settings, args.target, args.progress)
+    circuit = _build(model, args, data, settings, routing)
+    build_seconds = time.perf_counter() - build_start
+    files = write_report(
+        model,
+        circuit,
+        data,
+        args.out,
+        settings=report,
+        command=command,
+        parameters=_options_record(args, source),
+        next_steps=_next_steps(source, circuit, args.out, build=True),
+        build_seconds=build_seconds,
+        progress=args.progress,
+    )
+    print(f"wrote {files.html} and {files.circuit}")
+    print(
+        f"circuit built in {build_seconds:.1f} s, report assembled in {files.seconds:.1f} s "
+        f"({time.perf_counter() - started:.1f} s in all)"
+    )
