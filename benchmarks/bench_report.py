@@ -30,8 +30,8 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from captum_groups import CircuitSettings, build_circuit
-from captum_groups._hooks import layer_outputs
-from captum_groups._subnetwork import subnetwork
+from captum_groups._model.capture import layer_outputs
+from captum_groups._model.subnetwork import subnetwork
 from captum_groups.circuits import route_classes
 from captum_groups.cli.inputs import Source
 from captum_groups.discovery.core import core_scores

@@ -36,7 +36,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from captum_groups import NeuronGroup, ablate, build_circuit, debug_image
-from captum_groups._hooks import LayerCapture, record
+from captum_groups._model.capture import LayerCapture, record
 from captum_groups.circuits import expression_score
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.discovery import crop_and_resize, crop_boxes

@@ -7,8 +7,8 @@ The public API is re-exported here; the attribution classes live in
 and the embedded data and model in :mod:`captum_groups.datasets`.
 """
 
-from ._checks import ParameterError
-from ._hooks import layer_activations
+from ._model.capture import layer_activations
+from ._validation.checks import ParameterError
 from .ablation import ablate, retain
 from .attr import (
     GroupAblation,

@@ -28,9 +28,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_finite
-from ._data import Data, iter_batches
-from ._hooks import LayerCapture, guarded_call, on_this_thread, record
+from ._io.data import Data, iter_batches
+from ._model.capture import LayerCapture, on_this_thread, record
+from ._model.guards import guarded_call
+from ._validation.checks import check_finite
 from .groups import GroupsLike, NeuronGroup, as_group_list, common_call, layer_name
 
 __all__ = ["ablate", "masked_output", "retain", "Ablation"]
@@ -109,7 +110,7 @@ def mean_activations(
 ) -> dict[nn.Module, Tensor]:
     """Per-neuron mean activation (over examples and positions) of each layer over ``data``.
 
-    ``data`` is read by the package's one rule (:mod:`captum_groups._data`). Empty data
+    ``data`` is read by the package's one rule (:mod:`captum_groups._io.data`). Empty data
     and data that gives NaN or infinite activations are refused. The mean is taken at the
     run of the layer its groups name (``call``), or over all its runs when they name none.
     """
@@ -281,7 +282,7 @@ def ablate(
     data : Tensor, Dataset, DataLoader or list of batches, optional
         Model inputs for ``value="mean"``, read by the package's one data
         rule (batches that are tensors, ``(x, y)`` tuples or dicts; see
-        :mod:`captum_groups._data`). Empty data, and data that gives NaN or
+        :mod:`captum_groups._io.data`). Empty data, and data that gives NaN or
         infinite activations, are refused.
 
     Returns

@@ -28,7 +28,7 @@ from sklearn.datasets import load_digits as _sklearn_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
-from ._deprecation import renamed_keywords
+from ._validation.deprecation import renamed_keywords
 
 __all__ = ["DigitsCNN", "digits_cnn", "load_digits", "train_digits_cnn", "DIGITS_WEIGHTS"]
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._errors import ParameterError
-from ._schemas import GROUPSET, check, read_json
+from ._validation.errors import ParameterError
+from ._validation.schemas import GROUPSET, check, read_json
 
 __all__ = [
     "GROUPSET_FORMAT",
@@ -659,8 +659,8 @@ class GroupSet(Sequence[NeuronGroup]):
     @classmethod
     def from_json(cls, text: str) -> GroupSet:
         """Read a GroupSet file written by :meth:`to_json`, strictly: it must match the
-        declared schema (:data:`captum_groups._schemas.GROUPSET`), a repeated key or a NaN
-        is refused, and a problem is reported with its field's JSON path.
+        declared schema (:data:`captum_groups._validation.schemas.GROUPSET`), a repeated
+        key or a NaN is refused, and a problem is reported with its field's JSON path.
 
         A group dict may leave out ``layer``; it then belongs to the file's layer.
         """

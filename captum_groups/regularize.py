@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._data import iter_batches
-from ._hooks import guarded_call, on_this_thread, run_to_layer
+from ._io.data import iter_batches
+from ._model.capture import on_this_thread, run_to_layer
+from ._model.guards import guarded_call
 from .discovery._validation import check_count
 from .discovery.clustering import AssemblyClustering
 from .groups import GroupSet, Layer, layer_name, neuron_means, resolve_layer

@@ -408,7 +408,7 @@ def test_edges_from_activations_on_resnet18(resnet18):
 
 
 def test_subnetwork_bypass_and_untraceable_models(resnet18):
-    from captum_groups._subnetwork import subnetwork
+    from captum_groups._model.subnetwork import subnetwork
 
     with pytest.raises(ValueError, match="reads the model input 'x' by a path that skips"):
         subnetwork(resnet18, "layer2.1.conv2", "layer3.0")

@@ -1,6 +1,6 @@
 """The parts of Captum the package relies on, checked against the installed Captum.
 
-``captum_groups._captum`` is the one module that imports Captum's private names; each is
+``captum_groups._model.captum`` is the one module that imports Captum's private names; each is
 checked here for what the package uses it for, with expectations worked out by hand. The
 public behaviour the replay engine relies on (``log_usage`` keeps ``__wrapped__``, each
 algorithm computes through its ``gradient_func`` or ``forward_func``) is checked too.
@@ -26,7 +26,7 @@ from captum.attr import (
 )
 from torch import nn
 
-from captum_groups import _captum
+from captum_groups._model import captum as _captum
 
 WHERE = {
     "_expand_additional_forward_args": "captum._utils.common",

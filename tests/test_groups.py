@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from captum_groups import GroupSet, NeuronGroup
-from captum_groups._captum import _verify_select_neuron
+from captum_groups._model.captum import _verify_select_neuron
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from captum_groups import NeuronGroup
-from captum_groups._subnetwork import fold_batchnorm, subnetwork
+from captum_groups._model.subnetwork import fold_batchnorm, subnetwork
 from captum_groups.discovery import CoreScores
 from captum_groups.discovery._integrate.affine_prefix import split_affine_prefix
 

@@ -113,7 +113,7 @@ def test_enrichment_significance_by_hand():
 def test_enrichment_recovers_the_class_of_class_selective_digit_neurons():
     """Groups of the relu3 channels that respond to one digit more than to any other
     (selectivity measured on the training split) are labelled with that digit on the test split."""
-    from captum_groups._hooks import layer_outputs
+    from captum_groups._model.capture import layer_outputs
     from captum_groups.datasets import digits_cnn, load_digits
 
     model = digits_cnn()

@@ -7,7 +7,7 @@ flags, parameters, their ``.grad``, buffers and module attributes exactly as
 they were: after a normal call, and after a call that raised in its last
 forward pass. The inputs are not modified either.
 
-Train-mode policy (see ``captum_groups._hooks.guarded_call``): the model
+Train-mode policy (see ``captum_groups._model.guards.guarded_call``): the model
 computes as it is (dropout active, batch statistics), its buffers are
 restored, and every call warns once that the model is in training mode.
 

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from captum_groups import Circuit, GroupSet, NeuronGroup, build_circuit
-from captum_groups._subnetwork import subnetwork
+from captum_groups._model.subnetwork import subnetwork
 from captum_groups.circuits import edge_fidelity, masking_curves, masking_fidelity
 from captum_groups.datasets import digits_cnn
 from captum_groups.report import assemble, layered_layout, target_shares, write_report

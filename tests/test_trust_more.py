@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_groups import Circuit, NeuronGroup, ParameterError, build_circuit
-from captum_groups._data import examples_at
+from captum_groups._io.data import examples_at
 from captum_groups.cli import main
 from captum_groups.cli.inputs import ImageOptions, load_image_files
 from captum_groups.datasets import digits_cnn, load_digits
@@ -302,6 +302,6 @@ def test_a_relu_after_a_linear_on_tokens_needs_its_neuron_axis_named():
 
 
 def test_thread_safety_is_documented():
-    from captum_groups import _hooks
+    from captum_groups._model import capture as _hooks
 
     assert re.search(r"Hooks act only on the thread that registered them", _hooks.__doc__)

@@ -36,17 +36,10 @@ from captum.attr import (
 )
 from torch import Tensor, nn
 
-from .._captum import _format_tensor_into_tuples, _verify_select_neuron
-from .._checks import ParameterError, check_positive_int
-from .._hooks import (
-    LayerCapture,
-    call_scope,
-    choose_call,
-    drop_new_attributes,
-    guarded_call,
-    model_of,
-    record,
-)
+from .._model.captum import _format_tensor_into_tuples, _verify_select_neuron
+from .._model.capture import LayerCapture, call_scope, choose_call, model_of, record
+from .._model.guards import drop_new_attributes, guarded_call
+from .._validation.checks import ParameterError, check_positive_int
 from ..groups import GroupSet, Layer, NeuronGroup, common_call, layer_name, resolve_layer
 from ._docs import RETURNS_LIKE_INPUTS, complete
 from ._engine import (
@@ -80,7 +73,7 @@ def keeps_model(method: Method) -> Method:
     after an error), and a model in training mode gets one warning per call.
     Place it under Captum's ``log_usage``: ``NoiseTunnel`` calls
     ``attribute.__wrapped__``, which is then this wrapper. The call also
-    opens a :func:`~captum_groups._hooks.call_scope`, in which the groups name
+    opens a :func:`~captum_groups._model.capture.call_scope`, in which the groups name
     the run of their layer (``NeuronGroup(..., call=t)``) once for the whole call.
     """
 

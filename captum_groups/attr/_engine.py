@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._captum import (
+from .._model.captum import (
     _batch_attribution,
     _expand_additional_forward_args,
     _format_additional_forward_args,
@@ -32,7 +32,7 @@ from .._captum import (
     _validate_input,
     approximation_parameters,
 )
-from .._hooks import Captured, run_to_layer
+from .._model.capture import Captured, run_to_layer
 from ..groups import NeuronGroup
 
 Selector = Callable[[Any], Tensor]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._hooks import Captured
+from .._model.capture import Captured
 from ..groups import GroupsLike, NeuronGroup, as_group_list
 from ._base import GroupAttribution
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._captum import TargetType, _expand_target
-from .._hooks import LayerCapture, chosen_call, model_of
+from .._model.captum import TargetType, _expand_target
+from .._model.capture import LayerCapture, chosen_call, model_of
 from ..groups import NeuronGroup
 from ._engine import selector_value
 

@@ -11,7 +11,7 @@ from captum.attr import GradientAttribution, NeuronAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._captum import (
+from .._model.captum import (
     BaselineType,
     TargetType,
     TensorOrTupleOfTensorsGeneric,
@@ -20,7 +20,7 @@ from .._captum import (
     _is_tuple,
     _reshape_and_sum,
 )
-from .._checks import check_integration
+from .._validation.checks import check_integration
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 from ._engine import (
     Integral,

@@ -9,7 +9,7 @@ from captum.attr import DeepLift, DeepLiftShap, GradientAttribution, NeuronAttri
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .._captum import BaselineType, TensorOrTupleOfTensorsGeneric
+from .._model.captum import BaselineType, TensorOrTupleOfTensorsGeneric
 from ..groups import Layer
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 

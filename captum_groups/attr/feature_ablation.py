@@ -7,8 +7,8 @@ from typing import Any
 from captum.attr import FeatureAblation, NeuronAttribution, PerturbationAttribution
 from captum.log import log_usage
 
-from .._captum import BaselineType, TensorOrTupleOfTensorsGeneric
-from .._checks import check_positive_int
+from .._model.captum import BaselineType, TensorOrTupleOfTensorsGeneric
+from .._validation.checks import check_positive_int
 from ._base import GroupArg, GroupAttribution, keeps_model
 
 

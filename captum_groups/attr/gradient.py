@@ -7,7 +7,7 @@ from typing import Any
 from captum.attr import GradientAttribution, NeuronAttribution, Saliency
 from captum.log import log_usage
 
-from .._captum import TensorOrTupleOfTensorsGeneric
+from .._model.captum import TensorOrTupleOfTensorsGeneric
 from ._base import GroupArg, GroupAttribution, keeps_model
 
 

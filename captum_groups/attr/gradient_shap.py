@@ -14,8 +14,8 @@ from typing import Any
 from captum.attr import GradientAttribution, GradientShap, NeuronAttribution
 from captum.log import log_usage
 
-from .._captum import TensorOrTupleOfTensorsGeneric
-from .._checks import check_finite, check_positive_int
+from .._model.captum import TensorOrTupleOfTensorsGeneric
+from .._validation.checks import check_finite, check_positive_int
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 
 

@@ -8,7 +8,7 @@ from captum.attr import Deconvolution, GradientAttribution, GuidedBackprop, Neur
 from captum.log import log_usage
 from torch import nn
 
-from .._captum import TensorOrTupleOfTensorsGeneric
+from .._model.captum import TensorOrTupleOfTensorsGeneric
 from ..groups import Layer
 from ._base import GroupArg, GroupAttribution, keeps_model
 

@@ -7,8 +7,8 @@ from typing import Any
 from captum.attr import GradientAttribution, IntegratedGradients, NeuronAttribution
 from captum.log import log_usage
 
-from .._captum import BaselineType, TensorOrTupleOfTensorsGeneric
-from .._checks import check_integration
+from .._model.captum import BaselineType, TensorOrTupleOfTensorsGeneric
+from .._validation.checks import check_integration
 from ._base import GroupArg, _MultipliesByInputs, keeps_model
 
 

@@ -10,8 +10,8 @@ from captum.attr import LayerAttribution, PerturbationAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .._captum import _expand_additional_forward_args, _format_additional_forward_args
-from .._hooks import on_this_thread
+from .._model.captum import _expand_additional_forward_args, _format_additional_forward_args
+from .._model.capture import on_this_thread
 from ..ablation import (
     Value,
     channel_axis,

@@ -12,9 +12,10 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .._captum import BaselineType
-from .._checks import check_integration
-from .._hooks import LayerCapture, guarded_call
+from .._model.captum import BaselineType
+from .._model.capture import LayerCapture
+from .._model.guards import guarded_call
+from .._validation.checks import check_integration
 from ..groups import GroupsLike
 from ._base import keeps_model
 from ._engine import Integral, PathPoints, layer_conductance

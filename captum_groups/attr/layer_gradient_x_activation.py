@@ -9,7 +9,7 @@ from captum.attr import GradientAttribution, LayerAttribution
 from captum.log import log_usage
 from torch import Tensor
 
-from .._captum import _format_tensor_into_tuples
+from .._model.captum import _format_tensor_into_tuples
 from ..groups import GroupsLike
 from ._base import _MultipliesByInputs, keeps_model
 from ._layer import _LayerGroupAttribution

@@ -7,7 +7,7 @@ below the lowest masked layer is the same in every run. So each batch of
 images goes forward once, its activations at the circuit layers are kept,
 and each run computes only the part of the network above its lowest masked
 layer: stage by stage, from one masked layer to the next
-(:func:`~captum_groups._subnetwork.subnetwork` between them), its masks applied
+(:func:`~captum_groups._model.subnetwork.subnetwork` between them), its masks applied
 to the stage's output as :func:`~captum_groups.ablate` applies them, then up
 to the output (or the target group's layer).
 
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._data import Data, iter_batches
-from .._hooks import LayerCapture, preserve_buffers
-from .._subnetwork import subnetwork
+from .._io.data import Data, iter_batches
+from .._model.capture import LayerCapture
+from .._model.guards import preserve_buffers
+from .._model.subnetwork import subnetwork
 from ..ablation import masked_output
 from ..groups import NeuronGroup
 from .graph import Circuit

@@ -39,15 +39,11 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._checks import ParameterError
-from .._data import Data
-from .._hooks import (
-    LayerCapture,
-    guarded_call,
-    model_of,
-    record,
-)
-from .._subnetwork import subnetwork
+from .._io.data import Data
+from .._model.capture import LayerCapture, model_of, record
+from .._model.guards import guarded_call
+from .._model.subnetwork import subnetwork
+from .._validation.checks import ParameterError
 from ..discovery.clustering import ConceptClustering
 from ..discovery.core import CoreScores, TopKOverlap
 from ..discovery.crops import crop_boxes
@@ -730,7 +726,7 @@ def build_circuit(
     data : Tensor, Dataset, DataLoader or list of batches
         Images (N, C, H, W) of one size: a tensor, or a Dataset / DataLoader
         (``shuffle=False``) yielding images, ``(x, y)`` tuples or dicts (the
-        package's one batch rule, :mod:`captum_groups._data`). It is read
+        package's one batch rule, :mod:`captum_groups._io.data`). It is read
         once per pass: one pass to summarise, one per layer (two with
         ``adaptive``). Exemplars refer to images by their position in it.
     settings : CircuitSettings, optional

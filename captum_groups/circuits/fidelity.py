@@ -12,7 +12,7 @@
 
 Every result is a small object holding the numbers and a ``plot()``.
 ``data`` are read by the package's one data rule (a tensor, Dataset,
-DataLoader or list of batches; see :mod:`captum_groups._data`). The model is
+DataLoader or list of batches; see :mod:`captum_groups._io.data`). The model is
 used as it is (a model in training mode gets a warning; its buffers are
 restored), and a circuit whose layers are not in the model is refused.
 """
@@ -28,12 +28,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
-from .._data import Data, iter_batches
-from .._deprecation import renamed_keywords
-from .._hooks import guarded_call, layer_outputs, model_outputs, preserve_buffers, run_to_layer
-from .._plain_text import plain_text
-from .._subnetwork import subnetwork
+from .._io.data import Data, iter_batches
+from .._io.plain_text import plain_text
+from .._model.capture import layer_outputs, model_outputs, run_to_layer
+from .._model.guards import guarded_call, preserve_buffers
+from .._model.subnetwork import subnetwork
+from .._validation.checks import check_positive_int
+from .._validation.deprecation import renamed_keywords
 from ..ablation import ablate, retain
 from ..discovery.core import core_scores
 from ..groups import NeuronGroup

@@ -22,9 +22,9 @@ import networkx as nx
 from matplotlib.figure import Figure
 from torch import nn
 
-from .._checks import ParameterError
-from .._deprecation import renamed_keywords
-from .._schemas import CIRCUIT, check, read_json
+from .._validation.checks import ParameterError
+from .._validation.deprecation import renamed_keywords
+from .._validation.schemas import CIRCUIT, check, read_json
 from ..groups import GroupSet, NeuronGroup, resolve_layer
 from ._ids import TARGET
 from .plot import plot_circuit
@@ -599,7 +599,7 @@ class Circuit:
     def from_dict(cls, data: Mapping[str, Any]) -> Circuit:
         """Rebuild a circuit from :meth:`to_dict`'s output, validating every field.
 
-        The data must match the declared schema (:data:`captum_groups._schemas.CIRCUIT`):
+        The data must match the declared schema (:data:`captum_groups._validation.schemas.CIRCUIT`):
         a missing field, a field of the wrong type, an unknown ``version``, a
         negative target, a crop box that is not 4 ints, a label that is not
         text raise a :class:`~captum_groups.ParameterError` naming the field's

@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
-from .._data import Data, examples_at
-from .._plain_text import plain_text
+from .._io.data import Data, examples_at
+from .._io.plain_text import plain_text
 from ._ids import TARGET
 
 if TYPE_CHECKING:

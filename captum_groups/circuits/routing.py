@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._data import Data, batch_inputs, indexed_batches, n_examples
-from .._errors import ParameterError
-from .._hooks import guarded_call, preserve_buffers
+from .._io.data import Data, batch_inputs, indexed_batches, n_examples
+from .._model.guards import guarded_call, preserve_buffers
+from .._validation.errors import ParameterError
 from ._passes import model_device_dtype
 
 __all__ = ["ClassRouting", "check_routing", "prediction_groups", "route_classes", "shard_groups"]

@@ -15,16 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._checks import (
-    METHOD,
-    SEED,
-    Count,
-    Flag,
-    Number,
-    Satisfies,
-    check_quadrature,
-)
-from .._settings import FrozenMapping, Settings, documented, setting
+from .._validation.checks import METHOD, SEED, Count, Flag, Number, Satisfies, check_quadrature
+from .._validation.settings import FrozenMapping, Settings, documented, setting
 from ..discovery.crops import NEURFLOW_SCALES
 
 __all__ = ["DEFAULT_STEPS", "CircuitSettings", "grouping_record", "rebuilt_grouping"]

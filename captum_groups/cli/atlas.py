@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import ParameterError
+from .._validation.checks import ParameterError
 from ..circuits import (
     CircuitSettings,
 )

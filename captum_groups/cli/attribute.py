@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._data import n_examples
-from .._files import write_atomic
-from .._hooks import layer_outputs
+from .._io.data import n_examples
+from .._io.files import write_atomic
+from .._model.capture import layer_outputs
 from ..circuits import (
     CircuitSettings,
 )

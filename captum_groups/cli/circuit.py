@@ -7,8 +7,8 @@ import time
 
 from torch import nn
 
-from .._checks import ParameterError
-from .._data import Data
+from .._io.data import Data
+from .._validation.checks import ParameterError
 from ..circuits import (
     Circuit,
     CircuitSettings,

@@ -11,9 +11,9 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-from .._checks import ParameterError
-from .._data import Data
-from .._files import check_folder_path
+from .._io.data import Data
+from .._io.files import check_folder_path
+from .._validation.checks import ParameterError
 from ..circuits import (
     TARGET,
     Circuit,

@@ -34,11 +34,11 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from .._checks import Count, Flag, Number, ParameterError, Satisfies
-from .._data import Data, batch_inputs
-from .._images import ToChannels, read_image
-from .._schemas import GROUP_LIST, check, read_json
-from .._settings import Settings, documented, setting
+from .._io.data import Data, batch_inputs
+from .._io.images import ToChannels, read_image
+from .._validation.checks import Count, Flag, Number, ParameterError, Satisfies
+from .._validation.schemas import GROUP_LIST, check, read_json
+from .._validation.settings import Settings, documented, setting
 from ..circuits import Circuit
 from ..datasets import digits_cnn, load_digits
 from ..groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
@@ -205,7 +205,7 @@ class ImageOptions:
 
     def transform(self) -> transforms.Compose:
         """Resize the short side, centre-crop a square, to a tensor of the channels asked
-        for (any bit depth at its scale, :mod:`captum_groups._images`), normalise."""
+        for (any bit depth at its scale, :mod:`captum_groups._io.images`), normalise."""
         steps: list = [transforms.Resize(self.size), transforms.CenterCrop(self.size)]
         steps.append(ToChannels(self.grayscale))
         if self.mean is not None and self.std is not None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from .. import __version__
-from .._checks import ParameterError
+from .._validation.checks import ParameterError
 from .atlas import _add_atlas_command
 from .attribute import _add_attribute_command
 from .circuit import _add_circuit_command

@@ -1,11 +1,11 @@
 """Command-line options made from settings classes: one definition for the API and the CLI.
 
 :func:`add_settings_options` adds an option per field of a settings class
-(:mod:`captum_groups._settings`): its flag is the field name with dashes, its
+(:mod:`captum_groups._validation.settings`): its flag is the field name with dashes, its
 help the field's doc, its default the field's default unless the command
 lists a deliberate difference (shown in ``--help``). :func:`settings_from_args`
 builds the settings object back from the parsed options, and turns a
-:class:`~captum_groups._checks.ParameterError` into an :class:`OptionError`
+:class:`~captum_groups.ParameterError` into an :class:`OptionError`
 naming the flag. Former flags stay as deprecated aliases
 (:func:`add_deprecated_alias`).
 """
@@ -18,8 +18,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .._checks import ParameterError
-from .._settings import Settings
+from .._validation.checks import ParameterError
+from .._validation.settings import Settings
 
 __all__ = [
     "OptionError",

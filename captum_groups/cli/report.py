@@ -8,8 +8,8 @@ from pathlib import Path
 
 from torch import nn
 
-from .._data import Data, n_examples
-from .._hooks import LayerCapture, record
+from .._io.data import Data, n_examples
+from .._model.capture import LayerCapture, record
 from ..circuits import (
     Circuit,
 )

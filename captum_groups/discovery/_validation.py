@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_array
 from torch import Tensor
 
-from .._checks import Count, ParameterError
+from .._validation.checks import Count, ParameterError
 
 
 def checked_array(X: object, min_samples: int = 1) -> np.ndarray:

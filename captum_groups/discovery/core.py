@@ -23,11 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
-from .._captum import approximation_parameters
-from .._checks import check_positive_int, check_quadrature
-from .._hooks import guarded_call, layer_outputs
-from .._subnetwork import fold_batchnorm
-from .._subnetwork import subnetwork as extract_subnetwork
+from .._model.captum import approximation_parameters
+from .._model.capture import layer_outputs
+from .._model.guards import guarded_call
+from .._model.subnetwork import fold_batchnorm
+from .._model.subnetwork import subnetwork as extract_subnetwork
+from .._validation.checks import check_positive_int, check_quadrature
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
 from ._integrate.affine_prefix import split_affine_prefix, trace_to_leaves
 from ._integrate.channel_head import split_channel_head

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._errors import ParameterError
+from .._validation.errors import ParameterError
 
 NEURFLOW_SCALES = (1.0, 0.5, 0.25)
 """Crop sides as fractions of the image side, as in NeurFlow (1 + 9 + 49 = 59 crops)."""

@@ -15,7 +15,7 @@ tensors and plain data only (the layer by name, never the model), so miners
 cross processes (torch.distributed object collectives, Ray) and disk, and
 :meth:`ExemplarMiner.from_state_dict` rebuilds one beside a local model.
 Shards may be any disjoint sets of indices, e.g. a ``DistributedSampler``'s
-strided ones (:func:`captum_groups._data.indexed_batches` numbers examples
+strided ones (:func:`captum_groups._io.data.indexed_batches` numbers examples
 by data-set index and leaves out the sampler's padding).
 """
 
@@ -29,10 +29,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._checks import CALL, check_positive_int, validate
-from .._data import Data, batch_inputs, examples_at, indexed_batches
-from .._errors import ParameterError
-from .._hooks import guarded_call, layer_outputs, probe_runs, run_to_layer
+from .._io.data import Data, batch_inputs, examples_at, indexed_batches
+from .._model.capture import layer_outputs, probe_runs, run_to_layer
+from .._model.guards import guarded_call
+from .._validation.checks import CALL, check_positive_int, validate
+from .._validation.errors import ParameterError
 from ..groups import (
     GroupsLike,
     Layer,
@@ -107,7 +108,7 @@ class TopExemplars:
         ----------
         data : Tensor, Dataset, DataLoader or list of batches
             The data set the exemplars were mined from, in the same order
-            (read by the package's one data rule, :mod:`captum_groups._data`).
+            (read by the package's one data rule, :mod:`captum_groups._io.data`).
         unit : int
             Row of the unit.
         """
@@ -522,7 +523,7 @@ def mine_exemplars(
     layer : nn.Module or str
         The layer (module or dotted name).
     data : Tensor, Dataset, DataLoader or list of batches
-        The examples (batches unpacked as in :func:`captum_groups._data.batch_inputs`:
+        The examples (batches unpacked as in :func:`captum_groups._io.data.batch_inputs`:
         tensors, ``(x, y)`` tuples or dicts). Dataset indices count examples in this order.
     k : int
         Exemplars per unit (NeurFlow uses 50).

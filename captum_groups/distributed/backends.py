@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._data import Data, n_examples
-from .._errors import ParameterError
+from .._io.data import Data, n_examples
+from .._validation.errors import ParameterError
 from ..circuits.routing import ClassRouting, route_classes, shard_groups
 
 __all__ = [

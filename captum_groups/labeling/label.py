@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from torch import nn
 from tqdm import tqdm
 
-from .._data import Data, check_reiterable
+from .._io.data import Data, check_reiterable
 from ..circuits import Circuit
 from ..groups import GroupsLike, NeuronGroup, as_group_list
 from .base import GroupEvidence, GroupLabel, Labeler, LabelerError, checked_label

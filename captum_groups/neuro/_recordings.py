@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from .._errors import ParameterError
+from .._validation.errors import ParameterError
 
 __all__ = ["Recordings", "aligned_rows", "as_matrix", "read_recordings"]
 

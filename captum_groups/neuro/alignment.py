@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .._data import Data
-from .._errors import ParameterError
-from .._plain_text import plain_text
+from .._io.data import Data
+from .._io.plain_text import plain_text
+from .._validation.errors import ParameterError
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, layer_name
 from ._recordings import read_recordings
 from .encoding import NeuralPredictivity, named_as

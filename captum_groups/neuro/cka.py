@@ -25,10 +25,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import Count, Flag, validate
-from .._data import Data, iter_batches
-from .._errors import ParameterError
-from .._plain_text import plain_text
+from .._io.data import Data, iter_batches
+from .._io.plain_text import plain_text
+from .._validation.checks import Count, Flag, validate
+from .._validation.errors import ParameterError
 from ._recordings import Recordings, aligned_rows, as_matrix, read_recordings
 from .features import Source, features, source_label
 

@@ -41,8 +41,8 @@ from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
-from .._checks import SEED, Choice, Count, Flag, Number, validate
-from .._errors import ParameterError
+from .._validation.checks import SEED, Choice, Count, Flag, Number, validate
+from .._validation.errors import ParameterError
 from ._recordings import Recordings, aligned_rows, as_matrix, read_recordings
 
 __all__ = [

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._checks import Count, validate
-from .._data import Data, iter_batches
-from .._errors import ParameterError
-from .._hooks import LayerCapture, guarded_call, record
+from .._io.data import Data, iter_batches
+from .._model.capture import LayerCapture, record
+from .._model.guards import guarded_call
+from .._validation.checks import Count, validate
+from .._validation.errors import ParameterError
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._recordings import as_matrix
 

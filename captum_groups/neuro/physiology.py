@@ -28,10 +28,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import Count, Number, validate
-from .._data import Data
-from .._errors import ParameterError
-from .._plain_text import plain_text
+from .._io.data import Data
+from .._io.plain_text import plain_text
+from .._validation.checks import Count, Number, validate
+from .._validation.errors import ParameterError
 from ..groups import GroupSet, NeuronGroup
 from .features import features
 

@@ -19,9 +19,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import Number, validate
-from .._errors import ParameterError
-from .._plain_text import plain_text
+from .._io.plain_text import plain_text
+from .._validation.checks import Number, validate
+from .._validation.errors import ParameterError
 from ..attr import GroupGradient
 from ..groups import NeuronGroup
 

@@ -28,8 +28,8 @@ from types import ModuleType
 
 import numpy as np
 
-from .._checks import SEED, Choice, Count, Number, validate
-from .._errors import ParameterError
+from .._validation.checks import SEED, Choice, Count, Number, validate
+from .._validation.errors import ParameterError
 from ._recordings import read_recordings
 
 __all__ = ["COMPARISONS", "DISSIMILARITIES", "RSAResult", "compare_rdms", "rdm"]

@@ -36,10 +36,11 @@ from lucent.optvis import transform as lucent_transform
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._checks import ParameterError
-from .._data import Data, examples_at, iter_batches
-from .._deprecation import apply_renames
-from .._hooks import layer_outputs, model_outputs, preserve_buffers, run_to_layer
+from .._io.data import Data, examples_at, iter_batches
+from .._model.capture import layer_outputs, model_outputs, run_to_layer
+from .._model.guards import preserve_buffers
+from .._validation.checks import ParameterError
+from .._validation.deprecation import apply_renames
 from ..attr.layer_conductance import conductances
 from ..circuits import (
     TARGET,
@@ -153,7 +154,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def images_at(data: Data, indices: list[int]) -> Tensor:
-    """The images at some data-set indices (:func:`captum_groups._data.examples_at`: a
+    """The images at some data-set indices (:func:`captum_groups._io.data.examples_at`: a
     tensor's rows, a Dataset's items, a DataLoader's items as its sampler numbers them)."""
     return examples_at(data, indices)
 

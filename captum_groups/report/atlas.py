@@ -43,12 +43,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .._checks import Count, validate
-from .._data import Data, examples_at, n_examples
-from .._errors import ParameterError
-from .._files import check_folder_path, write_atomic
-from .._hooks import guarded_call
-from .._schemas import ATLAS_ROW, check, read_json
+from .._io.data import Data, examples_at, n_examples
+from .._io.files import check_folder_path, write_atomic
+from .._model.guards import guarded_call
+from .._validation.checks import Count, validate
+from .._validation.errors import ParameterError
+from .._validation.schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
 from ..circuits.build import check_precision
 from ..circuits.fidelity import masking_fidelity

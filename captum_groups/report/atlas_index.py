@@ -17,7 +17,7 @@ from typing import Any
 
 import networkx as nx
 
-from .._files import write_atomic
+from .._io.files import write_atomic
 from ..circuits import Circuit, CircuitSettings
 from .html import environment
 from .settings import ReportSettings

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import ParameterError
+from .._validation.errors import ParameterError
 
 __all__ = ["ATLAS_FILES", "FolderLock", "model_fingerprint", "provenance"]
 

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .._plain_text import plain_text
+from .._io.plain_text import plain_text
 from ..circuits import FidelityResult
 
 __all__ = ["fidelity_curves_figure"]

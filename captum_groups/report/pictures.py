@@ -19,8 +19,8 @@ import torch
 from matplotlib import colormaps
 from torch import Tensor, nn
 
-from .._data import Data, examples_at
-from .._hooks import layer_outputs
+from .._io.data import Data, examples_at
+from .._model.capture import layer_outputs
 from ..attr import GroupIntegratedGradients
 from ..circuits import Circuit
 from ..discovery.crops import crop_and_resize

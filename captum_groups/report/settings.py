@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._checks import SEED, Count
-from .._settings import Settings, documented, setting
+from .._validation.checks import SEED, Count
+from .._validation.settings import Settings, documented, setting
 from ..circuits import Circuit
 from ..circuits.settings import DEFAULT_STEPS
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import nn
 
-from .._data import Data
-from .._deprecation import apply_renames
-from .._files import write_atomic
+from .._io.data import Data
+from .._io.files import write_atomic
+from .._validation.deprecation import apply_renames
 from ..circuits import Circuit
 from .assemble import assemble
 from .html import render_html

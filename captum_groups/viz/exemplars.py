@@ -6,10 +6,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import check_positive_int
-from .._data import Data
-from .._hooks import guarded_call
-from .._plain_text import plain_text
+from .._io.data import Data
+from .._io.plain_text import plain_text
+from .._model.guards import guarded_call
+from .._validation.checks import check_positive_int
 from ..attr import GroupDeepLift, GroupGradient, GroupIntegratedGradients
 from ..discovery.exemplars import TopExemplars
 from ..groups import GroupsLike, NeuronGroup, as_group_list

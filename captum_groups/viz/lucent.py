@@ -36,17 +36,11 @@ from lucent.optvis.param import spatial as lucent_spatial
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._checks import SEED, Count, Number, ParameterError, validate
-from .._deprecation import renamed_keywords
-from .._hooks import (
-    LayerCapture,
-    frozen_parameters,
-    guarded_call,
-    on_this_thread,
-    record,
-    runs_text,
-)
-from .._plain_text import plain_text
+from .._io.plain_text import plain_text
+from .._model.capture import LayerCapture, on_this_thread, record, runs_text
+from .._model.guards import frozen_parameters, guarded_call
+from .._validation.checks import SEED, Count, Number, ParameterError, validate
+from .._validation.deprecation import renamed_keywords
 from ..groups import GroupsLike, NeuronGroup, as_group_list, layer_name, resolve_layer
 
 __all__ = ["group_objective", "lucent_layer_name", "render_circuit", "render_groups"]

@@ -8,15 +8,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..._checks import Count, Number, validate
-from ..._deprecation import warn_deprecated
-from ..._hooks import (
-    LayerCapture,
-    check_callable_model,
-    preserve_buffers,
-    record,
-    warn_if_training,
-)
+from ..._model.capture import LayerCapture, record
+from ..._model.guards import check_callable_model, preserve_buffers, warn_if_training
+from ..._validation.checks import Count, Number, validate
+from ..._validation.deprecation import warn_deprecated
 from ...discovery.crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
 from ...groups import NeuronGroup
 from .._ids import TARGET

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from ..._plain_text import plain_text
+from ..._io.plain_text import plain_text
 from ..plot import draw_circuit
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ..._hooks import LayerCapture, record
+from ..._model.capture import LayerCapture, record
 from ...discovery.crops import crop_and_resize
 from ...groups import NeuronGroup
 from ..graph import Circuit

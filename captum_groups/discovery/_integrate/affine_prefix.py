@@ -26,7 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..._subnetwork import Affine, user_altered
+from ..._model.subnetwork import Affine, user_altered
 
 __all__ = ["AffineSplit", "split_affine_prefix", "trace_to_leaves"]
 

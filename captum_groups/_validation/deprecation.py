@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from ._hooks import _user_stacklevel
+from .._model.guards import _user_stacklevel
 
 __all__ = ["apply_renames", "renamed_keywords", "warn_deprecated", "warn_renamed"]
 

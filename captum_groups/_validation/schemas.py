@@ -24,7 +24,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from ._errors import ParameterError
+from .._validation.errors import ParameterError
 
 __all__ = [
     "ATLAS_ROW",

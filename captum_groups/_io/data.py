@@ -40,7 +40,7 @@ from torch.utils.data import (
     RandomSampler,
 )
 
-from ._errors import ParameterError
+from .._validation.errors import ParameterError
 
 __all__ = [
     "INPUT_KEYS",

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 
-from .groups import Layer, layer_name, resolve_layer
+from ..groups import Layer, layer_name, resolve_layer
 
 
 def user_altered(module: nn.Module) -> bool:

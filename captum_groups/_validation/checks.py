@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
-from ._captum import SUPPORTED_METHODS
-from ._errors import ParameterError
+from .._model.captum import SUPPORTED_METHODS
+from .._validation.errors import ParameterError
 
 __all__ = [
     "Choice",

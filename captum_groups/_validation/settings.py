@@ -4,7 +4,7 @@ A settings class is a frozen dataclass deriving from :class:`Settings` whose
 fields are made with :func:`setting`. From that one declaration come:
 
 - validation on construction (:meth:`Settings.__post_init__`), raising a
-  :class:`~captum_groups._checks.ParameterError` that names the field;
+  :class:`~captum_groups.ParameterError` that names the field;
 - the ``Parameters`` section of the class docstring (:func:`documented`);
 - ``replace``, ``to_dict`` / ``from_dict`` (plain JSON values), and
   :meth:`Settings.merged`, which turns a function's keyword arguments into a
@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._checks import Constraint, ParameterError
+from .._validation.checks import Constraint, ParameterError
 
 __all__ = ["FrozenMapping", "Settings", "documented", "setting"]
 
