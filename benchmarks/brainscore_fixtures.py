@@ -1,6 +1,6 @@
 """Score fixed synthetic data with Brain-Score itself and store the numbers.
 
-The tests in ``tests/test_neuro_parity.py`` compare
+The tests in ``tests/neuro/test_neuro_parity.py`` compare
 :class:`captum_groups.neuro.NeuralPredictivity` with what this script stored,
 so CI needs no Brain-Score install. Brain-Score pins old NumPy, pandas,
 xarray and scikit-learn, so it runs in an environment of its own::

@@ -4,7 +4,7 @@ The package builds on some of Captum's internal helpers: input formatting,
 integration rules, step batching, the forward runner, type aliases. They are
 not part of Captum's public API and may change between releases, so they are
 imported here only (a test checks that no other module imports them), and
-``tests/test_captum_compat.py`` checks each one's behaviour against the
+``tests/attr/test_captum_compat.py`` checks each one's behaviour against the
 installed Captum. pyproject.toml allows the Captum releases those tests pass
 on.
 """

@@ -19,7 +19,7 @@ former names.
 A new method is one short class: derive from :class:`GroupAttribution`
 and Captum's own bases, name the Captum algorithm it replays, and pass
 ``attribute``'s arguments to ``_replay`` (README, "How the attribution
-classes are built"; ``tests/test_extending.py``).
+classes are built"; ``tests/attr/test_extending.py``).
 """
 
 from ._base import GroupArg, GroupAttribution, keeps_model

@@ -23,7 +23,7 @@ from captum_groups.discovery import (
     mine_exemplars,
 )
 
-from ._helpers import assert_same_state, captured_output, model_state
+from .._helpers import assert_same_state, captured_output, model_state
 
 
 def test_neurflow_crops():

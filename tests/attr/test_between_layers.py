@@ -21,7 +21,7 @@ from captum_groups.attr import (
     LayerGroupInteraction,
 )
 
-from ._helpers import assert_same_state, captured_output, model_state, value_of
+from .._helpers import assert_same_state, captured_output, model_state, value_of
 
 
 class HandBuilt(nn.Module):

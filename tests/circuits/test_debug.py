@@ -15,7 +15,16 @@ from torch import nn
 from captum_groups import Circuit, NeuronGroup, ablate, build_circuit, debug_image
 from captum_groups.circuits import TARGET, compare_classes, expression_score
 
-from ._helpers import A0, A1, B0, B1, PlantedCircuit, assert_same_state, model_state, planted_images
+from .._helpers import (
+    A0,
+    A1,
+    B0,
+    B1,
+    PlantedCircuit,
+    assert_same_state,
+    model_state,
+    planted_images,
+)
 
 matplotlib.use("Agg")
 

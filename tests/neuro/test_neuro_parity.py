@@ -37,7 +37,7 @@ from captum_groups.neuro import (
     similarity_matrix,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "brainscore"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "brainscore"
 SCORES = json.loads((FIXTURES / "scores.json").read_text())
 DATA_SETS = [name for name in SCORES if not name.startswith("_")]
 

@@ -14,7 +14,7 @@ from captum_groups import NeuronGroup, build_circuit
 from captum_groups.circuits import _passes, build_circuits
 from captum_groups.discovery import NEURFLOW_SCALES, find_core_neurons
 
-from ._helpers import assert_same_state, model_state
+from .._helpers import assert_same_state, model_state
 
 SMALL = {"tau": 4, "k": 12, "n_groups": 2, "n_steps": 8, "progress": False}
 

@@ -21,7 +21,7 @@ from captum_groups.labeling import (
     MaskLabeler,
 )
 
-from ._helpers import assert_same_state, model_state
+from .._helpers import assert_same_state, model_state
 
 matplotlib.use("Agg")
 

@@ -28,7 +28,7 @@ from captum_groups.attr import (
     GroupIntegratedGradients,
 )
 
-from ._helpers import NEURON_CLASSES, captured_output
+from .._helpers import NEURON_CLASSES, captured_output
 
 
 def _layer_value(model, layer, x, group):

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from captum_groups import Circuit, NeuronGroup, build_circuit
 from captum_groups.circuits import TARGET, edge_fidelity, masking_fidelity, sufficiency
 
-from ._helpers import PlantedCircuit, assert_same_state, model_state, planted_images
+from .._helpers import PlantedCircuit, assert_same_state, model_state, planted_images
 
 matplotlib.use("Agg")
 

@@ -17,7 +17,7 @@ from captum_groups.viz import (
     render_groups,
 )
 
-from ._helpers import assert_same_state, captured_output, model_state
+from .._helpers import assert_same_state, captured_output, model_state
 
 matplotlib.use("Agg")
 

@@ -22,7 +22,7 @@ from captum_groups.report.assemble import _curve_circuits, evaluation_images
 from captum_groups.report.images import array_uri
 from captum_groups.report.layout import MAX_EDGE_WIDTH
 
-from ._helpers import (
+from .._helpers import (
     assert_same_state,
     captured_output,
     model_state,

@@ -1,0 +1,1 @@
+"""Tests of attribution classes (captum_groups.attr)."""

@@ -1,0 +1,1 @@
+"""Tests of circuits: the graph, building, fidelity, debugging (captum_groups.circuits)."""

@@ -1,0 +1,1 @@
+"""Tests of finding groups (captum_groups.discovery)."""

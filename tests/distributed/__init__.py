@@ -1,0 +1,1 @@
+"""Tests of many processes and machines (captum_groups.distributed)."""

@@ -1,0 +1,1 @@
+"""Tests of concept labels (captum_groups.labeling)."""

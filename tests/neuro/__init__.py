@@ -1,0 +1,1 @@
+"""Tests of alignment with brains (captum_groups.neuro)."""

@@ -1,0 +1,1 @@
+"""Tests of the report and the atlas (captum_groups.report)."""

@@ -1,0 +1,1 @@
+"""Tests of feature visualization and exemplars (captum_groups.viz)."""
