@@ -9,9 +9,10 @@ and the embedded data and model in :mod:`captum_groups.datasets`.
 
 from ._model.capture import layer_activations
 from ._validation.checks import ParameterError
+from ._validation.deprecation import warn_deprecated
 from .ablation import ablate, retain
 from .attr import (
-    GroupAblation,
+    FORMER_NAMES,
     GroupConductance,
     GroupDeconvolution,
     GroupDeepLift,
@@ -21,7 +22,6 @@ from .attr import (
     GroupGradientShap,
     GroupGuidedBackprop,
     GroupIntegratedGradients,
-    GroupInteraction,
     LayerGroupAblation,
     LayerGroupConductance,
     LayerGroupGradientXActivation,
@@ -48,7 +48,6 @@ __all__ = [
     "BEANRegularizer",
     "Circuit",
     "CircuitSettings",
-    "GroupAblation",
     "GroupConductance",
     "GroupDeconvolution",
     "GroupDeepLift",
@@ -58,7 +57,6 @@ __all__ = [
     "GroupGradientShap",
     "GroupGuidedBackprop",
     "GroupIntegratedGradients",
-    "GroupInteraction",
     "GroupSet",
     "LayerGroupAblation",
     "LayerGroupConductance",
@@ -79,3 +77,12 @@ __all__ = [
     "retain",
     "sufficiency",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """A former class name (``captum_groups.attr.FORMER_NAMES``): the class, with a
+    FutureWarning."""
+    if name in FORMER_NAMES:
+        warn_deprecated(f"captum_groups.{name}", f"use {FORMER_NAMES[name]} (the same class)")
+        return globals()[FORMER_NAMES[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,7 @@ from ._model.guards import guarded_call
 from ._validation.checks import check_finite
 from .groups import GroupsLike, NeuronGroup, as_group_list, common_call, layer_name
 
-__all__ = ["ablate", "masked_output", "retain", "Ablation"]
+__all__ = ["ablate", "retain", "Ablation"]  # masked_output: a helper of the package
 
 Value = Literal["zero", "mean"] | float | Tensor
 

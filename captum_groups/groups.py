@@ -37,11 +37,10 @@ __all__ = [
     "GroupsLike",
     "NeuronGroup",
     "as_group_list",
-    "common_call",
     "layer_name",
     "neuron_means",
-    "resolve_layer",
 ]
+# resolve_layer, common_call: helpers of the package's own modules, not part of the API
 
 Layer = str | nn.Module
 Reduction = str | tuple[int, ...]

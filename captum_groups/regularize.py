@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ._io.data import iter_batches
 from ._model.capture import on_this_thread, run_to_layer
 from ._model.guards import guarded_call
+from ._validation.deprecation import renamed_keywords
 from .discovery._validation import check_count
 from .discovery.clustering import AssemblyClustering
 from .groups import GroupSet, Layer, layer_name, neuron_means, resolve_layer
@@ -265,12 +266,13 @@ def _layer_activations(
     return found, torch.cat(labels)
 
 
+@renamed_keywords(n_assemblies="n_groups", max_assemblies="max_groups")
 def find_assemblies(
     model: nn.Module,
     layer: Layer,
     data: Iterable[Any] | tuple[Tensor, Tensor],
-    n_assemblies: int | None = None,
-    max_assemblies: int = 12,
+    n_groups: int | None = None,
+    max_groups: int = 12,
     next_layer: Layer | None = None,
     gamma: float = 1.0,
 ) -> Assemblies:
@@ -278,9 +280,10 @@ def find_assemblies(
 
     The neurons are grouped by :class:`~captum_groups.discovery.AssemblyClustering`
     (co-activation over ``data`` and shared outgoing connectivity, average
-    linkage, the number of assemblies chosen by modularity when
-    ``n_assemblies`` is None); each assembly's class profile then gives its
-    preferred class and selectivity.
+    linkage, the number of assemblies chosen by modularity when ``n_groups``
+    is None); each assembly's class profile then gives its preferred class
+    and selectivity. The parameters carry :class:`AssemblyClustering`'s names
+    (``n_assemblies`` and ``max_assemblies`` still work, with a FutureWarning).
 
     Parameters
     ----------
@@ -290,10 +293,10 @@ def find_assemblies(
         The layer.
     data : (inputs, labels) tuple, or iterable of (inputs, labels) batches
         Examples with labels (for class selectivity).
-    n_assemblies : int, optional
+    n_groups : int, optional
         Number of assemblies.
-    max_assemblies : int
-        Largest number tried when ``n_assemblies`` is None.
+    max_groups : int
+        Largest number tried when ``n_groups`` is None.
     next_layer : nn.Module or str, optional
         The weight layer after ``layer`` (found automatically otherwise).
     gamma : float
@@ -306,7 +309,7 @@ def find_assemblies(
     Examples
     --------
     >>> from captum_groups.datasets import digits_cnn, load_digits
-    >>> found = find_assemblies(digits_cnn(), "relu4", load_digits("test"), n_assemblies=4)
+    >>> found = find_assemblies(digits_cnn(), "relu4", load_digits("test"), n_groups=4)
     >>> len(found.groups), found.selectivity.shape
     (4, (4,))
     """
@@ -317,15 +320,15 @@ def find_assemblies(
         else resolve_layer(model, next_layer)
     )
     batches = [data] if isinstance(data, tuple) and isinstance(data[0], Tensor) else data
-    check_count(n_assemblies, "n_assemblies", 2, 1_000_000)
-    check_count(max_assemblies, "max_assemblies", 2, 1_000_000)
+    check_count(n_groups, "n_groups", 2, 1_000_000)
+    check_count(max_groups, "max_groups", 2, 1_000_000)
     with guarded_call(model, "find_assemblies"):
         acts, labels = _layer_activations(model, module, batches)
-    check_count(n_assemblies, "n_assemblies", 2, acts.shape[1])
+    check_count(n_groups, "n_groups", 2, acts.shape[1])
     with torch.no_grad():
         w_hat = torch.tanh(gamma * connectivity(following).T).abs()
         shared = (w_hat @ w_hat.T).cpu().numpy()
-    clustering = AssemblyClustering(layer_name(model, module), n_assemblies, max_assemblies)
+    clustering = AssemblyClustering(layer_name(model, module), n_groups, max_groups)
     clustering.fit(acts.cpu().numpy(), connectivity=shared)
     groups = clustering.groups_
     classes = torch.unique(labels)

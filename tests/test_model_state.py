@@ -240,7 +240,7 @@ ENTRY_POINTS = [
     ),
     EntryPoint(
         "find_assemblies",
-        lambda m, x, y: find_assemblies(m, "relu2", (x, y), n_assemblies=2, next_layer="fc"),
+        lambda m, x, y: find_assemblies(m, "relu2", (x, y), n_groups=2, next_layer="fc"),
     ),
     # BEAN is a training tool: its forward passes are the user's own training steps.
     EntryPoint("BEANRegularizer", _bean, warns=False, raising=_bean_raising),

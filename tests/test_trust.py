@@ -207,9 +207,7 @@ DATA_FUNCTIONS = {
         m, "relu2", "relu3"
     ).attribute(d, GROUPS3, GROUPS2, n_steps=8, average=True, progress=False),  # noqa: E501
     "find_assemblies": lambda m, d, x, y: (
-        find_assemblies(
-            m, "relu4", (x, y) if isinstance(d, Tensor) else d, n_assemblies=3
-        ).selectivity
+        find_assemblies(m, "relu4", (x, y) if isinstance(d, Tensor) else d, n_groups=3).selectivity
     ),  # noqa: E501
     "TopExemplars.inputs": lambda m, d, x, y: mine_exemplars(
         m, "relu3", x, k=3, scales=(1.0, 0.5), progress=False

@@ -13,8 +13,8 @@ Attribution *to* the groups of a layer, results shaped (N, G), the
 ``LayerGroupGradientXActivation`` (a Captum target or a group of a later
 layer), ``LayerGroupAblation`` (the causal check), and
 ``LayerGroupInteraction`` (edge weights between the groups of two layers).
-``GroupAblation`` and ``GroupInteraction`` are the last two under their
-former names.
+``GroupAblation`` and ``GroupInteraction``, the last two's former names,
+still import for one release, with a FutureWarning (:data:`FORMER_NAMES`).
 
 A new method is one short class: derive from :class:`GroupAttribution`
 and Captum's own bases, name the Captum algorithm it replays, and pass
@@ -22,6 +22,7 @@ and Captum's own bases, name the Captum algorithm it replays, and pass
 classes are built"; ``tests/attr/test_extending.py``).
 """
 
+from .._validation.deprecation import warn_deprecated
 from ._base import GroupArg, GroupAttribution, keeps_model
 from .conductance import GroupConductance
 from .deep_lift import GroupDeepLift, GroupDeepLiftShap
@@ -35,13 +36,20 @@ from .layer_conductance import LayerGroupConductance
 from .layer_gradient_x_activation import LayerGroupGradientXActivation
 from .layer_interaction import LayerGroupInteraction
 
-GroupAblation = LayerGroupAblation
-"""Former name of :class:`LayerGroupAblation` (the same class)."""
-GroupInteraction = LayerGroupInteraction
-"""Former name of :class:`LayerGroupInteraction` (the same class)."""
+FORMER_NAMES = {"GroupAblation": "LayerGroupAblation", "GroupInteraction": "LayerGroupInteraction"}
+"""Former class names, still importable for one release with a FutureWarning (the same
+classes under their one name)."""
+
+
+def __getattr__(name: str) -> object:
+    """A former class name (:data:`FORMER_NAMES`): the class, with a FutureWarning."""
+    if name in FORMER_NAMES:
+        warn_deprecated(f"{__name__}.{name}", f"use {FORMER_NAMES[name]} (the same class)")
+        return globals()[FORMER_NAMES[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
-    "GroupAblation",
     "GroupArg",
     "GroupAttribution",
     "GroupConductance",
@@ -53,7 +61,6 @@ __all__ = [
     "GroupGradientShap",
     "GroupGuidedBackprop",
     "GroupIntegratedGradients",
-    "GroupInteraction",
     "LayerGroupAblation",
     "LayerGroupConductance",
     "LayerGroupGradientXActivation",

@@ -36,7 +36,7 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
     baseline's activation, the two agree exactly. All groups of a chunk are
     ablated in one forward pass over a stacked batch.
 
-    ``GroupAblation`` is the same class under its former name.
+    ``GroupAblation`` is its former name (importable, with a FutureWarning).
     """
 
     @log_usage()

@@ -55,7 +55,7 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
     the part of the network between the two layers. This is NeurFlow's
     integrated gradients from zero activations.
 
-    ``GroupInteraction`` is the same class under its former name.
+    ``GroupInteraction`` is its former name (importable, with a FutureWarning).
 
     Parameters
     ----------

@@ -470,22 +470,24 @@ class Circuit:
                     frontier.append(lower)
         return self._restricted(keep, {e: w for e, w in self.edges.items() if set(e) <= keep})
 
-    def prune(self, min_weight: float | None = None, top_k: int | None = None) -> Circuit:
-        """Keep edges with ``|weight| >= min_weight`` and at most ``top_k`` in-edges per node.
+    @renamed_keywords(top_k="n")
+    def prune(self, min_weight: float | None = None, n: int | None = None) -> Circuit:
+        """Keep edges with ``|weight| >= min_weight`` and at most ``n`` in-edges per node
+        (``top_k``, its former name, still works with a FutureWarning).
 
         Nodes no longer connected to the target are dropped.
         """
         kept = {e: w for e, w in self.edges.items() if min_weight is None or abs(w) >= min_weight}
-        if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if n is not None:
+            if n < 1:
+                raise ValueError(f"n must be at least 1, got {n}")
             strongest: dict[tuple[str, str], float] = {}
             for upper in {u for _, u in kept}:
                 incoming = sorted(
                     ((e, w) for e, w in kept.items() if e[1] == upper),
                     key=lambda item: -abs(item[1]),
                 )
-                strongest.update(incoming[:top_k])
+                strongest.update(incoming[:n])
             kept = strongest
         connected, frontier = {TARGET}, [TARGET]
         while frontier:

@@ -250,7 +250,7 @@ def _curve_circuits(circuit: Circuit, points: int) -> list[Circuit]:
     """Nested circuits: the top-j inputs of every node, for a few j, ending with the circuit."""
     in_degree = max((len(circuit.in_edges(node)) for node in [TARGET, *circuit.nodes]), default=1)
     steps = sorted({int(round(j)) for j in np.linspace(1, in_degree, min(in_degree, points))})
-    return [circuit.prune(top_k=j) for j in steps[:-1]] + [circuit]
+    return [circuit.prune(n=j) for j in steps[:-1]] + [circuit]
 
 
 def _fidelity(

@@ -122,7 +122,7 @@ def test_circuit_queries_by_hand():
     pruned = circuit.prune(min_weight=0.6)
     assert set(pruned.edges) == {("a0", "b0"), ("b0", TARGET), ("a1", "b1")} - {("a1", "b1")}
     assert set(pruned.nodes) == {"a0", "b0"}
-    top1 = circuit.prune(top_k=1)
+    top1 = circuit.prune(n=1)
     assert set(top1.edges) == {("a0", "b0"), ("b0", TARGET)}
     assert circuit.groups("l2")[1].indices == (6, 7)
     with pytest.raises(ValueError, match="lower to an upper layer"):
