@@ -184,3 +184,21 @@ def test_an_out_that_is_no_folder_is_refused_by_out_before_any_work(
     assert "error: --out:" in error
     assert ("is a file" if kind == "file" else "symbolic link") in error
     assert not (tmp_path / "missing").exists()
+
+
+def test_write_report_and_the_command_refuse_a_circuit_that_does_not_fit_alike(tmp_path, capsys):
+    from captum_groups import Circuit, NeuronGroup
+    from captum_groups.cli import main
+    from captum_groups.report import write_report
+
+    model, (x, _) = digits_cnn(), load_digits("test")
+    wide = Circuit(3, ["relu3"], {"g": NeuronGroup("relu3", [99])}, {("g", "target"): 1.0})
+    with pytest.raises(ParameterError) as caught:
+        write_report(model, wide, x, tmp_path / "python", progress=False)
+    assert caught.value.parameter == "circuit" and not (tmp_path / "python").exists()
+    saved = tmp_path / "wide.json"
+    saved.write_text(wide.to_json())
+    with pytest.raises(SystemExit) as stopped:
+        main(["report", str(saved), "--out", str(tmp_path / "command"), "--no-progress"])
+    assert stopped.value.code == 2
+    assert f"circuit: {caught.value}" in capsys.readouterr().err  # the same message

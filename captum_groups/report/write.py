@@ -18,6 +18,7 @@ from .._io.files import write_atomic
 from .._validation.deprecation import apply_renames
 from ..circuits import Circuit
 from .assemble import assemble
+from .fits import check_circuit_fits
 from .html import render_html
 from .settings import RENAMED, ReportSettings
 
@@ -137,6 +138,7 @@ def write_report(
     out = Path(out)
     options = apply_renames(options, RENAMED, "write_report")
     settings = ReportSettings.merged(settings, options, "write_report")
+    check_circuit_fits(model, circuit, data)  # before any work: the same check as the command's
     content = assemble(model, circuit, data, settings, progress)
     report_seconds = time.perf_counter() - start
     timing = [("circuit built", build_seconds)] if build_seconds is not None else []
