@@ -71,7 +71,8 @@ def _add_atlas_command(commands: argparse._SubParsersAction) -> None:
     jobs.add_argument(
         "--resume",
         action="store_true",
-        help="keep the classes already in OUT with the same settings; build the rest",
+        help="keep the classes already in OUT that were built from the same inputs (settings, "
+        "layers, class, model weights, images) and are complete; build the rest",
     )
     jobs.add_argument("--reports", action="store_true", help="also write each class's report.html")
     _add_common(atlas, "atlas")

@@ -373,7 +373,9 @@ def build_atlas(
     reports : bool
         Also write each class's ``report.html``.
     resume : bool
-        Keep the classes already written to ``out`` with the same settings.
+        Keep the classes already written to ``out`` from the same inputs (build and
+        report settings, layers, class, model weights, the class's images), complete
+        and consistent; rebuild the others (see :mod:`.atlas_state`).
     backend : {"local", "torch", "ray"}, optional
         Where the work runs; by default ``"torch"`` under torchrun, else ``"local"``.
     address : str, optional
