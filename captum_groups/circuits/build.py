@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,221 +39,35 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .._io.data import Data
-from .._model.capture import LayerCapture, model_of, record
+from .._model.capture import model_of
 from .._model.guards import guarded_call
 from .._model.subnetwork import subnetwork
 from .._validation.checks import ParameterError
 from ..discovery.clustering import ConceptClustering
-from ..discovery.core import CoreScores, TopKOverlap
-from ..discovery.crops import crop_boxes
-from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
+from ..discovery.core import CoreScores
+from ..discovery.overlap import TopKOverlap
+from ..groups import GroupSet, Layer, NeuronGroup
 from ._ids import TARGET
 from ._passes import (
     CropActivations,
     ImageReader,
-    Rebatcher,
     Selection,
-    Summariser,
     TargetKey,
     model_device_dtype,
 )
 from .graph import Circuit
+from .requests import (
+    _check_targets,
+    _layer_names,
+    check_precision,
+)
 from .routing import ClassRouting, check_routing
 from .settings import CircuitSettings
+from .summary import _SummaryPass
 
 __all__ = ["build_circuit", "build_circuits"]
 
 logger = logging.getLogger(__name__)
-
-
-def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
-    """Circuit layers as dotted names (modules or names given), each a submodule."""
-    if isinstance(layers, (str, nn.Module)) or not layers:
-        raise ParameterError(
-            "layers", "layers must be a non-empty list of layers (modules or dotted names)"
-        )
-    names = [layer_name(model, resolve_layer(model, layer, "layers")) for layer in layers]
-    if len(set(names)) != len(names):
-        raise ParameterError("layers", f"layers must not repeat a layer, got {names}")
-    return names
-
-
-def _check_targets(
-    model: nn.Module, targets: Sequence[int | NeuronGroup], layers: list[str]
-) -> list[TargetKey]:
-    """Class indices, or groups of a layer after the circuit, with their layer named."""
-    if isinstance(targets, (int, NeuronGroup)) or not targets:
-        raise ParameterError(
-            "targets", "targets must be a non-empty list of class indices or NeuronGroups"
-        )
-    checked: list[TargetKey] = []
-    for target in targets:
-        if isinstance(target, NeuronGroup):
-            name = layer_name(model, target.resolve(model))
-            if name in layers:
-                raise ParameterError(
-                    "target", "a target group must belong to a layer above all circuit layers"
-                )
-            target = target.replace(layer=name)
-        elif isinstance(target, bool) or not isinstance(target, int):
-            raise ParameterError(
-                "target", f"target must be a class index or a NeuronGroup, got {target!r}"
-            )
-        elif target < 0:
-            raise ParameterError("target", f"target class must be non-negative, got {target}")
-        if target in checked:
-            raise ParameterError("targets", f"targets must not repeat, got {target!r} twice")
-        checked.append(target)
-    return checked
-
-
-def _check_forward_order(
-    model: nn.Module, layers: list[str], targets: list[TargetKey], images: Tensor
-) -> None:
-    """One probe pass: each layer runs once, in the order given, before any target group."""
-    order: list[nn.Module] = []
-    watched = layers + sorted({str(t.layer) for t in targets if isinstance(t, NeuronGroup)})
-    captures = [LayerCapture(model.get_submodule(name), order=order) for name in watched]
-    output = record(model, images, captures)
-    names = {id(model.get_submodule(name)): name for name in watched}
-    ran = [names[id(module)] for module in order]
-    for name in watched:
-        if ran.count(name) != 1:
-            raise ParameterError(
-                "layers",
-                f"layer {name!r} runs {ran.count(name)} times in a forward pass; "
-                f"circuit layers must run exactly once",
-            )
-    if sorted(layers, key=ran.index) != layers:
-        raise ParameterError(
-            "layers",
-            f"layers must be given in forward order (lowest first); they run as "
-            f"{sorted(layers, key=ran.index)}",
-        )
-    for name in watched[len(layers) :]:
-        if ran.index(name) < ran.index(layers[-1]):
-            raise ParameterError(
-                "target",
-                f"target group layer {name!r} runs before circuit layer {layers[-1]!r}; "
-                f"a target group must belong to a layer after all circuit layers",
-            )
-    for target in targets:
-        if isinstance(target, int) and (output.ndim != 2 or target >= output.shape[1]):
-            raise ParameterError(
-                "target",
-                f"target class {target} is out of range for "
-                f"{output.shape[1] if output.ndim == 2 else tuple(output.shape)} outputs",
-            )
-
-
-def none_predicted(target: int, counts: Counter[int]) -> str:
-    """The message for a class the model predicts for no image: the classes it does predict,
-    most first, and how to use every image instead.
-
-    Examples
-    --------
-    >>> none_predicted(5, Counter({3: 40, 8: 2}))  # doctest: +NORMALIZE_WHITESPACE
-    'the model predicts class 5 for none of the images; it predicts class 3 (40 images),
-    8 (2 images); choose one of those (captum-groups classes lists them), or use every
-    image with predicted_only=False (--no-predicted-only on the command line)'
-    """
-    shown = ", ".join(f"{c} ({n} image{'s' if n != 1 else ''})" for c, n in counts.most_common(8))
-    more = f" and {len(counts) - 8} more classes" if len(counts) > 8 else ""
-    return (
-        f"the model predicts class {target} for none of the images; it predicts class "
-        f"{shown}{more}; choose one of those (captum-groups classes lists them), or use "
-        f"every image with predicted_only=False (--no-predicted-only on the command line)"
-    )
-
-
-class _SummaryPass:
-    """The first pass: each target's images, and their crops' summaries.
-
-    Class targets read the images the model predicts as them: predicted here
-    in the fixed groups of :func:`.routing.prediction_groups`, or looked up in
-    a given :class:`~.routing.ClassRouting` (then only those images are read).
-    Other targets (groups, or every image) read all images.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        reader: ImageReader,
-        layers: list[str],
-        targets: list[TargetKey],
-        settings: CircuitSettings,
-        routing: ClassRouting | None,
-    ) -> None:
-        self.model, self.reader, self.layers, self.targets = model, reader, layers, targets
-        self.settings, self.routing = settings, routing
-        self.predicted = [t for t in targets if isinstance(t, int) and settings.predicted_only]
-        self.everything = [t for t in targets if t not in self.predicted]
-        self.summarisers: dict[Any, Summariser] = {}
-        self.predictions = Rebatcher(settings.batch_size)
-        self.counts: Counter[int] = Counter()
-        self.boxes: Tensor | None = None
-
-    def _summariser(self, key: Any, keyed_targets: list[TargetKey]) -> Summariser:
-        if key not in self.summarisers:
-            assert self.boxes is not None
-            summarised = {name: self.model.get_submodule(name) for name in self.layers}
-            for target in keyed_targets:
-                if isinstance(target, NeuronGroup):
-                    summarised[str(target.layer)] = target.resolve(self.model)
-            selection = Selection(list(keyed_targets), self.boxes)
-            self.summarisers[key] = Summariser(
-                self.model, selection, summarised, self.settings.batch_size, self.reader.total
-            )
-        return self.summarisers[key]
-
-    def _route(self, ids: Tensor, images: Tensor) -> None:
-        """Predict a fixed group of images; each class target gets those predicted as it."""
-        with torch.no_grad():
-            classes = self.model(images).argmax(1)
-        self.counts.update(classes.tolist())
-        self._push_predicted(ids, images, classes)
-
-    def _push_predicted(self, ids: Tensor, images: Tensor, classes: Tensor) -> None:
-        for target in self.predicted:
-            chosen = classes.to(ids.device) == target
-            if chosen.any():
-                self._summariser(target, [target]).push(
-                    ids[chosen], images[chosen.to(images.device)]
-                )
-
-    def _images(self) -> list[int] | None:
-        """The images to read: those routed to the class targets, when that is all."""
-        if self.routing is None or not self.predicted or self.everything:
-            return None
-        self.counts = self.routing.counts()
-        return sorted({i for t in self.predicted for i in self.routing.images_of(t)})
-
-    def run(self) -> dict[TargetKey, Selection]:
-        """Read the data once; each target's selection."""
-        known = self.routing is not None and self._images() is not None
-        lookup = self.routing.state_dict() if known else None
-        for ids, images in self.reader.read(self._images(), "summarising crops"):
-            # the first batch checks the layers and fixes the crop boxes
-            if self.boxes is None:
-                _check_forward_order(self.model, self.layers, self.targets, images)
-                self.boxes = crop_boxes(images.shape[-2], images.shape[-1], self.settings.scales)
-            if self.everything:
-                self._summariser("all", self.everything).push(ids, images)
-            if lookup is not None:
-                position = torch.searchsorted(lookup["indices"], ids.cpu())
-                self._push_predicted(ids, images, lookup["classes"][position])
-            elif self.predicted:
-                for group in self.predictions.push(ids, images):
-                    self._route(*group)
-        if self.boxes is None:
-            raise ParameterError("data", "data is empty: it holds no images")
-        for group in self.predictions.flush():
-            self._route(*group)
-        selections = {key: s.finish() for key, s in self.summarisers.items()}
-        for target in self.predicted:
-            if target not in selections:
-                raise ParameterError("target", none_predicted(target, self.counts))
-        return {t: selections[t if t in self.predicted else "all"] for t in self.targets}
 
 
 @dataclass(frozen=True, eq=False)
@@ -589,18 +402,6 @@ def _as_circuit(
         settings=settings,
         **merged,
     )
-
-
-def check_precision(model: nn.Module) -> None:
-    """Refuse a half-precision model before any pass: NeurFlow's integrated gradients need
-    float32 or float64."""
-    dtype = model_device_dtype(model)[1]
-    if dtype in (torch.float16, torch.bfloat16):
-        raise ParameterError(
-            "model",
-            f"the model computes in {dtype}; NeurFlow's integrated gradients need float32 or "
-            f"float64 (half precision sums 24 steps too coarsely): build from model.float()",
-        )
 
 
 def _build_all(

@@ -16,7 +16,7 @@ from ..circuits import (
     build_circuit,
     route_classes,
 )
-from ..circuits.build import check_precision, none_predicted
+from ..circuits.requests import check_precision, none_predicted
 from ..report import ReportSettings, write_report
 from .common import (
     _add_common,

@@ -3,13 +3,8 @@
 from .clustering import AssemblyClustering, CoactivationClustering, ConceptClustering
 from .core import CoreNeurons, CoreScores, find_core_neurons
 from .crops import NEURFLOW_SCALES, crop_and_resize, crop_boxes
-from .exemplars import (
-    ExemplarMiner,
-    Exemplars,
-    TopExemplars,
-    exemplar_activations,
-    mine_exemplars,
-)
+from .exemplars import ExemplarMiner, Exemplars, TopExemplars
+from .mining import exemplar_activations, mine_exemplars
 from .nmf import NMFGroups
 
 __all__ = [

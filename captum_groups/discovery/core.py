@@ -28,18 +28,12 @@ from .._model.capture import layer_outputs
 from .._model.guards import guarded_call
 from .._model.subnetwork import fold_batchnorm
 from .._model.subnetwork import subnetwork as extract_subnetwork
-from .._validation.checks import check_positive_int, check_quadrature
+from .._validation.checks import check_quadrature
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
 from ._integrate.affine_prefix import split_affine_prefix, trace_to_leaves
 from ._integrate.channel_head import split_channel_head
-
-Target = int | NeuronGroup
-
-ELEMENTS_PER_PASS = 4_000_000
-"""Lower-layer activation elements per integration pass when no row count is given.
-
-Chosen on a 2-core CPU: about 500 rows of resnet50's layer4 at 64x64 pixels
-(2048 x 2 x 2) per pass, and whole exemplar sets of small models."""
+from .overlap import TopKOverlap
+from .targets import Target, TargetValues, rows_per_pass
 
 
 @dataclass(frozen=True)
@@ -78,127 +72,6 @@ class CoreNeurons:
         )
 
 
-class TargetValues:
-    """Evaluates each row's own target on an upper output, from one reduction of it.
-
-    Class targets read one column of an (N, classes) output. Group targets of
-    one upper layer are reduced once over all channels (per reduction kind),
-    and each row gathers its own target's channels and weights from that, so
-    the cost does not grow with the number of targets.
-
-    Examples
-    --------
-    >>> values = TargetValues([NeuronGroup("l", [1]), NeuronGroup("l", [0, 2], [1.0, 2.0])])
-    >>> output = torch.arange(12.0).reshape(2, 3, 2)  # (N, C, positions)
-    >>> values(output, torch.tensor([0, 1]))  # row 0: channel 1; row 1: ch 0 + 2 * ch 2
-    tensor([ 2.5000, 27.5000])
-    """
-
-    def __init__(self, targets: Sequence[Target]) -> None:
-        self.targets = list(targets)
-        self.classes = all(isinstance(t, int) for t in self.targets)
-        kinds = (
-            [] if self.classes else sorted({(t.reduction, t.dim) for t in self.targets}, key=str)
-        )
-        self.kinds = kinds
-        width = max(1 if isinstance(t, int) else len(t) for t in self.targets)
-        self._index = torch.zeros(len(self.targets), width, dtype=torch.long)
-        self._weight = torch.zeros(len(self.targets), width, dtype=torch.float64)
-        self._kind = torch.zeros(len(self.targets), dtype=torch.long)
-        for row, target in enumerate(self.targets):
-            if isinstance(target, int):
-                self._index[row, 0], self._weight[row, 0] = target, 1.0
-                continue
-            weights = target.weights if target.weights is not None else [1.0] * len(target)
-            self._index[row, : len(target)] = torch.tensor(target.indices)
-            self._weight[row, : len(target)] = torch.tensor(weights, dtype=torch.float64)
-            self._kind[row] = kinds.index((target.reduction, target.dim))
-
-    def reduce(self, output: Tensor) -> Tensor:
-        """Every channel of ``output`` reduced as the targets need: (N, kinds * C)."""
-        if self.classes:
-            if output.ndim != 2:
-                raise ValueError(
-                    f"class targets need an (N, classes) output, got shape {tuple(output.shape)}"
-                )
-            if max(self.targets) >= output.shape[1]:
-                raise ValueError(
-                    f"target class {max(self.targets)} is out of range for "
-                    f"{output.shape[1]} outputs"
-                )
-            return output
-        for target in self.targets:
-            target.validate_output(output)
-        parts = []
-        for reduction, dim in self.kinds:
-            if (reduction, dim) == ("mean", 1):
-                parts.append(neuron_means(output))
-                continue
-            axis = NeuronGroup("all", [0], dim=dim).channel_axis(output.ndim)
-            channels = range(output.shape[axis])
-            every = NeuronGroup("all", channels, reduction=reduction, dim=dim)
-            parts.append(every.neuron_activations(output))
-        return torch.cat(parts, 1)
-
-    @property
-    def channelwise(self) -> bool:
-        """Whether every target reads channels on axis 1 (so a channel head can serve it)."""
-        return self.classes or all(dim == 1 for _, dim in self.kinds)
-
-    def channels(self, owners: Tensor) -> Tensor:
-        """The channels each row's target reads, (N, L) (padded with channel 0 at weight 0)."""
-        return self._index[owners.to(self._index.device)]
-
-    def gathered(self, values: Tensor, owners: Tensor) -> Tensor:
-        """Each row's target value from its own channels only: ``values`` is (N, L, ...),
-        row ``i`` holding the channels ``channels(owners)[i]`` (see ``ChannelHead``)."""
-        owners = owners.to(self._index.device)
-        per_channel = values
-        if values.ndim > 2:
-            flat = values.flatten(2)
-            reduced = [
-                self._reduce_positions(values, flat, reduction) for reduction, _ in self.kinds
-            ]
-            kinds = self._kind[owners].to(values.device)
-            per_channel = torch.stack(reduced).gather(
-                0, kinds.view(1, -1, 1).expand(1, *values.shape[:2])
-            )[0]
-        weights = self._weight[owners].to(values.device, values.dtype)
-        return (per_channel * weights).sum(1)
-
-    @staticmethod
-    def _reduce_positions(values: Tensor, flat: Tensor, reduction: object) -> Tensor:
-        if reduction == "mean":
-            return flat.mean(2)
-        if reduction == "sum":
-            return flat.sum(2)
-        if reduction == "max":
-            return flat.amax(2)
-        return values[(slice(None), slice(None), *reduction)]  # type: ignore[misc]
-
-    def __call__(self, output: Tensor, owners: Tensor, reduced: Tensor | None = None) -> Tensor:
-        """Value of target ``owners[i]`` on row ``i`` of ``output``: shape (N,)."""
-        reduced = self.reduce(output) if reduced is None else reduced
-        width = reduced.shape[1] // max(1, len(self.kinds))
-        owners = owners.to(self._index.device)
-        columns = self._index[owners] + (self._kind[owners] * width)[:, None]
-        weights = self._weight[owners].to(reduced.dtype)
-        columns, weights = columns.to(reduced.device), weights.to(reduced.device)
-        return (reduced.gather(1, columns) * weights).sum(1)
-
-
-def rows_per_pass(
-    activations: Tensor, internal_batch_size: int | None, row_elements: int | None = None
-) -> int:
-    """Rows (exemplars x steps) per integration pass: given, or from :data:`ELEMENTS_PER_PASS`
-    and the elements of a row (by default, of an activation row)."""
-    if internal_batch_size is not None:
-        check_positive_int(internal_batch_size, "internal_batch_size")
-        return internal_batch_size
-    per_row = max(1, row_elements or activations[0].numel())
-    return max(1, ELEMENTS_PER_PASS // per_row)
-
-
 class CoreScores:
     """NeurFlow's neuron scores for many targets, accumulated over batches of exemplars.
 
@@ -215,7 +88,7 @@ class CoreScores:
         Captum's approximation method (``"gausslegendre"``, ``"riemann_trapezoid"``...).
     internal_batch_size : int, optional
         Rows (exemplars x steps) per forward/backward pass; by default about
-        :data:`ELEMENTS_PER_PASS` activation elements.
+        :data:`~captum_groups.discovery.targets.ELEMENTS_PER_PASS` activation elements.
     split_prefix : bool
         Run the affine first part of ``between`` (e.g. a convolution and an
         eval-mode batch norm, up to the first nonlinearity) once per exemplar
@@ -550,94 +423,3 @@ def find_core_neurons(
             tuple(tuple(r) for r in ranked_lists),
             layer_name(model, lower),
         )
-
-
-class TopKOverlap:
-    """NeurFlow's adaptive tau, accumulated over batches of the pool.
-
-    For each target, the ranked core neurons are masked one more at a time
-    (1, 2, ... tau of them) and the target's top-k set among all pool inputs
-    is found again; its overlap with the unmasked top-k set falls as more
-    neurons are masked. :meth:`sizes` keeps, per target, the fewest neurons
-    whose masking brings the overlap below its minimum plus a tolerance.
-    Only running top-k lists are kept, so the pool can be streamed.
-
-    Parameters
-    ----------
-    between : callable
-        Lower-layer output -> the upper output the targets read.
-    targets : sequence of int or NeuronGroup
-        The targets.
-    ranked : Tensor
-        (T, tau) ranked lower neurons per target.
-    k : sequence of int
-        Top-set size per target (its number of exemplars).
-    """
-
-    def __init__(
-        self,
-        between: Callable[[Tensor], Tensor],
-        targets: Sequence[Target],
-        ranked: Tensor,
-        k: Sequence[int],
-    ) -> None:
-        self.between = fold_batchnorm(between) if isinstance(between, fx.GraphModule) else between
-        self.values = TargetValues(targets)
-        self.ranked, self.k = ranked, list(k)
-        self._tops: list[list[tuple[Tensor, Tensor]] | None] = [None] * len(targets)
-        self.seen = 0
-
-    def add(self, pool_activations: Tensor) -> None:
-        """The next pool inputs' lower-layer activations."""
-        ids = torch.arange(self.seen, self.seen + len(pool_activations))
-        n_sizes = self.ranked.shape[1] + 1
-        per_pass = max(1, rows_per_pass(pool_activations, None) // n_sizes)
-        with torch.no_grad():
-            for target in range(len(self.values.targets)):
-                values = torch.cat(
-                    [
-                        self._masked_values(target, pool_activations[s : s + per_pass])
-                        for s in range(0, len(pool_activations), per_pass)
-                    ],
-                    1,
-                ).cpu()
-                self._merge(target, values, ids)
-        self.seen += len(pool_activations)
-
-    def _masked_values(self, target: int, activations: Tensor) -> Tensor:
-        """(sizes, N) target values with the first 0, 1, ..., tau ranked neurons masked."""
-        n_sizes = self.ranked.shape[1] + 1
-        mask = torch.ones(n_sizes, activations.shape[1], dtype=activations.dtype)
-        for size in range(1, n_sizes):
-            mask[size, self.ranked[target, :size]] = 0
-        mask = mask.view(n_sizes, 1, -1, *[1] * (activations.ndim - 2)).to(activations.device)
-        masked = (activations.unsqueeze(0) * mask).flatten(0, 1)
-        owner = torch.full((len(masked),), target, dtype=torch.long)
-        return self.values(self.between(masked), owner).view(n_sizes, -1)
-
-    def _merge(self, target: int, values: Tensor, ids: Tensor) -> None:
-        k = self.k[target]
-        merged = []
-        for size, row in enumerate(values):
-            candidates, candidate_ids = row, ids
-            previous = self._tops[target]
-            if previous is not None:
-                candidates = torch.cat([previous[size][0], row])
-                candidate_ids = torch.cat([previous[size][1], ids])
-            top = candidates.topk(min(k, len(candidates))).indices
-            merged.append((candidates[top], candidate_ids[top]))
-        self._tops[target] = merged
-
-    def sizes(self, tolerance: float) -> list[int]:
-        """The adaptive number of core neurons of each target."""
-        sizes = []
-        for target, tops in enumerate(self._tops):
-            k = self.k[target]
-            if tops is None or self.seen < k:
-                raise ValueError(f"pool has {self.seen} inputs, fewer than the {k} exemplars")
-            reference = set(tops[0][1].tolist())
-            overlaps = [len(reference & set(ids.tolist())) / k for _, ids in tops[1:]]
-            floor = min(overlaps)
-            chosen = (s for s, o in enumerate(overlaps, 1) if o < floor + tolerance)
-            sizes.append(next(chosen, len(overlaps)))
-        return sizes

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .._io.data import Data, n_examples
 from .._validation.errors import ParameterError
-from ..discovery.exemplars import ExemplarMiner, Exemplars, mine_into
+from ..discovery.exemplars import ExemplarMiner, Exemplars
+from ..discovery.mining import mine_into
 from ..groups import GroupsLike, Layer
 
 __all__ = ["mine_exemplars"]

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from .._io.data import Data, batch_inputs
 from .._model.capture import layer_outputs
 from ..discovery.crops import crop_and_resize
-from ..discovery.exemplars import mine_exemplars
+from ..discovery.mining import mine_exemplars
 from ..groups import NeuronGroup
 from .base import GroupEvidence
 

@@ -50,7 +50,7 @@ from ..circuits import (
     edge_fidelity,
     masking_curves,
 )
-from ..circuits.build import none_predicted
+from ..circuits.requests import none_predicted
 from ..groups import NeuronGroup
 from ..viz import render_circuit
 from .figures import fidelity_curves_figure

@@ -50,8 +50,8 @@ from .._validation.checks import Count, validate
 from .._validation.errors import ParameterError
 from .._validation.schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
-from ..circuits.build import check_precision
 from ..circuits.fidelity import masking_fidelity
+from ..circuits.requests import check_precision
 from ..distributed.backends import Workload, check_workload, make_backend
 from ..groups import resolve_layer
 from .atlas_index import OVERLAP, class_folder, shared_groups, write_index

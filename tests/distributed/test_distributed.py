@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from captum_groups import build_circuit
 from captum_groups.circuits import ClassRouting, route_classes
 from captum_groups.circuits._passes import ImageReader, Selection
-from captum_groups.circuits.build import _SummaryPass
 from captum_groups.circuits.settings import CircuitSettings
+from captum_groups.circuits.summary import _SummaryPass
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.discovery import NEURFLOW_SCALES, ExemplarMiner, mine_exemplars
-from captum_groups.discovery.exemplars import mine_into
+from captum_groups.discovery.mining import mine_into
 from captum_groups.distributed import balanced
 from captum_groups.report import build_atlas
 
