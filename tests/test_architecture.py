@@ -223,6 +223,19 @@ def test_no_function_is_over_60_lines_of_code():
     assert lengths[longest] <= LONGEST, f"{longest} has {lengths[longest]} lines of code"
 
 
+LONGEST_MODULE = 600
+
+
+def test_no_module_is_over_600_lines():
+    """A module holds one job; past 600 lines it holds several (split it by job)."""
+    lengths = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text().splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    longest = max(lengths, key=lengths.get)
+    assert lengths[longest] <= LONGEST_MODULE, f"{longest} has {lengths[longest]} lines"
+
+
 def test_code_line_count_leaves_out_docstrings_and_comments():
     source = (
         "@decorator\n"

@@ -87,3 +87,21 @@ def test_a_hook_of_this_thread_is_not_seen_by_another():
         seen["here"] = model(x)
     torch.testing.assert_close(seen["other"], model(x))  # the plain model
     assert not torch.equal(seen["here"], seen["other"])  # the ablated one, here
+
+
+def test_the_users_input_tensor_is_never_flagged_during_a_call():
+    """Captum turns requires_grad on for the tensors it is given and off after: on the user's
+    tensor, a second thread attributing on it could find the flag turned off mid-call (its
+    layer output then had no gradient). Each call now works on its own alias."""
+    model, (x, _) = digits_cnn(), load_digits("test")
+    x = x[:4]
+    seen = []
+    handle = model.conv1.register_forward_pre_hook(
+        lambda module, args: seen.append(x.requires_grad)
+    )
+    try:
+        GroupGradient(model, "conv2").attribute(x, NeuronGroup("conv2", [0, 3]))
+        GroupIntegratedGradients(model, "relu3").attribute(x, GROUPS, n_steps=4)
+    finally:
+        handle.remove()
+    assert seen and not any(seen) and not x.requires_grad

@@ -81,10 +81,30 @@ def keeps_model(method: Method) -> Method:
     def attribute(self: Any, *args: Any, **kwargs: Any) -> Any:
         caller = f"{type(self).__name__}.{method.__name__}"
         model = model_of(self.forward_func, self.layer)
+        if args:
+            args = (_aliased(args[0]), *args[1:])
+        elif "inputs" in kwargs:
+            kwargs["inputs"] = _aliased(kwargs["inputs"])
         with guarded_call(model, caller, needs_grad=True), call_scope():
             return method(self, *args, **kwargs)
 
     return attribute  # type: ignore[return-value]
+
+
+def _aliased(inputs: Any) -> Any:
+    """The user's input tensors as new tensor objects over the same memory.
+
+    Captum turns ``requires_grad`` on for the input tensors it is given and off
+    again when it is done. On the user's own tensor that changes it during the
+    call, and two threads attributing on one tensor race: one turns the flag
+    off while the other runs its forward pass, whose layer output then has no
+    gradient. An alias (``detach()``: no copy) gives every call its own flag.
+    """
+    if isinstance(inputs, Tensor) and not inputs.requires_grad:
+        return inputs.detach()
+    if isinstance(inputs, tuple):
+        return tuple(_aliased(item) for item in inputs)
+    return inputs
 
 
 def inside_noise_tunnel() -> bool:
