@@ -6,15 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from torch import nn
-
-from .._io.data import Data
 from .._validation.errors import ParameterError
-from ..circuits import (
-    Circuit,
-)
 from ..report import ReportSettings, write_report
-from ..report.fits import check_circuit_fits
 from .common import (
     _add_common,
     _add_report_options,
@@ -48,35 +41,35 @@ def _add_report_command(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(run=_run_report, parser=report)
 
 
-def _check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data) -> None:
-    """The library's check (:func:`~captum_groups.report.fits.check_circuit_fits`), its
-    refusals told by option: the same messages as from Python."""
-    try:
-        check_circuit_fits(model, circuit, data)
-    except ParameterError as error:
-        option = {"model": "--model", "data": "--data"}.get(error.parameter, "circuit")
-        raise OptionError(option, str(error)) from None
+FIT_OPTIONS = {"model": "--model", "data": "--data", "circuit": "circuit"}
+"""The option of each refusal of :func:`~captum_groups.report.fits.check_circuit_fits`."""
 
 
 def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     circuit = load_circuit(args.circuit)
     source = _source(args)
     report = settings_from_args(ReportSettings, args, REPORT_FIELDS).for_circuit(circuit)
-    model, data, device = _prepare(source, report.random_state)
-    _check_circuit_fits(model, circuit, data)
+    model, data, _ = _prepare(source, report.random_state)
     out = args.out if args.out is not None else str(Path(args.circuit).parent)
     _check_out(out)
-    files = write_report(
-        model,
-        circuit,
-        data,
-        out,
-        settings=report,
-        command=command,
-        parameters=_options_record(args, source),
-        next_steps=_next_steps(source, circuit, out, build=False),
-        progress=args.progress,
-    )
+    try:
+        # write_report checks first that the circuit fits the model and data (one forward
+        # pass); its refusals are told by option, with the same messages as from Python
+        files = write_report(
+            model,
+            circuit,
+            data,
+            out,
+            settings=report,
+            command=command,
+            parameters=_options_record(args, source),
+            next_steps=_next_steps(source, circuit, out, build=False),
+            progress=args.progress,
+        )
+    except ParameterError as error:
+        if error.parameter not in FIT_OPTIONS:
+            raise
+        raise OptionError(FIT_OPTIONS[error.parameter], str(error)) from None
     print(f"wrote {files.html} and {files.circuit}")
     print(
         f"report assembled in {files.seconds:.1f} s ({time.perf_counter() - started:.1f} s in all)"

@@ -206,6 +206,8 @@ def read_recordings(recordings: object, parameter: str = "recordings") -> Record
     >>> found.mean.shape, found.repetitions.shape
     ((10, 5), (3, 10, 5))
     """
+    if isinstance(recordings, Recordings):  # read already (e.g. once per area)
+        return recordings
     if hasattr(recordings, "measurements"):
         return _from_rsatoolbox(recordings, parameter)
     if isinstance(recordings, (Tensor, np.ndarray)) and recordings.ndim == 3:

@@ -237,8 +237,7 @@ def alignment_map(
     group_scores: dict[str, dict[str, float]] = {}
     ceiled = {}
     rows = {"stratify": stratify, "stimulus_ids": stimulus_ids}
-    for i, area in enumerate(readings):
-        target = areas[area]
+    for i, (area, target) in enumerate(readings.items()):
         for j, name in enumerate(names):
             scores[i, j], errors[i, j], ceiled[area] = _score(
                 found[name], area, target, predictivity, rows

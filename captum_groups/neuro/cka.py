@@ -76,10 +76,15 @@ def _cka_from_grams(k: np.ndarray, l: np.ndarray, unbiased: bool) -> float:  # n
 
 
 def _check_pair(
-    x: np.ndarray, y: np.ndarray, unbiased: bool, names: tuple[str, str, str] = ("y", "x", "y")
+    x: np.ndarray,
+    y: np.ndarray,
+    unbiased: bool,
+    names: tuple[str, str, str] = ("y", "x", "y"),
+    few: str = "x",
 ) -> None:
-    """Refuse two representations of different stimuli, or too few for the unbiased
-    estimator; ``names``: the parameter to blame, and how to call each side."""
+    """Refuse two representations of different stimuli (by ``names[0]``, calling the sides
+    ``names[1]`` and ``names[2]``), or too few stimuli for the unbiased estimator (by
+    ``few``)."""
     if x.shape[0] != y.shape[0]:
         raise ParameterError(
             names[0],
@@ -87,10 +92,7 @@ def _check_pair(
             f"and {y.shape[0]}",
         )
     if unbiased and x.shape[0] < 4:
-        raise ParameterError(
-            "x" if names[0] == "y" else "stimuli",
-            "the unbiased HSIC estimator needs at least 4 stimuli",
-        )
+        raise ParameterError(few, "the unbiased HSIC estimator needs at least 4 stimuli")
 
 
 def cka(x: object, y: object, unbiased: bool = False) -> float:
@@ -256,7 +258,7 @@ def _hsic_sums(
             continue  # a last minibatch too small for the unbiased estimator
         grams = {key: _gram(value, key[1]) for key, value in found.items()}
         for a, b in pairs:
-            _check_pair(grams[a], grams[b], unbiased, _pair_names(a, b, other is None))
+            _check_pair(grams[a], grams[b], unbiased, _pair_names(a, b, other is None), "stimuli")
             sums[(a, b)] += _hsic(grams[a], grams[b], unbiased)
     wrong = {c: len(v) for c, v in columns.items() if len(v) != offset} if other is None else {}
     if wrong:

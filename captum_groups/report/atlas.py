@@ -50,6 +50,7 @@ from .._validation.checks import Count, validate
 from .._validation.errors import ParameterError
 from .._validation.schemas import ATLAS_ROW, check, read_json
 from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
+from ..circuits._passes import model_device_dtype
 from ..circuits.fidelity import masking_fidelity
 from ..circuits.requests import check_precision
 from ..distributed.backends import Workload, check_workload, make_backend
@@ -291,9 +292,8 @@ def _check_request(
     check_precision(model)
     for name in layers:
         resolve_layer(model, name, "layers")
-    device = next(model.parameters(), torch.empty(0)).device
     with guarded_call(model, "build_atlas"), torch.no_grad():
-        n_outputs = model(examples_at(data, [0]).to(device)).shape[-1]
+        n_outputs = model(examples_at(data, [0]).to(model_device_dtype(model)[0])).shape[-1]
     for target in targets or ():
         if target >= n_outputs:
             raise ParameterError(

@@ -13,20 +13,15 @@ give the same message.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .._io.data import Data, examples_at, n_examples
 from .._model.capture import LayerCapture, record
 from .._validation.errors import ParameterError
 from ..circuits import Circuit
+from ..circuits._passes import model_device_dtype
 
 __all__ = ["check_circuit_fits"]
-
-
-def _device(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data) -> None:
@@ -59,7 +54,7 @@ def check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data) -> None:
             f"the circuit's exemplars refer to image {max(indices)}, but the data hold {size} "
             f"images; pass the data the circuit was built on",
         )
-    first = examples_at(data, [0]).to(_device(model))
+    first = examples_at(data, [0]).to(model_device_dtype(model)[0])
     captures = {layer: LayerCapture(model.get_submodule(layer)) for layer in circuit.layers}
     output = record(model, first, list(captures.values()))
     for node, group in circuit.nodes.items():
