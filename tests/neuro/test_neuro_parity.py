@@ -272,3 +272,19 @@ def test_alignment_map_and_similarity_matrix_match_stimuli_by_identity(digits_mo
         digits_model, layers, x[order], recordings={"IT": presented}, stimulus_ids=names[order]
     )
     np.testing.assert_allclose(found.values, expected.values, atol=1e-10)
+
+
+CKA_FIXTURES = Path(__file__).parents[1] / "fixtures" / "cka"
+
+
+@pytest.mark.parametrize("debiased", [False, True], ids=["linear", "debiased"])
+def test_cka_equals_kornbliths_own_code_at_any_offset(debiased):
+    """``benchmarks/cka_fixtures.py`` ran Kornblith et al.'s ``feature_space_linear_cka`` on
+    the same data, far from zero and in float32 too; the stored numbers are its own."""
+    expected = json.loads((CKA_FIXTURES / "scores.json").read_text())
+    with np.load(CKA_FIXTURES / "cka.npz") as stored:
+        for name, scores in expected.items():
+            x, y = stored[f"{name}/x"], stored[f"{name}/y"]
+            found = cka(x, y, unbiased=debiased)
+            key = "debiased" if debiased else "linear"
+            assert found == pytest.approx(scores[key], abs=1e-6), name
