@@ -28,10 +28,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._io.data import Data, iter_batches
 from ._model.capture import LayerCapture, on_this_thread, record
 from ._model.guards import guarded_call
 from ._validation.checks import check_finite
+from .data import Data, iter_batches
 from .groups import GroupsLike, NeuronGroup, as_group_list, common_call, layer_name
 
 __all__ = ["ablate", "retain", "Ablation"]  # masked_output: a helper of the package
@@ -110,7 +110,7 @@ def mean_activations(
 ) -> dict[nn.Module, Tensor]:
     """Per-neuron mean activation (over examples and positions) of each layer over ``data``.
 
-    ``data`` is read by the package's one rule (:mod:`captum_groups._io.data`). Empty data
+    ``data`` is read by the package's one rule (:mod:`captum_groups.data`). Empty data
     and data that gives NaN or infinite activations are refused. The mean is taken at the
     run of the layer its groups name (``call``), or over all its runs when they name none.
     """
@@ -155,6 +155,17 @@ class Ablation:
     """Context manager replacing some neurons of some layers during forward passes.
 
     Build it with :func:`ablate` or :func:`retain`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_groups import NeuronGroup
+    >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> with Ablation(model, [NeuronGroup("1", [0, 2])]):
+    ...     out = model(torch.ones(1, 2))
+    >>> out[0, 0].item(), out[0, 2].item(), len(model[1]._forward_hooks)
+    (0.0, 0.0, 0)
     """
 
     def __init__(
@@ -282,7 +293,7 @@ def ablate(
     data : Tensor, Dataset, DataLoader or list of batches, optional
         Model inputs for ``value="mean"``, read by the package's one data
         rule (batches that are tensors, ``(x, y)`` tuples or dicts; see
-        :mod:`captum_groups._io.data`). Empty data, and data that gives NaN or
+        :mod:`captum_groups.data`). Empty data, and data that gives NaN or
         infinite activations, are refused.
 
     Returns

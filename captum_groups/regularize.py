@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._io.data import iter_batches
 from ._model.capture import on_this_thread, run_to_layer
 from ._model.guards import guarded_call
 from ._validation.deprecation import renamed_keywords
+from .data import iter_batches
 from .discovery._validation import check_count
 from .discovery.clustering import AssemblyClustering
 from .groups import GroupSet, Layer, layer_name, neuron_means, resolve_layer
@@ -47,6 +47,17 @@ def connectivity(next_layer: nn.Module) -> Tensor:
 
     The weight of a Linear layer; for convolutions, the L2 norm of each kernel
     slice (output channel x input channel).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> conv = nn.Conv2d(2, 1, 2, bias=False)
+    >>> kernels = torch.tensor([[[[3.0, 4.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]]])
+    >>> with torch.no_grad():
+    ...     _ = conv.weight.copy_(kernels)
+    >>> connectivity(conv).detach()  # (N_next, N): the L2 norm of each 2 x 2 kernel slice
+    tensor([[5., 1.]])
     """
     if not isinstance(next_layer, _WEIGHTED):
         raise TypeError(f"the next layer must be Linear or Conv, got {type(next_layer).__name__}")
@@ -233,6 +244,13 @@ class Assemblies:
     modularity : float
         Modularity (networkx) of the layer's co-activation graph
         (positive correlations) under this partition.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> found = find_assemblies(digits_cnn(), "relu4", load_digits("test"), n_groups=4)
+    >>> len(found.groups), found.preferred_class.shape, found.selectivity.shape
+    (4, (4,), (4,))
     """
 
     groups: GroupSet

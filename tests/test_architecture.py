@@ -114,9 +114,9 @@ LAYERS = {
     "captum_groups._validation.schemas": ("captum_groups.",),
     "captum_groups.groups": ("captum_groups.",),
     "captum_groups._model.captum": ("captum_groups.",),
-    "captum_groups._io.data": ("captum_groups.",),
+    "captum_groups.data": ("captum_groups.",),
     "captum_groups._validation": ("captum_groups.attr", "captum_groups.circuits"),
-    "captum_groups._io": ("captum_groups.attr", "captum_groups.circuits", "captum_groups._model"),
+    "captum_groups._io": ("captum_groups.",),
     "captum_groups._model.guards": ("captum_groups.",),
     "captum_groups._model": (
         "captum_groups.attr",
@@ -182,6 +182,19 @@ def test_lower_modules_never_import_higher_ones(family):
                 and imported not in BELOW_EVERYTHING
             ]
             assert not forbidden, f"{module} imports {imported}"
+
+
+CLI_MAY_IMPORT_PRIVATE = {"captum_groups._validation.settings", "captum_groups._validation.checks"}
+"""The settings the command line maps its options onto, and the checks they are declared with."""
+
+
+def test_the_cli_imports_nothing_private_from_outside_its_package_beyond_the_settings():
+    for module in [m for m in MODULES if m.startswith("captum_groups.cli")]:
+        for imported in _imports(module):
+            if imported.startswith("captum_groups.cli") or imported in CLI_MAY_IMPORT_PRIVATE:
+                continue
+            private = [part for part in imported.split(".") if part.startswith("_")]
+            assert not private, f"{module} imports {imported}"
 
 
 def test_circuits_never_import_viz_at_module_level():

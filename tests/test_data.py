@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from captum_groups._io.data import (
+from captum_groups.data import (
     batch_inputs,
     check_reiterable,
     examples_at,

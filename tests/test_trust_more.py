@@ -17,9 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from captum_groups import Circuit, NeuronGroup, ParameterError, build_circuit
-from captum_groups._io.data import examples_at
 from captum_groups.cli import main
 from captum_groups.cli.inputs import ImageOptions, load_image_files
+from captum_groups.data import examples_at
 from captum_groups.datasets import digits_cnn, load_digits
 from captum_groups.discovery import find_core_neurons, mine_exemplars
 from captum_groups.report import write_report

@@ -15,8 +15,8 @@ import pytest
 from torch import nn
 
 from captum_groups import CircuitSettings, ParameterError
-from captum_groups._io.files import write_atomic
 from captum_groups.datasets import digits_cnn, load_digits
+from captum_groups.files import write_atomic
 from captum_groups.neuro import localize, reverse_predictivity
 
 

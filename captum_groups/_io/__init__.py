@@ -1,2 +1,1 @@
-"""Input and output: the one data rule (batches, data-set indices), images read at their
-scale, files written whole, plain-text figure labels."""
+"""Figure output: text in the package's figures stays plain text (no mathtext)."""

@@ -29,10 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io.data import Data, iter_batches
 from .._model.captum import _run_forward
 from .._validation.checks import check_positive_int
 from .._validation.errors import ParameterError
+from ..data import Data, iter_batches
 from ..groups import Layer, layer_name, resolve_layer
 from .guards import guarded_call, preserve_buffers
 
@@ -426,7 +426,7 @@ def layer_outputs(
 ) -> Tensor:
     """The layer's (first) output on all inputs, in batches, without gradients or buffer updates.
 
-    ``inputs`` is read by the package's one data rule (:mod:`captum_groups._io.data`); each
+    ``inputs`` is read by the package's one data rule (:mod:`captum_groups.data`); each
     batch stops at the layer (at its run ``call``, see :class:`LayerCapture`).
     """
     return _batched(
@@ -443,7 +443,7 @@ def model_outputs(
 ) -> Tensor:
     """The model's output on all inputs, in batches, without gradients or buffer updates.
 
-    ``inputs`` is read by the package's one data rule (:mod:`captum_groups._io.data`).
+    ``inputs`` is read by the package's one data rule (:mod:`captum_groups.data`).
     """
     return _batched(model, model, inputs, batch_size, parameter)
 
@@ -461,7 +461,7 @@ def layer_activations(
     layer : nn.Module or str
         The layer, or its dotted name.
     data : Tensor, Dataset, DataLoader or list of batches
-        Read by the package's one data rule (:mod:`captum_groups._io.data`):
+        Read by the package's one data rule (:mod:`captum_groups.data`):
         batches that are tensors, ``(x, y)`` tuples or dicts.
     batch_size : int
         Examples per forward pass when ``data`` is a tensor or a Dataset.

@@ -95,7 +95,9 @@ def setting(
         The type as the docstring shows it (``"int"``, ``"int or None"``).
     cli : mapping, optional
         How the command line shows it: ``{"type": int}``, ``{"nargs": "+"}``,
-        ``{"metavar": "PX"}``; ``{"skip": True}`` keeps it off the command line.
+        ``{"metavar": "PX"}``; ``{"skip": True}`` keeps it off the command line;
+        ``{"defaults": {"circuit": (8, "why")}}`` gives a command its own default, and
+        why (the one place a command's default differs from the API's).
     """
     metadata = {"constraint": constraint, "doc": doc, "type_name": type_name, "cli": cli or {}}
     return dataclasses.field(default=default, metadata=metadata)

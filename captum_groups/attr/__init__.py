@@ -14,7 +14,7 @@ Attribution *to* the groups of a layer, results shaped (N, G), the
 layer), ``LayerGroupAblation`` (the causal check), and
 ``LayerGroupInteraction`` (edge weights between the groups of two layers).
 ``GroupAblation`` and ``GroupInteraction``, the last two's former names,
-still import for one release, with a FutureWarning (:data:`FORMER_NAMES`).
+still import for one release, with a FutureWarning (``FORMER_NAMES``).
 
 A new method is one short class: derive from :class:`GroupAttribution`
 and Captum's own bases, name the Captum algorithm it replays, and pass
@@ -42,7 +42,7 @@ classes under their one name)."""
 
 
 def __getattr__(name: str) -> object:
-    """A former class name (:data:`FORMER_NAMES`): the class, with a FutureWarning."""
+    """A former class name (``FORMER_NAMES``): the class, with a FutureWarning."""
     if name in FORMER_NAMES:
         warn_deprecated(f"{__name__}.{name}", f"use {FORMER_NAMES[name]} (the same class)")
         return globals()[FORMER_NAMES[name]]

@@ -60,7 +60,7 @@ PARAMETERS: dict[str, str] = {
 """Shared parameter descriptions, NumPy style, keyed by parameter name."""
 
 RETURNS_LIKE_INPUTS = """Tensor or tuple of Tensor
-    Shaped like ``inputs``; (N, G, *inputs.shape[1:]) for several groups."""
+    Shaped like ``inputs``; ``(N, G, *inputs.shape[1:])`` for several groups."""
 """What the ``attribute`` of every ``Group*`` class returns, unless it says otherwise."""
 
 _HEADER = re.compile(r"^(\w[\w ]*)\n-+\n", re.MULTILINE)

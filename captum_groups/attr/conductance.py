@@ -41,7 +41,7 @@ class GroupConductance(_MultipliesByInputs, NeuronAttribution, GradientAttributi
     \frac{\partial y_e}{\partial x_i} d\alpha`. Conductance is a flow, so
     through a group it is the weighted sum of its neurons' conductances, a
     neuron's conductance being the sum over its positions (only the chosen
-    position for a position reduction; see :meth:`NeuronGroup.membership`).
+    position for a position reduction; see :meth:`~captum_groups.NeuronGroup.membership`).
     Conductances through the groups of a partition add up to the conductance
     through the whole layer. Captum refuses aggregating selectors here; this
     class computes the aggregate exactly. A single element (a group with a

@@ -31,13 +31,13 @@ class LayerGroupConductance(_LayerGroupAttribution, LayerAttribution, GradientAt
     \, \partial F / \partial y_e(\alpha_s)` along the straight path from
     the baselines to the inputs. Conductance is a flow, so a group's share is
     the sum over its elements, weighted by group membership
-    (:meth:`NeuronGroup.membership`). All groups cost one integrated pass,
+    (:meth:`~captum_groups.NeuronGroup.membership`). All groups cost one integrated pass,
     not one per group. When the groups partition the layer, their
     conductances add up to ``F(inputs) - F(baselines)`` (completeness), and
     ``return_convergence_delta`` reports the gap.
 
     The target ``F`` is a Captum ``target`` on the model output, or a
-    :class:`NeuronGroup` of a later layer (hidden-to-hidden attribution, which
+    :class:`~captum_groups.NeuronGroup` of a later layer (hidden-to-hidden attribution, which
     Captum lacks); then the forward pass stops at that layer.
     """
 

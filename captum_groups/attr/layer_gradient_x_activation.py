@@ -26,7 +26,7 @@ class LayerGroupGradientXActivation(
     target, as in Building Blocks of Interpretability (Olah et al., 2018).
     Each group sums its elements' attributions weighted by membership. One
     forward and one backward pass serve all groups. The target is a Captum
-    ``target`` or a :class:`NeuronGroup` of a later layer.
+    ``target`` or a :class:`~captum_groups.NeuronGroup` of a later layer.
 
     Parameters
     ----------

@@ -12,11 +12,11 @@ from captum.log import log_usage
 from torch import Tensor
 from tqdm import tqdm
 
-from .._io.data import iter_batches
 from .._model.captum import BaselineType
 from .._model.capture import LayerCapture, model_of
 from .._model.subnetwork import subnetwork as extract_subnetwork
 from .._validation.checks import ParameterError, check_integration, check_positive_int
+from ..data import iter_batches
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, common_call, resolve_layer
 from ._base import inside_noise_tunnel, keeps_model
 from ._engine import (
@@ -102,7 +102,7 @@ class LayerGroupInteraction(_LayerGroupAttribution, LayerAttribution, GradientAt
             Model inputs, batch first; or data read by the package's one
             rule (a Dataset, a DataLoader or a list of batches; batches that
             are tensors, ``(x, y)`` tuples or dicts, see
-            :mod:`captum_groups._io.data`), which implies ``average=True``.
+            :mod:`captum_groups.data`), which implies ``average=True``.
         upper_groups : NeuronGroup, GroupSet or list of NeuronGroup
             Groups of the upper layer (the targets).
         lower_groups : NeuronGroup, GroupSet or list of NeuronGroup

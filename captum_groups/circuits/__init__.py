@@ -33,6 +33,7 @@ from .fidelity import (
     sufficiency,
 )
 from .graph import Circuit
+from .group_files import read_groups
 from .plot import plot_circuit
 from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
@@ -58,6 +59,7 @@ __all__ = [
     "masking_curves",
     "masking_fidelity",
     "plot_circuit",
+    "read_groups",
     "route_classes",
     "sufficiency",
     "typical_activations",

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._io.data import Data, iter_batches
 from .._model.capture import LayerCapture
 from .._model.guards import preserve_buffers
 from .._model.subnetwork import subnetwork
 from ..ablation import masked_output
+from ..data import Data, iter_batches
 from ..groups import NeuronGroup
 from .graph import Circuit
 

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._io.data import Data, batch_inputs, check_reiterable, indexed_batches, n_examples
 from .._model.capture import LayerCapture, record, run_to_layer
 from .._model.guards import preserve_buffers
+from ..data import Data, batch_inputs, check_reiterable, indexed_batches, n_examples
 from ..discovery.crops import crop_and_resize
 from ..groups import NeuronGroup, neuron_means
 

@@ -38,11 +38,11 @@ from sklearn.base import clone
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._io.data import Data
 from .._model.capture import model_of
 from .._model.guards import guarded_call
 from .._model.subnetwork import subnetwork
 from .._validation.checks import ParameterError
+from ..data import Data
 from ..discovery.clustering import ConceptClustering
 from ..discovery.core import CoreScores
 from ..discovery.overlap import TopKOverlap
@@ -144,7 +144,7 @@ def _score_layer(
 ) -> list[tuple[Tensor, Tensor]]:
     """One pass: each circuit's lower activations on its units' top crops, integrated.
 
-    Returns, per circuit, (units, C) mean |IG| and mean signed IG of the layer's neurons.
+    Returns, per circuit, (units, C) mean ``|IG|`` and mean signed IG of the layer's neurons.
     """
     between = subnetwork(model, layer, upper)
     lower = model.get_submodule(layer)
@@ -527,7 +527,7 @@ def build_circuit(
     data : Tensor, Dataset, DataLoader or list of batches
         Images (N, C, H, W) of one size: a tensor, or a Dataset / DataLoader
         (``shuffle=False``) yielding images, ``(x, y)`` tuples or dicts (the
-        package's one batch rule, :mod:`captum_groups._io.data`). It is read
+        package's one batch rule, :mod:`captum_groups.data`). It is read
         once per pass: one pass to summarise, one per layer (two with
         ``adaptive``). Exemplars refer to images by their position in it.
     settings : CircuitSettings, optional

@@ -12,7 +12,7 @@
 
 Every result is a small object holding the numbers and a ``plot()``.
 ``data`` are read by the package's one data rule (a tensor, Dataset,
-DataLoader or list of batches; see :mod:`captum_groups._io.data`). The model is
+DataLoader or list of batches; see :mod:`captum_groups.data`). The model is
 used as it is (a model in training mode gets a warning; its buffers are
 restored), and a circuit whose layers are not in the model is refused.
 """
@@ -28,7 +28,6 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._io.data import Data, iter_batches
 from .._io.plain_text import plain_text
 from .._model.capture import layer_outputs, model_outputs, run_to_layer
 from .._model.guards import guarded_call, preserve_buffers
@@ -36,6 +35,7 @@ from .._model.subnetwork import subnetwork
 from .._validation.checks import check_positive_int
 from .._validation.deprecation import renamed_keywords
 from ..ablation import ablate, retain
+from ..data import Data, iter_batches
 from ..discovery.core import core_scores
 from ..groups import NeuronGroup
 from ._ids import TARGET
@@ -75,6 +75,14 @@ class FidelityResult:
         Score with the circuit's neurons masked / retained.
     random : ndarray
         Scores with as many random neurons of the same layers, one per draw.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> point = FidelityResult("mask", "relu3", 4, baseline=2.0, circuit=0.5,
+    ...                        random=np.array([1.8, 1.9, 2.1]))
+    >>> point.mode, bool(point.circuit < point.random.mean())
+    ('mask', True)
     """
 
     mode: str
@@ -108,7 +116,15 @@ class FidelityResult:
 
 @dataclass(frozen=True)
 class FidelityReport:
-    """Fidelity results for several scopes (each layer, and all layers)."""
+    """Fidelity results for several scopes (each layer, and all layers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> report = FidelityReport([FidelityResult("mask", "all", 4, 2.0, 0.5, np.array([1.9, 2.0]))])
+    >>> [r.scope for r in report.results]
+    ['all']
+    """
 
     results: list[FidelityResult]
 
@@ -164,6 +180,14 @@ class EdgeFidelityResult:
         Change of the node's mean value when the subset is ablated (after - before).
     pearson : float
         Correlation between ``importance`` and ``change`` (strongly negative when faithful).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> found = EdgeFidelityResult("target", np.array([1, 1, 2, 2]), np.array([0.1, 0.5, 0.6, 1.2]),
+    ...                            np.array([0.2, 0.4, 0.7, 1.0]), pearson=0.97)
+    >>> found.node, found.sizes.tolist()
+    ('target', [1, 1, 2, 2])
     """
 
     node: str
@@ -257,6 +281,17 @@ def masking_fidelity(
     -------
     FidelityReport
         One result per layer (if ``per_layer``) and one for ``"all layers"``.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> report = masking_fidelity(model, circuit, x[y == 3], n_draws=3, random_state=0)
+    >>> [(r.scope, r.mode) for r in report.results][-1], report.results[-1].random.shape
+    (('all layers', 'mask'), (3,))
     """
     if mode not in ("mask", "retain"):
         raise ValueError(f"mode must be 'mask' or 'retain', got {mode!r}")
@@ -346,6 +381,18 @@ def masking_curves(
     -------
     dict of (mode, circuit position) to FidelityReport
         Each the report ``masking_fidelity(model, circuits[i], data, mode=mode, ...)`` gives.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> reports = masking_curves(model, [circuit], x[y == 3], modes=("mask",), per_layer=False,
+    ...                          n_draws=2, random_state=0)
+    >>> [r.scope for r in reports["mask", 0].results]
+    ['all layers']
     """
     for mode in modes:
         if mode not in ("mask", "retain"):
@@ -428,6 +475,17 @@ def sufficiency(
     """The score with only the circuit kept at every layer at once (against random neurons).
 
     The parameters are those of :func:`masking_fidelity`.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> kept = sufficiency(model, circuit, x[y == 3], n_draws=3, random_state=0)
+    >>> kept.mode, kept.scope, kept.n_neurons == sum(len(g) for g in circuit.nodes.values())
+    ('retain', 'all layers', True)
     """
     report = masking_fidelity(
         model, circuit, data, labels, "retain", False, n_draws, random_state, batch_size
@@ -477,6 +535,18 @@ def edge_fidelity(
     Returns
     -------
     EdgeFidelityResult
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> found = edge_fidelity(model, circuit, x[y == 3][:20], sizes=(1, 2), n_draws=4,
+    ...                       n_steps=8, random_state=0)
+    >>> found.node, found.importance.shape, -1 <= found.pearson <= 1
+    ('target', (8,), True)
     """
     _check_call(model, circuit, None)
     check_positive_int(n_draws, "n_draws")

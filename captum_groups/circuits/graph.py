@@ -493,7 +493,7 @@ class Circuit:
     def from_dict(cls, data: Mapping[str, Any]) -> Circuit:
         """Rebuild a circuit from :meth:`to_dict`'s output, validating every field.
 
-        The data must match the declared schema (:data:`captum_groups._validation.schemas.CIRCUIT`):
+        The data must match the declared schema (``CIRCUIT``):
         a missing field, a field of the wrong type, an unknown ``version``, a
         negative target, a crop box that is not 4 ints, a label that is not
         text raise a :class:`~captum_groups.ParameterError` naming the field's

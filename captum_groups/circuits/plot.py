@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import Tensor
 
-from .._io.data import Data, examples_at
 from .._io.plain_text import plain_text
+from ..data import Data, examples_at
 from ._ids import TARGET
 
 if TYPE_CHECKING:
@@ -66,6 +66,18 @@ def plot_circuit(
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> figure = plot_circuit(circuit, x, thumbnails=2, title="digit 3")
+    >>> type(figure).__name__
+    'Figure'
+    >>> import matplotlib.pyplot as plt; plt.close(figure)
     """
     if isinstance(thumbnails, bool) or not isinstance(thumbnails, int) or thumbnails < 0:
         raise ValueError(f"thumbnails must be an int >= 0, got {thumbnails!r}")

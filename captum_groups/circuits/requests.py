@@ -1,6 +1,6 @@
 """What a circuit build is asked, checked before any pass: layers in forward order that cut the
-network, targets the model can explain, a precision the integration can use; and the message
-for a class no image is predicted as."""
+network, targets the model can explain, a precision the integration can use, a class some
+image is predicted as; and the message for a class no image is predicted as."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from torch import Tensor, nn
 
 from .._model.capture import LayerCapture, record
 from .._validation.checks import ParameterError
+from ..data import Data, iter_batches
 from ..groups import Layer, NeuronGroup, layer_name, resolve_layer
 from ._passes import (
     TargetKey,
     model_device_dtype,
 )
+from .routing import ClassRouting
 
 
 def _layer_names(model: nn.Module, layers: Sequence[Layer]) -> list[str]:
@@ -91,12 +93,79 @@ def _check_forward_order(
                 f"a target group must belong to a layer after all circuit layers",
             )
     for target in targets:
-        if isinstance(target, int) and (output.ndim != 2 or target >= output.shape[1]):
+        if isinstance(target, int) and output.ndim != 2:
             raise ParameterError(
                 "target",
-                f"target class {target} is out of range for "
-                f"{output.shape[1] if output.ndim == 2 else tuple(output.shape)} outputs",
+                f"target class {target} needs outputs shaped (N, classes), got "
+                f"{tuple(output.shape)}",
             )
+        if isinstance(target, int) and target >= output.shape[1]:
+            n_outputs = output.shape[1]
+            raise ParameterError(
+                "target",
+                f"target class {target} is out of range for {n_outputs} outputs "
+                f"(0 to {n_outputs - 1})",
+            )
+
+
+def check_request(
+    model: nn.Module, layers: Sequence[Layer], targets: Sequence[int | NeuronGroup], data: Data
+) -> tuple[list[str], list[TargetKey]]:
+    """Check a circuit request before any pass over the data; the layer names and targets.
+
+    What :func:`~captum_groups.build_circuits` checks first, one call for a front end
+    (the command line) that does other work before the build: the layers are
+    submodules, given once, in forward order, each run once; the targets are class
+    indices within the model's outputs or groups of a later layer; the model computes
+    in float32 or float64. One forward pass on the first example of ``data``.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> check_request(model, ["relu2", "relu3"], [3], x)
+    (['relu2', 'relu3'], [3])
+    >>> check_request(model, ["relu3"], [10], x)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    captum_groups.ParameterError: target class 10 is out of range for 10 outputs ...
+    """
+    names = _layer_names(model, layers)
+    checked = _check_targets(model, targets, names)
+    check_precision(model)
+    device, dtype = model_device_dtype(model)
+    first = next(iter(iter_batches(data, 1)), None)
+    if first is None:
+        raise ParameterError("data", "data holds no examples")
+    with torch.no_grad():
+        _check_forward_order(model, names, checked, first.to(device, dtype))
+    return names, checked
+
+
+def check_predicted(routing: ClassRouting, target: int, predicted_only: bool) -> None:
+    """Refuse a class the model predicts for none of the routed images, before the build.
+
+    With ``predicted_only`` the build would have no image to explain; without it, the
+    report would have no image of the class to measure the circuit's fidelity on.
+
+    Examples
+    --------
+    >>> from captum_groups.circuits import route_classes
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> check_predicted(route_classes(model, x[:40], progress=False), 3, True)
+    """
+    counts = routing.counts()
+    if target in counts:
+        return
+    if predicted_only:
+        raise ParameterError("target", none_predicted(target, counts))
+    raise ParameterError(
+        "target",
+        f"the model predicts class {target} for none of the images, so the report has no image "
+        f"to measure the circuit's fidelity on; the model predicts "
+        + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8)),
+    )
 
 
 def none_predicted(target: int, counts: Counter[int]) -> str:

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._io.data import Data, batch_inputs, indexed_batches, n_examples
 from .._model.guards import guarded_call, preserve_buffers
 from .._validation.errors import ParameterError
+from ..data import Data, batch_inputs, indexed_batches, n_examples
 from ._passes import model_device_dtype
 
 __all__ = ["ClassRouting", "check_routing", "prediction_groups", "route_classes", "shard_groups"]
@@ -131,7 +131,7 @@ def route_classes(
     groups: Sequence[int] | None = None,
     progress: bool = True,
 ) -> ClassRouting:
-    """Each image's predicted class, in the fixed groups of :func:`prediction_groups`.
+    """Each image's predicted class, in the fixed groups of ``prediction_groups``.
 
     Parameters
     ----------

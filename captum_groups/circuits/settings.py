@@ -31,6 +31,19 @@ for all ten classes of the digits CNN (two layer/tau settings); 16 and 32
 steps each changed one core set of the 155 on the digits, Riemann rules
 more. ``n_steps=50`` reproduces NeurFlow's integration exactly."""
 
+
+def _LIGHTER(default: Any, why: str) -> dict[str, tuple[Any, str]]:  # noqa: N802
+    """The commands that build circuits (``circuit``, ``atlas``) default to ``default``."""
+    return {"circuit": (default, why), "atlas": (default, why)}
+
+
+_REPEATABLE = {
+    command: (0, "a command gives the same output every time")
+    for command in ("circuit", "atlas", "attribute")
+}
+"""The commands seed their random draws: one command line, one output."""
+
+
 _REBUILDABLE = ("captum_groups.", "sklearn.")
 """Modules whose estimators a saved circuit's settings rebuild (no other module is imported
 on reading a JSON file)."""
@@ -99,7 +112,7 @@ class CircuitSettings(Settings):
 
     Frozen and validated: a bad value raises a
     :class:`~captum_groups.ParameterError` naming the field. Change a copy
-    with :meth:`replace`. ``to_dict`` / ``from_dict`` give and read plain
+    with ``replace``. ``to_dict`` / ``from_dict`` give and read plain
     JSON values (a grouping estimator as its class and parameters).
 
     Examples
@@ -118,12 +131,14 @@ class CircuitSettings(Settings):
         Count(1),
         "Core neurons per upper unit (NeurFlow: 16; the most per unit when adaptive).",
         type_name="int",
+        cli={"defaults": _LIGHTER(8, "a lighter first circuit (NeurFlow: 16)")},
     )
     k: int = setting(
         50,
         Count(1),
         "Exemplar crops per neuron, its top-k crops by activation (NeurFlow: 50).",
         type_name="int",
+        cli={"defaults": _LIGHTER(30, "a lighter first circuit (NeurFlow: 50)")},
     )
     n_groups: int | Mapping[str, int] | None = setting(
         None,
@@ -158,6 +173,7 @@ class CircuitSettings(Settings):
         "Integration steps (NeurFlow: 50; 24 found NeurFlow's core neurons exactly in the "
         "study of DEFAULT_STEPS). The report's shares and overlays use them too.",
         type_name="int",
+        cli={"defaults": {"attribute": (32, "smoother maps than the circuit's scores need")}},
     )
     method: str = setting(
         "gausslegendre",
@@ -187,6 +203,7 @@ class CircuitSettings(Settings):
         Count(1),
         "Exemplars stored per group (data-set index and crop box), shown by the report.",
         type_name="int",
+        cli={"defaults": _LIGHTER(6, "one row of exemplars per card in the report")},
     )
     random_state: int | None = setting(
         None,
@@ -194,7 +211,7 @@ class CircuitSettings(Settings):
         "Seed of grouping estimators that take one, and of the report's random draws and "
         "renderings.",
         type_name="int or None",
-        cli={"type": int},
+        cli={"type": int, "defaults": _REPEATABLE},
     )
     batch_size: int = setting(
         256,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._validation.checks import ParameterError
+from .. import ParameterError
 from ..circuits import (
     CircuitSettings,
 )

@@ -12,13 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io.data import n_examples
-from .._io.files import write_atomic
-from .._model.capture import layer_outputs
+from .. import layer_activations
 from ..circuits import (
     CircuitSettings,
 )
+from ..data import n_examples
 from ..discovery import TopExemplars
+from ..files import write_atomic
 from ..groups import NeuronGroup
 from ..report.assemble import images_at
 from ..viz import plot_group_exemplars
@@ -27,7 +27,6 @@ from .common import _add_common, _check_out, _source
 from .defaults import CLI_DEFAULTS
 from .inputs import (
     Source,
-    check_layers,
     load_groups,
     load_image_files,
 )
@@ -114,7 +113,7 @@ def _group_picture(
 ) -> tuple[Tensor, Any]:
     """A group's attribution maps on the images, and the figure of them over the images."""
     try:
-        values = group(layer_outputs(model, images, group.resolve(model))).cpu()
+        values = group(layer_activations(model, group.layer, images)).cpu()
     except ValueError as error:
         raise OptionError("--groups", f"group {group.name}: {error}") from None
     method = ATTRIBUTIONS[attribution](model, group.layer)
@@ -144,7 +143,11 @@ def _run_attribute(args: argparse.Namespace, command: str, started: float) -> No
     device = source.torch_device()
     torch.manual_seed(settings.random_state or 0)
     model = source.load_model().to(device)
-    check_layers(model, [str(g.layer) for g in groups], "--groups")
+    for group in groups:
+        try:
+            group.resolve(model)
+        except ValueError as error:
+            raise OptionError("--groups", str(error)) from None
     images = _chosen_images(args, source).to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

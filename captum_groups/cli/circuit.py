@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from .._io.data import Data
-from .._validation.checks import ParameterError
+from .. import ParameterError
 from ..circuits import (
     Circuit,
     CircuitSettings,
@@ -16,13 +16,12 @@ from ..circuits import (
     build_circuit,
     route_classes,
 )
-from ..circuits.requests import check_precision, none_predicted
+from ..circuits.requests import check_predicted, check_request
 from ..report import ReportSettings, write_report
 from .common import (
     _add_common,
     _add_report_options,
     _check_out,
-    _first_image,
     _next_steps,
     _option_of,
     _options_record,
@@ -30,11 +29,7 @@ from .common import (
     _source,
 )
 from .defaults import CIRCUIT_FIELDS, CLI_DEFAULTS, REPORT_FIELDS, REPORT_FIELDS_OF_CIRCUIT
-from .inputs import (
-    DIGITS_LAYERS,
-    check_layers,
-    check_target,
-)
+from .inputs import DIGITS_LAYERS
 from .options import (
     OptionError,
     add_deprecated_alias,
@@ -73,30 +68,24 @@ def _add_circuit_command(commands: argparse._SubParsersAction) -> None:
     circuit.set_defaults(run=_run_circuit, parser=circuit)
 
 
-def _route_target(
-    model: nn.Module, data: Data, settings: CircuitSettings, target: int, progress: bool
+def _check_request(
+    model: nn.Module, args: argparse.Namespace, data: Tensor | Dataset, settings: CircuitSettings
 ) -> ClassRouting:
-    """Each image's predicted class, before any crop is made: a target that no image is
-    predicted as is refused now (the build would find out only after a whole pass), and the
-    build reads the target's images from this routing instead of predicting again."""
-    routing = route_classes(model, data, settings.batch_size, progress=progress)
-    counts = routing.counts()
-    if target not in counts:
-        message = none_predicted(target, counts)
-        if not settings.predicted_only:
-            message = (
-                f"the model predicts class {target} for none of the images, so the report has "
-                f"no image to measure the circuit's fidelity on; the model predicts "
-                + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8))
-            )
-        raise OptionError("--target", message)
+    """The library's checks of the request, before any pass over the data, then the routing
+    (each image's predicted class) that the build reads instead of predicting again."""
+    try:
+        check_request(model, args.layers, [args.target], data)
+        routing = route_classes(model, data, settings.batch_size, progress=args.progress)
+        check_predicted(routing, args.target, settings.predicted_only)
+    except ParameterError as error:
+        raise OptionError(_option_of(error.parameter), str(error)) from None
     return routing
 
 
 def _build(
     model: nn.Module,
     args: argparse.Namespace,
-    data: Data,
+    data: Tensor | Dataset,
     settings: CircuitSettings,
     routing: ClassRouting,
 ) -> Circuit:
@@ -120,7 +109,7 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
     settings = settings_from_args(CircuitSettings, args, CIRCUIT_FIELDS)
     own = [name for name in REPORT_FIELDS if name not in REPORT_FIELDS_OF_CIRCUIT]
     report = settings_from_args(ReportSettings, args, own)
-    model, data, device = _prepare(source, settings.random_state)
+    model, data, _ = _prepare(source, settings.random_state)
     if args.layers is None:
         if source.model is not None:
             raise OptionError(
@@ -128,15 +117,9 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
                 "is required with --model (dotted names, lowest first, e.g. layer3.1 layer4.1)",
             )
         args.layers = list(DIGITS_LAYERS)
-    check_layers(model, args.layers)
-    try:
-        check_precision(model)
-    except ParameterError as error:
-        raise OptionError("--model", str(error)) from None
-    check_target(model, _first_image(data).to(device), args.target)
     _check_out(args.out)
     build_start = time.perf_counter()
-    routing = _route_target(model, data, settings, args.target, args.progress)
+    routing = _check_request(model, args, data, settings)
     circuit = _build(model, args, data, settings, routing)
     build_seconds = time.perf_counter() - build_start
     files = write_report(

@@ -11,13 +11,13 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-from .._io.data import Data
-from .._io.files import check_folder_path
-from .._validation.checks import ParameterError
+from .. import ParameterError
 from ..circuits import (
     TARGET,
     Circuit,
 )
+from ..data import Data
+from ..files import check_folder_path
 from ..report import ReportSettings
 from ..report.assemble import images_at
 from .defaults import CIRCUIT_FIELDS, IMAGE_OPTIONS, PARAMETER_OPTIONS, REPORT_FIELDS, SOURCE_FIELDS

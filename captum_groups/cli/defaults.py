@@ -3,6 +3,7 @@ which options each command has beside the settings fields."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..circuits import (
@@ -13,23 +14,21 @@ from .inputs import (
     Source,
 )
 
-CLI_DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
-    "circuit": {
-        "tau": (8, "a lighter first circuit (NeurFlow: 16)"),
-        "k": (30, "a lighter first circuit (NeurFlow: 50)"),
-        "thumbnails": (6, "one row of exemplars per card in the report"),
-        "random_state": (0, "a command gives the same output every time"),
-    },
-    "attribute": {
-        "n_steps": (32, "smoother maps than the circuit's scores need"),
-        "random_state": (0, "a command gives the same output every time"),
-    },
-}
+
+def _declared_defaults(*classes: type) -> dict[str, dict[str, tuple[Any, str]]]:
+    """Command -> field -> (default, why), from the ``cli={"defaults": ...}`` that settings
+    fields declare."""
+    found: dict[str, dict[str, tuple[Any, str]]] = {}
+    for cls in classes:
+        for item in dataclasses.fields(cls):
+            for command, default in item.metadata["cli"].get("defaults", {}).items():
+                found.setdefault(command, {})[item.name] = default
+    return found
 
 
-CLI_DEFAULTS["atlas"] = CLI_DEFAULTS["circuit"]
-"""The one place where a command's default differs from the API's: command -> field ->
-(default, why). ``--help`` shows both defaults."""
+CLI_DEFAULTS = _declared_defaults(CircuitSettings, ReportSettings)
+"""Where a command's default differs from the API's: command -> field -> (default, why),
+as the settings fields declare it (``cli={"defaults": ...}``). ``--help`` shows both."""
 
 
 REPORT_FIELDS_OF_CIRCUIT = ("n_steps", "random_state", "batch_size")
@@ -73,6 +72,8 @@ PARAMETER_OPTIONS = {
     "out": "--out",
     "workers": "--workers",
     "backend": "--backend",
+    "model": "--model",
+    "data": "--data",
 }
 """Parameters of build_circuit that are options but not settings."""
 

@@ -34,14 +34,14 @@ from torch import Tensor, nn
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from .._io.data import Data, batch_inputs
-from .._io.images import ToChannels, read_image
-from .._validation.checks import Count, Flag, Number, ParameterError, Satisfies
-from .._validation.schemas import GROUP_LIST, check, read_json
+from .. import ParameterError
+from .._validation.checks import Count, Flag, Number, Satisfies
 from .._validation.settings import Settings, documented, setting
-from ..circuits import Circuit
+from ..circuits import Circuit, read_groups
+from ..data import Data, batch_inputs
 from ..datasets import digits_cnn, load_digits
-from ..groups import GROUPSET_FORMAT, GroupSet, NeuronGroup, resolve_layer
+from ..groups import NeuronGroup
+from .images import ToChannels, read_image
 from .options import OptionError, one_line
 
 __all__ = [
@@ -50,9 +50,6 @@ __all__ = [
     "ImageOptions",
     "OptionError",
     "Source",
-    "check_layers",
-    "check_target",
-    "check_target_index",
     "load_circuit",
     "load_data",
     "load_groups",
@@ -162,38 +159,6 @@ def _load_weights(model: nn.Module, path: str) -> None:
         ) from None
 
 
-def check_layers(model: nn.Module, layers: Sequence[str], option: str = "--layers") -> None:
-    """Every name must be a submodule of the model."""
-    for name in layers:
-        try:
-            resolve_layer(model, name, "layer")
-        except ValueError as error:
-            raise OptionError(option, str(error)) from None
-
-
-def check_target(model: nn.Module, sample: Tensor, target: int) -> int:
-    """``--target`` must index one of the model's outputs; returns the number of outputs."""
-    try:
-        with torch.no_grad():
-            outputs = model(sample)
-    except RuntimeError as error:
-        raise OptionError(
-            "--data", f"the model cannot run on these images {tuple(sample.shape)}: {error}"
-        ) from None
-    check_target_index(target, outputs.shape[1])
-    return outputs.shape[1]
-
-
-def check_target_index(target: int, n_outputs: int) -> None:
-    """``--target`` must be one of ``n_outputs`` output indices."""
-    if not 0 <= target < n_outputs:
-        raise OptionError(
-            "--target",
-            f"class {target} is out of range: the model has {n_outputs} outputs (0 to "
-            f"{n_outputs - 1})",
-        )
-
-
 @dataclass(frozen=True)
 class ImageOptions:
     """How image files become tensors: ``--image-size``, ``--mean``/``--std``, ``--grayscale``."""
@@ -205,7 +170,7 @@ class ImageOptions:
 
     def transform(self) -> transforms.Compose:
         """Resize the short side, centre-crop a square, to a tensor of the channels asked
-        for (any bit depth at its scale, :mod:`captum_groups._io.images`), normalise."""
+        for (any bit depth at its scale, :mod:`captum_groups.cli.images`), normalise."""
         steps: list = [transforms.Resize(self.size), transforms.CenterCrop(self.size)]
         steps.append(ToChannels(self.grayscale))
         if self.mean is not None and self.std is not None:
@@ -406,37 +371,9 @@ def load_circuit(path: str) -> Circuit:
 
 
 def load_groups(path: str, names: Sequence[str] | None = None) -> list[NeuronGroup]:
-    """``--groups``: the groups of a JSON file, all of them or those named (``--nodes``)."""
+    """``--groups`` (and ``--nodes``): :func:`~captum_groups.circuits.read_groups`, its
+    refusals told by option."""
     try:
-        data = read_json(Path(path).read_bytes(), f"{path}")
-    except OSError as error:
-        raise OptionError("--groups", f"cannot read {path} as JSON ({error})") from None
+        return read_groups(path, names)
     except ParameterError as error:
-        raise OptionError("--groups", f"cannot read {error}") from None
-    try:
-        if isinstance(data, list):
-            check(data, GROUP_LIST, path)
-            groups = [NeuronGroup.from_dict(item) for item in data]
-            ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
-        elif isinstance(data, dict) and data.get("format") == GROUPSET_FORMAT:
-            groups = list(GroupSet.from_data(data))
-            ids = [g.name or f"group{i}" for i, g in enumerate(groups)]
-        elif isinstance(data, dict) and data.get("format") == "captum-groups circuit":
-            nodes = Circuit.from_dict(data).nodes
-            groups, ids = list(nodes.values()), list(nodes)
-        else:
-            raise ValueError(
-                "expected a list of group dicts, a GroupSet file or a circuit JSON "
-                f"(a 'format' of {GROUPSET_FORMAT!r} or 'captum-groups circuit')"
-            )
-    except (ValueError, TypeError, KeyError) as error:
-        raise OptionError("--groups", f"{path}: {error}") from None
-    if not groups:
-        raise OptionError("--groups", f"{path} holds no groups")
-    named = [g.replace(name=i) for g, i in zip(groups, ids, strict=True)]
-    if not names:
-        return named
-    unknown = [n for n in names if n not in ids]
-    if unknown:
-        raise OptionError("--nodes", f"{unknown} not in {path}; it has {ids}")
-    return [named[ids.index(n)] for n in names]
+        raise OptionError(f"--{error.parameter}", str(error)) from None

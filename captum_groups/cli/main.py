@@ -11,8 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .. import __version__
-from .._validation.checks import ParameterError
+from .. import ParameterError, __version__
 from .atlas import _add_atlas_command
 from .attribute import _add_attribute_command
 from .circuit import _add_circuit_command
@@ -25,7 +24,15 @@ from .report import _add_report_command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``captum-groups`` argument parser."""
+    """The ``captum-groups`` argument parser.
+
+    Examples
+    --------
+    >>> parser = build_parser()
+    >>> args = parser.parse_args(["circuit", "--target", "3", "--out", "report"])
+    >>> args.target, args.out, args.tau  # the command's lighter tau (the API's is 16)
+    (3, 'report', 8)
+    """
     parser = _Parser(
         prog="captum-groups",
         description="Circuits of neuron groups (NeurFlow) with a self-contained HTML report.",
@@ -48,6 +55,11 @@ def threads(given: int | None) -> int:
 
     On a 2-core machine with another job running, one thread ran the default command in half
     the time of two (PyTorch's threads wait on each other when a core is taken).
+
+    Examples
+    --------
+    >>> threads(2)  # --threads 2
+    2
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
@@ -69,7 +81,15 @@ def threads(given: int | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``captum-groups`` with ``argv`` (the process's arguments by default); 0 on success."""
+    """Run ``captum-groups`` with ``argv`` (the process's arguments by default); 0 on success.
+
+    Examples
+    --------
+    >>> main(["classes", "--top", "3", "--no-progress"])  # doctest: +ELLIPSIS
+    10 classes predicted on 450 images; the 3 most predicted:
+    ...
+    0
+    """
     started = time.perf_counter()
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .._validation.checks import ParameterError
+from .. import ParameterError
 from .._validation.settings import Settings
 
 __all__ = [

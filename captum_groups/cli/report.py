@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .._validation.errors import ParameterError
+from .. import ParameterError
 from ..report import ReportSettings, write_report
 from .common import (
     _add_common,

@@ -45,13 +45,23 @@ class CoreNeurons:
     targets : tuple
         The targets (class indices or NeuronGroups), in order.
     scores : Tensor
-        (T, C) mean |integrated gradients| of each lower neuron per target.
+        (T, C) mean ``|integrated gradients|`` of each lower neuron per target.
     signed_scores : Tensor
         (T, C) mean signed integrated gradients (the neuron-level edge weights).
     indices : tuple of tuple of int
         Each target's core neurons, most important first.
     layer : str
         Dotted name of the lower layer.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> core = find_core_neurons(model, "relu3", [0, 1], [x[y == 0][:20], x[y == 1][:20]], tau=5)
+    >>> core.layer, core.targets, [len(i) for i in core.indices]
+    ('relu3', (0, 1), [5, 5])
+    >>> [len(g) for g in core.groups()]
+    [5, 5]
     """
 
     targets: tuple[Target, ...]
@@ -88,13 +98,13 @@ class CoreScores:
         Captum's approximation method (``"gausslegendre"``, ``"riemann_trapezoid"``...).
     internal_batch_size : int, optional
         Rows (exemplars x steps) per forward/backward pass; by default about
-        :data:`~captum_groups.discovery.targets.ELEMENTS_PER_PASS` activation elements.
+        ``ELEMENTS_PER_PASS`` activation elements.
     split_prefix : bool
         Run the affine first part of ``between`` (e.g. a convolution and an
         eval-mode batch norm, up to the first nonlinearity) once per exemplar
-        instead of once per step (see :mod:`captum_groups.discovery._integrate.affine_prefix`),
+        instead of once per step (see ``affine_prefix``),
         and compute its last layer only at each row's own target channels
-        (see :mod:`captum_groups.discovery._integrate.channel_head`). The same integral, to float
+        (see ``channel_head``). The same integral, to float
         rounding; ``False`` integrates through ``between`` as it is.
 
     Examples
@@ -255,7 +265,7 @@ class CoreScores:
         self._count += torch.bincount(targets, minlength=self.n_targets)
 
     def result(self) -> tuple[Tensor, Tensor]:
-        """(T, C) mean |IG| and mean signed IG of each lower neuron per target (float64, on
+        """(T, C) mean ``|IG|`` and mean signed IG of each lower neuron per target (float64, on
         the activations' device)."""
         empty = (self._count == 0).nonzero()
         if self._abs is None or self._signed is None or len(empty):
@@ -274,7 +284,7 @@ def core_scores(
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Mean |IG| and mean signed IG of each lower neuron per target: two (T, C) tensors.
+    """Mean ``|IG|`` and mean signed IG of each lower neuron per target: two (T, C) tensors.
 
     ``activations`` are the lower layer's activations on the exemplars;
     ``owners`` gives each row's target (a tensor) or targets (lists).

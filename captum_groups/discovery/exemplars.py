@@ -15,7 +15,7 @@ tensors and plain data only (the layer by name, never the model), so miners
 cross processes (torch.distributed object collectives, Ray) and disk, and
 :meth:`ExemplarMiner.from_state_dict` rebuilds one beside a local model.
 Shards may be any disjoint sets of indices, e.g. a ``DistributedSampler``'s
-strided ones (:func:`captum_groups._io.data.indexed_batches` numbers examples
+strided ones (:func:`captum_groups.data.indexed_batches` numbers examples
 by data-set index and leaves out the sampler's padding).
 """
 
@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io.data import Data, examples_at
 from .._model.capture import probe_runs, run_to_layer
 from .._model.guards import guarded_call
 from .._validation.checks import CALL, check_positive_int, validate
 from .._validation.errors import ParameterError
+from ..data import Data, examples_at
 from ..groups import (
     GroupsLike,
     Layer,
@@ -94,6 +94,17 @@ class TopExemplars:
         (U, k) data set index of each exemplar's image.
     boxes : Tensor
         (U, k, 4) crop box (top, left, height, width) in the image.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.distributed import mine_exemplars
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> top = mine_exemplars(model, "relu3", x, k=4, progress=False).neurons
+    >>> top.values.shape, top.indices.shape, top.boxes.shape  # units x k (x 4 box corners)
+    (torch.Size([64, 4]), torch.Size([64, 4]), torch.Size([64, 4, 4]))
+    >>> bool((top.values[:, :-1] >= top.values[:, 1:]).all())  # best first
+    True
     """
 
     values: Tensor
@@ -107,7 +118,7 @@ class TopExemplars:
         ----------
         data : Tensor, Dataset, DataLoader or list of batches
             The data set the exemplars were mined from, in the same order
-            (read by the package's one data rule, :mod:`captum_groups._io.data`).
+            (read by the package's one data rule, :mod:`captum_groups.data`).
         unit : int
             Row of the unit.
         """
@@ -137,6 +148,17 @@ class Exemplars:
         One row per group, in the order given.
     k : int
         Exemplars per unit.
+
+    Examples
+    --------
+    >>> from captum_groups import NeuronGroup
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.distributed import mine_exemplars
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> found = mine_exemplars(model, "relu3", x, k=6, groups=[NeuronGroup("relu3", [0, 1])],
+    ...                        progress=False)
+    >>> found.k, found.neurons.values.shape, found.groups.values.shape
+    (6, torch.Size([64, 6]), torch.Size([1, 6]))
     """
 
     neurons: TopExemplars

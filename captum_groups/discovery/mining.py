@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._io.data import Data, batch_inputs, indexed_batches
 from .._model.capture import layer_outputs, probe_runs
 from .._model.guards import guarded_call
+from ..data import Data, batch_inputs, indexed_batches
 from ..groups import (
     GroupsLike,
     Layer,
@@ -43,7 +43,7 @@ def mine_exemplars(
     layer : nn.Module or str
         The layer (module or dotted name).
     data : Tensor, Dataset, DataLoader or list of batches
-        The examples (batches unpacked as in :func:`captum_groups._io.data.batch_inputs`:
+        The examples (batches unpacked as in :func:`captum_groups.data.batch_inputs`:
         tensors, ``(x, y)`` tuples or dicts). Dataset indices count examples in this order.
     k : int
         Exemplars per unit (NeurFlow uses 50).

@@ -7,7 +7,7 @@ disjoint shards: :class:`~captum_groups.discovery.ExemplarMiner`,
 (``captum_groups.circuits._passes.Selection``). So work spreads over
 processes by an existing engine and merges into the single-process result.
 
-- :mod:`.backends`: where work runs (this process, the ranks of a
+- ``backends``: where work runs (this process, the ranks of a
   ``torchrun`` job, a Ray cluster), behind one interface.
 - :func:`mine_exemplars`: a layer's exemplars over a whole data set,
   data-parallel, merged on every rank.

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io.data import Data, n_examples
 from .._validation.errors import ParameterError
 from ..circuits.routing import ClassRouting, route_classes, shard_groups
+from ..data import Data, n_examples
 
 __all__ = [
     "Backend",
@@ -64,6 +64,14 @@ class Workload:
     data : data (tensor, Dataset, DataLoader) or callable returning it
     device : str or None
         Where the model runs; ``"cuda"`` means each rank's ``cuda:LOCAL_RANK``.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> workload = Workload(digits_cnn, lambda: load_digits("test")[0], device="cpu")
+    >>> model, data = workload.load()
+    >>> type(model).__name__, tuple(data.shape)
+    ('DigitsCNN', (450, 1, 8, 8))
     """
 
     model: nn.Module | Callable[[], nn.Module]
@@ -116,7 +124,18 @@ def balanced(weights: Sequence[float], workers: int) -> list[list[int]]:
 
 
 class Backend(ABC):
-    """The interface every backend implements (see the module docstring)."""
+    """The interface every backend implements (see the module docstring).
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> backend = make_backend("local", Workload(digits_cnn(), load_digits("test")[0]))
+    >>> def count(model, data, item):  # the work: one item, on a worker's model and data
+    ...     return len(data[item])
+    >>> isinstance(backend, Backend), backend.map(count, [slice(0, 5), slice(5, 7)], [1, 1])
+    (True, [5, 2])
+    >>> backend.close()
+    """
 
     name = "backend"
     is_main = True
@@ -146,7 +165,18 @@ class Backend(ABC):
 
 
 class LocalBackend(Backend):
-    """Everything in this process."""
+    """Everything in this process.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> backend = LocalBackend(Workload(digits_cnn(), load_digits("test")[0]))
+    >>> def logits_shape(model, data, item):
+    ...     return tuple(model(data[item]).shape)
+    >>> backend.map(logits_shape, [slice(0, 2), slice(2, 5)], [2, 3])
+    [(2, 10), (3, 10)]
+    >>> backend.close()
+    """
 
     name = "local"
 
@@ -170,7 +200,20 @@ class LocalBackend(Backend):
 
 class TorchBackend(Backend):
     """One rank of a torch.distributed job (``torchrun``); joins the process group from the
-    environment when the program has not."""
+    environment when the program has not.
+
+    Examples
+    --------
+    Run under ``torchrun`` (one process per rank), e.g. a script holding
+
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> workload = Workload(digits_cnn, lambda: load_digits("test")[0])
+    >>> make_backend(None, workload).__class__.__name__  # torchrun sets RANK: TorchBackend
+    'LocalBackend'
+
+    started as ``torchrun --nproc-per-node 2 script.py``; each rank then builds its
+    share and :meth:`TorchBackend.gather` collects them.
+    """
 
     name = "torch"
 
@@ -255,7 +298,19 @@ def _watch(probe: Callable[[], int], on_result: Callable[[Any], None], stop: thr
 
 
 class RayBackend(Backend):
-    """Actors on a Ray cluster, each with its own model and data (built from factories)."""
+    """Actors on a Ray cluster, each with its own model and data (built from factories).
+
+    Examples
+    --------
+    Factories, not objects, travel to the workers (each builds its own model and data):
+
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> def digits():
+    ...     return load_digits("test")[0]
+    >>> workload = Workload(digits_cnn, digits)  # what RayBackend(workload, workers=2) ships
+    >>> callable(workload.model), callable(workload.data)
+    (True, True)
+    """
 
     name = "ray"
 
@@ -354,7 +409,19 @@ def make_backend(
     address: str | None = None,
     workers: int | None = None,
 ) -> Backend:
-    """The backend by name; None: ``"torch"`` under torchrun, else ``"local"``."""
+    """The backend by name; None: ``"torch"`` under torchrun, else ``"local"``.
+
+    Examples
+    --------
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> backend = make_backend("local", Workload(digits_cnn(), load_digits("test")[0]))
+    >>> type(backend).__name__
+    'LocalBackend'
+    >>> make_backend("spark", Workload(digits_cnn(), load_digits("test")[0]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    captum_groups.ParameterError: backend ...
+    """
     if backend is None:
         backend = "torch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "local"
     if backend == "local":

@@ -8,8 +8,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .._io.data import Data, n_examples
 from .._validation.errors import ParameterError
+from ..data import Data, n_examples
 from ..discovery.exemplars import ExemplarMiner, Exemplars
 from ..discovery.mining import mine_into
 from ..groups import GroupsLike, Layer

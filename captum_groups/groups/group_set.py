@@ -118,7 +118,7 @@ class GroupSet(Sequence[NeuronGroup]):
     @classmethod
     def from_json(cls, text: str) -> GroupSet:
         """Read a GroupSet file written by :meth:`to_json`, strictly: it must match the
-        declared schema (:data:`captum_groups._validation.schemas.GROUPSET`), a repeated
+        declared schema (``GROUPSET``), a repeated
         key or a NaN is refused, and a problem is reported with its field's JSON path.
 
         A group dict may leave out ``layer``; it then belongs to the file's layer.

@@ -50,6 +50,22 @@ class GroupEvidence:
         (K, h, w) the group's activation map on each exemplar crop, at the
         layer's resolution (the weighted sum of its channels); None for layers
         without spatial axes.
+
+    Examples
+    --------
+    A labeler's ``label`` receives one per group:
+
+    >>> from captum_groups import GroupSet
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.labeling import Labeler, GroupLabel, label_groups
+    >>> class Brightest(Labeler):
+    ...     name = "brightest"
+    ...     def label(self, evidence):
+    ...         return GroupLabel(f"{len(evidence.indices)} crops", float(evidence.values.mean()))
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> groups = GroupSet.from_labels("relu3", [i % 2 for i in range(64)], names=["a", "b"])
+    >>> label_groups(groups, Brightest(), model, x, k=5, progress=False).labels["a"].label
+    '5 crops'
     """
 
     name: str
@@ -75,6 +91,12 @@ class GroupLabel:
         precision, an IoU, a probability).
     evidence : dict
         What the answer rests on, as JSON values (stored in the circuit).
+
+    Examples
+    --------
+    >>> answer = GroupLabel("loops", 0.8, {"enrichment": 4.2})
+    >>> answer.label, answer.score, answer.evidence["enrichment"]
+    ('loops', 0.8, 4.2)
     """
 
     label: str | None
@@ -83,11 +105,28 @@ class GroupLabel:
 
 
 class LabelerError(RuntimeError):
-    """A labeler failed on a group, or answered something that is not a label."""
+    """A labeler failed on a group, or answered something that is not a label.
+
+    Examples
+    --------
+    >>> from captum_groups import GroupSet
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.labeling import Labeler, label_groups
+    >>> class Broken(Labeler):
+    ...     name = "broken"
+    ...     def label(self, evidence):
+    ...         return 42  # not a GroupLabel
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> groups = GroupSet.from_labels("relu3", [i % 2 for i in range(64)], names=["a", "b"])
+    >>> label_groups(groups, Broken(), model, x, k=5, progress=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    captum_groups.labeling.base.LabelerError: ...
+    """
 
 
 class Labeler(ABC):
-    """Base class of labelers: implement :meth:`label`.
+    """Base class of labelers: implement :meth:`~captum_groups.labeling.Labeler.label`.
 
     Examples
     --------

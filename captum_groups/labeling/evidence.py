@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .._io.data import Data, batch_inputs
 from .._model.capture import layer_outputs
+from ..data import Data, batch_inputs
 from ..discovery.crops import crop_and_resize
 from ..discovery.mining import mine_exemplars
 from ..groups import NeuronGroup

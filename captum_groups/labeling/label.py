@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from torch import nn
 from tqdm import tqdm
 
-from .._io.data import Data, check_reiterable
 from ..circuits import Circuit
+from ..data import Data, check_reiterable
 from ..groups import GroupsLike, NeuronGroup, as_group_list
 from .base import GroupEvidence, GroupLabel, Labeler, LabelerError, checked_label
 from .evidence import gather_evidence
@@ -34,6 +34,17 @@ class Labeling:
         ``label_details``), when a circuit was given.
     labeler : str
         The labeler's name.
+
+    Examples
+    --------
+    >>> from captum_groups import GroupSet
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.labeling import EnrichmentLabeler
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> groups = GroupSet.from_labels("relu3", [i % 2 for i in range(64)], names=["a", "b"])
+    >>> labeling = label_groups(groups, EnrichmentLabeler(y), model, x, k=20, progress=False)
+    >>> sorted(labeling.labels), labeling.labeler, labeling.circuit is None
+    (['a', 'b'], 'EnrichmentLabeler', True)
     """
 
     labels: dict[str, GroupLabel]

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .._io.data import Data
 from .._io.plain_text import plain_text
 from .._validation.errors import ParameterError
+from ..data import Data
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, layer_name
 from ._recordings import read_recordings
 from .encoding import NeuralPredictivity, named_as
@@ -54,6 +54,17 @@ class AlignmentMap:
         (areas, layers): the standard error of each score over the
         cross-validation splits (on the scores' own scale), the interval
         drawn under each value.
+
+    Examples
+    --------
+    >>> from captum_groups import NeuronGroup
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> from captum_groups.neuro import features
+    >>> model, (x, _) = digits_cnn(), load_digits("test")
+    >>> area = features(model, NeuronGroup("relu3", [0, 1, 2]), x)
+    >>> found = alignment_map(model, ["relu1", "relu3"], x, {"IT": area}, n_splits=3)
+    >>> found.areas, found.layers, found.scores.shape, found.best_layer()["IT"]
+    (['IT'], ['relu1', 'relu3'], (1, 2), 'relu3')
     """
 
     areas: list[str]

@@ -25,10 +25,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._io.data import Data, iter_batches
 from .._io.plain_text import plain_text
 from .._validation.checks import Count, Flag, validate
 from .._validation.errors import ParameterError
+from ..data import Data, iter_batches
 from ._recordings import Recordings, aligned_rows, as_matrix, read_recordings
 from .features import Source, features, source_label
 
@@ -300,7 +300,7 @@ def similarity_matrix(
     model : nn.Module
         The model whose sources are the rows.
     layers : sequence or mapping of sources
-        Its layers, groups or GroupSets (see :mod:`.features`).
+        Its layers, groups or GroupSets (see ``features``).
     stimuli : Tensor, Dataset, DataLoader or list of batches
         The stimuli both sides saw, in the same order as any recordings.
     other : nn.Module, optional

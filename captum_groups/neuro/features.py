@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._io.data import Data, iter_batches
 from .._model.capture import LayerCapture, record
 from .._model.guards import guarded_call
 from .._validation.checks import Count, validate
 from .._validation.errors import ParameterError
+from ..data import Data, iter_batches
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
 from ._recordings import as_matrix
 
@@ -109,7 +109,7 @@ def features(
     Returns
     -------
     ndarray, or dict of str to ndarray
-        float64 (stimuli, units); a dict keyed by :func:`source_label` (or the
+        float64 (stimuli, units); a dict keyed by ``source_label`` (or the
         mapping's names) when several sources were given.
 
     Examples

@@ -19,10 +19,10 @@ import numpy as np
 from scipy import stats
 from torch import nn
 
-from .._io.data import Data
 from .._model.guards import guarded_call
 from .._validation.checks import CALL, Count, Number, validate
 from .._validation.errors import ParameterError
+from ..data import Data
 from ..groups import Layer, NeuronGroup, layer_name, neuron_means, resolve_layer
 from .features import collect
 

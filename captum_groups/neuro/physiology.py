@@ -28,10 +28,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._io.data import Data
 from .._io.plain_text import plain_text
 from .._validation.checks import Count, Number, validate
 from .._validation.errors import ParameterError
+from ..data import Data
 from ..groups import GroupSet, NeuronGroup
 from .features import features
 
@@ -53,6 +53,12 @@ class Gratings:
         Cycles per image side.
     phase : ndarray
         Degrees.
+
+    Examples
+    --------
+    >>> found = gratings(16, orientations=[0, 45, 90], frequencies=[2], phases=1, channels=1)
+    >>> found.images.shape, found.orientation.tolist(), found.frequency.tolist()
+    (torch.Size([3, 1, 16, 16]), [0.0, 45.0, 90.0], [2.0, 2.0, 2.0])
     """
 
     images: Tensor
@@ -143,6 +149,17 @@ class TuningCurve:
         The standard deviation over those stimuli.
     period : float or None
         The parameter's period (180 for orientation), for circular measures.
+
+    Examples
+    --------
+    >>> from captum_groups import NeuronGroup
+    >>> from captum_groups.datasets import digits_cnn
+    >>> stimuli = gratings(8, orientations=[0, 45, 90, 135], frequencies=[2], channels=1,
+    ...                    mean=8.0, contrast=8.0)
+    >>> curve = tuning_curve(digits_cnn(), NeuronGroup("relu1", [3]), stimuli.images,
+    ...                      stimuli.orientation, period=180)
+    >>> curve.values.tolist(), curve.responses.shape, curve.period
+    ([0.0, 45.0, 90.0, 135.0], (4,), 180)
     """
 
     values: np.ndarray

@@ -35,11 +35,22 @@ class ReceptiveField:
     Attributes
     ----------
     map : ndarray
-        (height, width): mean |gradient| at each input position.
+        (height, width): mean ``|gradient|`` at each input position.
     extent : tuple of int
         (top, left, bottom, right), inclusive, of the positions above the threshold.
     centre : tuple of float
         (row, column): the map-weighted mean position.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_groups import NeuronGroup
+    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Conv2d(2, 2, 3))
+    >>> field = receptive_field(model, NeuronGroup("2", [0], reduction=(4, 4)),
+    ...                         torch.randn(3, 1, 12, 12), threshold=0.0)
+    >>> field.map.shape, field.extent  # two 3 x 3 convolutions at (4, 4): rows, columns 4 to 8
+    ((12, 12), (4, 4, 8, 8))
     """
 
     map: np.ndarray

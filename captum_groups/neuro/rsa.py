@@ -146,6 +146,15 @@ class RSAResult:
         (n_draws, stimuli): the stimuli of each draw.
     comparison : str
         How the RDMs were compared (rsatoolbox's ``compare`` method).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> brain = rng.normal(size=(30, 10))
+    >>> found = compare_rdms(brain @ rng.normal(size=(10, 10)), brain, n_draws=50)
+    >>> found.comparison, found.samples.shape, found.ci[0] <= found.value <= found.ci[1]
+    ('spearman', (50,), True)
     """
 
     value: float

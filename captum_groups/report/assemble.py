@@ -36,7 +36,6 @@ from lucent.optvis import transform as lucent_transform
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .._io.data import Data, examples_at, iter_batches
 from .._model.capture import layer_outputs, model_outputs, run_to_layer
 from .._model.guards import preserve_buffers
 from .._validation.checks import ParameterError
@@ -51,6 +50,7 @@ from ..circuits import (
     masking_curves,
 )
 from ..circuits.requests import none_predicted
+from ..data import Data, examples_at, iter_batches
 from ..groups import NeuronGroup
 from ..viz import render_circuit
 from .figures import fidelity_curves_figure
@@ -135,7 +135,19 @@ class FidelitySection:
 
 @dataclass(frozen=True)
 class ReportContent:
-    """Everything the template draws."""
+    """Everything the template draws.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> content = assemble(model, circuit, x, render_steps=0, n_draws=2, progress=False)
+    >>> content.circuit is circuit, len(content.cards) == len(circuit.nodes)
+    (True, True)
+    """
 
     circuit: Circuit
     title: str
@@ -154,7 +166,7 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def images_at(data: Data, indices: list[int]) -> Tensor:
-    """The images at some data-set indices (:func:`captum_groups._io.data.examples_at`: a
+    """The images at some data-set indices (:func:`captum_groups.data.examples_at`: a
     tensor's rows, a Dataset's items, a DataLoader's items as its sampler numbers them)."""
     return examples_at(data, indices)
 
@@ -213,6 +225,17 @@ def target_shares(
         Summed conductance through the group over the summed rise.
     mean_rise : float
         Mean of ``F(x) - F(0)`` over the images.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> shares, rise = target_shares(model, circuit, x[y == 3][:10], n_steps=8)
+    >>> sorted(shares) == sorted(circuit.nodes), rise > 0
+    (True, True)
     """
     rise = _target_values(model, circuit.target, inputs) - _target_values(
         model, circuit.target, torch.zeros_like(inputs)
@@ -508,6 +531,17 @@ def assemble(
     Returns
     -------
     ReportContent
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> content = assemble(model, circuit, x, render_steps=0, n_draws=2, progress=False)
+    >>> sorted(card.node for card in content.cards) == sorted(circuit.nodes)
+    True
     """
     options = apply_renames(options, RENAMED, "assemble")
     settings = ReportSettings.merged(settings, options, "assemble").for_circuit(circuit)

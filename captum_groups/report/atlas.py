@@ -18,7 +18,7 @@ backend and however many workers built it. A class that fails is reported
 with its error and the others are kept; ``resume=True`` keeps the classes
 already written from the same inputs (settings of the build and the report,
 layers, class, the model's weights and the class's images: see
-:mod:`.atlas_state`), adds a report to kept classes where ``reports`` asks
+``atlas_state``), adds a report to kept classes where ``reports`` asks
 for one, and builds the rest. One run at a time writes into a folder: a
 second is refused while the first holds ``OUT/.atlas.lock``.
 
@@ -43,8 +43,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .._io.data import Data, examples_at, n_examples
-from .._io.files import check_folder_path, write_atomic
 from .._model.guards import guarded_call
 from .._validation.checks import Count, validate
 from .._validation.errors import ParameterError
@@ -53,7 +51,9 @@ from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_cir
 from ..circuits._passes import model_device_dtype
 from ..circuits.fidelity import masking_fidelity
 from ..circuits.requests import check_precision
+from ..data import Data, examples_at, n_examples
 from ..distributed.backends import Workload, check_workload, make_backend
+from ..files import check_folder_path, write_atomic
 from ..groups import resolve_layer
 from .atlas_index import OVERLAP, class_folder, shared_groups, write_index
 from .atlas_state import FolderLock, provenance
@@ -96,12 +96,22 @@ class AtlasResult:
     failures : list of dict
         ``{"target": class, "error": "Type: message"}`` for each class that failed.
     shared : list of dict
-        The groups classes share (see :func:`shared_groups`).
+        The groups classes share (see ``shared_groups``).
     html, index : Path
         ``atlas.html`` and ``atlas.json``.
     seconds : float
         The job's time on the main process, from the workers being ready (with
         their models and data) to the index written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> x, _ = load_digits("test")
+    >>> atlas = build_atlas(digits_cnn(), ["relu3"], x, tempfile.mkdtemp(), targets=[3],
+    ...                     tau=4, k=10, n_groups=2, n_steps=8, n_draws=2, progress=False)
+    >>> [row["target"] for row in atlas.rows], atlas.failures, atlas.index.name
+    ([3], [], 'atlas.json')
     """
 
     rows: list[dict]
@@ -114,7 +124,7 @@ class AtlasResult:
 
 def _finished(folder: Path, expected: dict) -> tuple[dict, Circuit] | None:
     """The row and circuit of a class already built from the same inputs (``expected``,
-    its :func:`~.atlas_state.provenance`), or None if it must be built: a file missing,
+    its ``atlas_state.provenance``), or None if it must be built: a file missing,
     damaged or incomplete, or made from anything else."""
     try:
         circuit = Circuit.from_json((folder / "circuit.json").read_bytes())
@@ -375,7 +385,7 @@ def build_atlas(
     resume : bool
         Keep the classes already written to ``out`` from the same inputs (build and
         report settings, layers, class, model weights, the class's images), complete
-        and consistent; rebuild the others (see :mod:`.atlas_state`).
+        and consistent; rebuild the others (see ``atlas_state``).
     backend : {"local", "torch", "ray"}, optional
         Where the work runs; by default ``"torch"`` under torchrun, else ``"local"``.
     address : str, optional

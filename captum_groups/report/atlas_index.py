@@ -17,8 +17,8 @@ from typing import Any
 
 import networkx as nx
 
-from .._io.files import write_atomic
 from ..circuits import Circuit, CircuitSettings
+from ..files import write_atomic
 from .html import environment
 from .settings import ReportSettings
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from .._io.data import Data, examples_at, n_examples
 from .._model.capture import LayerCapture, record
 from .._validation.errors import ParameterError
 from ..circuits import Circuit
 from ..circuits._passes import model_device_dtype
+from ..data import Data, examples_at, n_examples
 
 __all__ = ["check_circuit_fits"]
 

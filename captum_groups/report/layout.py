@@ -62,7 +62,17 @@ class EdgeShape:
 
 @dataclass(frozen=True)
 class GraphLayout:
-    """The whole drawing: canvas size, nodes, edges, and one label per row."""
+    """The whole drawing: canvas size, nodes, edges, and one label per row.
+
+    Examples
+    --------
+    >>> from captum_groups import Circuit, NeuronGroup
+    >>> a, b = NeuronGroup("conv2", [0, 1], name="a"), NeuronGroup("conv2", [2], name="b")
+    >>> edges = {("a", "target"): 0.7, ("b", "target"): -0.2}
+    >>> drawing = layered_layout(Circuit(3, ["conv2"], {"a": a, "b": b}, edges))
+    >>> [row for row, _ in drawing.rows], len(drawing.nodes), len(drawing.edges)
+    (['target', 'conv2'], 3, 2)
+    """
 
     width: float
     height: float

@@ -19,10 +19,10 @@ import torch
 from matplotlib import colormaps
 from torch import Tensor, nn
 
-from .._io.data import Data, examples_at
 from .._model.capture import layer_outputs
 from ..attr import GroupIntegratedGradients
 from ..circuits import Circuit
+from ..data import Data, examples_at
 from ..discovery.crops import crop_and_resize
 from ..groups import NeuronGroup
 from .images import array_uri

@@ -13,10 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from .._io.data import Data
-from .._io.files import write_atomic
 from .._validation.deprecation import apply_renames
 from ..circuits import Circuit
+from ..data import Data
+from ..files import write_atomic
 from .assemble import assemble
 from .fits import check_circuit_fits
 from .html import render_html
@@ -39,6 +39,19 @@ class ReportFiles:
     seconds : float
         The time the page states as "report assembled" (the same number, so the
         command and the page never disagree): evaluating, drawing and rendering.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> import tempfile
+    >>> files = write_report(model, circuit, x, tempfile.mkdtemp(), render_steps=0, n_draws=2,
+    ...                      progress=False)
+    >>> files.html.name, files.circuit.name, files.seconds > 0
+    ('report.html', 'circuit.json', True)
     """
 
     html: Path

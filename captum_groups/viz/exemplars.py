@@ -6,11 +6,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from .._io.data import Data
 from .._io.plain_text import plain_text
 from .._model.guards import guarded_call
 from .._validation.checks import check_positive_int
 from ..attr import GroupDeepLift, GroupGradient, GroupIntegratedGradients
+from ..data import Data
 from ..discovery.exemplars import TopExemplars
 from ..groups import GroupsLike, NeuronGroup, as_group_list
 

@@ -442,6 +442,17 @@ def render_circuit(model: nn.Module, circuit: Any, **kwargs: Any) -> dict[str, n
     do not interact). Keyword arguments go to :func:`render_groups`. Every
     circuit layer must be a layer of ``model`` (a circuit is tied to the model
     it was built on).
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> images = render_circuit(model, circuit, size=16, steps=4)
+    >>> sorted(images) == sorted(circuit.nodes), images["relu3:0"].shape
+    (True, (16, 16, 1))
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

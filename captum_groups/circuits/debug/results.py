@@ -50,6 +50,18 @@ class GroupDebug:
     contrast : float or None
         With ``versus``: the part of the margin (target minus the other
         class) carried through the group along the circuit's edges.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> from captum_groups.circuits import debug_image
+    >>> row = debug_image(model, circuit, x[y == 3][0], n_steps=8).groups["relu3:0"]
+    >>> row.node, row.group == circuit.nodes["relu3:0"], 0 <= row.coverage <= 1
+    ('relu3:0', True, True)
     """
 
     node: str
@@ -90,6 +102,18 @@ class ImageDebug:
         The score at which a group counts as active.
     versus : int or None
         The second class of the contrast.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> from captum_groups.circuits import debug_image
+    >>> debug = debug_image(model, circuit, x[y == 3][0], n_steps=8)
+    >>> len(debug.top(2)), sorted(debug.groups) == sorted(circuit.nodes)
+    (2, True)
     """
 
     circuit: Circuit
@@ -191,7 +215,7 @@ class ImageDebug:
         self, data: Tensor | None = None, max_groups: int = 4, crops_per_group: int = 3
     ) -> Figure:
         """The image with the crops that express each active group, and the circuit with
-        this image's active path highlighted (see :func:`.plot.plot_image_debug`)."""
+        this image's active path highlighted (see ``plot.plot_image_debug``)."""
         return plot_image_debug(self, data, max_groups, crops_per_group)
 
 
@@ -204,6 +228,20 @@ class ClassComparison:
     first, second : ImageDebug
         The image debugged through the circuit of each class, each against
         the other class.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> from captum_groups.circuits import compare_classes
+    >>> other = build_circuit(model, ["relu3"], 8, x, tau=4, k=10, n_groups=2, scales=(1.0,),
+    ...                       n_steps=8, progress=False)
+    >>> comparison = compare_classes(model, circuit, other, x[y == 3][0], n_steps=8)
+    >>> comparison.first.circuit.target, comparison.second.circuit.target
+    (3, 8)
     """
 
     first: ImageDebug
@@ -254,5 +292,5 @@ class ClassComparison:
     def plot(self, n: int = 6, layer: str | None = None) -> Figure:
         """Bars of the n groups (of one layer, if given) that separate the classes most,
         and the image with the crops of the group pushing most toward each class (see
-        :func:`.plot.plot_comparison`)."""
+        ``plot.plot_comparison``)."""
         return plot_comparison(self, n, layer)

@@ -85,6 +85,18 @@ def typical_activations(circuit: Circuit, model: nn.Module, data: Tensor) -> dic
     -------
     dict of str to Tensor
         Node id -> (len(group),) typical activations.
+
+    Examples
+    --------
+    >>> from captum_groups import build_circuit
+    >>> from captum_groups.datasets import digits_cnn, load_digits
+    >>> model, (x, y) = digits_cnn(), load_digits("test")
+    >>> circuit = build_circuit(model, ["relu2", "relu3"], 3, x, tau=4, k=10, n_groups=2,
+    ...                         scales=(1.0,), n_steps=8, progress=False)
+    >>> typical = typical_activations(circuit, model, x)
+    >>> members = len(circuit.nodes["relu3:0"])
+    >>> sorted(typical) == sorted(circuit.nodes), tuple(typical["relu3:0"].shape) == (members,)
+    (True, True)
     """
     typical = {n: torch.tensor(v) for n, v in circuit.typical_activations.items()}
     missing = [n for n in circuit.nodes if n not in typical]

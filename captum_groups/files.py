@@ -14,7 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .._validation.errors import ParameterError
+from ._validation.errors import ParameterError
 
 __all__ = ["check_folder_path", "write_atomic"]
 

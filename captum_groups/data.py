@@ -40,7 +40,7 @@ from torch.utils.data import (
     RandomSampler,
 )
 
-from .._validation.errors import ParameterError
+from ._validation.errors import ParameterError
 
 __all__ = [
     "INPUT_KEYS",
@@ -277,6 +277,15 @@ def check_reiterable(data: Data, parameter: str = "data") -> None:
 
     Functions that read the data in several passes and refer to examples by
     their position call this first.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_reiterable(torch.zeros(4, 2))  # a tensor reads the same every time
+    >>> check_reiterable(iter([torch.zeros(4, 2)]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: data is a one-shot iterator, but it is read more than once; ...
     """
     if isinstance(data, (Tensor, Dataset)):
         return
@@ -346,7 +355,17 @@ def examples_at(
 
 
 def n_examples(data: Data) -> int | None:
-    """How many examples ``data`` holds, where that is known without reading it."""
+    """How many examples ``data`` holds, where that is known without reading it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> n_examples(torch.zeros(5, 3)), n_examples(DataLoader(TensorDataset(torch.zeros(7, 3)), 2))
+    (5, 7)
+    >>> n_examples(iter([torch.zeros(2, 3)])) is None  # unknown without reading it
+    True
+    """
     if isinstance(data, Tensor):
         return len(data)
     if isinstance(data, DataLoader):

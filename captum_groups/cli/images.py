@@ -25,7 +25,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms import functional
 
-from .._validation.errors import ParameterError
+from .. import ParameterError
 
 __all__ = ["ToChannels", "read_image"]
 
