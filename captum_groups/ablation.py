@@ -203,10 +203,14 @@ class Ablation:
         ablated = ~chosen if self.keep else chosen
         shape = [1] * output.ndim
         shape[axis] = output.shape[axis]
+        # a mask broadcast along the channel axis only: every position of an ablated
+        # channel is replaced (a group's reduction says how it is read, not where it lives)
         mask = ablated.view(shape).to(output.dtype)
         fill = fill_value(
             self.value, self._means.get(layer), output, axis, layer_name(self.model, layer)
         )
+        # a blend, not an in-place write: the output may be needed by autograd, and the
+        # gradient still flows to the kept channels
         return output * (1 - mask) + fill * mask
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> Tensor:

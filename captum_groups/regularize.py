@@ -99,10 +99,17 @@ def bean_loss(activations: Tensor, weight: Tensor, gamma: float = 1.0, order: in
             f"the next layer takes {weight.shape[1]} inputs but the layer has {h.shape[1]} "
             f"neurons; give the next weight layer explicitly"
         )
+    # BEAN's connectivity: |tanh(gamma w)| saturates, so a few strong weights count as
+    # "connected" and the many small ones barely; shared[i, j] is how much neurons i and j
+    # send to the same next-layer neurons
     w_hat = torch.tanh(gamma * weight.T).abs()
     shared = w_hat @ w_hat.T
     if order == 2:
+        # second order: neurons that share targets with the same neurons (W W^T squared)
         shared = shared * shared
+    # the mean over the batch of (h_i - h_j)^2 for every pair, expanded as
+    # E[h_i^2] + E[h_j^2] - 2 E[h_i h_j]: O(N^2 + N B) memory, not the N x N x B tensor of
+    # differences the reference code builds (benchmarks/bean_memory.py)
     squares = (h * h).mean(0)
     gram = h.T @ h / h.shape[0]
     distance = squares[:, None] + squares[None, :] - 2 * gram

@@ -48,8 +48,11 @@ numpydoc_validation_checks: set[str] = set()
 # plain names: those, and only those, are ignored.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|captum|sklearn|numpy|np|networkx|nx|matplotlib|scipy|ray|rsatoolbox"
-     r"|lucent|PIL|jsonschema|argparse|collections|typing|pathlib|concurrent|os|io)(\..*)?"),
+    (
+        r"py:.*",
+        r"(torch|captum|sklearn|numpy|np|networkx|nx|matplotlib|scipy|ray|rsatoolbox"
+        r"|lucent|PIL|jsonschema|argparse|collections|typing|pathlib|concurrent|os|io)(\..*)?",
+    ),
     (r"py:.*", r"(Tensor|nn\.Module|Module|Dataset|DataLoader|Figure|Axes|Path|DiGraph)"),
 ]
 
@@ -57,6 +60,7 @@ html_theme = "pydata_sphinx_theme"
 html_title = "captum-groups"
 html_static_path: list[str] = []
 html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+html_context = {"default_mode": "light"}  # the theme logs an error on a first visit without one
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]

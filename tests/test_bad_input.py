@@ -1064,7 +1064,7 @@ CASES = [
         "receptive-field-integer-images",
         lambda c: neuro.receptive_field(c.model, NeuronGroup("relu3", [0]), c.x.long()),
         ValueError,
-        "stimuli must be floating-point images",
+        "data must be floating-point images",
     ),
     Case(
         "atlas-layers-string",

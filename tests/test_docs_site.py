@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 API = ROOT / "docs" / "api"
 
 PUBLIC_MODULES = sorted(
-    ["captum_groups"] + [f"captum_groups.{page.stem}" for page in API.glob("*.rst") if page.stem != "index"]
-)  # fmt: skip
+    ["captum_groups"]
+    + [f"captum_groups.{page.stem}" for page in API.glob("*.rst") if page.stem != "index"]
+)
 
 
 def _listed(page: Path) -> set[str]:

@@ -117,6 +117,9 @@ class MaskedRuns:
     def _run(self, run: Run, cached: dict[str, Tensor]) -> Tensor:
         """One run's outputs: from its lowest masked layer up, stage by stage."""
         layers = run.layers
+        # Below the lowest masked layer the run equals the intact one: start from the
+        # intact pass's cached activations there. Each layer cuts the network (build_circuit
+        # checked it), so the stage from one masked layer to the next sees all it needs.
         values = self._masked(layers[0], cached[layers[0]], run)
         for lower, upper in zip(layers, [*layers[1:], self.end], strict=True):
             values = self._stage(lower, upper)(values)
@@ -128,6 +131,8 @@ class MaskedRuns:
         """Every run's per-example outputs over all of ``data`` (concatenated in order)."""
         needed = {layer for run in runs for layer in run.layers}
         found: list[list[Tensor]] = [[] for _ in runs]
+        # no gradients, and batch-norm running statistics restored: a fidelity measure must
+        # not train the model it measures
         with torch.no_grad(), preserve_buffers(self.model):
             for images in iter_batches(data, self.batch_size, "data"):
                 if not len(images):

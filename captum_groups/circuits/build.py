@@ -418,6 +418,9 @@ def _build_all(
     check_precision(model)
     reader = ImageReader(data, device, dtype, settings.batch_size, progress)
     start = time.perf_counter()
+    # Pass 1 reads the data once for every target: each layer's per-crop neuron summaries
+    # and the targets' own exemplars. The layers are then built top-down, because a
+    # layer's core neurons are those that matter to the groups of the layer above it.
     selections = _SummaryPass(model, reader, names, targets, settings, routing).run()
     seconds = time.perf_counter() - start
     logger.info(
@@ -433,6 +436,8 @@ def _build_all(
                 f"tau={settings.tau} is larger than layer {name!r} ({summary.shape[1]} neurons)",
             )
     states = [_start(t, selections[t], settings.k) for t in targets]
+    # the top layer first: each step turns the current upper units (the target, then the
+    # groups just found) into the groups of the layer below and the edges between them
     for position in tqdm(
         range(len(names) - 1, -1, -1), desc="circuit layers", disable=not progress
     ):

@@ -116,6 +116,9 @@ def balanced(weights: Sequence[float], workers: int) -> list[list[int]]:
     [[0, 3, 1], [2, 4]]
     """
     loads, shares = [0.0] * workers, [[] for _ in range(workers)]
+    # Graham's longest-processing-time rule (within 4/3 of the best makespan). Ties are
+    # broken by index, never by chance: every rank of a torchrun job computes the same
+    # shares on its own, without talking to the others.
     for item in sorted(range(len(weights)), key=lambda i: (-weights[i], i)):
         lightest = min(range(workers), key=lambda w: (loads[w], w))
         shares[lightest].append(item)

@@ -122,6 +122,9 @@ class EmbeddingLabeler(Labeler):
                 f"{texts.shape[1]}-d embeddings; they must share one space"
             )
         similarity = images @ texts.T
+        # CLIP's zero-shot rule per crop (softmax over the candidates at the model's
+        # temperature), then the mean over crops: each exemplar votes with one distribution,
+        # so one odd crop cannot outweigh the others
         probability = (similarity / self.temperature).softmax(1).mean(0)
         best = int(probability.argmax())
         return GroupLabel(

@@ -93,6 +93,7 @@ class EnrichmentLabeler(Labeler):
 
     def label(self, evidence: GroupEvidence) -> GroupLabel:
         """The most significantly over-represented label among the exemplar images."""
+        # an image can hold several exemplar crops of the group; it is one draw of the urn
         images = np.unique(np.asarray(evidence.indices))
         total = len(self.matrix)
         if images.max() >= total:
@@ -102,8 +103,12 @@ class EnrichmentLabeler(Labeler):
             )
         with_label = self.matrix.sum(0)
         counts = self.matrix[images].sum(0)
+        # P(at least `counts` labelled images among len(images) drawn without replacement
+        # from `total`, `with_label` of them labelled): sf(k - 1) is P(X >= k)
         p_values = hypergeom.sf(counts - 1, total, with_label, len(images))
+        # smallest p-value first; among equal ones (often several at 0) the larger count
         best = int(np.lexsort((-counts, p_values))[0])
+        # Bonferroni over the labels tried: the best of many tests is otherwise too easy
         corrected = min(1.0, float(p_values[best]) * len(self.names))
         precision = counts[best] / len(images)
         base_rate = with_label[best] / total

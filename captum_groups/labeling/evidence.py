@@ -78,6 +78,7 @@ def gather_evidence(
     (one streaming pass per layer, crops at ``scales``); with ``k=None`` the
     exemplars in ``stored`` (a circuit's) are used.
     """
+    # groups of one layer share one mining pass over the data
     by_layer: dict[nn.Module, list[tuple[str, NeuronGroup]]] = {}
     for key, group in groups:
         by_layer.setdefault(group.resolve(model), []).append((key, group))
@@ -112,8 +113,11 @@ def gather_evidence(
             images = _images(data, indices)
             boxes = _whole_where_empty(boxes, images)
             crops = _crops(images, boxes)
+            # the crops' own activations (not the whole images'): what a labeler sees is
+            # what the group responded to
             output = layer_outputs(model, crops, module, batch_size)
             values = group(output)
+            # strongest first, ties in mining order, so labelers that read the top few agree
             order = values.argsort(descending=True, stable=True)
             output = output[order]
             evidence[key] = GroupEvidence(

@@ -87,6 +87,7 @@ def _keyed_groups(circuit_or_groups: object) -> list[tuple[str, NeuronGroup]]:
 
 def _ask(labeler: LabelerLike, evidence: GroupEvidence, name: str) -> GroupLabel:
     ask = labeler.label if hasattr(labeler, "label") else labeler
+    # a labeler is user code: any failure is reported with the group it failed on
     try:
         answer = ask(evidence)
     except Exception as error:
@@ -177,6 +178,7 @@ def label_groups(
         else getattr(labeler, "__name__", type(labeler).__name__)
     )
     check_reiterable(data)
+    # mine at the circuit's own crop scales, so the exemplars are the kind the circuit kept
     if scales is None and circuit is not None:
         scales = circuit.params.get("scales")
     evidence = gather_evidence(
@@ -193,6 +195,7 @@ def label_groups(
         key: _ask(labeler, evidence[key], name)
         for key, _ in tqdm(items, desc="labelling groups", disable=not progress, leave=False)
     }
+    # groups are immutable: labelled copies; the user's groups and circuit stay unlabelled
     groups = [group.replace(label=labels[key].label) for key, group in items]
     if circuit is not None:
         circuit = circuit.relabel(

@@ -123,6 +123,8 @@ class MaskLabeler(Labeler):
                     f"crop box {box} lies outside them; give masks for every data-set image "
                     f"at the input size"
                 )
+            # Network Dissection: the layer's coarse map brought to the crop's pixels, so it
+            # can be compared with the concept masks pixel by pixel
             upsampled = F.interpolate(
                 activation[None, None].float(), size=(height, width), mode="bilinear"
             )[0, 0]
@@ -131,8 +133,12 @@ class MaskLabeler(Labeler):
         if self.threshold is not None:
             threshold = float(self.threshold)
         else:
+            # one threshold over all exemplars (Network Dissection's top-quantile rule): a
+            # per-crop threshold would call some pixels of every crop active
             values = torch.cat([upsampled.flatten() for upsampled, _ in regions])
             threshold = float(torch.quantile(values, self.quantile))
+        # IoU pooled over the exemplars (sums of intersections over sums of unions), not a
+        # mean of per-crop IoUs, which small crops would dominate
         intersection = torch.zeros(len(self.names), dtype=torch.float64)
         union = torch.zeros(len(self.names), dtype=torch.float64)
         for upsampled, concept in regions:

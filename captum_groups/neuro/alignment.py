@@ -22,6 +22,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from .._io.plain_text import plain_text
+from .._validation.deprecation import renamed_keywords
 from .._validation.errors import ParameterError
 from ..data import Data
 from ..groups import GroupsLike, Layer, NeuronGroup, as_group_list, layer_name
@@ -182,10 +183,11 @@ def _score(
     return found.score_, found.score_error_, False
 
 
+@renamed_keywords(stimuli="data")
 def alignment_map(
     model: nn.Module,
     layers: Sequence[Layer],
-    stimuli: Data,
+    data: Data,
     areas: Mapping[str, object],
     groups: GroupsLike | None = None,
     batch_size: int = 256,
@@ -201,7 +203,7 @@ def alignment_map(
         The model.
     layers : sequence of str or nn.Module
         The candidate layers.
-    stimuli : Tensor, Dataset, DataLoader or list of batches
+    data : Tensor, Dataset, DataLoader or list of batches
         The stimuli the areas were recorded on, in the same order.
     areas : mapping of str to recordings
         Each area's name and its recordings: (stimuli, units), (repetitions,
@@ -241,9 +243,7 @@ def alignment_map(
     names = [layer_name(model, layer) for layer in layers]
     if not names:
         raise ParameterError("layers", "layers is empty; give at least one layer")
-    found = features(
-        model, {**dict(zip(names, layers, strict=True)), **labelled}, stimuli, batch_size
-    )
+    found = features(model, {**dict(zip(names, layers, strict=True)), **labelled}, data, batch_size)
     scores, errors = np.zeros((len(readings), len(names))), np.zeros((len(readings), len(names)))
     group_scores: dict[str, dict[str, float]] = {}
     ceiled = {}

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .._io.plain_text import plain_text
 from .._validation.checks import Count, Flag, validate
+from .._validation.deprecation import renamed_keywords
 from .._validation.errors import ParameterError
 from ..data import Data, iter_batches
 from ._recordings import Recordings, aligned_rows, as_matrix, read_recordings
@@ -281,10 +282,11 @@ def _in_stimulus_order(found: Recordings, stimulus_ids: object, name: str) -> np
     return ordered
 
 
+@renamed_keywords(stimuli="data")
 def similarity_matrix(
     model: nn.Module,
     layers: Sequence[Source] | Mapping[str, Source],
-    stimuli: Data,
+    data: Data,
     other: nn.Module | None = None,
     other_layers: Sequence[Source] | Mapping[str, Source] | None = None,
     recordings: Mapping[str, object] | None = None,
@@ -301,14 +303,14 @@ def similarity_matrix(
         The model whose sources are the rows.
     layers : sequence or mapping of sources
         Its layers, groups or GroupSets (see ``features``).
-    stimuli : Tensor, Dataset, DataLoader or list of batches
+    data : Tensor, Dataset, DataLoader or list of batches
         The stimuli both sides saw, in the same order as any recordings.
     other : nn.Module, optional
         A second model whose ``other_layers`` are the columns.
     other_layers : sequence or mapping of sources, optional
         The columns' layers of ``other`` (by default the same names as ``layers``).
     recordings : mapping of str to recordings, optional
-        Instead of a second model: named recordings (an array (stimuli,
+        Instead of a second model: named recordings (an array (data,
         units), (repetitions, stimuli, units), or an rsatoolbox Dataset), one
         column each.
     unbiased : bool
@@ -357,7 +359,7 @@ def similarity_matrix(
             for name, value in recordings.items()  # type: ignore[union-attr]
         }
         column_owner = None
-    sums = _hsic_sums(model, rows, column_owner, columns, stimuli, unbiased, batch_size)
+    sums = _hsic_sums(model, rows, column_owner, columns, data, unbiased, batch_size)
     with np.errstate(invalid="ignore", divide="ignore"):  # a constant side: 0 / 0 is NaN
         values = _cka_values(sums, rows, columns)
     return SimilarityMatrix(values, list(rows), list(columns), unbiased)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from .._model.capture import LayerCapture, record
 from .._model.guards import guarded_call
 from .._validation.checks import Count, validate
+from .._validation.deprecation import renamed_keywords
 from .._validation.errors import ParameterError
 from ..data import Data, iter_batches
 from ..groups import GroupSet, Layer, NeuronGroup, layer_name, resolve_layer
@@ -82,10 +83,11 @@ def _reader(model: nn.Module, source: object, call: int | None) -> Reader:
     )
 
 
+@renamed_keywords(stimuli="data")
 def features(
     model: nn.Module | None,
     sources: Source | Sequence[Source] | Mapping[str, Source],
-    stimuli: Data | None = None,
+    data: Data | None = None,
     batch_size: int = 256,
     call: int | None = None,
 ) -> np.ndarray | dict[str, np.ndarray]:
@@ -98,7 +100,7 @@ def features(
         The model (None when every source is an array).
     sources : source, sequence of sources, or mapping of name to source
         Layers, groups, GroupSets or arrays (see the module).
-    stimuli : Tensor, Dataset, DataLoader or list of batches
+    data : Tensor, Dataset, DataLoader or list of batches
         The stimuli, read by the package's one data rule; not needed when
         every source is an array.
     batch_size : int
@@ -140,7 +142,7 @@ def features(
     if wanted:
         if not isinstance(model, nn.Module):
             raise ParameterError("model", "model must be an nn.Module to read layers and groups")
-        given.update(_model_features(model, wanted, stimuli, batch_size, call))
+        given.update(_model_features(model, wanted, data, batch_size, call))
     result = {name: given[name] for name in named}
     return next(iter(result.values())) if single else result
 
@@ -152,24 +154,25 @@ def _model_features(
     return collect(model, readers, stimuli, batch_size)
 
 
+@renamed_keywords(stimuli="data")
 def collect(
     model: nn.Module,
     readers: Mapping[str, Reader],
-    stimuli: Data,
+    data: Data,
     batch_size: int,
-    parameter: str = "stimuli",
+    parameter: str = "data",
     caller: str = "features",
 ) -> dict[str, np.ndarray]:
-    """Each reader's matrix, in one forward pass per batch of ``stimuli``, with one capture
+    """Each reader's matrix, in one forward pass per batch of ``data``, with one capture
     per (module, run) however many readers share it; a module that runs several times
     with no run named is refused (its calls listed)."""
-    if stimuli is None:
+    if data is None:
         raise ParameterError(
             parameter, f"{parameter} are needed to read a model's layers and groups"
         )
     parts: dict[str, list[Tensor]] = {name: [] for name in readers}
     with guarded_call(model, caller), torch.no_grad():
-        for batch in iter_batches(stimuli, batch_size, parameter):
+        for batch in iter_batches(data, batch_size, parameter):
             if not len(batch):
                 continue
             captures = {

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from .._io.plain_text import plain_text
 from .._validation.checks import Count, Number, validate
+from .._validation.deprecation import renamed_keywords
 from .._validation.errors import ParameterError
 from ..data import Data
 from ..groups import GroupSet, NeuronGroup
@@ -248,10 +249,11 @@ class TuningCurve:
         return figure
 
 
+@renamed_keywords(stimuli="data")
 def tuning_curve(
     model: nn.Module,
     group: NeuronGroup,
-    stimuli: Data,
+    data: Data,
     values: Sequence[float] | np.ndarray,
     period: float | None = None,
     batch_size: int = 256,
@@ -264,7 +266,7 @@ def tuning_curve(
         The model.
     group : NeuronGroup
         The group (at its run ``call``, for a layer that runs several times).
-    stimuli : Tensor, Dataset, DataLoader or list of batches
+    data : Tensor, Dataset, DataLoader or list of batches
         The stimuli, e.g. ``gratings(...).images``.
     values : sequence of float
         The parameter's value for each stimulus, e.g. ``gratings(...).orientation``;
@@ -294,7 +296,7 @@ def tuning_curve(
     values = np.asarray(values, dtype=float).reshape(-1)
     if not np.isfinite(values).all():
         raise ParameterError("values", "values must be finite numbers (one per stimulus)")
-    responses = features(model, {"group": GroupSet([group])}, stimuli, batch_size)["group"][:, 0]
+    responses = features(model, {"group": GroupSet([group])}, data, batch_size)["group"][:, 0]
     if len(values) != len(responses):
         raise ParameterError(
             "values",

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .._io.plain_text import plain_text
 from .._validation.checks import Number, validate
+from .._validation.deprecation import renamed_keywords
 from .._validation.errors import ParameterError
 from ..attr import GroupGradient
 from ..groups import NeuronGroup
@@ -89,8 +90,9 @@ class ReceptiveField:
         return figure
 
 
+@renamed_keywords(stimuli="data")
 def receptive_field(
-    model: nn.Module, group: NeuronGroup, stimuli: Tensor, threshold: float = 0.05
+    model: nn.Module, group: NeuronGroup, data: Tensor, threshold: float = 0.05
 ) -> ReceptiveField:
     """The receptive field of a group on image stimuli.
 
@@ -101,7 +103,7 @@ def receptive_field(
     group : NeuronGroup
         The group; a position reduction (``reduction=(h, w)``) maps one
         position of its neurons, a spatial mean all of them.
-    stimuli : Tensor
+    data : Tensor
         (N, C, H, W) images the gradient is averaged over (noise, or natural images).
     threshold : float
         Fraction of the map's maximum a position must exceed to be in the extent.
@@ -120,19 +122,19 @@ def receptive_field(
     ((4, 4, 8, 8), (5, 5))
     """
     validate({"threshold": Number(0, 1)}, {"threshold": threshold})
-    if isinstance(stimuli, Tensor) and stimuli.ndim == 4 and not stimuli.is_floating_point():
+    if isinstance(data, Tensor) and data.ndim == 4 and not data.is_floating_point():
         raise ParameterError(
-            "stimuli",
-            f"stimuli must be floating-point images (gradients are taken with respect to "
-            f"them), got dtype {stimuli.dtype}; convert them, e.g. stimuli.float() / 255",
+            "data",
+            f"data must be floating-point images (gradients are taken with respect to "
+            f"them), got dtype {data.dtype}; convert them, e.g. data.float() / 255",
         )
-    if not isinstance(stimuli, Tensor) or stimuli.ndim != 4:
+    if not isinstance(data, Tensor) or data.ndim != 4:
         raise ParameterError(
-            "stimuli", "stimuli must be a tensor of images (N, C, H, W) to map positions on"
+            "data", "data must be a tensor of images (N, C, H, W) to map positions on"
         )
     if not isinstance(group, NeuronGroup):
         raise ParameterError("group", f"group must be a NeuronGroup, got {type(group).__name__}")
-    probe = stimuli.detach().clone().requires_grad_(True)
+    probe = data.detach().clone().requires_grad_(True)
     gradient = GroupGradient(model, group.layer).attribute(probe, group)
     field = gradient.detach().abs().double().mean((0, 1)).cpu().numpy()
     peak = field.max()

@@ -89,17 +89,23 @@ def _ordered_levels(circuit: Circuit) -> list[list[str]]:
     levels = [[TARGET]] + [circuit.node_ids(layer) for layer in reversed(circuit.layers)]
     position = {TARGET: 0.0}
     for row in levels[1:]:
-
-        def barycentre(node: str, row: list[str] = row) -> float:
-            weights = {u: abs(w) for u, w in circuit.out_edges(node).items() if u in position}
-            total = sum(weights.values())
-            if total == 0:
-                return float(row.index(node))
-            return sum(position[u] * w for u, w in weights.items()) / total
-
-        row.sort(key=barycentre)
+        # Each node sits under the weighted mean position of the nodes it feeds (the
+        # barycentre heuristic of layered drawing); a node that feeds nothing drawn, or only
+        # through edges of weight 0, keeps its own place in the row. The keys are computed
+        # before sorting: list.sort empties the list while it runs, so a key may not read it.
+        keys = {node: _barycentre(circuit, node, position, float(i)) for i, node in enumerate(row)}
+        row.sort(key=keys.__getitem__)
         position.update((node, float(i)) for i, node in enumerate(row))
     return levels
+
+
+def _barycentre(circuit: Circuit, node: str, position: dict[str, float], own: float) -> float:
+    """The |weight|-weighted mean position of the placed nodes ``node`` feeds, or ``own``."""
+    weights = {u: abs(w) for u, w in circuit.out_edges(node).items() if u in position}
+    total = sum(weights.values())
+    if total == 0:
+        return own
+    return sum(position[u] * w for u, w in weights.items()) / total
 
 
 def layered_layout(

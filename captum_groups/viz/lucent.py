@@ -388,8 +388,13 @@ def render_groups(
     device = first.device if first is not None else torch.device("cpu")
     channels = channels or _input_channels(model)
     if decorrelate is None:
+        # Lucent's colour decorrelation matrix lives on its own global device and is
+        # ImageNet's (3 channels): use it only where it applies and sits with the model
         lucent_device = "cuda" if torch.cuda.is_available() else "cpu"
         decorrelate = channels == 3 and device.type == lucent_device
+    # Each context restores what it changes: the model's state and hooks, the user's torch
+    # and NumPy random streams (Lucent draws from both), Lucent's global device, and the
+    # hooks that read each layer's latest output for the objective (Lucent leaks its own).
     with (
         guarded_call(model, "render_groups", needs_grad=True),
         torch.random.fork_rng(devices=[]),
@@ -398,6 +403,8 @@ def render_groups(
         _latest_outputs(modules) as latest,
     ):
         _check_size(model, group_list, channels, size, device)
+        # one image per group, optimised together in one batch: each group's objective
+        # reads only its own image of the batch
         objective = _batch_objective(group_list, modules, kind, latest)
         torch.manual_seed(random_state)
         make_image = param_f or (

@@ -20,6 +20,7 @@ from sklearn.cross_decomposition import PLSRegression
 from torch import nn
 
 from captum_groups import GroupSet, NeuronGroup, ParameterError, ablate
+from captum_groups.datasets import load_digits
 from captum_groups.neuro import (
     alignment_map,
     cka,
@@ -360,9 +361,9 @@ def test_neuro_bad_input_names_the_parameter(digits_model, digits_test, monkeypa
         (lambda: localize(digits_model, "relu3", x, x, fraction=2.0), "fraction"),
         (lambda: features(digits_model, 3.5, x), "sources"),
         (lambda: features(digits_model, [3.5], x), "source"),
-        (lambda: features(digits_model, "relu3", None), "stimuli"),
+        (lambda: features(digits_model, "relu3", None), "data"),
         (lambda: gratings(0), "size"),
-        (lambda: receptive_field(digits_model, NeuronGroup("relu3", [0]), x[0]), "stimuli"),
+        (lambda: receptive_field(digits_model, NeuronGroup("relu3", [0]), x[0]), "data"),
         (lambda: compare_rdms(np.ones((5, 3)), np.ones((5, 3)), comparison="r"), "comparison"),
         (lambda: alignment_map(digits_model, ["relu3"], x, {}), "areas"),
         (lambda: split_half_ceiling(np.ones((1, 5, 2))), "repetitions"),
@@ -381,3 +382,10 @@ def test_neuro_bad_input_names_the_parameter(digits_model, digits_test, monkeypa
 
 def _missing(name: str):
     raise ImportError(f"No module named {name!r}")
+
+
+def test_the_former_keyword_stimuli_still_works_for_one_release_and_warns(digits_model):
+    x = load_digits("test")[0][:20]
+    with pytest.warns(FutureWarning, match="stimuli"):
+        former = features(digits_model, "relu3", stimuli=x)
+    assert np.array_equal(former, features(digits_model, "relu3", data=x))
