@@ -40,6 +40,7 @@ from .circuits import (
 )
 from .groups import GroupSet, NeuronGroup
 from .labeling import label_groups
+from .patching import patch
 from .regularize import BEANRegularizer, find_assemblies
 
 __version__ = "0.2.0"
@@ -74,6 +75,7 @@ __all__ = [
     "label_groups",
     "layer_activations",
     "masking_fidelity",
+    "patch",
     "retain",
     "sufficiency",
 ]

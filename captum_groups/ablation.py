@@ -66,21 +66,25 @@ def check_value(value: Value, data: object) -> None:
     check_finite(value, "value")
 
 
-def channel_axis(groups: list[NeuronGroup], output: Tensor) -> int:
-    """The channel axis the groups of one layer share, after checking them against ``output``."""
+def channel_axis(groups: list[NeuronGroup], output: Tensor, module: nn.Module | None = None) -> int:
+    """The channel axis the groups of one layer share, after checking them against ``output``
+    (of ``module``, where known)."""
     for group in groups:
-        group.validate_output(output)
+        group.validate_output(output, module)
     axis = groups[0].channel_axis(output.ndim)
     if any(g.channel_axis(output.ndim) != axis for g in groups):
         raise ValueError("groups of one layer must share the channel axis (dim) to be ablated")
     return axis
 
 
-def neuron_mask(groups: Iterable[NeuronGroup], size: int, device: torch.device) -> Tensor:
-    """Boolean (size,) mask of the neurons that belong to any of the groups."""
-    mask = torch.zeros(size, dtype=torch.bool, device=device)
+def element_mask(groups: Iterable[NeuronGroup], output: Tensor) -> Tensor:
+    """Boolean mask, shaped ``output.shape[1:]``, of the elements any of the groups selects:
+    every position of its neurons, or only the position its reduction names (a head at one
+    token, one attention-pattern entry)."""
+    mask = torch.zeros(output.shape[1:], dtype=torch.bool, device=output.device)
     for group in groups:
-        mask[list(group.indices)] = True
+        # unit weights: a member with weight 0 (an NMF direction's zero) is still a member
+        mask |= group.replace(weights=None).membership(output) != 0
     return mask
 
 
@@ -198,20 +202,21 @@ class Ablation:
         """What ``layer`` outputs instead of ``output`` while the ablation is active (with
         ``groups``, only those of the layer's groups are ablated)."""
         groups = self._by_layer[layer] if groups is None else groups
-        axis = channel_axis(groups, output)
-        chosen = neuron_mask(groups, output.shape[axis], output.device)
-        ablated = ~chosen if self.keep else chosen
-        shape = [1] * output.ndim
-        shape[axis] = output.shape[axis]
-        # a mask broadcast along the channel axis only: every position of an ablated
-        # channel is replaced (a group's reduction says how it is read, not where it lives)
-        mask = ablated.view(shape).to(output.dtype)
-        fill = fill_value(
-            self.value, self._means.get(layer), output, axis, layer_name(self.model, layer)
-        )
+        axis = channel_axis(groups, output, layer)
+        # the elements the groups select: all positions of their neurons, or the one
+        # position a group's reduction names; retaining keeps those and replaces the rest
+        chosen = element_mask(groups, output)
+        mask = (~chosen if self.keep else chosen).to(output.dtype)
+        fill = self._fill(layer, output, axis)
         # a blend, not an in-place write: the output may be needed by autograd, and the
         # gradient still flows to the kept channels
         return output * (1 - mask) + fill * mask
+
+    def _fill(self, layer: nn.Module, output: Tensor, axis: int) -> Tensor:
+        """What the replaced elements of ``layer``'s ``output`` become."""
+        return fill_value(
+            self.value, self._means.get(layer), output, axis, layer_name(self.model, layer)
+        )
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> Tensor:
         if not isinstance(output, Tensor):
@@ -289,7 +294,9 @@ def ablate(
         The model; it is restored exactly on exit, also on error.
     groups : NeuronGroup, GroupSet or list of NeuronGroup
         The neurons to ablate; groups may belong to several layers. Every
-        position of each neuron is ablated; group weights do not matter.
+        position of each neuron is ablated, or, for a group whose reduction
+        names one position (a head at one token), only that position; group
+        weights do not matter.
     value : {"zero", "mean"}, float or Tensor
         What ablated neurons output: zero; their mean activation over
         ``data`` (per neuron, over examples and positions); a number; or a

@@ -147,6 +147,17 @@ LAYERS = {
         "captum_groups.distributed",
     ),
     "captum_groups.distributed": ("captum_groups.report", "captum_groups.cli"),
+    "captum_groups.transformers": (
+        "captum_groups.circuits",
+        "captum_groups.report",
+        "captum_groups.cli",
+        "captum_groups.distributed",
+        "captum_groups.labeling",
+        "captum_groups.viz",
+        "captum_groups.neuro",
+        "captum_groups.discovery",
+    ),
+    "captum_groups.patching": ("captum_groups.circuits", "captum_groups.report", "captum_groups.cli"),
     "captum_groups.neuro": (
         "captum_groups.circuits",
         "captum_groups.report",

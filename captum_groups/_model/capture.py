@@ -152,6 +152,11 @@ def on_this_thread(hook: Callable[..., Any]) -> Callable[..., Any]:
 
 def model_of(forward_func: object, layer: nn.Module | None = None) -> nn.Module | None:
     """The nn.Module behind a forward function, if there is one."""
+    # the package's own wrappers (the model as a function of its token embeddings) name the
+    # model they call: layer names resolve on it
+    wrapped = getattr(forward_func, "wrapped_model", None)
+    if isinstance(wrapped, nn.Module):
+        return wrapped
     if isinstance(forward_func, nn.Module):
         return forward_func
     owner = getattr(forward_func, "__self__", None)

@@ -64,7 +64,7 @@ GROUP: dict[str, Any] = {
                 {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": MAX_INT}},
             ]
         },
-        "dim": {"type": "integer", "minimum": -64, "maximum": 64},
+        "dim": {"type": ["integer", "null"], "minimum": -64, "maximum": 64},
         "call": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_INT},
     },
 }

@@ -51,6 +51,7 @@ from ._engine import (
     run_per_group,
     split_per_group,
 )
+from ._tokens import attribute_tokens, is_token_ids
 
 GroupArg = (
     NeuronGroup
@@ -106,7 +107,10 @@ def keeps_model(method: Method) -> Method:
             args = (_aliased(args[0]), *args[1:])
         elif "inputs" in kwargs:
             kwargs["inputs"] = _aliased(kwargs["inputs"])
+        inputs = args[0] if args else kwargs.get("inputs")
         with guarded_call(model, caller, needs_grad=True), call_scope():
+            if is_token_ids(inputs):
+                return attribute_tokens(method, self, args, kwargs)
             return method(self, *args, **kwargs)
 
     return attribute  # type: ignore[return-value]
@@ -352,7 +356,7 @@ class GroupAttribution:
                 )
             capture.check_runs()
             for group in groups:
-                group.validate_output(capture.calls[0][0])
+                group.validate_output(capture.calls[0][0], module)
         captured = first.calls[0]
         for item in originals:
             if isinstance(item, NeuronGroup):
@@ -361,7 +365,7 @@ class GroupAttribution:
                         f"layer {self._layer_label()} produces {len(captured)} tensors; "
                         f"a NeuronGroup needs one; pass a callable selector instead"
                     )
-                item.validate_output(captured[0])
+                item.validate_output(captured[0], self.layer)
             elif _is_index(item):
                 index = (item,) if isinstance(item, int) else item
                 shape = captured[0].shape[1:]

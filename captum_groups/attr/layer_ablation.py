@@ -16,9 +16,9 @@ from ..ablation import (
     Value,
     channel_axis,
     check_value,
+    element_mask,
     fill_value,
     mean_activations,
-    neuron_mask,
 )
 from ..groups import GroupsLike, NeuronGroup, layer_name
 from ._base import keeps_model
@@ -121,12 +121,10 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
             runs[0] += 1
             if call is not None and runs[0] - 1 != call:
                 return None
-            axis = channel_axis(chunk, output)
-            size = output.shape[axis]
-            masks = torch.stack([neuron_mask([g], size, output.device) for g in chunk])
-            shape = [copies, 1] + [1] * (output.ndim - 1)
-            shape[axis + 1] = size
-            mask = masks.view(shape).to(output.dtype)
+            axis = channel_axis(chunk, output, module)
+            # each copy's own group, at the elements it selects (as ablate does)
+            masks = torch.stack([element_mask([g], output) for g in chunk])
+            mask = masks.unsqueeze(1).to(output.dtype)
             fill = fill_value(value, mean, output, axis, layer_name(self.forward_func, module))
             stacked = output.view(copies, num_examples, *output.shape[1:])
             return (stacked * (1 - mask) + fill.unsqueeze(0) * mask).flatten(0, 1)

@@ -241,7 +241,7 @@ def _group_layer(
         NeuronGroup(layer, [critical[i] for i in g.indices], g.weights, name=f"{layer}:{n}")
         for n, g in enumerate(found)
     )
-    if any(g.reduction != "mean" or g.dim != 1 for g in groups):
+    if any(g.reduction != "mean" or g.dim not in (None, 1) for g in groups):
         raise ParameterError(
             "grouping",
             "grouping must give groups with the mean reduction over channel axis 1; circuits "

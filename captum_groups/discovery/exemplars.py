@@ -275,7 +275,7 @@ class ExemplarMiner:
         self.dim = self._neuron_dim(dim)
         self.call = self._layer_call(call)
         self._probed = False
-        self._dim_given = dim is not None or bool(self.groups)
+        self._dim_given = dim is not None or any(g.dim is not None for g in self.groups)
         if scales is not None:
             crop_boxes(8, 8, tuple(scales))  # validates the scales
         self.scales = tuple(scales) if scales is not None else None
@@ -286,7 +286,7 @@ class ExemplarMiner:
         self._boxes: Tensor | None = None
 
     def _neuron_dim(self, dim: int | None) -> int:
-        dims = {group.dim for group in self.groups}
+        dims = {group.dim for group in self.groups if group.dim is not None}
         if dim is None:
             if len(dims) > 1:
                 raise ValueError(f"groups use different neuron axes {sorted(dims)}; pass dim=")

@@ -73,7 +73,7 @@ class TargetValues:
             target.validate_output(output)
         parts = []
         for reduction, dim in self.kinds:
-            if (reduction, dim) == ("mean", 1):
+            if reduction == "mean" and dim in (None, 1):
                 parts.append(neuron_means(output))
                 continue
             axis = NeuronGroup("all", [0], dim=dim).channel_axis(output.ndim)
@@ -85,7 +85,7 @@ class TargetValues:
     @property
     def channelwise(self) -> bool:
         """Whether every target reads channels on axis 1 (so a channel head can serve it)."""
-        return self.classes or all(dim == 1 for _, dim in self.kinds)
+        return self.classes or all(dim in (None, 1) for _, dim in self.kinds)
 
     def channels(self, owners: Tensor) -> Tensor:
         """The channels each row's target reads, (N, L) (padded with channel 0 at weight 0)."""

@@ -58,11 +58,17 @@ class NeuronGroup:
     reduction : {"mean", "sum", "max"} or tuple of int
         How each neuron's slice is reduced over the remaining axes (space for
         conv outputs, time for sequence outputs): spatial mean (default, as in
-        NeurFlow), sum, max, or one position such as ``(h, w)``. Ignored for
-        outputs without such axes, e.g. linear outputs (N, F).
-    dim : int
+        NeurFlow), sum, max, or one position such as ``(h, w)``. A shorter
+        position names the leading axes and averages the rest: ``(t,)`` of a
+        head's output (N, T, H, d_head) with ``dim=2`` is the head at token t,
+        ``(q, k)`` of an attention pattern (N, H, Tq, Tk) one query-to-key entry.
+        Ignored for outputs without such axes, e.g. linear outputs (N, F).
+    dim : int, optional
         Channel axis of the layer output: 1 for (N, C, H, W) and (N, F);
-        2 or -1 for channels-last sequences (N, T, F).
+        -1 for the features of token sequences (N, T, F); 2 for the heads of
+        per-head outputs (N, T, H, d_head). None (default): axis 1, and a 3-d
+        output, which could be tokens or channels, is refused until ``dim``
+        names its axis.
     call : int, optional
         Which run of the layer the group reads, for a module that runs
         several times in one forward pass (a recurrent cell unrolled in time,
@@ -103,7 +109,7 @@ class NeuronGroup:
         name: str | None = None,
         label: str | None = None,
         reduction: Reduction = "mean",
-        dim: int = 1,
+        dim: int | None = None,
         call: int | None = None,
     ) -> None:
         if not isinstance(layer, (str, nn.Module)):
@@ -135,8 +141,10 @@ class NeuronGroup:
                 )
         else:
             reduction = _as_int_tuple(reduction, "reduction")
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim == 0:
-            raise ValueError(f"dim must be a non-zero integer (axis 0 is the batch), got {dim!r}")
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim == 0):
+            raise ValueError(
+                f"dim must be None or a non-zero integer (axis 0 is the batch), got {dim!r}"
+            )
         if call is not None and (
             isinstance(call, bool) or not isinstance(call, (int, np.integer)) or call < 0
         ):
@@ -157,7 +165,10 @@ class NeuronGroup:
     name = property(lambda self: self._name, doc="Short identifier, or None.")
     label = property(lambda self: self._label, doc="Human-readable label, or None.")
     reduction = property(lambda self: self._reduction, doc="Reduction over non-channel axes.")
-    dim = property(lambda self: self._dim, doc="Channel axis of the layer output.")
+    dim = property(
+        lambda self: self._dim,
+        doc="Channel axis of the layer output, or None: axis 1, and refused on 3-d outputs.",
+    )
     call = property(
         lambda self: self._call,
         doc="Which run of the layer in one forward pass (0 = first), or None (runs once).",
@@ -203,7 +214,7 @@ class NeuronGroup:
                 parts.append(f"{key}={getattr(self, key)!r}")
         if self._reduction != "mean":
             parts.append(f"reduction={self._reduction!r}")
-        if self._dim != 1:
+        if self._dim is not None:
             parts.append(f"dim={self._dim}")
         if self._call is not None:
             parts.append(f"call={self._call}")
@@ -292,7 +303,7 @@ class NeuronGroup:
             name=data.get("name"),  # type: ignore[arg-type]
             label=data.get("label"),  # type: ignore[arg-type]
             reduction=tuple(reduction) if isinstance(reduction, list) else reduction,  # type: ignore[arg-type]
-            dim=data.get("dim", 1),  # type: ignore[arg-type]
+            dim=data.get("dim"),  # type: ignore[arg-type]
             call=data.get("call"),  # type: ignore[arg-type]
         )
 
@@ -301,7 +312,32 @@ class NeuronGroup:
         return resolve_layer(model, self._layer, "group.layer")
 
     def channel_axis(self, ndim: int) -> int:
-        """The channel axis for a layer output with ``ndim`` dimensions."""
+        """The channel axis for a layer output with ``ndim`` dimensions.
+
+        Without ``dim``, axis 1, except for 3-d outputs: (N, tokens, features) and
+        (N, channels, length) look alike, and reading tokens as neurons would be silently
+        wrong, so the axis must be named.
+
+        Examples
+        --------
+        >>> conv, tokens = NeuronGroup("conv2", [0]), NeuronGroup("mlp", [0], dim=-1)
+        >>> conv.channel_axis(4), tokens.channel_axis(3)
+        (1, 2)
+        >>> NeuronGroup("block", [0]).channel_axis(3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        captum_groups.ParameterError: group NeuronGroup('block', [0]) reads a 3-d layer output ...
+        """
+        if self._dim is None:
+            if ndim == 3:
+                raise ParameterError(
+                    "dim",
+                    f"group {self!r} reads a 3-d layer output, which could be (N, tokens, "
+                    f"features) or (N, channels, length); say which axis holds its neurons: "
+                    f"dim=-1 for the features of token sequences (transformers), dim=1 for "
+                    f"the channels of 1-d convolutions",
+                )
+            return 1
         axis = self._dim if self._dim > 0 else ndim + self._dim
         if not 1 <= axis < ndim:
             raise ValueError(
@@ -309,8 +345,18 @@ class NeuronGroup:
             )
         return axis
 
-    def validate_output(self, output: Tensor) -> None:
-        """Raise a clear error if this group does not fit a layer output."""
+    def validate_output(self, output: Tensor, module: nn.Module | None = None) -> None:
+        """Raise a clear error if this group does not fit a layer output (of ``module``,
+        where known: a hook point whose units are not on axis 1 needs ``dim``)."""
+        unit_axis = getattr(module, "unit_axis", None)
+        if self._dim is None and isinstance(unit_axis, int) and unit_axis % output.ndim != 1:
+            axes = getattr(module, "axes", ())
+            raise ParameterError(
+                "dim",
+                f"group {self!r} reads a hook point whose output is {tuple(axes)} "
+                f"{tuple(output.shape)}; say which axis holds its units: dim={unit_axis} "
+                f"for its {axes[unit_axis] if axes else 'unit'} axis",
+            )
         if not isinstance(output, Tensor):
             raise TypeError(
                 f"the layer output must be a tensor to select a group from, got "
@@ -328,8 +374,8 @@ class NeuronGroup:
             )
         if isinstance(self._reduction, tuple):
             rest = [s for a, s in enumerate(output.shape[1:], 1) if a != axis]
-            if len(self._reduction) != len(rest) or any(
-                not -s <= p < s for p, s in zip(self._reduction, rest, strict=True)
+            if len(self._reduction) > len(rest) or any(
+                not -s <= p < s for p, s in zip(self._reduction, rest, strict=False)
             ):
                 raise ValueError(
                     f"reduction position {self._reduction} does not fit the non-channel "
@@ -352,7 +398,10 @@ class NeuronGroup:
         if selected.ndim == 2:
             return selected
         if isinstance(self._reduction, tuple):
-            return selected[(slice(None), slice(None), *self._reduction)]
+            # a position on the leading non-channel axes; the mean over any left (a head
+            # at one token, over d_head)
+            picked = selected[(slice(None), slice(None), *self._reduction)]
+            return picked if picked.ndim == 2 else picked.flatten(2).mean(2)
         flat = selected.flatten(2)
         if self._reduction == "mean":
             return flat.mean(2)

@@ -1,0 +1,248 @@
+"""How each supported architecture runs through the hook points.
+
+An adapter names a model's blocks and embeddings and gives each block a forward
+that computes what the block computes, with the model's own modules and
+weights, passing every activation through its :class:`~.hook_points.BlockHooks`.
+The block's own forward is replaced only for the duration of a call
+(:meth:`captum_groups.transformers.HookedModel.forward`), and restored after it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .._validation.checks import ParameterError
+from .attention import attend, merge_heads, split_heads
+from .hook_points import AttentionHooks, BlockHooks
+
+__all__ = ["ADAPTERS", "Adapter", "adapter_for"]
+
+
+class Adapter:
+    """The blocks of one architecture, and a forward for each that reads its hook points."""
+
+    name = ""
+
+    def matches(self, model: nn.Module) -> bool:
+        raise NotImplementedError
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def token_embedding(self, model: nn.Module) -> nn.Module | None:
+        """The module whose output is the token embeddings (None for image models)."""
+        return None
+
+    def position_embedding(self, model: nn.Module) -> nn.Module | None:
+        return None
+
+    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of the model's call, with what the hook points need."""
+        return kwargs
+
+    def fast_paths(self, model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+        """(module, attribute, value for the call): fast paths turned off during a call."""
+        return []
+
+
+def _mha(
+    attention: nn.MultiheadAttention, hooks: AttentionHooks, x: Tensor, **masks: Any
+) -> Tensor:
+    """``nn.MultiheadAttention`` self-attention of batch-first ``x``, head by head, with the
+    module's own weights (its fused kernel computes no per-head tensor a hook can read)."""
+    if attention.bias_k is not None or attention.add_zero_attn:
+        raise ParameterError(
+            "model",
+            "hooked() does not compute attention with add_bias_kv or add_zero_attn; its "
+            "per-head tensors would not be those of the layer",
+        )
+    heads = attention.num_heads
+    if attention.in_proj_weight is not None:
+        w_q, w_k, w_v = attention.in_proj_weight.chunk(3)
+    else:
+        w_q, w_k, w_v = attention.q_proj_weight, attention.k_proj_weight, attention.v_proj_weight
+    b_q, b_k, b_v = (
+        attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
+    )
+    q, k, v = (
+        split_heads(F.linear(x, w, b), heads) for w, b in ((w_q, b_q), (w_k, b_k), (w_v, b_v))
+    )
+    mask, padding = masks.get("attn_mask"), masks.get("key_padding_mask")
+    causal = bool(masks.get("is_causal")) and mask is None
+    if mask is not None and mask.dtype == torch.bool:
+        mask = ~mask  # torch's boolean masks mark what may NOT be attended
+    if padding is not None and padding.dtype != torch.bool:
+        # an additive padding mask (N, Tk) joins the additive attention mask
+        extra = padding[:, None, None, :]
+        mask, padding = (extra if mask is None else mask + extra), None
+    dropout = functools.partial(F.dropout, p=attention.dropout, training=attention.training)
+    z = attend(hooks, q, k, v, causal=causal, mask=mask, key_padding=padding, dropout=dropout)
+    return attention.out_proj(merge_heads(z))
+
+
+class TorchEncoderAdapter(Adapter):
+    """``nn.TransformerEncoderLayer`` blocks (alone, in ``nn.TransformerEncoder``, or in a
+    model of one's own), pre- or post-norm, batch-first or not."""
+
+    name = "nn.TransformerEncoderLayer"
+
+    def matches(self, model: nn.Module) -> bool:
+        return bool(self.blocks(model))
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        return [m for m in model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
+
+    def token_embedding(self, model: nn.Module) -> nn.Module | None:
+        embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+        return embeddings[0] if len(embeddings) == 1 else None
+
+    def fast_paths(self, model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
+        # nn.TransformerEncoder turns padded inputs into NestedTensors, whose padded rows
+        # are missing: never while a hook reads them
+        return [
+            (m, "use_nested_tensor", False)
+            for m in model.modules()
+            if isinstance(m, nn.TransformerEncoder) and hasattr(m, "use_nested_tensor")
+        ]
+
+    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
+        def forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False):  # type: ignore[no-untyped-def]
+            batch_first = block.self_attn.batch_first
+            x = hooks.hook_resid_pre(src if batch_first else src.transpose(0, 1))
+
+            def attention(h: Tensor) -> Tensor:
+                out = _mha(
+                    block.self_attn,
+                    hooks.attn,
+                    h,
+                    attn_mask=src_mask,
+                    key_padding_mask=src_key_padding_mask,
+                    is_causal=is_causal,
+                )
+                return hooks.hook_attn_out(block.dropout1(out))
+
+            def mlp(h: Tensor) -> Tensor:
+                pre = hooks.mlp.hook_pre(block.linear1(h))
+                post = hooks.mlp.hook_post(block.activation(pre))
+                return hooks.hook_mlp_out(block.dropout2(block.linear2(block.dropout(post))))
+
+            if block.norm_first:
+                mid = hooks.hook_resid_mid(x + attention(block.norm1(x)))
+                out = hooks.hook_resid_post(mid + mlp(block.norm2(mid)))
+            else:
+                mid = hooks.hook_resid_mid(block.norm1(x + attention(x)))
+                out = hooks.hook_resid_post(block.norm2(mid + mlp(mid)))
+            return out if batch_first else out.transpose(0, 1)
+
+        return forward
+
+
+class TorchvisionViTAdapter(Adapter):
+    """torchvision's ``VisionTransformer``: its ``EncoderBlock`` layers (pre-norm)."""
+
+    name = "torchvision VisionTransformer"
+
+    def matches(self, model: nn.Module) -> bool:
+        return bool(self.blocks(model))
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        return [m for m in model.modules() if type(m).__name__ == "EncoderBlock"
+                and type(m).__module__.startswith("torchvision.")]  # fmt: skip
+
+    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
+        def forward(input: Tensor) -> Tensor:  # noqa: A002 (torchvision's name)
+            x = hooks.hook_resid_pre(input)
+            attended = _mha(block.self_attention, hooks.attn, block.ln_1(x))
+            mid = hooks.hook_resid_mid(x + hooks.hook_attn_out(block.dropout(attended)))
+            first, activation, *rest = block.mlp
+            pre = hooks.mlp.hook_pre(first(block.ln_2(mid)))
+            post = hooks.mlp.hook_post(activation(pre))
+            out = post
+            for module in rest:
+                out = module(out)
+            return hooks.hook_resid_post(mid + hooks.hook_mlp_out(out))
+
+        return forward
+
+
+class GPT2Adapter(Adapter):
+    """HuggingFace GPT-2 (``GPT2Model``, ``GPT2LMHeadModel`` and the other heads)."""
+
+    name = "HuggingFace GPT-2"
+
+    def _body(self, model: nn.Module) -> nn.Module | None:
+        body = getattr(model, "transformer", model)
+        return body if type(body).__name__ == "GPT2Model" else None
+
+    def matches(self, model: nn.Module) -> bool:
+        return self._body(model) is not None
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        return list(self._body(model).h)  # type: ignore[union-attr]
+
+    def token_embedding(self, model: nn.Module) -> nn.Module | None:
+        return self._body(model).wte  # type: ignore[union-attr]
+
+    def position_embedding(self, model: nn.Module) -> nn.Module | None:
+        return self._body(model).wpe  # type: ignore[union-attr]
+
+    def call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # the hooked forward keeps no key-value cache: every call sees the whole sequence
+        return {"use_cache": False, **kwargs}
+
+    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
+        attention, mlp = block.attn, block.mlp
+
+        def forward(
+            hidden_states, *args, attention_mask=None, encoder_hidden_states=None, **kwargs
+        ):  # type: ignore[no-untyped-def]
+            if encoder_hidden_states is not None:
+                raise ParameterError(
+                    "model", "hooked() reads GPT-2's self-attention only, not cross-attention"
+                )
+            x = hooks.hook_resid_pre(hidden_states)
+            q, k, v = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=2)
+            heads = attention.num_heads
+            z = attend(
+                hooks.attn,
+                split_heads(q, heads),
+                split_heads(k, heads),
+                split_heads(v, heads),
+                scale=attention.scaling,
+                causal=True,
+                mask=attention_mask if isinstance(attention_mask, Tensor) else None,
+                dropout=attention.attn_dropout,
+            )
+            attn_out = attention.resid_dropout(attention.c_proj(merge_heads(z)))
+            mid = hooks.hook_resid_mid(x + hooks.hook_attn_out(attn_out))
+            pre = hooks.mlp.hook_pre(mlp.c_fc(block.ln_2(mid)))
+            post = hooks.mlp.hook_post(mlp.act(pre))
+            mlp_out = hooks.hook_mlp_out(mlp.dropout(mlp.c_proj(post)))
+            return hooks.hook_resid_post(mid + mlp_out)
+
+        return forward
+
+
+ADAPTERS: tuple[Adapter, ...] = (GPT2Adapter(), TorchvisionViTAdapter(), TorchEncoderAdapter())
+"""The architectures :func:`~captum_groups.transformers.hooked` knows, most specific first."""
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter of ``model``'s architecture; refused by name when none fits."""
+    for adapter in ADAPTERS:
+        if adapter.matches(model):
+            return adapter
+    known = ", ".join(a.name for a in ADAPTERS)
+    raise ParameterError(
+        "model",
+        f"hooked() knows no transformer blocks in {type(model).__name__}; it reads {known}",
+    )

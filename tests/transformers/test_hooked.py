@@ -1,0 +1,219 @@
+"""hooked(): TransformerLens's hook points on stock transformers, checked against
+TransformerLens itself, against the models' own fused outputs and attention weights, and
+against Captum's neuron classes with hand-written selectors."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+from captum.attr import NeuronIntegratedGradients
+from torch import nn
+
+from captum_groups import (
+    GroupIntegratedGradients,
+    NeuronGroup,
+    ParameterError,
+    ablate,
+    layer_activations,
+)
+from captum_groups.transformers import HookPoint, hooked
+
+
+def _encoder(norm_first: bool, batch_first: bool, dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(
+        8, 2, 16, dropout=0.0, batch_first=batch_first, norm_first=norm_first
+    )
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(dtype).eval()
+
+
+def _hook_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, HookPoint)]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_an_encoder_runs_through_its_hook_points_to_the_same_output(norm_first, batch_first):
+    model = _encoder(norm_first, batch_first)
+    x = torch.randn(3, 5, 8) if batch_first else torch.randn(5, 3, 8)
+    padding = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] * 4 + [True]])
+    wrapped = hooked(model)
+    for kwargs in ({}, {"src_key_padding_mask": padding}, {"is_causal": True, "mask": None}):
+        if kwargs.get("is_causal"):
+            kwargs = {"mask": nn.Transformer.generate_square_subsequent_mask(5), "is_causal": True}
+        assert torch.allclose(wrapped(x, **kwargs), model(x, **kwargs), atol=1e-5)
+
+
+def test_the_attention_pattern_is_the_layers_own_per_head_attention_weights():
+    model = _encoder(norm_first=True, batch_first=True)
+    wrapped = hooked(model)
+    x = torch.randn(3, 5, 8)
+    layer = model.layers[0]
+    with torch.no_grad():
+        _, weights = layer.self_attn(
+            layer.norm1(x), layer.norm1(x), layer.norm1(x), average_attn_weights=False
+        )
+        attn_out = layer.self_attn(layer.norm1(x), layer.norm1(x), layer.norm1(x))[0]
+    pattern = layer_activations(wrapped, "blocks.0.attn.hook_pattern", x)
+    assert pattern.shape == (3, 2, 5, 5)
+    assert torch.allclose(pattern, weights, atol=1e-6)
+    assert torch.allclose(
+        layer_activations(wrapped, "blocks.0.hook_attn_out", x), attn_out, atol=1e-6
+    )
+    # the output projection now runs as a module: it can be read and grouped
+    out_proj = layer_activations(wrapped, "model.layers.0.self_attn.out_proj", x)
+    assert torch.allclose(out_proj, attn_out, atol=1e-6)
+
+
+def test_a_nested_tensor_fast_path_is_off_during_a_call_and_restored_after():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
+    padding = torch.tensor([[False] * 5, [False] * 2 + [True] * 3])
+    x = torch.randn(2, 5, 8)
+    wrapped = hooked(model)
+    captured = {}
+    handle = wrapped.blocks[1].hook_resid_post.register_forward_hook(
+        lambda m, i, o: captured.setdefault("resid", o)
+    )
+    with torch.no_grad():
+        wrapped(x, src_key_padding_mask=padding)
+    handle.remove()
+    assert captured["resid"].shape == (2, 5, 8)  # every row, the padded ones too
+    assert not captured["resid"].is_nested
+    assert model.use_nested_tensor is True
+    assert "forward" not in model.layers[0].__dict__
+
+
+def test_the_model_is_left_as_it_was_also_after_an_error():
+    model = _encoder(norm_first=True, batch_first=True)
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    wrapped = hooked(model)
+    with pytest.raises(RuntimeError):
+        wrapped(torch.randn(3, 5, 7))  # wrong width
+    wrapped(torch.randn(3, 5, 8))
+    for module in model.modules():
+        assert "forward" not in module.__dict__
+        assert not module._forward_hooks and not module._forward_pre_hooks
+    assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert not model.training
+
+
+def test_torchvision_vit_runs_through_its_hook_points():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=8, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=10,
+    ).eval()  # fmt: skip
+    wrapped = hooked(vit)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(wrapped(x), vit(x), atol=1e-5)
+    assert len(wrapped.blocks) == 2
+    z = layer_activations(wrapped, "blocks.1.attn.hook_z", x)
+    assert z.shape == (2, 5, 2, 8)  # class token + 4 patches, 2 heads of 8
+
+
+def test_unknown_architectures_are_refused_by_name():
+    with pytest.raises(ParameterError, match="knows no transformer blocks in Sequential"):
+        hooked(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_gpt2_hook_points_equal_transformer_lens_run_with_cache():
+    transformers = pytest.importorskip("transformers")
+    bridge_builder = pytest.importorskip("transformer_lens.model_bridge.sources._bridge_builder")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=4, n_embd=32, n_positions=16, vocab_size=50,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    gpt = transformers.GPT2LMHeadModel(config).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = bridge_builder.build_bridge_from_module(
+            copy.deepcopy(gpt), "GPT2LMHeadModel", hf_config=config
+        )
+        bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+        tokens = torch.randint(0, 50, (2, 7))
+        _, cache = bridge.run_with_cache(tokens)
+    model = hooked(gpt)
+    names = _hook_names(model)
+    assert len(names) == 2 + 2 * 13
+    for name in names:
+        ours, theirs = layer_activations(model, name, tokens), cache[name]
+        assert ours.shape == theirs.shape, name
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs)), name
+        finite = torch.isfinite(theirs)
+        assert torch.allclose(ours[finite], theirs[finite], atol=1e-5), name
+
+
+@pytest.mark.parametrize(
+    ("layer", "group", "selector"),
+    [
+        ("blocks.1.mlp.hook_post", NeuronGroup("blocks.1.mlp.hook_post", [3, 7], dim=-1),
+         lambda out: out[..., [3, 7]].mean(1).sum(-1)),
+        ("blocks.0.attn.hook_z", NeuronGroup("blocks.0.attn.hook_z", [1], dim=2),
+         lambda out: out[:, :, 1, :].mean((1, 2))),
+        ("blocks.0.attn.hook_z", NeuronGroup("blocks.0.attn.hook_z", [0], dim=2, reduction=(3,)),
+         lambda out: out[:, 3, 0, :].mean(-1)),
+        ("blocks.1.attn.hook_pattern",
+         NeuronGroup("blocks.1.attn.hook_pattern", [1], reduction=(4, 2)),
+         lambda out: out[:, 1, 4, 2]),
+    ],
+)  # fmt: skip
+def test_head_and_mlp_groups_equal_captums_neuron_classes_with_hand_selectors(
+    layer, group, selector
+):
+    model = hooked(_encoder(norm_first=True, batch_first=True, dtype=torch.float64))
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    module = model.get_submodule(layer)
+    ours = GroupIntegratedGradients(model, layer).attribute(x, group, n_steps=16)
+    captum = NeuronIntegratedGradients(model, module).attribute(x, selector, n_steps=16)
+    assert torch.allclose(ours, captum, atol=1e-6)
+
+
+def test_a_group_on_token_features_without_dim_is_refused_not_read_as_tokens():
+    # the user's case: three neurons of a ViT-style MLP (N, T, F), dim left out
+    model = hooked(_encoder(norm_first=True, batch_first=True))
+    x = torch.randn(3, 5, 8)
+    method = GroupIntegratedGradients(model, "blocks.0.mlp.hook_post")
+    with pytest.raises(ParameterError, match="dim=-1") as caught:
+        method.attribute(x, NeuronGroup("blocks.0.mlp.hook_post", [3, 7, 11]))
+    assert caught.value.parameter == "dim"
+    plain = _encoder(norm_first=True, batch_first=True)
+    with pytest.raises(ParameterError, match="could be \\(N, tokens, features\\)"):
+        GroupIntegratedGradients(plain, plain.layers[0].linear1).attribute(
+            x, NeuronGroup("layers.0.linear1", [3])
+        )
+
+
+def test_a_head_group_without_dim_is_refused_with_the_head_axis_to_name():
+    model = hooked(_encoder(norm_first=True, batch_first=True))
+    x = torch.randn(3, 5, 8)
+    with pytest.raises(ParameterError, match="dim=2 for its head axis"):
+        GroupIntegratedGradients(model, "blocks.0.attn.hook_z").attribute(
+            x, NeuronGroup("blocks.0.attn.hook_z", [1])
+        )
+    with pytest.raises(ParameterError, match="dim=2 for its head axis"):
+        with ablate(model, [NeuronGroup("blocks.0.attn.hook_z", [1])]):
+            model(x)
+
+
+def test_ablating_a_head_through_its_hook_point_changes_the_output_as_zeroing_it_by_hand():
+    model = hooked(_encoder(norm_first=True, batch_first=True))
+    x = torch.randn(3, 5, 8)
+    with ablate(model, [NeuronGroup("blocks.1.attn.hook_z", [0], dim=2)]), torch.no_grad():
+        ablated = model(x)
+    handle = model.blocks[1].attn.hook_z.register_forward_hook(
+        lambda m, i, o: o * torch.tensor([0.0, 1.0]).view(1, 1, 2, 1)
+    )
+    with torch.no_grad():
+        by_hand = model(x)
+    handle.remove()
+    assert torch.allclose(ablated, by_hand, atol=1e-6)
+    assert not torch.allclose(ablated, model(x).detach(), atol=1e-4)
