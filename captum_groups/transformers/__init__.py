@@ -1,7 +1,7 @@
 """Transformers, first class: TransformerLens's hook points on stock models.
 
-:func:`hooked` gives a HuggingFace GPT-2, torchvision's ViT or a model of
-``nn.TransformerEncoderLayer`` blocks the hook points TransformerLens names
+:func:`hooked` gives HuggingFace's GPT-2, BERT and ViT, torchvision's ViT or a
+model of ``nn.TransformerEncoderLayer`` blocks the hook points TransformerLens names
 (``blocks.0.attn.hook_z``, ``blocks.1.hook_resid_post``, ...), the per-head
 queries, keys, values, patterns and outputs included, computed with the
 model's own weights. Every tool of the package then reads, attributes to and

@@ -21,7 +21,7 @@ from .._validation.checks import ParameterError
 from .attention import attend, merge_heads, split_heads
 from .hook_points import AttentionHooks, BlockHooks
 
-__all__ = ["ADAPTERS", "Adapter", "adapter_for"]
+__all__ = ["Adapter", "TorchEncoderAdapter", "TorchvisionViTAdapter", "mha_heads"]
 
 
 class Adapter:
@@ -54,7 +54,7 @@ class Adapter:
         return []
 
 
-def _mha(
+def mha_heads(
     attention: nn.MultiheadAttention, hooks: AttentionHooks, x: Tensor, **masks: Any
 ) -> Tensor:
     """``nn.MultiheadAttention`` self-attention of batch-first ``x``, head by head, with the
@@ -120,7 +120,7 @@ class TorchEncoderAdapter(Adapter):
             x = hooks.hook_resid_pre(src if batch_first else src.transpose(0, 1))
 
             def attention(h: Tensor) -> Tensor:
-                out = _mha(
+                out = mha_heads(
                     block.self_attn,
                     hooks.attn,
                     h,
@@ -161,7 +161,7 @@ class TorchvisionViTAdapter(Adapter):
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
         def forward(input: Tensor) -> Tensor:  # noqa: A002 (torchvision's name)
             x = hooks.hook_resid_pre(input)
-            attended = _mha(block.self_attention, hooks.attn, block.ln_1(x))
+            attended = mha_heads(block.self_attention, hooks.attn, block.ln_1(x))
             mid = hooks.hook_resid_mid(x + hooks.hook_attn_out(block.dropout(attended)))
             first, activation, *rest = block.mlp
             pre = hooks.mlp.hook_pre(first(block.ln_2(mid)))
@@ -172,77 +172,3 @@ class TorchvisionViTAdapter(Adapter):
             return hooks.hook_resid_post(mid + hooks.hook_mlp_out(out))
 
         return forward
-
-
-class GPT2Adapter(Adapter):
-    """HuggingFace GPT-2 (``GPT2Model``, ``GPT2LMHeadModel`` and the other heads)."""
-
-    name = "HuggingFace GPT-2"
-
-    def _body(self, model: nn.Module) -> nn.Module | None:
-        body = getattr(model, "transformer", model)
-        return body if type(body).__name__ == "GPT2Model" else None
-
-    def matches(self, model: nn.Module) -> bool:
-        return self._body(model) is not None
-
-    def blocks(self, model: nn.Module) -> list[nn.Module]:
-        return list(self._body(model).h)  # type: ignore[union-attr]
-
-    def token_embedding(self, model: nn.Module) -> nn.Module | None:
-        return self._body(model).wte  # type: ignore[union-attr]
-
-    def position_embedding(self, model: nn.Module) -> nn.Module | None:
-        return self._body(model).wpe  # type: ignore[union-attr]
-
-    def call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        # the hooked forward keeps no key-value cache: every call sees the whole sequence
-        return {"use_cache": False, **kwargs}
-
-    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
-        attention, mlp = block.attn, block.mlp
-
-        def forward(
-            hidden_states, *args, attention_mask=None, encoder_hidden_states=None, **kwargs
-        ):  # type: ignore[no-untyped-def]
-            if encoder_hidden_states is not None:
-                raise ParameterError(
-                    "model", "hooked() reads GPT-2's self-attention only, not cross-attention"
-                )
-            x = hooks.hook_resid_pre(hidden_states)
-            q, k, v = attention.c_attn(block.ln_1(x)).split(attention.split_size, dim=2)
-            heads = attention.num_heads
-            z = attend(
-                hooks.attn,
-                split_heads(q, heads),
-                split_heads(k, heads),
-                split_heads(v, heads),
-                scale=attention.scaling,
-                causal=True,
-                mask=attention_mask if isinstance(attention_mask, Tensor) else None,
-                dropout=attention.attn_dropout,
-            )
-            attn_out = attention.resid_dropout(attention.c_proj(merge_heads(z)))
-            mid = hooks.hook_resid_mid(x + hooks.hook_attn_out(attn_out))
-            pre = hooks.mlp.hook_pre(mlp.c_fc(block.ln_2(mid)))
-            post = hooks.mlp.hook_post(mlp.act(pre))
-            mlp_out = hooks.hook_mlp_out(mlp.dropout(mlp.c_proj(post)))
-            return hooks.hook_resid_post(mid + mlp_out)
-
-        return forward
-
-
-ADAPTERS: tuple[Adapter, ...] = (GPT2Adapter(), TorchvisionViTAdapter(), TorchEncoderAdapter())
-"""The architectures :func:`~captum_groups.transformers.hooked` knows, most specific first."""
-
-
-def adapter_for(model: nn.Module) -> Adapter:
-    """The adapter of ``model``'s architecture; refused by name when none fits."""
-    for adapter in ADAPTERS:
-        if adapter.matches(model):
-            return adapter
-    known = ", ".join(a.name for a in ADAPTERS)
-    raise ParameterError(
-        "model",
-        f"hooked() knows no transformer blocks in {type(model).__name__}; it reads {known}",
-    )

@@ -9,10 +9,34 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._validation.checks import ParameterError
-from .adapters import Adapter, adapter_for
+from .adapters import Adapter, TorchEncoderAdapter, TorchvisionViTAdapter
 from .hook_points import BlockHooks, HookPoint
+from .huggingface import BertAdapter, GPT2Adapter, HFViTAdapter
 
-__all__ = ["HookedModel", "hooked"]
+__all__ = ["ADAPTERS", "HookedModel", "adapter_for", "hooked"]
+
+ADAPTERS: tuple[Adapter, ...] = (
+    GPT2Adapter(),
+    BertAdapter(),
+    HFViTAdapter(),
+    TorchvisionViTAdapter(),
+    TorchEncoderAdapter(),
+)
+"""The architectures :func:`hooked` knows, the most specific first (a model of torch's
+encoder layers is recognised by them wherever they are)."""
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    """The adapter of ``model``'s architecture; refused by name when none fits."""
+    for adapter in ADAPTERS:
+        if adapter.matches(model):
+            return adapter
+    known = ", ".join(a.name for a in ADAPTERS)
+    raise ParameterError(
+        "model",
+        f"hooked() knows no transformer blocks in {type(model).__name__}; it reads {known}",
+    )
+
 
 _MISSING = object()
 
@@ -115,9 +139,10 @@ def _through(module: nn.Module, point: HookPoint, batch: list[int]) -> Iterator[
 def hooked(model: nn.Module) -> nn.Module:
     """``model`` with TransformerLens's hook points as layers, to group and attribute on.
 
-    Known architectures: HuggingFace GPT-2 (any model built from a ``GPT2Config``),
-    torchvision's ``VisionTransformer``, and ``nn.TransformerEncoderLayer`` blocks
-    (alone, in ``nn.TransformerEncoder`` or in one's own model). A model that already
+    Known architectures: HuggingFace GPT-2, BERT and ViT (any model built from their
+    configs, ``transformers`` 5), torchvision's ``VisionTransformer``, and
+    ``nn.TransformerEncoderLayer`` blocks (alone, in ``nn.TransformerEncoder`` or in
+    one's own model). A model that already
     has hook points (TransformerLens's ``HookedTransformer`` or ``TransformerBridge``)
     is returned as it is.
 

@@ -217,3 +217,93 @@ def test_ablating_a_head_through_its_hook_point_changes_the_output_as_zeroing_it
     handle.remove()
     assert torch.allclose(ablated, by_hand, atol=1e-6)
     assert not torch.allclose(ablated, model(x).detach(), atol=1e-4)
+
+
+def test_a_head_group_s_integrated_gradients_equal_those_from_transformer_lens_hooks():
+    """IG of head 2 of block 1 over the token embeddings: ours through hooked(GPT-2), and by
+    hand through TransformerLens's own hooks (run_with_hooks), the same quadrature."""
+    transformers = pytest.importorskip("transformers")
+    bridge_builder = pytest.importorskip("transformer_lens.model_bridge.sources._bridge_builder")
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2, n_head=4, n_embd=32, n_positions=16, vocab_size=50,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )  # fmt: skip
+    gpt = transformers.GPT2LMHeadModel(config).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = bridge_builder.build_bridge_from_module(
+            copy.deepcopy(gpt), "GPT2LMHeadModel", hf_config=config
+        )
+        bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    assert hooked(bridge) is bridge  # TransformerLens's models have hook points already
+    ids = torch.randint(0, 50, (2, 7))
+    step_sizes, alphas = approximation_parameters("gausslegendre")
+    embedded = bridge.run_with_cache(ids)[1]["hook_embed"].detach()
+    total = torch.zeros_like(embedded)
+    for alpha, size in zip(alphas(24), step_sizes(24), strict=True):
+        point, store = (alpha * embedded).requires_grad_(), {}
+        bridge.run_with_hooks(
+            ids,
+            fwd_hooks=[
+                ("hook_embed", lambda t, hook, point=point: point),
+                ("blocks.1.attn.hook_z", lambda t, hook, store=store: store.setdefault("z", t)),
+            ],
+        )
+        (gradient,) = torch.autograd.grad(store["z"][:, :, 2, :].mean((1, 2)).sum(), point)
+        total += size * gradient
+    theirs = (embedded * total).sum(-1)
+    head = NeuronGroup("blocks.1.attn.hook_z", [2], dim=2)
+    ours = GroupIntegratedGradients(hooked(gpt), "blocks.1.attn.hook_z").attribute(
+        ids, head, n_steps=24
+    )
+    assert torch.allclose(ours, theirs, atol=1e-5 * float(theirs.abs().max()))
+
+
+def test_huggingface_bert_runs_through_its_hook_points_with_the_model_s_own_attentions():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, attn_implementation="eager",
+    )  # fmt: skip
+    bert = transformers.BertForSequenceClassification(config).eval()
+    ids = torch.randint(0, 40, (3, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0]])
+    model = hooked(bert)
+    with torch.no_grad():
+        own = bert(ids, attention_mask=mask, output_attentions=True)
+        ours = model(ids, attention_mask=mask)
+    assert torch.allclose(ours.logits, own.logits, atol=1e-5)
+    seen = {}
+    point = model.blocks[1].attn.hook_pattern
+    handle = point.register_forward_hook(lambda m, i, o: seen.update(pattern=o))
+    with torch.no_grad():
+        model(ids, attention_mask=mask)
+    handle.remove()
+    assert torch.allclose(seen["pattern"], own.attentions[1], atol=1e-5)
+    assert torch.all(seen["pattern"][1, :, :, 4:] == 0)  # no attention to padding
+    assert "forward" not in bert.bert.encoder.layer[0].__dict__
+
+
+def test_huggingface_vit_runs_through_its_hook_points_with_the_model_s_own_attentions():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=32, num_labels=10,
+        attn_implementation="eager",
+    )  # fmt: skip
+    vit = transformers.ViTForImageClassification(config).eval()
+    x = torch.randn(2, 1, 8, 8)
+    model = hooked(vit)
+    with torch.no_grad():
+        own = vit(x, output_attentions=True)
+        ours = model(x)
+    assert torch.allclose(ours.logits, own.logits, atol=1e-5)
+    pattern = layer_activations(model, "blocks.0.attn.hook_pattern", x)
+    assert pattern.shape == (2, 2, 5, 5)  # class token and 4 patches
+    assert torch.allclose(pattern, own.attentions[0], atol=1e-5)
