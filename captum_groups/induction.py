@@ -7,8 +7,9 @@ offset gives the answer; inside the repeat the next token is the one that follow
 current token in its first occurrence. A two-layer model learns it with heads in series:
 *previous-token heads* in layer 0 write each token's predecessor into its position, and
 *induction heads* in layer 1 attend from the current token to the position after its
-earlier occurrence and copy that token to the output. ``python -m captum_groups.induction`` trains the shipped
-weights (about a minute on two CPU cores) and prints the second-half accuracy.
+earlier occurrence and copy that token to the output. ``python -m captum_groups.induction``
+trains the shipped weights (about a minute on two CPU cores) and prints the accuracy where
+copying is possible and elsewhere.
 """
 
 from __future__ import annotations

@@ -157,7 +157,11 @@ LAYERS = {
         "captum_groups.neuro",
         "captum_groups.discovery",
     ),
-    "captum_groups.patching": ("captum_groups.circuits", "captum_groups.report", "captum_groups.cli"),
+    "captum_groups.patching": (
+        "captum_groups.circuits",
+        "captum_groups.report",
+        "captum_groups.cli",
+    ),
     "captum_groups.neuro": (
         "captum_groups.circuits",
         "captum_groups.report",
