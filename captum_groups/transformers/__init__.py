@@ -10,7 +10,24 @@ models, and imported by them.
 """
 
 from .attention import attend
+from .exemplars import (
+    TokenExemplars,
+    patch_box,
+    plot_token_exemplars,
+    token_exemplars,
+    token_exemplars_html,
+)
 from .hook_points import HookPoint
 from .hooked import HookedModel, hooked
 
-__all__ = ["HookPoint", "HookedModel", "attend", "hooked"]
+__all__ = [
+    "HookPoint",
+    "HookedModel",
+    "TokenExemplars",
+    "attend",
+    "hooked",
+    "patch_box",
+    "plot_token_exemplars",
+    "token_exemplars",
+    "token_exemplars_html",
+]
