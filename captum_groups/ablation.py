@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ._model.capture import LayerCapture, on_this_thread, record
+from ._model.capture import LayerCapture, not_run, on_this_thread, record
 from ._model.guards import guarded_call
 from ._validation.checks import check_finite
 from .data import Data, iter_batches
@@ -137,7 +137,7 @@ def mean_activations(
         for layer, capture in zip(layers, captures, strict=True):
             if not capture.calls:
                 capture.check_runs()
-                raise ValueError(f"layer {capture.name} did not run in the model's forward pass")
+                raise ValueError(not_run(capture.name, layer))
             for output, *_ in capture.calls:
                 axis = channel_axis(layers[layer], output)
                 per_neuron = output.movedim(axis, -1).reshape(-1, output.shape[axis])

@@ -165,6 +165,27 @@ def model_of(forward_func: object, layer: nn.Module | None = None) -> nn.Module 
     return layer
 
 
+def not_run(name: str, layer: nn.Module | None, where: str = "in the model's forward pass") -> str:
+    """The message for a layer that did not run, with the reason where one is known: the
+    output projection of ``nn.MultiheadAttention`` is never called as a module (torch
+    computes with its weights directly).
+
+    Examples
+    --------
+    >>> attention = nn.MultiheadAttention(4, 2)
+    >>> not_run("'attn.out_proj'", attention.out_proj)  # doctest: +ELLIPSIS
+    "layer 'attn.out_proj' did not run in the model's forward pass; nn.MultiheadAttention ..."
+    """
+    message = f"layer {name} did not run {where}"
+    if type(layer).__name__ == "NonDynamicallyQuantizableLinear":
+        return (
+            f"{message}; nn.MultiheadAttention computes with out_proj's weights without calling "
+            f"it: wrap the model with captum_groups.transformers.hooked(model), whose hook "
+            f"points (blocks.L.hook_attn_out, blocks.L.attn.hook_z per head) and out_proj run"
+        )
+    return f"{message}; is it part of the model?"
+
+
 def _as_tuple(value: Any) -> Captured:
     values = value if isinstance(value, (tuple, list)) else (value,)
     tensors = tuple(v for v in values if isinstance(v, Tensor))
@@ -314,9 +335,7 @@ class LayerCapture:
         otherwise."""
         self.check_runs()
         if not self.calls:
-            raise RuntimeError(
-                f"layer {self.name} did not run during the forward pass; is it part of the model?"
-            )
+            raise RuntimeError(not_run(self.name, self.layer, "during the forward pass"))
         return self.calls[0]
 
 
@@ -369,10 +388,7 @@ def probe_runs(
     capture = LayerCapture(layer, call=call, model=model_of(forward_func, layer))
     record(forward_func, inputs, [capture], additional_forward_args)
     if not capture.runs:
-        raise ValueError(
-            f"layer {capture.name} did not run in the model's forward pass; is it part of the "
-            f"model?"
-        )
+        raise ValueError(not_run(capture.name, layer))
     capture.check_runs()
     return capture
 

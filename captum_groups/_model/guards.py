@@ -131,10 +131,43 @@ def guarded_call(model: nn.Module | None, caller: str, needs_grad: bool = False)
         warn_if_training(model, caller)
     token = _inside_call.set(True)
     try:
-        with preserve_buffers(model):
+        with preserve_buffers(model), dense_tokens(model):
             yield
     finally:
         _inside_call.reset(token)
+
+
+@contextmanager
+def dense_tokens(model: nn.Module | None) -> Iterator[None]:
+    """``nn.TransformerEncoder``'s nested-tensor fast path off for the call, then restored.
+
+    With a padding mask it turns the tokens into a NestedTensor whose padded rows are
+    missing: a layer output read there would lack rows and fit no group. The dense path
+    computes the same values at the kept rows.
+
+    Examples
+    --------
+    >>> layer = nn.TransformerEncoderLayer(4, 2, 8, batch_first=True)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=True)
+    >>> with dense_tokens(encoder):
+    ...     during = encoder.use_nested_tensor
+    >>> during, encoder.use_nested_tensor
+    (False, True)
+    """
+    switched = [
+        m
+        for m in (model.modules() if model is not None else ())
+        if isinstance(m, nn.TransformerEncoder) and getattr(m, "use_nested_tensor", False)
+    ]
+    for module in switched:
+        module.use_nested_tensor = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.use_nested_tensor = True
 
 
 def check_callable_model(model: nn.Module | None, caller: str, needs_grad: bool) -> None:

@@ -37,7 +37,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from .._model.captum import _format_tensor_into_tuples, _verify_select_neuron
-from .._model.capture import LayerCapture, call_scope, choose_call, model_of, record
+from .._model.capture import LayerCapture, call_scope, choose_call, model_of, not_run, record
 from .._model.guards import drop_new_attributes, guarded_call
 from .._validation.checks import ParameterError, check_positive_int
 from ..groups import GroupSet, Layer, NeuronGroup, common_call, layer_name, resolve_layer
@@ -346,7 +346,7 @@ class GroupAttribution:
         ]
         record(self.forward_func, inputs, captures, additional_forward_args)
         if not first.runs:
-            raise ValueError(f"layer {self._layer_label()} did not run in the model's forward pass")
+            raise ValueError(not_run(self._layer_label(), self.layer))
         first.check_runs()
         for (module, groups), capture in zip(later, captures[1:], strict=True):
             if not capture.calls:

@@ -70,6 +70,18 @@ def _check_forward_order(
     watched = layers + sorted({str(t.layer) for t in targets if isinstance(t, NeuronGroup)})
     captures = [LayerCapture(model.get_submodule(name), order=order) for name in watched]
     output = record(model, images, captures)
+    for name, capture in zip(layers, captures, strict=False):
+        shape = tuple(capture.calls[0][0].shape) if capture.calls else ()
+        if len(shape) == 3:
+            # NeurFlow's circuits read channels with a spatial mean; a token tensor's mean
+            # over tokens would make groups of positions, or mix every token's features
+            raise ParameterError(
+                "layers",
+                f"layer {name!r} outputs {shape}, a sequence of tokens; build_circuit builds "
+                f"circuits of (N, C, H, W) or (N, F) layers. In a transformer no head or MLP "
+                f"layer cuts the network (the residual stream passes around it); circuits "
+                f"through the residual stream are not built yet (see the Transformers guide)",
+            )
     names = {id(model.get_submodule(name)): name for name in watched}
     ran = [names[id(module)] for module in order]
     for name in watched:

@@ -49,10 +49,6 @@ class Adapter:
         """The keyword arguments of the model's call, with what the hook points need."""
         return kwargs
 
-    def fast_paths(self, model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
-        """(module, attribute, value for the call): fast paths turned off during a call."""
-        return []
-
 
 def mha_heads(
     attention: nn.MultiheadAttention, hooks: AttentionHooks, x: Tensor, **masks: Any
@@ -104,15 +100,6 @@ class TorchEncoderAdapter(Adapter):
     def token_embedding(self, model: nn.Module) -> nn.Module | None:
         embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
         return embeddings[0] if len(embeddings) == 1 else None
-
-    def fast_paths(self, model: nn.Module) -> list[tuple[nn.Module, str, Any]]:
-        # nn.TransformerEncoder turns padded inputs into NestedTensors, whose padded rows
-        # are missing: never while a hook reads them
-        return [
-            (m, "use_nested_tensor", False)
-            for m in model.modules()
-            if isinstance(m, nn.TransformerEncoder) and hasattr(m, "use_nested_tensor")
-        ]
 
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
         def forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False):  # type: ignore[no-untyped-def]

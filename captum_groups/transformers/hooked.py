@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._model.guards import dense_tokens
 from .._validation.checks import ParameterError
 from .adapters import Adapter, TorchEncoderAdapter, TorchvisionViTAdapter
 from .hook_points import BlockHooks, HookPoint
@@ -90,8 +91,8 @@ class HookedModel(nn.Module):
                 stack.enter_context(
                     _replaced(block, "forward", self.adapter.block_forward(block, hooks))
                 )
-            for module, name, value in self.adapter.fast_paths(self.model):
-                stack.enter_context(_replaced(module, name, value))
+            # nested tensors drop padded rows: the dense path while hook points read them
+            stack.enter_context(dense_tokens(self.model))
             batch: list[int] = []
             embedding = self.adapter.token_embedding(self.model)
             if embedding is not None:

@@ -307,3 +307,55 @@ def test_huggingface_vit_runs_through_its_hook_points_with_the_model_s_own_atten
     pattern = layer_activations(model, "blocks.0.attn.hook_pattern", x)
     assert pattern.shape == (2, 2, 5, 5)  # class token and 4 patches
     assert torch.allclose(pattern, own.attentions[0], atol=1e-5)
+
+
+def test_the_silent_cases_of_a_vit_user_are_errors_that_name_the_fix():
+    """The user's cases on a torchvision ViT: a group on an MLP GELU without dim, a circuit
+    over block outputs, the attention's out_proj that never runs as a module."""
+    torchvision = pytest.importorskip("torchvision")
+    from captum_groups import build_circuit
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=8, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        num_classes=10,
+    ).eval()  # fmt: skip
+    x = torch.randn(20, 3, 8, 8)
+    gelu = "encoder.layers.encoder_layer_0.mlp.1"
+    with pytest.raises(ParameterError, match="dim=-1 for the features") as caught:
+        GroupIntegratedGradients(vit, gelu).attribute(x[:2], NeuronGroup(gelu, [3, 7, 11]))
+    assert caught.value.parameter == "dim"
+    blocks = ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
+    with pytest.raises(ParameterError, match="a sequence of tokens") as caught:
+        build_circuit(vit, blocks, 3, x, tau=2, k=4, n_steps=4, predicted_only=False,
+                      progress=False)  # fmt: skip
+    assert caught.value.parameter == "layers"
+    out_proj = "encoder.layers.encoder_layer_0.self_attention.out_proj"
+    with pytest.raises(ValueError, match="wrap the model with captum_groups.transformers.hooked"):
+        layer_activations(vit, out_proj, x)
+    assert layer_activations(hooked(vit), f"model.{out_proj}", x).shape == (20, 5, 16)
+
+
+def test_layer_activations_of_a_padded_nested_tensor_encoder_keep_every_row():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
+
+    class Padded(nn.Module):
+        """Tokens that are all zero are padding."""
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x):
+            return self.encoder(x, src_key_padding_mask=(x == 0).all(-1))
+
+    model = Padded()
+    x = torch.randn(2, 5, 8)
+    x[1, 2:] = 0
+    out = layer_activations(model, "encoder.layers.0", x)
+    assert not out.is_nested and out.shape == (2, 5, 8)
+    assert encoder.use_nested_tensor is True

@@ -116,3 +116,38 @@ def test_bad_sources_and_positions_are_refused_by_name(model):
             model(torch.randn(2, 5, 8))
     assert caught.value.parameter == "positions"
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_layer_group_ablation_of_a_head_at_one_position_ablates_that_position_only(model):
+    from captum_groups import LayerGroupAblation
+
+    x = torch.randn(3, 5, 8)
+    at_2 = NeuronGroup("blocks.1.attn.hook_z", [1], dim=2, reduction=(2,))
+
+    class Summed(nn.Module):
+        """The model's output summed to one number per example (a target for the drop)."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x).sum((1, 2))[:, None]
+
+    summed = Summed()
+    point = model.get_submodule("blocks.1.attn.hook_z")
+    drop = LayerGroupAblation(summed, point).attribute(
+        x, NeuronGroup(point, [1], dim=2, reduction=(2,)), target=0
+    )
+
+    def zero_at_2(z):
+        z = z.clone()
+        z[:, 2, 1] = 0
+        return z
+
+    with torch.no_grad():
+        expected = summed(x)[:, 0] - _by_hand(model, "blocks.1.attn.hook_z", zero_at_2, x).sum(
+            (1, 2)
+        )
+    assert at_2.reduction == (2,)
+    assert torch.allclose(drop, expected, atol=1e-5)
