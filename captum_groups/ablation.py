@@ -30,13 +30,13 @@ from torch import Tensor, nn
 
 from ._model.capture import LayerCapture, not_run, on_this_thread, record
 from ._model.guards import guarded_call
-from ._validation.checks import check_finite
+from ._validation.checks import ParameterError, check_finite
 from .data import Data, iter_batches
 from .groups import GroupsLike, NeuronGroup, as_group_list, common_call, layer_name
 
 __all__ = ["ablate", "retain", "Ablation"]  # masked_output: a helper of the package
 
-Value = Literal["zero", "mean"] | float | Tensor
+Value = Literal["zero", "mean", "position_mean"] | float | Tensor
 
 
 def _groups_by_layer(model: nn.Module, groups: GroupsLike) -> dict[nn.Module, list[NeuronGroup]]:
@@ -50,11 +50,14 @@ def check_value(value: Value, data: object) -> None:
     """Raise a clear error for an unknown or non-finite ablation value, or ``"mean"`` without
     data."""
     if isinstance(value, str):
-        if value not in ("zero", "mean"):
-            raise ValueError(f"value must be 'zero', 'mean', a number or a tensor, got {value!r}")
-        if value == "mean" and data is None:
+        if value not in ("zero", "mean", "position_mean"):
             raise ValueError(
-                "value='mean' needs data: pass the examples to average activations over"
+                f"value must be 'zero', 'mean', 'position_mean', a number or a tensor, "
+                f"got {value!r}"
+            )
+        if value != "zero" and data is None:
+            raise ValueError(
+                f"value={value!r} needs data: pass the examples to average activations over"
             )
         return
     if isinstance(value, Tensor):
@@ -95,6 +98,15 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
     if isinstance(value, str):
         if value == "zero":
             return torch.zeros((), dtype=output.dtype, device=output.device)
+        if value == "position_mean":
+            if mean.shape != output.shape[1:]:
+                raise ParameterError(
+                    "value",
+                    f"value='position_mean' holds layer {layer!r}'s mean at each of "
+                    f"{tuple(mean.shape)} positions, but the run gives {tuple(output.shape[1:])}"
+                    f"; give data of the same length as the inputs",
+                )
+            return mean.to(output.device, output.dtype)[None]
         return mean.to(output.dtype).view(shape)
     fill = torch.as_tensor(value, dtype=output.dtype, device=output.device)
     if fill.ndim == 1:
@@ -110,9 +122,13 @@ def fill_value(value: Value, mean: Tensor | None, output: Tensor, axis: int, lay
 
 
 def mean_activations(
-    model: nn.Module, layers: dict[nn.Module, list[NeuronGroup]], data: Data
+    model: nn.Module,
+    layers: dict[nn.Module, list[NeuronGroup]],
+    data: Data,
+    per_position: bool = False,
 ) -> dict[nn.Module, Tensor]:
-    """Per-neuron mean activation (over examples and positions) of each layer over ``data``.
+    """Per-neuron mean activation (over examples and positions) of each layer over ``data``;
+    with ``per_position``, the mean over examples only, one per element of the output.
 
     ``data`` is read by the package's one rule (:mod:`captum_groups.data`). Empty data
     and data that gives NaN or infinite activations are refused. The mean is taken at the
@@ -139,10 +155,14 @@ def mean_activations(
                 capture.check_runs()
                 raise ValueError(not_run(capture.name, layer))
             for output, *_ in capture.calls:
-                axis = channel_axis(layers[layer], output)
-                per_neuron = output.movedim(axis, -1).reshape(-1, output.shape[axis])
-                sums[layer] = sums.get(layer, 0) + per_neuron.sum(0)
-                counts[layer] = counts.get(layer, 0) + per_neuron.shape[0]
+                axis = channel_axis(layers[layer], output, layer)
+                if per_position:
+                    _check_same_positions(sums.get(layer), output, capture.name)
+                    rows = output.reshape(len(output), *output.shape[1:])
+                else:
+                    rows = output.movedim(axis, -1).reshape(-1, output.shape[axis])
+                sums[layer] = sums.get(layer, 0) + rows.sum(0)
+                counts[layer] = counts.get(layer, 0) + rows.shape[0]
     if not sums:
         raise ValueError("data is empty; value='mean' needs at least one example to average over")
     means = {layer: sums[layer] / counts[layer] for layer in sums}
@@ -153,6 +173,17 @@ def mean_activations(
                 f"so value='mean' has no finite mean; check data for NaN or infinite values"
             )
     return means
+
+
+def _check_same_positions(total: Tensor | None, output: Tensor, name: str) -> None:
+    """Per-position means need every batch to have the same positions (sequence length)."""
+    if total is not None and total.shape != output.shape[1:]:
+        raise ParameterError(
+            "data",
+            f"value='position_mean' averages layer {name}'s output position by position, but "
+            f"its batches give {tuple(total.shape)} and {tuple(output.shape[1:])}; give data "
+            f"of one length",
+        )
 
 
 class Ablation:
@@ -188,9 +219,11 @@ class Ablation:
         check_value(value, data)
         self.value = value
         self._means: dict[nn.Module, Tensor] = {}
-        if isinstance(value, str) and value == "mean":
+        if isinstance(value, str) and value in ("mean", "position_mean"):
             with guarded_call(model, "retain" if keep else "ablate"):
-                self._means = mean_activations(model, self._by_layer, data)
+                self._means = mean_activations(
+                    model, self._by_layer, data, per_position=value == "position_mean"
+                )
         self._handles: list[Any] = []
         self._pass_runs: dict[nn.Module, int] = {}
         self._ablated: set[tuple[nn.Module, int | None]] = set()
@@ -297,10 +330,12 @@ def ablate(
         position of each neuron is ablated, or, for a group whose reduction
         names one position (a head at one token), only that position; group
         weights do not matter.
-    value : {"zero", "mean"}, float or Tensor
+    value : {"zero", "mean", "position_mean"}, float or Tensor
         What ablated neurons output: zero; their mean activation over
-        ``data`` (per neuron, over examples and positions); a number; or a
-        tensor with one value per neuron of the layer.
+        ``data`` (per neuron, over examples and positions); their mean at each
+        position over ``data``'s examples (``"position_mean"``: mean ablation per
+        token, for data of the inputs' length); a number; or a tensor with one
+        value per neuron of the layer.
     data : Tensor, Dataset, DataLoader or list of batches, optional
         Model inputs for ``value="mean"``, read by the package's one data
         rule (batches that are tensors, ``(x, y)`` tuples or dicts; see

@@ -61,10 +61,11 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
             A Captum target on the model output, or a group of a layer that
             runs after this one (an earlier layer is refused: ablating this
             layer could not change it).
-        value : {"zero", "mean"}, float or Tensor
+        value : {"zero", "mean", "position_mean"}, float or Tensor
             What ablated neurons output, as in :func:`captum_groups.ablate`.
         data : Tensor, Dataset, DataLoader or list of batches, optional
-            Examples for ``value="mean"`` (read by the package's one data rule).
+            Examples for ``value="mean"`` or ``"position_mean"`` (read by the package's one
+            data rule).
 
         Returns
         -------
@@ -87,11 +88,12 @@ class LayerGroupAblation(_LayerGroupAttribution, LayerAttribution, PerturbationA
             inputs_tuple, additional_forward_args, False, group_list, spec.later_layers()
         )
         check_value(value, data)
-        if isinstance(value, str) and value == "mean":
+        if isinstance(value, str) and value in ("mean", "position_mean"):
             model = self.forward_func
             if not isinstance(model, nn.Module):
                 raise TypeError("value='mean' needs forward_func to be an nn.Module")
-            mean = mean_activations(model, {self.layer: group_list}, data)[self.layer]
+            per_position = value == "position_mean"
+            mean = mean_activations(model, {self.layer: group_list}, data, per_position)[self.layer]
         else:
             mean = None
         extra = _format_additional_forward_args(additional_forward_args)

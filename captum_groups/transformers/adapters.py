@@ -21,7 +21,13 @@ from .._validation.checks import ParameterError
 from .attention import attend, merge_heads, split_heads
 from .hook_points import AttentionHooks, BlockHooks
 
-__all__ = ["Adapter", "TorchEncoderAdapter", "TorchvisionViTAdapter", "mha_heads"]
+__all__ = [
+    "Adapter",
+    "MultiheadAttentionAdapter",
+    "TorchEncoderAdapter",
+    "TorchvisionViTAdapter",
+    "mha_heads",
+]
 
 
 class Adapter:
@@ -51,10 +57,16 @@ class Adapter:
 
 
 def mha_heads(
-    attention: nn.MultiheadAttention, hooks: AttentionHooks, x: Tensor, **masks: Any
-) -> Tensor:
-    """``nn.MultiheadAttention`` self-attention of batch-first ``x``, head by head, with the
-    module's own weights (its fused kernel computes no per-head tensor a hook can read)."""
+    attention: nn.MultiheadAttention,
+    hooks: AttentionHooks,
+    x: Tensor,
+    key: Tensor | None = None,
+    value: Tensor | None = None,
+    **masks: Any,
+) -> tuple[Tensor, Tensor]:
+    """``nn.MultiheadAttention`` of batch-first ``x`` (and ``key``, ``value``: self-attention
+    without them), head by head, with the module's own weights (its fused kernel computes
+    no per-head tensor a hook can read); the output and the per-head pattern."""
     if attention.bias_k is not None or attention.add_zero_attn:
         raise ParameterError(
             "model",
@@ -69,8 +81,11 @@ def mha_heads(
     b_q, b_k, b_v = (
         attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
     )
+    key = x if key is None else key
+    value = key if value is None else value
     q, k, v = (
-        split_heads(F.linear(x, w, b), heads) for w, b in ((w_q, b_q), (w_k, b_k), (w_v, b_v))
+        split_heads(F.linear(t, w, b), heads)
+        for t, w, b in ((x, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
     )
     mask, padding = masks.get("attn_mask"), masks.get("key_padding_mask")
     causal = bool(masks.get("is_causal")) and mask is None
@@ -80,9 +95,14 @@ def mha_heads(
         # an additive padding mask (N, Tk) joins the additive attention mask
         extra = padding[:, None, None, :]
         mask, padding = (extra if mask is None else mask + extra), None
+    if mask is not None and mask.ndim == 3:  # (N * heads, Tq, Tk), torch's per-head layout
+        mask = mask.view(-1, heads, *mask.shape[1:])
     dropout = functools.partial(F.dropout, p=attention.dropout, training=attention.training)
-    z = attend(hooks, q, k, v, causal=causal, mask=mask, key_padding=padding, dropout=dropout)
-    return attention.out_proj(merge_heads(z))
+    z, pattern = attend(
+        hooks, q, k, v, causal=causal, mask=mask, key_padding=padding, dropout=dropout,
+        return_pattern=True,
+    )  # fmt: skip
+    return attention.out_proj(merge_heads(z)), pattern
 
 
 class TorchEncoderAdapter(Adapter):
@@ -107,7 +127,7 @@ class TorchEncoderAdapter(Adapter):
             x = hooks.hook_resid_pre(src if batch_first else src.transpose(0, 1))
 
             def attention(h: Tensor) -> Tensor:
-                out = mha_heads(
+                out, _ = mha_heads(
                     block.self_attn,
                     hooks.attn,
                     h,
@@ -148,7 +168,7 @@ class TorchvisionViTAdapter(Adapter):
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
         def forward(input: Tensor) -> Tensor:  # noqa: A002 (torchvision's name)
             x = hooks.hook_resid_pre(input)
-            attended = mha_heads(block.self_attention, hooks.attn, block.ln_1(x))
+            attended, _ = mha_heads(block.self_attention, hooks.attn, block.ln_1(x))
             mid = hooks.hook_resid_mid(x + hooks.hook_attn_out(block.dropout(attended)))
             first, activation, *rest = block.mlp
             pre = hooks.mlp.hook_pre(first(block.ln_2(mid)))
@@ -157,5 +177,44 @@ class TorchvisionViTAdapter(Adapter):
             for module in rest:
                 out = module(out)
             return hooks.hook_resid_post(mid + hooks.hook_mlp_out(out))
+
+        return forward
+
+
+class MultiheadAttentionAdapter(Adapter):
+    """Any model's ``nn.MultiheadAttention`` modules, where no known block holds them: each
+    one is a "block" with the attention hook points and ``hook_attn_out`` (its output)."""
+
+    name = "nn.MultiheadAttention"
+
+    def matches(self, model: nn.Module) -> bool:
+        return bool(self.blocks(model))
+
+    def blocks(self, model: nn.Module) -> list[nn.Module]:
+        return [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+
+    def token_embedding(self, model: nn.Module) -> nn.Module | None:
+        return TorchEncoderAdapter().token_embedding(model)
+
+    def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
+        def forward(  # type: ignore[no-untyped-def]
+            query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
+            average_attn_weights=True, is_causal=False,
+        ):  # fmt: skip
+            first = (lambda t: t) if block.batch_first else (lambda t: t.transpose(0, 1))
+            out, pattern = mha_heads(
+                block,
+                hooks.attn,
+                first(query),
+                first(key),
+                first(value),
+                attn_mask=attn_mask,
+                key_padding_mask=key_padding_mask,
+                is_causal=is_causal,
+            )
+            out = first(hooks.hook_attn_out(out))
+            if not need_weights:
+                return out, None
+            return out, pattern.mean(1) if average_attn_weights else pattern
 
         return forward

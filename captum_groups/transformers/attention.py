@@ -41,9 +41,11 @@ def attend(
     mask: Tensor | None = None,
     key_padding: Tensor | None = None,
     dropout: torch.nn.Module | None = None,
-) -> Tensor:
+    return_pattern: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Softmax attention of per-head ``q``, ``k``, ``v`` (N, T, heads, d_head); returns
-    the per-head outputs z (N, Tq, heads, d_head).
+    the per-head outputs z (N, Tq, heads, d_head), and with ``return_pattern`` the
+    pattern (N, heads, Tq, Tk) too.
 
     Parameters
     ----------
@@ -62,6 +64,8 @@ def attend(
         (N, Tk) boolean, True at padded keys (``nn.MultiheadAttention``'s convention).
     dropout : nn.Module, optional
         Applied to the pattern, as the layer does (a no-op in eval mode).
+    return_pattern : bool
+        Return the pattern (before dropout) with z.
 
     Examples
     --------
@@ -93,6 +97,6 @@ def attend(
         scores = scores.masked_fill(key_padding[:, None, None, :], lowest)
     scores = hooks.hook_attn_scores(scores)
     pattern = hooks.hook_pattern(scores.softmax(-1))
-    if dropout is not None:
-        pattern = dropout(pattern)
-    return hooks.hook_z(torch.einsum("nhqk,nkhd->nqhd", pattern, v))
+    dropped = dropout(pattern) if dropout is not None else pattern
+    z = hooks.hook_z(torch.einsum("nhqk,nkhd->nqhd", dropped, v))
+    return (z, pattern) if return_pattern else z

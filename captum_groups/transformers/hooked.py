@@ -10,7 +10,12 @@ from torch import Tensor, nn
 
 from .._model.guards import dense_tokens
 from .._validation.checks import ParameterError
-from .adapters import Adapter, TorchEncoderAdapter, TorchvisionViTAdapter
+from .adapters import (
+    Adapter,
+    MultiheadAttentionAdapter,
+    TorchEncoderAdapter,
+    TorchvisionViTAdapter,
+)
 from .hook_points import BlockHooks, HookPoint
 from .huggingface import BertAdapter, GPT2Adapter, HFViTAdapter
 
@@ -22,6 +27,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     HFViTAdapter(),
     TorchvisionViTAdapter(),
     TorchEncoderAdapter(),
+    MultiheadAttentionAdapter(),
 )
 """The architectures :func:`hooked` knows, the most specific first (a model of torch's
 encoder layers is recognised by them wherever they are)."""
@@ -143,7 +149,9 @@ def hooked(model: nn.Module) -> nn.Module:
     Known architectures: HuggingFace GPT-2, BERT and ViT (any model built from their
     configs, ``transformers`` 5), torchvision's ``VisionTransformer``, and
     ``nn.TransformerEncoderLayer`` blocks (alone, in ``nn.TransformerEncoder`` or in
-    one's own model). A model that already
+    one's own model), and, in any other model, its ``nn.MultiheadAttention`` modules
+    (each a "block" with the attention hook points and ``hook_attn_out``; cross-attention
+    too). A model that already
     has hook points (TransformerLens's ``HookedTransformer`` or ``TransformerBridge``)
     is returned as it is.
 

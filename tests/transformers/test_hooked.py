@@ -359,3 +359,41 @@ def test_layer_activations_of_a_padded_nested_tensor_encoder_keep_every_row():
     out = layer_activations(model, "encoder.layers.0", x)
     assert not out.is_nested and out.shape == (2, 5, 8)
     assert encoder.use_nested_tensor is True
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_bare_multihead_attention_runs_through_hook_points_with_its_own_weights(batch_first):
+    class CrossAttender(nn.Module):
+        """Self-attention, then cross-attention to a memory, then a head."""
+
+        def __init__(self):
+            super().__init__()
+            self.mix = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+            self.read = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x, memory):
+            mixed, _ = self.mix(x, x, x, need_weights=False)
+            read, weights = self.read(mixed, memory, memory, average_attn_weights=False)
+            return self.head(read).sum(0 if not batch_first else 1), weights
+
+    torch.manual_seed(0)
+    plain = CrossAttender().eval()
+    x, memory = torch.randn(4, 3, 8), torch.randn(6, 3, 8)
+    if batch_first:
+        x, memory = x.transpose(0, 1), memory.transpose(0, 1)
+    model = hooked(plain)
+    with torch.no_grad():
+        ours, our_weights = model(x, memory)
+        theirs, their_weights = plain(x, memory)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert torch.allclose(our_weights, their_weights, atol=1e-6)
+    seen = {}
+    handle = model.blocks[1].attn.hook_pattern.register_forward_hook(
+        lambda m, i, o: seen.update(pattern=o)
+    )
+    with torch.no_grad():
+        model(x, memory)
+    handle.remove()
+    assert seen["pattern"].shape == (3, 2, 4, 6)  # (N, heads, queries, memory keys)
+    assert torch.allclose(seen["pattern"], their_weights, atol=1e-6)

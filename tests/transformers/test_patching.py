@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_groups import NeuronGroup, ParameterError, ablate, patch, retain
+from captum_groups import NeuronGroup, ParameterError, ablate, layer_activations, patch, retain
 from captum_groups.transformers import hooked
 
 
@@ -151,3 +151,22 @@ def test_layer_group_ablation_of_a_head_at_one_position_ablates_that_position_on
         )
     assert at_2.reduction == (2,)
     assert torch.allclose(drop, expected, atol=1e-5)
+
+
+def test_mean_ablation_per_position_puts_each_token_s_own_mean(model):
+    x, data = torch.randn(2, 5, 8), torch.randn(40, 5, 8)
+    group = NeuronGroup("blocks.0.attn.hook_z", [1], dim=2)
+    mean = layer_activations(model, "blocks.0.attn.hook_z", data).mean(0)  # (T, heads, d_head)
+
+    def put_mean(z):
+        z = z.clone()
+        z[:, :, 1] = mean[:, 1]
+        return z
+
+    with ablate(model, group, value="position_mean", data=data), torch.no_grad():
+        ablated = model(x)
+    assert torch.allclose(ablated, _by_hand(model, "blocks.0.attn.hook_z", put_mean, x), atol=1e-5)
+    with pytest.raises(ParameterError, match="same length as the inputs") as caught:
+        with ablate(model, group, value="position_mean", data=data[:, :4]):
+            model(x)
+    assert caught.value.parameter == "value"

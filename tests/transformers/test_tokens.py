@@ -166,3 +166,22 @@ def test_token_ids_for_a_model_with_several_embeddings_are_refused_by_name():
             torch.zeros(2, 3, dtype=torch.long), NeuronGroup("out", [0])
         )
     assert caught.value.parameter == "inputs"
+
+
+def test_token_ids_with_an_attention_mask_attribute_only_what_the_model_reads():
+    """BERT takes its attention mask second: given as additional_forward_args, the padded
+    tokens get exactly zero (the model never reads them), as in Captum."""
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=16, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    model = hooked(transformers.BertModel(config).eval().double())
+    ids = torch.randint(1, 40, (2, 6))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    group = NeuronGroup("blocks.1.attn.hook_z", [0], dim=2, reduction=(0,))  # at token 0
+    method = GroupIntegratedGradients(model, "blocks.1.attn.hook_z")
+    per_token = method.attribute(ids, group, additional_forward_args=(mask,), n_steps=16)
+    assert per_token.shape == (2, 6)
+    assert torch.all(per_token[1, 4:] == 0) and torch.all(per_token[0] != 0)
