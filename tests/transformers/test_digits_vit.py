@@ -7,7 +7,9 @@ import torch
 
 from captum_groups.datasets import load_digits
 from captum_groups.digits_vit import digits_vit
-from captum_groups.transformers import hooked, patch_box
+from captum_groups.transformers import hooked
+
+from ._models import assert_tokens_read_their_patch_boxes
 
 
 def test_the_digits_vit_classifies_and_runs_through_its_hook_points_unchanged():
@@ -19,19 +21,5 @@ def test_the_digits_vit_classifies_and_runs_through_its_hook_points_unchanged():
 
 
 def test_each_patch_token_reads_the_pixels_of_its_patch_box():
-    model = hooked(digits_vit())
     image = load_digits("test")[0][:1]
-    read = {}
-    point = model.blocks[0].hook_resid_pre
-    handle = point.register_forward_hook(lambda m, i, o: read.update(x=o))
-    with torch.no_grad():
-        model(image)
-        before = read["x"].clone()
-        for position in range(1, 17):
-            top, left, height, width = patch_box(position, 8, 2)
-            changed = image.clone()
-            changed[..., top : top + height, left : left + width] += 1.0
-            model(changed)
-            moved = (read["x"] - before).abs().sum(-1)[0]
-            assert moved.nonzero()[:, 0].tolist() == [position]
-    handle.remove()
+    assert_tokens_read_their_patch_boxes(hooked(digits_vit()), image, 8, 2)

@@ -17,6 +17,8 @@ from captum_groups.transformers import (
     token_exemplars_html,
 )
 
+from ._models import assert_tokens_read_their_patch_boxes, torchvision_vit
+
 
 def test_token_exemplars_are_the_top_example_position_pairs_by_brute_force():
     torch.manual_seed(0)
@@ -52,27 +54,8 @@ def test_text_exemplars_escape_the_tokens_and_frame_the_exemplar_s_own_token():
 
 
 def test_a_vit_token_reads_exactly_the_pixels_of_its_patch_box():
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    vit = torchvision.models.VisionTransformer(
-        image_size=8, patch_size=4, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
-        num_classes=10,
-    ).eval()  # fmt: skip
-    model = hooked(vit)
-    image = torch.randn(1, 3, 8, 8)
-    read = {}
-    handle = model.blocks[0].hook_resid_pre.register_forward_hook(lambda m, i, o: read.update(x=o))
-    with torch.no_grad():
-        model(image)
-        before = read["x"].clone()
-        for position in range(1, 5):
-            top, left, height, width = patch_box(position, 8, 4)
-            changed = image.clone()
-            changed[..., top : top + height, left : left + width] += 1.0
-            model(changed)
-            moved = (read["x"] - before).abs().sum(-1)[0]
-            assert moved.nonzero()[:, 0].tolist() == [position]
-    handle.remove()
+    model = hooked(torchvision_vit(num_layers=1))
+    assert_tokens_read_their_patch_boxes(model, torch.randn(1, 3, 8, 8), 8, 4)
     with pytest.raises(ParameterError, match="class token"):
         patch_box(0, 8, 4)
     with pytest.raises(ParameterError, match="out of range for 4 patches"):

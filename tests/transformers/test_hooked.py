@@ -4,7 +4,6 @@ against Captum's neuron classes with hand-written selectors."""
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import pytest
@@ -20,6 +19,8 @@ from captum_groups import (
     layer_activations,
 )
 from captum_groups.transformers import HookPoint, hooked
+
+from ._models import gpt2_and_bridge, torchvision_vit
 
 
 def _encoder(norm_first: bool, batch_first: bool, dtype=torch.float32) -> nn.Module:
@@ -105,12 +106,7 @@ def test_the_model_is_left_as_it_was_also_after_an_error():
 
 
 def test_torchvision_vit_runs_through_its_hook_points():
-    torchvision = pytest.importorskip("torchvision")
-    torch.manual_seed(0)
-    vit = torchvision.models.VisionTransformer(
-        image_size=8, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-        num_classes=10,
-    ).eval()  # fmt: skip
+    vit = torchvision_vit()
     wrapped = hooked(vit)
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(wrapped(x), vit(x), atol=1e-5)
@@ -125,21 +121,10 @@ def test_unknown_architectures_are_refused_by_name():
 
 
 def test_gpt2_hook_points_equal_transformer_lens_run_with_cache():
-    transformers = pytest.importorskip("transformers")
-    bridge_builder = pytest.importorskip("transformer_lens.model_bridge.sources._bridge_builder")
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=4, n_embd=32, n_positions=16, vocab_size=50,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
-    gpt = transformers.GPT2LMHeadModel(config).eval()
+    gpt, bridge = gpt2_and_bridge()
+    tokens = torch.randint(0, 50, (2, 7))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bridge = bridge_builder.build_bridge_from_module(
-            copy.deepcopy(gpt), "GPT2LMHeadModel", hf_config=config
-        )
-        bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
-        tokens = torch.randint(0, 50, (2, 7))
         _, cache = bridge.run_with_cache(tokens)
     model = hooked(gpt)
     names = _hook_names(model)
@@ -222,22 +207,9 @@ def test_ablating_a_head_through_its_hook_point_changes_the_output_as_zeroing_it
 def test_a_head_group_s_integrated_gradients_equal_those_from_transformer_lens_hooks():
     """IG of head 2 of block 1 over the token embeddings: ours through hooked(GPT-2), and by
     hand through TransformerLens's own hooks (run_with_hooks), the same quadrature."""
-    transformers = pytest.importorskip("transformers")
-    bridge_builder = pytest.importorskip("transformer_lens.model_bridge.sources._bridge_builder")
     from captum.attr._utils.approximation_methods import approximation_parameters
 
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_head=4, n_embd=32, n_positions=16, vocab_size=50,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
-    gpt = transformers.GPT2LMHeadModel(config).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bridge = bridge_builder.build_bridge_from_module(
-            copy.deepcopy(gpt), "GPT2LMHeadModel", hf_config=config
-        )
-        bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    gpt, bridge = gpt2_and_bridge()
     assert hooked(bridge) is bridge  # TransformerLens's models have hook points already
     ids = torch.randint(0, 50, (2, 7))
     step_sizes, alphas = approximation_parameters("gausslegendre")
@@ -312,14 +284,9 @@ def test_huggingface_vit_runs_through_its_hook_points_with_the_model_s_own_atten
 def test_the_silent_cases_of_a_vit_user_are_errors_that_name_the_fix():
     """The user's cases on a torchvision ViT: a group on an MLP GELU without dim, a circuit
     over block outputs, the attention's out_proj that never runs as a module."""
-    torchvision = pytest.importorskip("torchvision")
     from captum_groups import build_circuit
 
-    torch.manual_seed(0)
-    vit = torchvision.models.VisionTransformer(
-        image_size=8, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-        num_classes=10,
-    ).eval()  # fmt: skip
+    vit = torchvision_vit()
     x = torch.randn(20, 3, 8, 8)
     gelu = "encoder.layers.encoder_layer_0.mlp.1"
     with pytest.raises(ParameterError, match="dim=-1 for the features") as caught:
