@@ -52,8 +52,8 @@ def check_value(value: Value, data: object) -> None:
     if isinstance(value, str):
         if value not in ("zero", "mean", "position_mean"):
             raise ValueError(
-                f"value must be 'zero', 'mean', 'position_mean', a number or a tensor, "
-                f"got {value!r}"
+                f"value must be 'zero', 'mean', a number or a tensor, or 'position_mean' (the "
+                f"mean at each position), got {value!r}"
             )
         if value != "zero" and data is None:
             raise ValueError(

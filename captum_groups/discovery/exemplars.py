@@ -286,7 +286,8 @@ class ExemplarMiner:
         self._boxes: Tensor | None = None
 
     def _neuron_dim(self, dim: int | None) -> int:
-        dims = {group.dim for group in self.groups if group.dim is not None}
+        # a group without dim reads axis 1 (3-d outputs refuse it: see _neuron_axis)
+        dims = {1 if group.dim is None else group.dim for group in self.groups}
         if dim is None:
             if len(dims) > 1:
                 raise ValueError(f"groups use different neuron axes {sorted(dims)}; pass dim=")

@@ -143,7 +143,7 @@ class NeuronGroup:
             reduction = _as_int_tuple(reduction, "reduction")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim == 0):
             raise ValueError(
-                f"dim must be None or a non-zero integer (axis 0 is the batch), got {dim!r}"
+                f"dim must be a non-zero integer (axis 0 is the batch) or None, got {dim!r}"
             )
         if call is not None and (
             isinstance(call, bool) or not isinstance(call, (int, np.integer)) or call < 0
