@@ -30,8 +30,9 @@ class TargetValues:
 
     Examples
     --------
-    >>> values = TargetValues([NeuronGroup("l", [1]), NeuronGroup("l", [0, 2], [1.0, 2.0])])
-    >>> output = torch.arange(12.0).reshape(2, 3, 2)  # (N, C, positions)
+    >>> one, two = NeuronGroup("l", [1], dim=1), NeuronGroup("l", [0, 2], [1.0, 2.0], dim=1)
+    >>> values = TargetValues([one, two])
+    >>> output = torch.arange(12.0).reshape(2, 3, 2)  # (N, C, positions): dim=1 names C
     >>> values(output, torch.tensor([0, 1]))  # row 0: channel 1; row 1: ch 0 + 2 * ch 2
     tensor([ 2.5000, 27.5000])
     """
