@@ -168,15 +168,26 @@ def check_predicted(routing: ClassRouting, target: int, predicted_only: bool) ->
     >>> check_predicted(route_classes(model, x[:40], progress=False), 3, True)
     """
     counts = routing.counts()
-    if target in counts:
-        return
+    if target not in counts:
+        raise ParameterError("target", no_image_of(target, counts, predicted_only))
+
+
+def no_image_of(target: int, counts: Counter[int], predicted_only: bool) -> str:
+    """The message for a class no image is predicted as: with ``predicted_only`` the build
+    has no image to explain (:func:`none_predicted`); without it, the report has no image
+    of the class to measure the circuit's fidelity on.
+
+    Examples
+    --------
+    >>> print(no_image_of(5, Counter({3: 40}), predicted_only=False))  # doctest: +ELLIPSIS
+    the model predicts class 5 for none of the images, so the report has no image ...
+    """
     if predicted_only:
-        raise ParameterError("target", none_predicted(target, counts))
-    raise ParameterError(
-        "target",
+        return none_predicted(target, counts)
+    return (
         f"the model predicts class {target} for none of the images, so the report has no image "
         f"to measure the circuit's fidelity on; the model predicts "
-        + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8)),
+        + ", ".join(f"{c} ({n})" for c, n in counts.most_common(8))
     )
 
 

@@ -49,7 +49,7 @@ from ..circuits import (
     edge_fidelity,
     masking_curves,
 )
-from ..circuits.requests import none_predicted
+from ..circuits.requests import no_image_of
 from ..data import Data, examples_at, iter_batches
 from ..groups import NeuronGroup
 from ..viz import render_circuit
@@ -191,7 +191,11 @@ def evaluation_images(
         if count >= limit:
             break
     if count == 0:
-        raise ParameterError("target", none_predicted(circuit.target, predicted))
+        # the circuit's own setting says which advice fits: a circuit built on every image
+        # (predicted_only=False) still needs images of its class to measure fidelity on
+        settings = circuit.settings
+        predicted_only = settings.predicted_only if settings is not None else True
+        raise ParameterError("target", no_image_of(circuit.target, predicted, predicted_only))
     return torch.cat(kept)
 
 
