@@ -238,12 +238,16 @@ class Ablation:
         axis = channel_axis(groups, output, layer)
         # the elements the groups select: all positions of their neurons, or the one
         # position a group's reduction names; retaining keeps those and replaces the rest
-        chosen = element_mask(groups, output)
+        chosen = self._chosen(groups, output, axis)
         mask = (~chosen if self.keep else chosen).to(output.dtype)
         fill = self._fill(layer, output, axis)
         # a blend, not an in-place write: the output may be needed by autograd, and the
         # gradient still flows to the kept channels
         return output * (1 - mask) + fill * mask
+
+    def _chosen(self, groups: list[NeuronGroup], output: Tensor, axis: int) -> Tensor:
+        """The elements of ``output`` the groups select (see :func:`element_mask`)."""
+        return element_mask(groups, output)
 
     def _fill(self, layer: nn.Module, output: Tensor, axis: int) -> Tensor:
         """What the replaced elements of ``layer``'s ``output`` become."""

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from ._model.capture import LayerCapture, record
 from ._model.guards import guarded_call
 from ._validation.checks import SEED, ParameterError
-from .ablation import Ablation, element_mask
-from .groups import GroupsLike, layer_name
+from .ablation import Ablation
+from .groups import GroupsLike, NeuronGroup, layer_name
 
 __all__ = ["Patch", "patch"]
 
@@ -67,15 +67,9 @@ class Patch(Ablation):
                 )
             self._sources[layer] = capture.calls[0][0].detach()
 
-    def replacement(self, layer: nn.Module, output: Tensor, groups: list | None = None) -> Tensor:
-        groups = self._by_layer[layer] if groups is None else groups
-        for group in groups:
-            group.validate_output(output, layer)
-        mask = element_mask(groups, output)
-        if self.positions is not None:
-            mask = mask & self._position_mask(groups[0].channel_axis(output.ndim), output)
-        fill = self._fill(layer, output, 0)
-        return output * (1 - mask.to(output.dtype)) + fill * mask.to(output.dtype)
+    def _chosen(self, groups: list[NeuronGroup], output: Tensor, axis: int) -> Tensor:
+        chosen = super()._chosen(groups, output, axis)
+        return chosen if self.positions is None else chosen & self._position_mask(axis, output)
 
     def _position_mask(self, axis: int, output: Tensor) -> Tensor:
         """True at the chosen positions: of the first axis after the batch that is not the

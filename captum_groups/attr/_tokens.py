@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .._model.capture import model_of
 from .._validation.checks import ParameterError
+from ..groups import only_embedding
 
 __all__ = ["attribute_tokens", "is_token_ids", "token_embedding"]
 
@@ -42,15 +43,14 @@ def token_embedding(model: nn.Module | None) -> nn.Module:
     found = getattr(model, "token_embedding", None)
     if isinstance(found, nn.Module):
         return found
-    embeddings = (
-        [] if model is None else [m for m in model.modules() if isinstance(m, nn.Embedding)]
-    )
-    if len(embeddings) == 1:
-        return embeddings[0]
+    embedding = only_embedding(model)
+    if embedding is not None:
+        return embedding
+    count = 0 if model is None else sum(isinstance(m, nn.Embedding) for m in model.modules())
     raise ParameterError(
         "inputs",
         f"inputs are integer token ids, so they are attributed at the model's token embedding, "
-        f"but the model has {len(embeddings)} nn.Embedding modules; wrap it with "
+        f"but the model has {count} nn.Embedding modules; wrap it with "
         f"captum_groups.transformers.hooked(model), which knows its token embedding, or pass "
         f"the embedded tokens (float) instead",
     )

@@ -20,6 +20,7 @@ ICLR 2025), of neuronal assemblies (BEAN, Gao et al. 2021) and of the NMF
 from .group_set import GROUPSET_FORMAT, GroupSet, GroupsLike, as_group_list
 from .layers import Layer as Layer
 from .layers import layer_name, neuron_means
+from .layers import only_embedding as only_embedding
 from .layers import resolve_layer as resolve_layer
 from .neuron_group import NeuronGroup
 from .neuron_group import common_call as common_call

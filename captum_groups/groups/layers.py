@@ -61,6 +61,18 @@ def resolve_layer(model: object, layer: Layer, parameter: str = "layer") -> nn.M
         ) from None
 
 
+def only_embedding(model: nn.Module | None) -> nn.Module | None:
+    """The model's one ``nn.Embedding`` (its token embedding), or None: none, or several.
+
+    Examples
+    --------
+    >>> only_embedding(nn.Sequential(nn.Embedding(5, 2), nn.Linear(2, 1)))
+    Embedding(5, 2)
+    """
+    found = [] if model is None else [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    return found[0] if len(found) == 1 else None
+
+
 def layer_name(model: object, layer: Layer) -> str:
     """Dotted name of ``layer`` inside ``model`` (or the class name if not found).
 

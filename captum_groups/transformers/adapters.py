@@ -10,6 +10,7 @@ The block's own forward is replaced only for the duration of a call
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._validation.checks import ParameterError
+from ..groups import only_embedding
 from .attention import attend, merge_heads, split_heads
 from .hook_points import AttentionHooks, BlockHooks
 
@@ -30,16 +32,18 @@ __all__ = [
 ]
 
 
-class Adapter:
+class Adapter(ABC):
     """The blocks of one architecture, and a forward for each that reads its hook points."""
 
     name = ""
 
     def matches(self, model: nn.Module) -> bool:
-        raise NotImplementedError
+        """Whether ``model`` has blocks this adapter knows."""
+        return bool(self.blocks(model))
 
+    @abstractmethod
     def blocks(self, model: nn.Module) -> list[nn.Module]:
-        raise NotImplementedError
+        """The model's blocks, in forward order."""
 
     def token_embedding(self, model: nn.Module) -> nn.Module | None:
         """The module whose output is the token embeddings (None for image models)."""
@@ -48,8 +52,9 @@ class Adapter:
     def position_embedding(self, model: nn.Module) -> nn.Module | None:
         return None
 
+    @abstractmethod
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
-        raise NotImplementedError
+        """A forward for ``block`` that computes what it computes through ``hooks``."""
 
     def call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments of the model's call, with what the hook points need."""
@@ -111,15 +116,11 @@ class TorchEncoderAdapter(Adapter):
 
     name = "nn.TransformerEncoderLayer"
 
-    def matches(self, model: nn.Module) -> bool:
-        return bool(self.blocks(model))
-
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return [m for m in model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
 
     def token_embedding(self, model: nn.Module) -> nn.Module | None:
-        embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
-        return embeddings[0] if len(embeddings) == 1 else None
+        return only_embedding(model)
 
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
         def forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False):  # type: ignore[no-untyped-def]
@@ -158,9 +159,6 @@ class TorchvisionViTAdapter(Adapter):
 
     name = "torchvision VisionTransformer"
 
-    def matches(self, model: nn.Module) -> bool:
-        return bool(self.blocks(model))
-
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return [m for m in model.modules() if type(m).__name__ == "EncoderBlock"
                 and type(m).__module__.startswith("torchvision.")]  # fmt: skip
@@ -187,14 +185,11 @@ class MultiheadAttentionAdapter(Adapter):
 
     name = "nn.MultiheadAttention"
 
-    def matches(self, model: nn.Module) -> bool:
-        return bool(self.blocks(model))
-
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
 
     def token_embedding(self, model: nn.Module) -> nn.Module | None:
-        return TorchEncoderAdapter().token_embedding(model)
+        return only_embedding(model)
 
     def block_forward(self, block: nn.Module, hooks: BlockHooks) -> Callable[..., Any]:
         def forward(  # type: ignore[no-untyped-def]

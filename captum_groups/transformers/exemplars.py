@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
 from .._io.plain_text import plain_text
@@ -215,9 +216,7 @@ def plot_token_exemplars(
     return figure
 
 
-def _cell(column: int, row: int, colour: tuple, framed: bool):  # type: ignore[no-untyped-def]
-    from matplotlib.patches import Rectangle
-
+def _cell(column: int, row: int, colour: tuple, framed: bool) -> Rectangle:
     return Rectangle(
         (column, row), 0.9, 0.9, facecolor=colour, edgecolor="#333" if framed else "none"
     )

@@ -20,10 +20,18 @@ from .hook_points import BlockHooks
 __all__ = ["BertAdapter", "GPT2Adapter", "HFViTAdapter"]
 
 
-def _body(model: nn.Module, attribute: str, class_name: str) -> nn.Module | None:
-    """The base model (``GPT2Model``, ``BertModel``, ...) of ``model`` or its task head."""
-    body = getattr(model, attribute, model)
-    return body if type(body).__name__ == class_name else None
+class _HuggingFaceAdapter(Adapter):
+    """A HuggingFace architecture, recognised by its base model (``GPT2Model``, ...), alone
+    or under a task head's ``attribute``."""
+
+    attribute, base = "", ""
+
+    def _body(self, model: nn.Module) -> nn.Module | None:
+        body = getattr(model, self.attribute, model)
+        return body if type(body).__name__ == self.base else None
+
+    def matches(self, model: nn.Module) -> bool:
+        return self._body(model) is not None
 
 
 def _mask(attention_mask: Any) -> Tensor | None:
@@ -32,16 +40,12 @@ def _mask(attention_mask: Any) -> Tensor | None:
     return attention_mask if isinstance(attention_mask, Tensor) else None
 
 
-class GPT2Adapter(Adapter):
+class GPT2Adapter(_HuggingFaceAdapter):
     """HuggingFace GPT-2 (``GPT2Model``, ``GPT2LMHeadModel`` and the other heads)."""
 
     name = "HuggingFace GPT-2"
 
-    def _body(self, model: nn.Module) -> nn.Module | None:
-        return _body(model, "transformer", "GPT2Model")
-
-    def matches(self, model: nn.Module) -> bool:
-        return self._body(model) is not None
+    attribute, base = "transformer", "GPT2Model"
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(self._body(model).h)  # type: ignore[union-attr]
@@ -89,16 +93,12 @@ class GPT2Adapter(Adapter):
         return forward
 
 
-class BertAdapter(Adapter):
+class BertAdapter(_HuggingFaceAdapter):
     """HuggingFace BERT (``BertModel`` and its task heads): post-norm encoder blocks."""
 
     name = "HuggingFace BERT"
 
-    def _body(self, model: nn.Module) -> nn.Module | None:
-        return _body(model, "bert", "BertModel")
-
-    def matches(self, model: nn.Module) -> bool:
-        return self._body(model) is not None
+    attribute, base = "bert", "BertModel"
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(self._body(model).encoder.layer)  # type: ignore[union-attr]
@@ -140,17 +140,13 @@ class BertAdapter(Adapter):
         return forward
 
 
-class HFViTAdapter(Adapter):
+class HFViTAdapter(_HuggingFaceAdapter):
     """HuggingFace ViT (``ViTModel``, ``ViTForImageClassification``): pre-norm blocks over
     the class token and the patches."""
 
     name = "HuggingFace ViT"
 
-    def _body(self, model: nn.Module) -> nn.Module | None:
-        return _body(model, "vit", "ViTModel")
-
-    def matches(self, model: nn.Module) -> bool:
-        return self._body(model) is not None
+    attribute, base = "vit", "ViTModel"
 
     def blocks(self, model: nn.Module) -> list[nn.Module]:
         return list(self._body(model).layers)  # type: ignore[union-attr]
