@@ -98,7 +98,7 @@ CIRCUIT: dict[str, Any] = {
     "properties": {
         "format": {"const": "captum-groups circuit"},
         "version": {"const": 1},
-        "target": {"oneOf": [INDEX, GROUP]},
+        "target": {"oneOf": [INDEX, GROUP, {"const": "next_token"}]},
         "layers": {
             "type": "array",
             "items": {"type": "string", "minLength": 1},

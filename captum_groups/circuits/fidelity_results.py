@@ -10,11 +10,36 @@ from matplotlib.figure import Figure
 
 from .._io.plain_text import plain_text
 
-__all__ = ["BOOTSTRAP", "EdgeFidelityResult", "FidelityReport", "FidelityResult"]
+__all__ = [
+    "BOOTSTRAP",
+    "EdgeFidelityResult",
+    "FidelityReport",
+    "FidelityResult",
+    "mean_interval",
+]
 
 
 BOOTSTRAP = 2000
 """Resamples of the bootstrap confidence intervals."""
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% confidence interval of the mean of ``values``: the bootstrap percentile interval
+    (:data:`BOOTSTRAP` resamples, seeded). It lies within the values, so an interval of
+    accuracies stays inside [0, 1] (a normal approximation can leave it).
+
+    Examples
+    --------
+    >>> low, high = mean_interval(np.array([0.1, 0.2, 0.3, 0.4]))
+    >>> 0.1 <= low < 0.25 < high <= 0.4
+    True
+    """
+    if len(values) < 2:
+        return float(values.mean()), float(values.mean())
+    rng = np.random.default_rng(0)
+    resampled = rng.choice(values, (BOOTSTRAP, len(values))).mean(1)
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -59,15 +84,8 @@ class FidelityResult:
 
     @property
     def random_ci(self) -> tuple[float, float]:
-        """95% confidence interval of the random mean: the bootstrap percentile interval
-        (2,000 resamples of the draws, seeded). It lies within the scores drawn, so an
-        interval of accuracies stays inside [0, 1] (a normal approximation can leave it)."""
-        if len(self.random) < 2:
-            return self.random_mean, self.random_mean
-        rng = np.random.default_rng(0)
-        resampled = rng.choice(self.random, (BOOTSTRAP, len(self.random))).mean(1)
-        low, high = np.percentile(resampled, [2.5, 97.5])
-        return float(low), float(high)
+        """95% confidence interval of the random mean (:func:`mean_interval`)."""
+        return mean_interval(self.random)
 
     def plot(self) -> Figure:
         """Bars for the intact model, the circuit and random neurons (with the CI)."""

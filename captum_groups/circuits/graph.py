@@ -26,7 +26,7 @@ from .._validation.checks import ParameterError
 from .._validation.deprecation import renamed_keywords
 from .._validation.schemas import CIRCUIT, check, read_json
 from ..groups import GroupSet, NeuronGroup, resolve_layer
-from ._ids import TARGET
+from ._ids import NEXT_TOKEN, TARGET
 from ._json import (
     Exemplar,
     _check_exemplar,
@@ -55,8 +55,9 @@ class Circuit:
 
     Parameters
     ----------
-    target : int or NeuronGroup
-        What the circuit explains: a class index, or a group of a later layer.
+    target : int, NeuronGroup or "next_token"
+        What the circuit explains: a class index, a group of a later layer, or (a
+        language model's circuit) each position's next token.
     layers : sequence of str
         The circuit's layers in forward order (lowest first).
     nodes : mapping of str to NeuronGroup
@@ -104,7 +105,7 @@ class Circuit:
 
     def __init__(
         self,
-        target: int | NeuronGroup,
+        target: int | NeuronGroup | str,
         layers: Sequence[str],
         nodes: Mapping[str, NeuronGroup],
         edges: Mapping[tuple[str, str], float],
@@ -115,8 +116,12 @@ class Circuit:
         label_details: Mapping[str, Mapping[str, Any]] | None = None,
         settings: CircuitSettings | None = None,
     ) -> None:
-        if isinstance(target, bool) or not isinstance(target, (int, NeuronGroup)):
-            raise TypeError(f"target must be a class index or a NeuronGroup, got {target!r}")
+        if target != NEXT_TOKEN and (
+            isinstance(target, bool) or not isinstance(target, (int, NeuronGroup))
+        ):
+            raise TypeError(
+                f"target must be a class index, a NeuronGroup or {NEXT_TOKEN!r}, got {target!r}"
+            )
         if isinstance(target, int) and target < 0:
             raise ValueError(f"target must be a class index >= 0, got {target}")
         if isinstance(layers, str) or not all(isinstance(layer, str) for layer in layers):
@@ -183,8 +188,9 @@ class Circuit:
         )
 
     @property
-    def target(self) -> int | NeuronGroup:
-        """What the circuit explains: a class index, or a group of a later layer."""
+    def target(self) -> int | NeuronGroup | str:
+        """What the circuit explains: a class index, a group of a later layer, or
+        ``"next_token"``."""
         return self._target
 
     @property
@@ -443,7 +449,7 @@ class Circuit:
         """A ``networkx.DiGraph``: nodes carry layer, indices, weights, name, label and
         label score; edges (lower -> upper) carry ``weight``."""
         graph = nx.DiGraph(
-            target=self.target if isinstance(self.target, int) else repr(self.target)
+            target=self.target if isinstance(self.target, (int, str)) else repr(self.target)
         )
         graph.add_node(TARGET, layer="target", level=len(self.layers))
         for node, group in self.nodes.items():
@@ -466,7 +472,7 @@ class Circuit:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "target": self.target if isinstance(self.target, int) else self.target.to_dict(),
+            "target": self.target.to_dict() if isinstance(self.target, NeuronGroup) else self.target,
             "layers": list(self.layers),
             "nodes": {node: group.to_dict() for node, group in self.nodes.items()},
             "edges": [[lower, upper, weight] for (lower, upper), weight in self.edges.items()],

@@ -205,6 +205,18 @@ class CircuitSettings(Settings):
         type_name="int",
         cli={"defaults": _LIGHTER(6, "one row of exemplars per card in the report")},
     )
+    corrupt: str | None = setting(
+        None,
+        Satisfies(
+            lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+            "None, 'resample', 'shuffle' or the name of the corrupted data",
+        ),
+        "The corrupted input of a circuit through the residual stream "
+        "(build_stream_circuit): 'resample' (other examples; for a class, those predicted "
+        "as another class), 'shuffle' (each token sequence reordered), or the corrupted "
+        "data's name (a file, 'given'); None for NeurFlow's circuits.",
+        type_name="str or None",
+    )
     random_state: int | None = setting(
         None,
         SEED,

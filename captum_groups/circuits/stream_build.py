@@ -1,0 +1,162 @@
+"""``build_stream_circuit``: a transformer's circuit of heads and MLP groups, its edges the
+residual-stream paths between them, scored by EAP-IG between clean and corrupted inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._model.guards import frozen_parameters, guarded_call
+from .._validation.checks import ParameterError
+from ..groups import NeuronGroup
+from ._ids import NEXT_TOKEN
+from .corruption import corrupt
+from .edge_scores import eap_scores, metric_of
+from .graph import Circuit
+from .settings import CircuitSettings
+from .stream import StreamGraph, logits_of
+
+__all__ = ["build_stream_circuit"]
+
+
+def build_stream_circuit(
+    model: nn.Module,
+    data: Tensor,
+    target: int | str,
+    corrupted: Tensor | None = None,
+    *,
+    positions: Tensor | None = None,
+    groups: Sequence[NeuronGroup] = (),
+    settings: CircuitSettings | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> Circuit:
+    """The circuit of a transformer for a target: its heads and MLP groups as nodes, every
+    residual-stream path between them as an edge, scored by EAP-IG.
+
+    Each edge's weight estimates how much the target's logit (above the mean logit)
+    drops when the edge is patched from the corrupted input (Hanna, Pezzelle and
+    Belinkov 2024; see :func:`~captum_groups.circuits.edge_scores.eap_scores`); the
+    circuit holds every edge of the graph, so that :func:`faithfulness_curve` can grow
+    it strongest first and :meth:`Circuit.prune` can keep the strongest.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A pre-norm transformer :func:`~captum_groups.transformers.hooked` knows (or
+        its hooked form); not changed.
+    data : Tensor
+        Clean inputs: token ids (N, T) or images (N, C, H, W).
+    target : int or "next_token"
+        A class (output index), or, for a language model, each position's next token.
+    corrupted : Tensor, optional
+        The corrupted input of each example (same shape as ``data``); by default made
+        by ``settings.corrupt`` (:func:`~captum_groups.circuits.corruption.corrupt`).
+        For a class, ``"resample"`` draws from the examples the model predicts as
+        another class.
+    positions : Tensor, optional
+        Boolean (N, T): where a model with outputs per position is read.
+    groups : sequence of NeuronGroup, optional
+        Groups of heads or MLP neurons as nodes (see :class:`StreamGraph`).
+    settings : CircuitSettings, optional
+        ``n_steps`` and ``method`` (the integration; ``n_steps=1``: EAP),
+        ``predicted_only`` (a class's circuit reads only the examples predicted as
+        it), ``corrupt`` and ``random_state`` (the corrupted input), ``batch_size``.
+    progress : bool
+        Accepted for symmetry with :func:`build_circuit`; the build is a few passes.
+    **options
+        Fields of :class:`CircuitSettings`, overriding ``settings``.
+
+    Returns
+    -------
+    Circuit
+        Nodes: ``embed``, heads ``aL.hH``, MLP groups ``mL`` (or ``mL.gI``); every
+        edge; ``params["procedure"] == "EAP-IG"``; the settings.
+
+    Examples
+    --------
+    >>> from captum_groups.induction import tiny_gpt, induction_data
+    >>> tokens, copyable = induction_data(32, random_state=0)
+    >>> circuit = build_stream_circuit(tiny_gpt(), tokens, "next_token", positions=copyable,
+    ...                                corrupt="shuffle", progress=False)
+    >>> len(circuit.edges), circuit.settings.corrupt
+    (54, 'shuffle')
+    """
+    settings = CircuitSettings.merged(settings, options, "build_stream_circuit")
+    with guarded_call(model, "build_stream_circuit", needs_grad=True), frozen_parameters(model):
+        clean, corrupted, positions, how = _inputs(model, data, target, corrupted, positions,
+                                                   settings)  # fmt: skip
+        graph = StreamGraph(model, clean, groups)
+        reference = graph.reference(corrupted)
+        metric = metric_of(target, clean, positions)
+        scores = eap_scores(graph, clean, reference, metric, settings.n_steps, settings.method)
+        ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
+        with torch.no_grad():
+            clean_value, corrupted_value = metric(graph.run(clean, ends, reference)[0]).tolist()
+    params = {
+        "procedure": "EAP-IG",
+        "examples": len(clean),
+        "metric": "logit above the mean logit",
+        "clean_metric": clean_value,
+        "corrupted_metric": corrupted_value,
+        "positions": "given" if positions is not None else "default",
+    }
+    return Circuit(
+        target,
+        graph.layers,
+        {node.id: node.group for node in graph.nodes},
+        {edge: float(w) for edge, w in zip(graph.edges, scores.tolist(), strict=True)},
+        params=params,
+        settings=settings.replace(corrupt=how),
+    )
+
+
+def _inputs(
+    model: nn.Module,
+    data: Tensor,
+    target: int | str,
+    corrupted: Tensor | None,
+    positions: Tensor | None,
+    settings: CircuitSettings,
+) -> tuple[Tensor, Tensor, Tensor | None, str]:
+    """The clean and corrupted inputs (a class's predicted examples only, when asked), the
+    positions that go with them, and how the corrupted ones were made."""
+    if not isinstance(data, Tensor) or data.ndim < 2 or len(data) == 0:
+        raise ParameterError("data", "data must be a batch of inputs (N, ...), a tensor")
+    if data.is_floating_point() and not torch.isfinite(data).all():
+        raise ParameterError("data", "data holds NaN or infinite values")
+    if corrupted is not None and (
+        not isinstance(corrupted, Tensor) or corrupted.shape != data.shape
+        or corrupted.dtype != data.dtype
+    ):  # fmt: skip
+        raise ParameterError(
+            "corrupted", f"corrupted must be a tensor like data ({data.dtype} "
+                         f"{tuple(data.shape)}), one corrupted input per example"  # fmt: skip
+        )
+    keep, pool = None, None
+    if target != NEXT_TOKEN and settings.predicted_only:
+        with torch.no_grad():
+            outputs = logits_of(model(data))
+        if outputs.ndim == 2:
+            predicted = outputs.argmax(-1)
+            keep = predicted == target
+            if not keep.any():
+                raise ParameterError(
+                    "target", f"no example of data is predicted as class {target}; pass "
+                              f"predicted_only=False to read every example"  # fmt: skip
+                )
+            pool = data[~keep] if (~keep).any() else None
+    clean = data if keep is None else data[keep]
+    if corrupted is not None:
+        return clean, (corrupted if keep is None else corrupted[keep]), _kept(positions, keep), \
+            settings.corrupt or "given"  # fmt: skip
+    how = settings.corrupt or "resample"
+    made = corrupt(clean, how, settings.random_state, pool=pool)
+    return clean, made, _kept(positions, keep), how
+
+
+def _kept(positions: Tensor | None, keep: Tensor | None) -> Tensor | None:
+    return positions if positions is None or keep is None else positions[keep]
