@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from ._validation.checks import SEED, Count
 
-__all__ = ["TINY_GPT_WEIGHTS", "TinyGPT", "induction_data", "tiny_gpt", "train_tiny_gpt"]
+__all__ = [
+    "TINY_GPT_WEIGHTS",
+    "TinyGPT",
+    "induction_data",
+    "induction_prompts",
+    "tiny_gpt",
+    "train_tiny_gpt",
+]
 
 TINY_GPT_WEIGHTS = Path(__file__).parent / "_data" / "tiny_gpt.pt"
 """The shipped weights of :func:`tiny_gpt`."""
@@ -88,6 +95,33 @@ def induction_data(n: int, random_state: int | None = 0) -> tuple[Tensor, Tensor
         # from the repeat's first token on, each next token is the copy of an earlier one
         copyable[row, start + size : start + 2 * size - 1] = True
     return tokens, copyable
+
+
+def induction_prompts(n: int, random_state: int | None = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Clean prompts, corrupted ones, and where copying is possible: (clean, corrupted,
+    copyable), each (n, LENGTH).
+
+    A corrupted prompt has the first occurrence of its repeated segment replaced by other
+    random tokens: nothing is left to copy from, everything else is the same (the
+    corrupted input of the induction circuit's patching).
+
+    Examples
+    --------
+    >>> clean, corrupted, copyable = induction_prompts(3)
+    >>> changed = clean != corrupted
+    >>> bool((changed.sum(1) > 0).all()), bool((changed & copyable).any())  # only the first copy
+    (True, False)
+    """
+    clean, copyable = induction_data(n, random_state)
+    other, _ = induction_data(n, None if random_state is None else random_state + 1)
+    first = torch.zeros_like(copyable)
+    for row in range(n):
+        positions = copyable[row].nonzero()[:, 0]
+        size = len(positions) + 1
+        first[row, positions[0] - size : positions[0]] = True
+    # a replaced token may equal the clean one by chance: draw it again from the next token
+    replaced = torch.where(other == clean, (other + 1) % VOCAB, other)
+    return clean, torch.where(first, replaced, clean), copyable
 
 
 def train_tiny_gpt(steps: int = 4000, random_state: int = 0, batch_size: int = 64) -> TinyGPT:

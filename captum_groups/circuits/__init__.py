@@ -7,6 +7,10 @@
   :class:`CircuitSettings` (``settings``).
 - :func:`masking_fidelity`, :func:`sufficiency`, :func:`edge_fidelity`
   (``fidelity``): NeurFlow's evaluation protocol.
+- :func:`build_stream_circuit` (``stream_build``): a transformer's circuit of heads and
+  MLP groups, edges through the residual stream scored by EAP-IG (``stream``,
+  ``edge_scores``); :func:`faithfulness_curve` (``faithfulness``): edges outside it
+  patched from a corrupted input, against random circuits.
 - :func:`plot_circuit` (``plot``): a layered drawing.
 - :func:`debug_image`, :func:`compare_classes` (``debug``): NeurFlow's image
   debugging: which groups one image expresses, where, and what they carry.
@@ -23,6 +27,7 @@ from .debug import (
     expression_score,
     typical_activations,
 )
+from .faithfulness import FaithfulnessCurve, faithfulness_curve
 from .fidelity import (
     EdgeFidelityResult,
     FidelityReport,
@@ -37,6 +42,7 @@ from .group_files import read_groups
 from .plot import plot_circuit
 from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
+from .stream_build import build_stream_circuit
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -46,15 +52,18 @@ __all__ = [
     "ClassRouting",
     "ClassComparison",
     "EdgeFidelityResult",
+    "FaithfulnessCurve",
     "FidelityReport",
     "FidelityResult",
     "GroupDebug",
     "ImageDebug",
     "build_circuit",
     "build_circuits",
+    "build_stream_circuit",
     "compare_classes",
     "debug_image",
     "edge_fidelity",
+    "faithfulness_curve",
     "expression_score",
     "masking_curves",
     "masking_fidelity",
