@@ -16,8 +16,9 @@
   debugging: which groups one image expresses, where, and what they carry.
 """
 
-from ._ids import TARGET
+from ._ids import NEXT_TOKEN, TARGET
 from .build import build_circuit, build_circuits
+from .corruption import corrupt
 from .debug import (
     ClassComparison,
     GroupDebug,
@@ -27,6 +28,7 @@ from .debug import (
     expression_score,
     typical_activations,
 )
+from .edge_scores import eap_scores, exact_scores, metric_of
 from .faithfulness import FaithfulnessCurve, faithfulness_curve
 from .fidelity import (
     EdgeFidelityResult,
@@ -42,31 +44,39 @@ from .group_files import read_groups
 from .plot import plot_circuit
 from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
+from .stream import CorruptedRun, StreamGraph
 from .stream_build import build_stream_circuit
 
 __all__ = [
     "DEFAULT_STEPS",
+    "NEXT_TOKEN",
     "TARGET",
     "Circuit",
     "CircuitSettings",
     "ClassRouting",
     "ClassComparison",
+    "CorruptedRun",
     "EdgeFidelityResult",
     "FaithfulnessCurve",
     "FidelityReport",
     "FidelityResult",
     "GroupDebug",
     "ImageDebug",
+    "StreamGraph",
     "build_circuit",
     "build_circuits",
     "build_stream_circuit",
     "compare_classes",
+    "corrupt",
     "debug_image",
+    "eap_scores",
     "edge_fidelity",
+    "exact_scores",
     "faithfulness_curve",
     "expression_score",
     "masking_curves",
     "masking_fidelity",
+    "metric_of",
     "plot_circuit",
     "read_groups",
     "route_classes",

@@ -55,8 +55,9 @@ def corrupt(
     if how == "shuffle":
         if inputs.is_floating_point() or inputs.ndim != 2:
             raise ParameterError(
-                "corrupt", "corrupt='shuffle' reorders token ids (N, T); use 'resample' for "
-                           f"inputs {inputs.dtype} {tuple(inputs.shape)}"  # fmt: skip
+                "corrupt",
+                "corrupt='shuffle' reorders token ids (N, T); use 'resample' for "
+                f"inputs {inputs.dtype} {tuple(inputs.shape)}",  # fmt: skip
             )
         order = torch.rand(inputs.shape, generator=generator).argsort(1).to(inputs.device)
         return inputs.gather(1, order)
@@ -65,8 +66,9 @@ def corrupt(
     if pool is not None:
         if len(pool) == 0 or pool.shape[1:] != inputs.shape[1:]:
             raise ParameterError(
-                "pool", f"pool must hold examples shaped {tuple(inputs.shape[1:])}, got "
-                        f"{tuple(pool.shape)}"  # fmt: skip
+                "pool",
+                f"pool must hold examples shaped {tuple(inputs.shape[1:])}, got "
+                f"{tuple(pool.shape)}",  # fmt: skip
             )
         drawn = torch.randint(len(pool), (len(inputs),), generator=generator)
         return pool[drawn.to(pool.device)].to(inputs.device)

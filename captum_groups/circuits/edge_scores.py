@@ -22,7 +22,7 @@ from torch import Tensor
 from .._model.captum import approximation_parameters
 from .._validation.checks import ParameterError
 from ._ids import NEXT_TOKEN
-from .stream import INPUT, StreamGraph, _Reference
+from .stream import INPUT, CorruptedRun, StreamGraph
 
 __all__ = ["NEXT_TOKEN", "eap_scores", "exact_scores", "metric_of", "recovered"]
 
@@ -52,9 +52,7 @@ def metric_of(target: int | str, inputs: Tensor, positions: Tensor | None = None
     """
     if target == NEXT_TOKEN:
         if inputs.is_floating_point() or inputs.ndim != 2:
-            raise ParameterError(
-                "target", "target 'next_token' reads token ids (N, T) as inputs"
-            )
+            raise ParameterError("target", "target 'next_token' reads token ids (N, T) as inputs")
         chosen = _positions(positions, inputs.shape, last=False)
         following = inputs[:, 1:]
 
@@ -93,8 +91,9 @@ def _positions(positions: Tensor | None, shape: tuple[int, ...], last: bool) -> 
         return chosen.float()
     if positions.dtype != torch.bool or tuple(positions.shape) != tuple(shape):
         raise ParameterError(
-            "positions", f"positions must be boolean {tuple(shape)}, got {positions.dtype} "
-                         f"{tuple(positions.shape)}"  # fmt: skip
+            "positions",
+            f"positions must be boolean {tuple(shape)}, got {positions.dtype} "
+            f"{tuple(positions.shape)}",  # fmt: skip
         )
     if not positions.any():
         raise ParameterError("positions", "positions selects no position")
@@ -104,8 +103,9 @@ def _positions(positions: Tensor | None, shape: tuple[int, ...], last: bool) -> 
 def _check_per_position(outputs: Tensor, inputs: Tensor) -> None:
     if outputs.ndim != 4 or outputs.shape[2] != inputs.shape[1]:
         raise ParameterError(
-            "target", f"target 'next_token' needs logits per position (N, T, vocabulary), got "
-                      f"outputs {tuple(outputs.shape[1:])}"  # fmt: skip
+            "target",
+            f"target 'next_token' needs logits per position (N, T, vocabulary), got "
+            f"outputs {tuple(outputs.shape[1:])}",  # fmt: skip
         )
 
 
@@ -116,7 +116,7 @@ def _chunks(total: int, size: int) -> list[slice]:
 def eap_scores(
     graph: StreamGraph,
     clean: Tensor,
-    reference: _Reference,
+    reference: CorruptedRun,
     metric: Metric,
     n_steps: int = 5,
     method: str = "riemann_right",
@@ -130,8 +130,8 @@ def eap_scores(
     >>> from captum_groups.induction import tiny_gpt, induction_data
     >>> clean, corrupted = induction_data(4, 0)[0], induction_data(4, 1)[0]
     >>> graph = StreamGraph(tiny_gpt(), clean)
-    >>> scores = eap_scores(graph, clean, graph.reference(corrupted), metric_of("next_token", clean))
-    >>> scores.shape
+    >>> metric = metric_of("next_token", clean)
+    >>> eap_scores(graph, clean, graph.reference(corrupted), metric).shape
     torch.Size([54])
     """
     everything = torch.ones(1, len(graph.edges))
@@ -153,7 +153,9 @@ def eap_scores(
         outputs, _, inputs = graph.run(clean, keep, reference, input_values=values)
         weight = torch.tensor(weights[part], dtype=outputs.dtype, device=outputs.device)
         receivers = list(inputs)
-        found = torch.autograd.grad((metric(outputs) * weight).sum(), [inputs[r] for r in receivers])
+        found = torch.autograd.grad(
+            (metric(outputs) * weight).sum(), [inputs[r] for r in receivers]
+        )
         for receiver, gradient in zip(receivers, found, strict=True):
             total = gradient.sum(0)
             gradients[receiver] = gradients[receiver] + total if receiver in gradients else total
@@ -167,7 +169,7 @@ def eap_scores(
 def recovered(
     graph: StreamGraph,
     clean: Tensor,
-    reference: _Reference,
+    reference: CorruptedRun,
     metric: Metric,
     keep: Tensor,
     masks_per_pass: int = 16,
@@ -183,14 +185,19 @@ def recovered(
         )  # fmt: skip
     if abs(clean_value - corrupted_value) < 1e-12:
         raise ParameterError(
-            "corrupted", "the corrupted input leaves the metric as the clean input gives it; "
-                         "there is no difference for a circuit to recover"  # fmt: skip
+            "corrupted",
+            "the corrupted input leaves the metric as the clean input gives it; "
+            "there is no difference for a circuit to recover",  # fmt: skip
         )
     return (values - corrupted_value) / (clean_value - corrupted_value)
 
 
 def exact_scores(
-    graph: StreamGraph, clean: Tensor, reference: _Reference, metric: Metric, masks_per_pass: int = 16
+    graph: StreamGraph,
+    clean: Tensor,
+    reference: CorruptedRun,
+    metric: Metric,
+    masks_per_pass: int = 16,
 ) -> Tensor:
     """How much the metric drops when each edge alone is patched (``graph.edges`` order).
 

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from .._model.guards import guarded_call
 from .._validation.checks import SEED, ParameterError
-from ._ids import TARGET
 from .edge_scores import metric_of, recovered
 from .fidelity_results import mean_interval
 from .graph import Circuit
@@ -77,7 +76,8 @@ class FaithfulnessCurve:
 
     def smallest(self, level: float = 0.8) -> int | None:
         """The fewest edges whose circuit keeps at least ``level`` (None: no size does)."""
-        return next((s for s, r in zip(self.sizes, self.recovered) if r >= level), None)
+        reached = (s for s, r in zip(self.sizes, self.recovered, strict=True) if r >= level)
+        return next(reached, None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values: sizes, fractions, faithfulness, random mean and interval."""
@@ -114,8 +114,9 @@ def stream_graph_of(model: nn.Module, circuit: Circuit, probe: Tensor) -> Stream
     neurons), refused by name for a circuit that is not one through the stream."""
     if circuit.params.get("procedure") != "EAP-IG":
         raise ParameterError(
-            "circuit", "faithfulness by patching edges needs a circuit through the residual "
-                       "stream (build_stream_circuit); this one was built another way"  # fmt: skip
+            "circuit",
+            "faithfulness by patching edges needs a circuit through the residual "
+            "stream (build_stream_circuit); this one was built another way",  # fmt: skip
         )
     groups = [g for node, g in circuit.nodes.items() if node != "embed"]
     graph = StreamGraph(model, probe, groups)
@@ -157,18 +158,21 @@ def faithfulness_curve(
 
     Examples
     --------
-    >>> from captum_groups.induction import tiny_gpt, induction_data
-    >>> model, clean, corrupted = tiny_gpt(), induction_data(8, 0)[0], induction_data(8, 1)[0]
-    >>> circuit = build_stream_circuit(model, clean, corrupted, "next_token", progress=False)
-    >>> curve = faithfulness_curve(model, circuit, clean, corrupted, sizes=[5, 54], n_random=3)
-    >>> round(curve.recovered[-1], 4)  # every edge kept: the clean model
-    1.0
+    >>> from captum_groups import build_stream_circuit
+    >>> from captum_groups.induction import tiny_gpt, induction_prompts
+    >>> model, (clean, corrupted, copyable) = tiny_gpt(), induction_prompts(16)
+    >>> circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
+    ...                                progress=False)
+    >>> curve = faithfulness_curve(model, circuit, clean, corrupted, positions=copyable,
+    ...                            sizes=[35, 54], n_random=3)
+    >>> curve.recovered[0] > max(curve.random_mean[0], 0.5), round(curve.recovered[-1], 3)
+    (True, 1.0)
     """
     SEED.check(random_state, "random_state")
     with guarded_call(model, "faithfulness_curve"):
         graph = stream_graph_of(model, circuit, clean)
         ranked = sorted(circuit.edges, key=lambda e: -abs(circuit.edges[e]))
-        index = [graph.edge_index[(u, "target" if v == TARGET else v)] for u, v in ranked]
+        index = [graph.edge_index[edge] for edge in ranked]
         sizes = list(range(1, len(ranked) + 1)) if sizes is None else [int(s) for s in sizes]
         if not sizes or min(sizes) < 0 or max(sizes) > len(ranked):
             raise ParameterError(

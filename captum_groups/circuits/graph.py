@@ -472,7 +472,9 @@ class Circuit:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "target": self.target.to_dict() if isinstance(self.target, NeuronGroup) else self.target,
+            "target": self.target.to_dict()
+            if isinstance(self.target, NeuronGroup)
+            else self.target,
             "layers": list(self.layers),
             "nodes": {node: group.to_dict() for node, group in self.nodes.items()},
             "edges": [[lower, upper, weight] for (lower, upper), weight in self.edges.items()],

@@ -37,7 +37,7 @@ from ..groups import NeuronGroup
 from ..transformers.adapters import MultiheadAttentionAdapter, TorchEncoderAdapter
 from ..transformers.hooked import HookedModel, hooked
 
-__all__ = ["INPUT", "StreamGraph", "StreamNode", "logits_of"]
+__all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "logits_of"]
 
 INPUT = "embed"
 """The node id of the embedding: the stream entering the first block."""
@@ -46,7 +46,14 @@ INPUT = "embed"
 @dataclasses.dataclass(frozen=True)
 class StreamNode:
     """One component writing into the stream: the embedding, a group of heads of one
-    attention layer, or a group of neurons of one MLP."""
+    attention layer, or a group of neurons of one MLP.
+
+    Examples
+    --------
+    >>> from captum_groups.induction import tiny_gpt
+    >>> StreamGraph(tiny_gpt(), torch.zeros(1, 20, dtype=torch.long)).node("a1.h2").group
+    NeuronGroup('blocks.1.attn.hook_z', [2], name='a1.h2', dim=2)
+    """
 
     id: str
     group: NeuronGroup
@@ -55,9 +62,18 @@ class StreamNode:
 
 
 @dataclasses.dataclass
-class _Reference:
-    """What the corrupted input gives: the stream where each node reads it, and each
-    node's output (None before they are known)."""
+class CorruptedRun:
+    """What the corrupted input gives (:meth:`StreamGraph.reference`): the stream where
+    each node reads it, and each node's output (None before they are known).
+
+    Examples
+    --------
+    >>> from captum_groups.induction import tiny_gpt, induction_prompts
+    >>> clean, corrupted, _ = induction_prompts(2)
+    >>> run = StreamGraph(tiny_gpt(), clean).reference(corrupted)
+    >>> sorted(run.streams), run.outputs["a0.h1"].shape
+    (['attn0', 'attn1', 'mlp0', 'mlp1', 'target'], torch.Size([2, 20, 32]))
+    """
 
     streams: dict[str, Tensor]
     outputs: dict[str, Tensor] | None = None
@@ -90,9 +106,7 @@ class StreamGraph:
     (['embed', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0'], 54)
     """
 
-    def __init__(
-        self, model: nn.Module, probe: Tensor, groups: Sequence[NeuronGroup] = ()
-    ) -> None:
+    def __init__(self, model: nn.Module, probe: Tensor, groups: Sequence[NeuronGroup] = ()) -> None:
         self.model = _stream_model(model)
         self.nodes = _nodes(self.model, _unit_counts(self.model, probe), list(groups))
         self.receivers = [n.id for n in self.nodes if n.kind != "input"] + ["target"]
@@ -136,15 +150,25 @@ class StreamGraph:
     def copies(self) -> int:
         """How many times a run repeats the batch: the most nodes of one sublayer."""
         return max(
-            len(self._in_block(b, k)) for b in range(len(self.model.blocks)) for k in ("attn", "mlp")
+            len(self._in_block(b, k))
+            for b in range(len(self.model.blocks))
+            for k in ("attn", "mlp")
         )
 
-    def reference(self, inputs: Tensor) -> _Reference:
-        """The corrupted run's streams and node outputs (``inputs`` is the corrupted input)."""
+    def reference(self, inputs: Tensor) -> CorruptedRun:
+        """The corrupted run's streams and node outputs (``inputs`` is the corrupted input).
+
+        Examples
+        --------
+        >>> from captum_groups.induction import tiny_gpt, induction_prompts
+        >>> clean, corrupted, _ = induction_prompts(2)
+        >>> StreamGraph(tiny_gpt(), clean).reference(corrupted).streams["target"].shape
+        torch.Size([2, 20, 32])
+        """
         streams: dict[str, Tensor] = {}
         with self._hooks(_Recorder(self, streams)), torch.no_grad():
             self.model(inputs)
-        reference = _Reference(streams)
+        reference = CorruptedRun(streams)
         keep = torch.zeros(1, len(self.edges))
         with torch.no_grad():
             _, outputs, _ = self.run(inputs, keep, reference)
@@ -155,7 +179,7 @@ class StreamGraph:
         self,
         inputs: Tensor,
         keep: Tensor,
-        reference: _Reference,
+        reference: CorruptedRun,
         input_values: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """The model on ``inputs`` with the edges ``keep`` marks (K, edges; 1 kept, 0
@@ -227,7 +251,7 @@ class _RunState:
     )
 
     def __init__(
-        self, graph: StreamGraph, keep: Tensor, reference: _Reference, input_values: Tensor | None
+        self, graph: StreamGraph, keep: Tensor, reference: CorruptedRun, input_values: Tensor | None
     ) -> None:
         self.graph, self.keep, self.reference = graph, keep, reference
         self.input_values = input_values
@@ -424,7 +448,13 @@ def _unit_counts(model: HookedModel, probe: Tensor) -> dict[str, int]:
 
 
 def logits_of(output: Any) -> Tensor:
-    """A model's output as a tensor: itself, or a HuggingFace output's ``logits``."""
+    """A model's output as a tensor: itself, or a HuggingFace output's ``logits``.
+
+    Examples
+    --------
+    >>> logits_of((torch.ones(2), "cache")).shape
+    torch.Size([2])
+    """
     if isinstance(output, Tensor):
         return output
     logits = getattr(output, "logits", None)

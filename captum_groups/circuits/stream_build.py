@@ -133,8 +133,9 @@ def _inputs(
         or corrupted.dtype != data.dtype
     ):  # fmt: skip
         raise ParameterError(
-            "corrupted", f"corrupted must be a tensor like data ({data.dtype} "
-                         f"{tuple(data.shape)}), one corrupted input per example"  # fmt: skip
+            "corrupted",
+            f"corrupted must be a tensor like data ({data.dtype} "
+            f"{tuple(data.shape)}), one corrupted input per example",  # fmt: skip
         )
     keep, pool = None, None
     if target != NEXT_TOKEN and settings.predicted_only:
@@ -145,8 +146,9 @@ def _inputs(
             keep = predicted == target
             if not keep.any():
                 raise ParameterError(
-                    "target", f"no example of data is predicted as class {target}; pass "
-                              f"predicted_only=False to read every example"  # fmt: skip
+                    "target",
+                    f"no example of data is predicted as class {target}; pass "
+                    f"predicted_only=False to read every example",  # fmt: skip
                 )
             pool = data[~keep] if (~keep).any() else None
     clean = data if keep is None else data[keep]

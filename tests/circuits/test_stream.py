@@ -117,7 +117,8 @@ def _hand_written_eap(model: TinyGPT, clean, corrupted, target):
         _, clean_out, _, _ = run(clean)
     metric, _, inputs, reads = run(clean)
     receivers = list(inputs)
-    gradients = dict(zip(receivers, torch.autograd.grad(metric.mean(), [inputs[r] for r in receivers])))
+    found = torch.autograd.grad(metric.mean(), [inputs[r] for r in receivers])
+    gradients = dict(zip(receivers, found, strict=True))
     return {
         (u, v): ((clean_out[u] - corrupted_out[u]) * gradients[v]).sum().item()
         for v in receivers
@@ -203,8 +204,13 @@ def test_the_model_is_left_as_it_was(gpt, prompts):
     ("groups", "message"),
     [
         ([NeuronGroup("blocks.0.hook_resid_pre", [0], dim=-1)], "groups\\[0\\] is a group of"),
-        ([NeuronGroup("blocks.0.attn.hook_z", [0, 1], dim=2),
-          NeuronGroup("blocks.0.attn.hook_z", [1], dim=2)], "overlap"),  # fmt: skip
+        (
+            [
+                NeuronGroup("blocks.0.attn.hook_z", [0, 1], dim=2),
+                NeuronGroup("blocks.0.attn.hook_z", [1], dim=2),
+            ],
+            "overlap",
+        ),  # fmt: skip
         ([NeuronGroup("blocks.0.attn.hook_z", [9], dim=2)], "selects unit 9"),
     ],
 )

@@ -73,9 +73,7 @@ def test_a_digit_class_of_the_tiny_vit_has_a_circuit_above_random():
     circuit = build_stream_circuit(model, images, 3, progress=False, random_state=0)
     assert circuit.settings.corrupt == "resample" and circuit.params["examples"] > 20
     clean = images[model(images).argmax(1) == 3]
-    corrupted = corrupt(
-        clean, "resample", 0, pool=images[model(images).argmax(1) != 3]
-    )
+    corrupted = corrupt(clean, "resample", 0, pool=images[model(images).argmax(1) != 3])
     curve = faithfulness_curve(model, circuit, clean, corrupted, sizes=[12, 20, 30, 54],
                                n_random=20)  # fmt: skip
     assert curve.recovered[-1] == pytest.approx(1.0, abs=1e-4)
