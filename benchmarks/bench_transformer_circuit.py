@@ -1,8 +1,9 @@
 """A transformer's circuit by EAP-IG against exact patching of every edge.
 
-The shipped tiny GPT (two blocks of four heads and an MLP, 54 residual-stream edges)
+The shipped tiny GPT (two blocks of four heads and an MLP; 110 edges through the residual stream,
+each head reading its queries, keys and values on its own)
 on induction prompts whose first occurrence of the repeated segment is replaced:
-``build_stream_circuit`` (EAP-IG: one batched forward and backward pass per chunk of
+``build_stream_circuit`` (EAP-IG as Hanna et al. run it, five steps; one batched forward and backward pass per chunk of
 integration steps) against exact patching (one patched run per edge, the measurement
 EAP-IG approximates, batched 16 runs per pass as the package runs it). Prints the time
 and peak-memory ratios (reference / ours) and the Spearman correlation of the scores.
@@ -41,7 +42,7 @@ def main() -> None:
     def ours() -> torch.Tensor:
         circuit = build_stream_circuit(
             model, clean, "next_token", corrupted, positions=copyable, n_steps=args.steps,
-            method="riemann_right", progress=False,
+            method="riemann_left", progress=False,
         )  # fmt: skip
         return torch.tensor(list(circuit.edges.values()))
 

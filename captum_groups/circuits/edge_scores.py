@@ -132,7 +132,7 @@ def eap_scores(
     >>> graph = StreamGraph(tiny_gpt(), clean)
     >>> metric = metric_of("next_token", clean)
     >>> eap_scores(graph, clean, graph.reference(corrupted), metric).shape
-    torch.Size([54])
+    torch.Size([110])
     """
     everything = torch.ones(1, len(graph.edges))
     with torch.no_grad():
@@ -207,7 +207,7 @@ def exact_scores(
     >>> clean, corrupted = induction_data(4, 0)[0], induction_data(4, 1)[0]
     >>> graph = StreamGraph(tiny_gpt(), clean)
     >>> exact_scores(graph, clean, graph.reference(corrupted), metric_of("next_token", clean)).shape
-    torch.Size([54])
+    torch.Size([110])
     """
     count = len(graph.edges)
     keep = torch.ones(count + 1, count)

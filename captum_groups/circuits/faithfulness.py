@@ -118,9 +118,11 @@ def stream_graph_of(model: nn.Module, circuit: Circuit, probe: Tensor) -> Stream
             "faithfulness by patching edges needs a circuit through the residual "
             "stream (build_stream_circuit); this one was built another way",  # fmt: skip
         )
-    groups = [g for node, g in circuit.nodes.items() if node != "embed"]
+    groups = [g for g in circuit.nodes.values()
+              if str(g.layer).endswith((".attn.hook_z", ".mlp.hook_post"))]  # fmt: skip
     graph = StreamGraph(model, probe, groups)
-    missing = [node for node in circuit.nodes if node not in {n.id for n in graph.nodes}]
+    known = {n.id for n in graph.nodes} | set(graph.receivers)
+    missing = [node for node in circuit.nodes if node not in known]
     if missing:
         raise ParameterError("circuit", f"circuit nodes {missing} are not nodes of the model")
     return graph
@@ -150,7 +152,9 @@ def faithfulness_curve(
     positions : Tensor, optional
         Where a model with outputs per position is read (see :func:`metric_of`).
     sizes : sequence of int, optional
-        Numbers of edges to keep; by default 1 to all of the circuit's edges.
+        Numbers of edges through the stream to keep; by default 1 to all of the
+        circuit's (a head's edges from its inputs are always kept: they are not
+        patched).
     n_random : int
         Random circuits per size.
     random_state : int, optional
@@ -164,14 +168,16 @@ def faithfulness_curve(
     >>> circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
     ...                                progress=False)
     >>> curve = faithfulness_curve(model, circuit, clean, corrupted, positions=copyable,
-    ...                            sizes=[35, 54], n_random=3)
+    ...                            sizes=[60, 110], n_random=3)
     >>> curve.recovered[0] > max(curve.random_mean[0], 0.5), round(curve.recovered[-1], 3)
     (True, 1.0)
     """
     SEED.check(random_state, "random_state")
     with guarded_call(model, "faithfulness_curve"):
         graph = stream_graph_of(model, circuit, clean)
-        ranked = sorted(circuit.edges, key=lambda e: -abs(circuit.edges[e]))
+        # the edges through the stream (not a head's inputs into it), strongest first
+        stream = [edge for edge in circuit.edges if edge in graph.edge_index]
+        ranked = sorted(stream, key=lambda e: -abs(circuit.edges[e]))
         index = [graph.edge_index[edge] for edge in ranked]
         sizes = list(range(1, len(ranked) + 1)) if sizes is None else [int(s) for s in sizes]
         if not sizes or min(sizes) < 0 or max(sizes) > len(ranked):

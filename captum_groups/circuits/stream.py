@@ -42,6 +42,12 @@ __all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "logits_of"]
 INPUT = "embed"
 """The node id of the embedding: the stream entering the first block."""
 
+ROLES = ("q", "k", "v")
+"""A head's three inputs: its queries, keys and values each read the stream on their own
+(receivers ``aL.hH.q``, ``.k``, ``.v``), as in ACDC and EAP-IG."""
+
+_ROLE_ENDS = tuple(f".{role}" for role in ROLES)
+
 
 @dataclasses.dataclass(frozen=True)
 class StreamNode:
@@ -102,26 +108,32 @@ class StreamGraph:
     --------
     >>> from captum_groups.induction import tiny_gpt
     >>> graph = StreamGraph(tiny_gpt(), torch.zeros(1, 20, dtype=torch.long))
-    >>> [node.id for node in graph.nodes][:6], len(graph.edges)
-    (['embed', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0'], 54)
+    >>> [node.id for node in graph.nodes][:6], graph.receivers[:4], len(graph.edges)
+    (['embed', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0'], ['a0.h0.q', 'a0.h0.k', 'a0.h0.v', 'a0.h1.q'], 110)
     """
 
     def __init__(self, model: nn.Module, probe: Tensor, groups: Sequence[NeuronGroup] = ()) -> None:
         self.model = _stream_model(model)
         self.nodes = _nodes(self.model, _unit_counts(self.model, probe), list(groups))
-        self.receivers = [n.id for n in self.nodes if n.kind != "input"] + ["target"]
-        order = {n.id: i for i, n in enumerate(self.nodes)}
-        self.edges: list[tuple[str, str]] = []
-        for receiver in self.receivers:
-            for node in self._upstream(receiver):
-                self.edges.append((node.id, receiver))
+        self.receivers: list[str] = []
+        for node in self.nodes:
+            if node.kind == "attn":
+                self.receivers += [f"{node.id}.{role}" for role in ROLES]
+            elif node.kind == "mlp":
+                self.receivers.append(node.id)
+        self.receivers.append("target")
+        self.edges = [(n.id, r) for r in self.receivers for n in self._upstream(r)]
         self.edge_index = {edge: i for i, edge in enumerate(self.edges)}
-        self._order = order
 
     @property
     def layers(self) -> list[str]:
-        """The hook points of the nodes, in forward order."""
-        return list(dict.fromkeys(n.group.layer for n in self.nodes))
+        """The hook points of the nodes and of the heads' inputs, in forward order."""
+        found = []
+        for node in self.nodes:
+            if node.kind == "attn":
+                found += [node.group.layer.replace("hook_z", f"hook_{r}") for r in ROLES]
+            found.append(node.group.layer)
+        return list(dict.fromkeys(found))
 
     def node(self, node_id: str) -> StreamNode:
         """The node of an id."""
@@ -130,11 +142,17 @@ class StreamGraph:
                 return node
         raise KeyError(node_id)
 
+    def reader(self, receiver: str) -> StreamNode | None:
+        """The node that reads a receiver's input (None for the target)."""
+        if receiver == "target":
+            return None
+        return self.node(receiver.rsplit(".", 1)[0] if receiver[-2:] in _ROLE_ENDS else receiver)
+
     def _upstream(self, receiver: str) -> list[StreamNode]:
         """The nodes whose outputs are in ``receiver``'s input."""
-        if receiver == "target":
+        node = self.reader(receiver)
+        if node is None:
             return list(self.nodes)
-        node = self.node(receiver)
         return [
             n
             for n in self.nodes
@@ -148,11 +166,11 @@ class StreamGraph:
 
     @property
     def copies(self) -> int:
-        """How many times a run repeats the batch: the most nodes of one sublayer."""
+        """How many times a run repeats the batch: the most inputs of one sublayer (three per
+        group of heads)."""
+        blocks = range(len(self.model.blocks))
         return max(
-            len(self._in_block(b, k))
-            for b in range(len(self.model.blocks))
-            for k in ("attn", "mlp")
+            max(3 * len(self._in_block(b, "attn")), len(self._in_block(b, "mlp"))) for b in blocks
         )
 
     def reference(self, inputs: Tensor) -> CorruptedRun:
@@ -242,6 +260,9 @@ class _RunState:
 
     points = (
         "hook_resid_pre",
+        "attn.hook_q",
+        "attn.hook_k",
+        "attn.hook_v",
         "attn.hook_z",
         "hook_attn_out",
         "hook_resid_mid",
@@ -273,7 +294,7 @@ class _RunState:
             value = stream.expand(self.masks, *stream.shape)
             if self.reference.outputs is not None:
                 for node in self.graph._upstream(receiver):
-                    weight = self.keep[:, self.graph.edge_index[(node.id, receiver)]]
+                    weight = self.keep[:, self.graph.edge_index[node.id, receiver]]
                     change = self.outputs[node.id] - self.reference.outputs[node.id]
                     value = value + weight.view(-1, *[1] * stream.ndim) * change
             if value.requires_grad:
@@ -302,7 +323,28 @@ class _RunState:
             values = self._split(out)[:, 0] if self.input_values is None else self.input_values
             self.outputs[INPUT] = values
         nodes = self.graph._in_block(block, "attn")
-        return self._receive([n.id for n in nodes], f"attn{block}")
+        return self._receive([f"{n.id}.{r}" for r in ROLES for n in nodes], f"attn{block}")
+
+    def _from_own_copy(self, value: Tensor, block: int, role: int) -> Tensor:
+        """Every copy's queries (keys, values) of each head: those computed in the copy that
+        holds that head's query (key, value) input, so that each head reads its own inputs."""
+        nodes = self.graph._in_block(block, "attn")
+        split = self._split(value)
+        source = [0] * value.shape[2]
+        for number, node in enumerate(nodes):
+            for head in node.group.indices:
+                source[head] = role * len(nodes) + number
+        own = torch.stack([split[:, copy, :, :, head] for head, copy in enumerate(source)], -2)
+        return own[:, None].expand_as(split).flatten(0, 2)
+
+    def attn_hook_q(self, block: int, out: Tensor) -> Tensor:
+        return self._from_own_copy(out, block, 0)
+
+    def attn_hook_k(self, block: int, out: Tensor) -> Tensor:
+        return self._from_own_copy(out, block, 1)
+
+    def attn_hook_v(self, block: int, out: Tensor) -> Tensor:
+        return self._from_own_copy(out, block, 2)
 
     def attn_hook_z(self, block: int, out: Tensor) -> Tensor:
         return self._keep_members(out, self.graph._in_block(block, "attn"), 2)

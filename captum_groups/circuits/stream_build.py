@@ -17,7 +17,7 @@ from .corruption import corrupt
 from .edge_scores import eap_scores, metric_of
 from .graph import Circuit
 from .settings import CircuitSettings
-from .stream import StreamGraph, logits_of
+from .stream import ROLES, StreamGraph, logits_of
 
 __all__ = ["build_stream_circuit"]
 
@@ -73,8 +73,9 @@ def build_stream_circuit(
     Returns
     -------
     Circuit
-        Nodes: ``embed``, heads ``aL.hH``, MLP groups ``mL`` (or ``mL.gI``); every
-        edge; ``params["procedure"] == "EAP-IG"``; the settings.
+        Nodes: ``embed``, heads ``aL.hH`` and their inputs ``aL.hH.q``, ``.k``, ``.v``,
+        MLP groups ``mL`` (or ``mL.gI``); every edge; ``params["procedure"] ==
+        "EAP-IG"``; the settings.
 
     Examples
     --------
@@ -82,8 +83,8 @@ def build_stream_circuit(
     >>> tokens, copyable = induction_data(32, random_state=0)
     >>> circuit = build_stream_circuit(tiny_gpt(), tokens, "next_token", positions=copyable,
     ...                                corrupt="shuffle", progress=False)
-    >>> len(circuit.edges), circuit.settings.corrupt
-    (54, 'shuffle')
+    >>> len(circuit.edges), circuit.settings.corrupt  # 110 through the stream, 24 into heads
+    (134, 'shuffle')
     """
     settings = CircuitSettings.merged(settings, options, "build_stream_circuit")
     with guarded_call(model, "build_stream_circuit", needs_grad=True), frozen_parameters(model):
@@ -104,14 +105,36 @@ def build_stream_circuit(
         "corrupted_metric": corrupted_value,
         "positions": "given" if positions is not None else "default",
     }
+    nodes, edges = _graph_of(graph, scores.tolist())
     return Circuit(
         target,
         graph.layers,
-        {node.id: node.group for node in graph.nodes},
-        {edge: float(w) for edge, w in zip(graph.edges, scores.tolist(), strict=True)},
+        nodes,
+        edges,
         params=params,
         settings=settings.replace(corrupt=how),
     )
+
+
+def _graph_of(
+    graph: StreamGraph, scores: list[float]
+) -> tuple[dict[str, NeuronGroup], dict[tuple[str, str], float]]:
+    """The circuit's nodes and edges: every component, each head group's query, key and
+    value inputs as nodes of their own (``aL.hH.q`` at ``hook_q``, ...), each edge through
+    the stream with its score, and each input's edge into its heads weighing the sum of
+    the scores of the edges into that input (what patching the whole input is estimated
+    to cost)."""
+    nodes: dict[str, NeuronGroup] = {}
+    edges = {edge: float(w) for edge, w in zip(graph.edges, scores, strict=True)}
+    for node in graph.nodes:
+        if node.kind == "attn":
+            for role in ROLES:
+                name = f"{node.id}.{role}"
+                layer = str(node.group.layer).replace("hook_z", f"hook_{role}")
+                nodes[name] = node.group.replace(layer=layer, name=name)
+                edges[name, node.id] = sum(w for (_, r), w in edges.items() if r == name)
+        nodes[node.id] = node.group
+    return nodes, edges
 
 
 def _inputs(

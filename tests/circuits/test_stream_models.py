@@ -21,9 +21,10 @@ from captum_groups.transformers import hooked
 @pytest.fixture(scope="module")
 def induction():
     model = tiny_gpt()
-    clean, corrupted, copyable = induction_prompts(200, random_state=7)
+    clean, corrupted, copyable = induction_prompts(100, random_state=7)
+    # EAP-IG as Hanna et al. run it: five steps from the corrupted embedding (riemann_left)
     circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
-                                   progress=False)  # fmt: skip
+                                   n_steps=5, method="riemann_left", progress=False)  # fmt: skip
     return model, clean, corrupted, copyable, circuit
 
 
@@ -44,19 +45,23 @@ def _attention_scores(model, clean, copyable):
 def test_the_induction_circuit_holds_the_induction_heads_and_the_heads_they_read_from(induction):
     model, clean, corrupted, copyable, circuit = induction
     curve = faithfulness_curve(model, circuit, clean, corrupted, positions=copyable,
-                               sizes=[8, 20, 30, 35, 40], n_random=20, random_state=0)  # fmt: skip
+                               sizes=[20, 40, 55, 70], n_random=20, random_state=0)  # fmt: skip
     size = curve.smallest(0.8)
-    assert size is not None
-    kept = sorted(circuit.edges, key=lambda e: -abs(circuit.edges[e]))[:size]
+    assert size is not None and size <= 55  # of 110 edges through the stream (measured: 55)
+    stream = [edge for edge in circuit.edges if not edge[0].endswith((".q", ".k", ".v"))]
+    kept = sorted(stream, key=lambda e: -abs(circuit.edges[e]))[:size]
     induction_scores, previous_scores = _attention_scores(model, clean, copyable)
     # this model spreads both steps over all its heads (measured: every layer-1 head an
     # induction head, every layer-0 head attending a third of the time to the previous token)
     assert (induction_scores > 0.5).all() and (previous_scores > 0.3).all()
     assert {(f"a1.h{h}", "target") for h in range(HEADS)} <= set(kept)
-    assert {u for u, v in kept if v.startswith("a1.")} & {f"a0.h{h}" for h in range(HEADS)}
-    for point, recovered in enumerate(curve.recovered[:-1]):
+    # the induction heads' keys read the previous tokens the layer-0 heads wrote, through
+    # the layer-0 MLP (measured: m0 -> a1.hH.k for every head; a0.hH -> m0)
+    assert {("m0", f"a1.h{h}.k") for h in range(HEADS)} <= set(kept)
+    assert {u for u, v in kept if v == "m0"} & {f"a0.h{h}" for h in range(HEADS)}
+    for point, recovered in enumerate(curve.recovered):
         assert recovered > curve.random_ci[point][1]  # above the random circuits' interval
-    assert curve.random_mean[curve.sizes.index(size)] < 0.3
+    assert curve.random_mean[curve.sizes.index(size)] < 0.2
 
 
 def test_eap_ig_ranks_the_edges_as_exact_patching_does(induction):
@@ -65,7 +70,7 @@ def test_eap_ig_ranks_the_edges_as_exact_patching_does(induction):
     exact = exact_scores(graph, clean, graph.reference(corrupted),
                          metric_of("next_token", clean, copyable))  # fmt: skip
     scores = [circuit.edges[edge] for edge in graph.edges]
-    assert spearmanr(scores, exact).statistic > 0.85  # measured: 0.889
+    assert spearmanr(scores, exact).statistic > 0.75  # measured: 0.815
 
 
 def test_a_digit_class_of_the_tiny_vit_has_a_circuit_above_random():
@@ -74,7 +79,7 @@ def test_a_digit_class_of_the_tiny_vit_has_a_circuit_above_random():
     assert circuit.settings.corrupt == "resample" and circuit.params["examples"] > 20
     clean = images[model(images).argmax(1) == 3]
     corrupted = corrupt(clean, "resample", 0, pool=images[model(images).argmax(1) != 3])
-    curve = faithfulness_curve(model, circuit, clean, corrupted, sizes=[12, 20, 30, 54],
+    curve = faithfulness_curve(model, circuit, clean, corrupted, sizes=[20, 40, 60, 110],
                                n_random=20)  # fmt: skip
     assert curve.recovered[-1] == pytest.approx(1.0, abs=1e-4)
     for point in range(3):
