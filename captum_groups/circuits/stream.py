@@ -289,18 +289,21 @@ class _RunState:
     def _receive(self, receivers: list[str], where: str) -> Tensor:
         """The inputs of ``receivers`` (one per copy), as the sublayer's batch."""
         stream = self.reference.streams[where]
-        values = []
-        for receiver in receivers:
-            value = stream.expand(self.masks, *stream.shape)
-            if self.reference.outputs is not None:
-                for node in self.graph._upstream(receiver):
-                    weight = self.keep[:, self.graph.edge_index[node.id, receiver]]
-                    change = self.outputs[node.id] - self.reference.outputs[node.id]
-                    value = value + weight.view(-1, *[1] * stream.ndim) * change
-            if value.requires_grad:
-                value.retain_grad()
-            self.inputs[receiver] = value
-            values.append(value)
+        upstream = self.graph._upstream(receivers[0])  # the same for a sublayer's receivers
+        if self.reference.outputs is None:
+            values = [stream.expand(self.masks, *stream.shape)] * len(receivers)
+        else:
+            # (K, upstream, ...): each upstream node's change from its corrupted output,
+            # weighed per receiver by the edges' keep values in one contraction
+            changes = torch.stack(
+                [self.outputs[n.id] - self.reference.outputs[n.id] for n in upstream], 1
+            )
+            values = []
+            for receiver in receivers:
+                columns = [self.graph.edge_index[n.id, receiver] for n in upstream]
+                weights = self.keep[:, columns].to(changes.dtype)
+                values.append(stream + torch.einsum("ku,ku...->k...", weights, changes))
+        self.inputs.update(zip(receivers, values, strict=True))
         values += [values[0]] * (self.copies - len(values))
         return torch.stack(values, 1).flatten(0, 2)
 
