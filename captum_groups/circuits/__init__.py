@@ -45,7 +45,7 @@ from .plot import plot_circuit
 from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
 from .stream import CorruptedRun, StreamGraph
-from .stream_build import build_stream_circuit
+from .stream_build import build_stream_circuit, stream_inputs
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -80,6 +80,7 @@ __all__ = [
     "plot_circuit",
     "read_groups",
     "route_classes",
+    "stream_inputs",
     "sufficiency",
     "typical_activations",
 ]

@@ -97,7 +97,11 @@ def _node_text(circuit: Circuit, node: str) -> str:
     if node == TARGET:
         return f"class {circuit.target}" if isinstance(circuit.target, int) else "target"
     group = circuit.nodes[node]
-    text = f"{node}\n{len(group)} neurons"
+    heads = str(group.layer).endswith(
+        (".attn.hook_z", ".attn.hook_q", ".attn.hook_k", ".attn.hook_v")
+    )
+    unit = "head" if heads else "neuron"
+    text = f"{node}\n{len(group)} {unit}{'s' if len(group) != 1 else ''}"
     if group.label:
         score = circuit.label_details.get(node, {}).get("score")
         text += f"\n{group.label}" + (f" ({score:.2f})" if score is not None else "")

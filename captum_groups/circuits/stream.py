@@ -108,8 +108,10 @@ class StreamGraph:
     --------
     >>> from captum_groups.induction import tiny_gpt
     >>> graph = StreamGraph(tiny_gpt(), torch.zeros(1, 20, dtype=torch.long))
-    >>> [node.id for node in graph.nodes][:6], graph.receivers[:4], len(graph.edges)
-    (['embed', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0'], ['a0.h0.q', 'a0.h0.k', 'a0.h0.v', 'a0.h1.q'], 110)
+    >>> [node.id for node in graph.nodes][:6], len(graph.edges)
+    (['embed', 'a0.h0', 'a0.h1', 'a0.h2', 'a0.h3', 'm0'], 110)
+    >>> graph.receivers[:4]  # each head reads its queries, keys and values on its own
+    ['a0.h0.q', 'a0.h0.k', 'a0.h0.v', 'a0.h1.q']
     """
 
     def __init__(self, model: nn.Module, probe: Tensor, groups: Sequence[NeuronGroup] = ()) -> None:

@@ -19,7 +19,7 @@ from .graph import Circuit
 from .settings import CircuitSettings
 from .stream import ROLES, StreamGraph, logits_of
 
-__all__ = ["build_stream_circuit"]
+__all__ = ["build_stream_circuit", "stream_inputs"]
 
 
 def build_stream_circuit(
@@ -88,8 +88,9 @@ def build_stream_circuit(
     """
     settings = CircuitSettings.merged(settings, options, "build_stream_circuit")
     with guarded_call(model, "build_stream_circuit", needs_grad=True), frozen_parameters(model):
-        clean, corrupted, positions, how = _inputs(model, data, target, corrupted, positions,
-                                                   settings)  # fmt: skip
+        clean, corrupted, positions, how = stream_inputs(
+            model, data, target, corrupted, positions, settings
+        )
         graph = StreamGraph(model, clean, groups)
         reference = graph.reference(corrupted)
         metric = metric_of(target, clean, positions)
@@ -137,7 +138,7 @@ def _graph_of(
     return nodes, edges
 
 
-def _inputs(
+def stream_inputs(
     model: nn.Module,
     data: Tensor,
     target: int | str,
@@ -145,8 +146,22 @@ def _inputs(
     positions: Tensor | None,
     settings: CircuitSettings,
 ) -> tuple[Tensor, Tensor, Tensor | None, str]:
-    """The clean and corrupted inputs (a class's predicted examples only, when asked), the
-    positions that go with them, and how the corrupted ones were made."""
+    """The clean and corrupted inputs :func:`build_stream_circuit` reads (a class's
+    predicted examples only, when asked; the corrupted ones made as ``settings.corrupt``
+    says, seeded), the positions that go with them, and how the corrupted ones were made:
+    the same every time for the same arguments, so a report evaluates the circuit on
+    the inputs it was built from.
+
+    Examples
+    --------
+    >>> from captum_groups.induction import tiny_gpt, induction_data
+    >>> tokens, _ = induction_data(4)
+    >>> settings = CircuitSettings(corrupt="shuffle", random_state=0)
+    >>> clean, corrupted, _, how = stream_inputs(tiny_gpt(), tokens, "next_token", None, None,
+    ...                                          settings)
+    >>> how, bool((corrupted.sort(1).values == clean.sort(1).values).all())
+    ('shuffle', True)
+    """
     if not isinstance(data, Tensor) or data.ndim < 2 or len(data) == 0:
         raise ParameterError("data", "data must be a batch of inputs (N, ...), a tensor")
     if data.is_floating_point() and not torch.isfinite(data).all():
