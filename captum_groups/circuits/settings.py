@@ -214,8 +214,10 @@ class CircuitSettings(Settings):
         "The corrupted input of a circuit through the residual stream "
         "(build_stream_circuit): 'resample' (other examples; for a class, those predicted "
         "as another class), 'shuffle' (each token sequence reordered), or the corrupted "
-        "data's name (a file, 'given'); None for NeurFlow's circuits.",
+        "data's name (a tensor file of one corrupted input per example, 'given'); None "
+        "for NeurFlow's circuits.",
         type_name="str or None",
+        cli={"type": str, "metavar": "resample|shuffle|FILE"},
     )
     random_state: int | None = setting(
         None,

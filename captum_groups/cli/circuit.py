@@ -36,6 +36,7 @@ from .options import (
     add_settings_options,
     settings_from_args,
 )
+from .stream_circuit import parse_target, run_stream_circuit
 
 
 def _add_circuit_command(commands: argparse._SubParsersAction) -> None:
@@ -43,14 +44,21 @@ def _add_circuit_command(commands: argparse._SubParsersAction) -> None:
         "circuit",
         help="build the circuit of a class and write report.html and circuit.json",
         description="Build NeurFlow's circuit of neuron groups for a class, top-down from its "
-        "logit, and write OUT/report.html (open it in a browser) and OUT/circuit.json.",
+        "logit, and write OUT/report.html (open it in a browser) and OUT/circuit.json. With "
+        "--corrupt, a transformer's circuit of heads and MLPs through the residual stream, "
+        "scored by EAP-IG between the data and its corrupted inputs.",
         epilog="Examples: captum-groups circuit --target 3 --out report | captum-groups "
         "circuit --model torchvision:resnet18 --weights r18.pt --data images/ --layers "
-        "layer3.1 layer4.1 --target 207 --out report",
+        "layer3.1 layer4.1 --target 207 --out report | captum-groups circuit --model "
+        "captum_groups.digits_vit:digits_vit --target 3 --corrupt resample --out vit",
     )
     group = circuit.add_argument_group("circuit (CircuitSettings, and what to explain)")
     group.add_argument(
-        "--target", type=int, required=True, help="the class (output index) to explain"
+        "--target",
+        type=parse_target,
+        required=True,
+        help="the class (output index) to explain, or next_token (a language model's "
+        "circuit through the stream: each position's next token)",
     )
     group.add_argument(
         "--layers",
@@ -110,6 +118,10 @@ def _run_circuit(args: argparse.Namespace, command: str, started: float) -> None
     own = [name for name in REPORT_FIELDS if name not in REPORT_FIELDS_OF_CIRCUIT]
     report = settings_from_args(ReportSettings, args, own)
     model, data, _ = _prepare(source, settings.random_state)
+    if settings.corrupt is not None or args.target == "next_token":
+        _check_out(args.out)
+        run_stream_circuit(model, data, args, settings, report, command, started)
+        return
     if args.layers is None:
         if source.model is not None:
             raise OptionError(

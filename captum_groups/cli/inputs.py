@@ -309,7 +309,8 @@ class Source(Settings):
 
 
 def load_data(path: str | None, options: ImageOptions) -> Data:
-    """``--data``: an ImageFolder dataset or a tensor (the digits test split without a path)."""
+    """``--data``: an ImageFolder dataset or a tensor of images or of token ids (the digits
+    test split without a path)."""
     if path is None:
         return load_digits("test")[0]
     location = Path(path)
@@ -332,10 +333,11 @@ def load_data(path: str | None, options: ImageOptions) -> Data:
                 f"{path} is neither an image folder nor a tensor file readable with "
                 f"weights_only=True ({error})",
             ) from None
-        if images.ndim != 4 or not images.is_floating_point():
+        tokens = images.ndim == 2 and not images.is_floating_point() and images.dtype != torch.bool
+        if not tokens and (images.ndim != 4 or not images.is_floating_point()):
             raise OptionError(
                 "--data",
-                f"{path} must hold float images shaped (N, C, H, W), got "
+                f"{path} must hold float images shaped (N, C, H, W) or token ids (N, T), got "
                 f"{images.dtype} {tuple(images.shape)}",
             )
         if len(images) == 0:

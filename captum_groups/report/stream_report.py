@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from ..transformers import hooked, token_exemplars, token_exemplars_html
 from .html import environment
 from .images import figure_uri
 
-__all__ = ["StreamCard", "write_stream_report"]
+__all__ = ["StreamCard", "curve_sizes", "drawn_circuit", "write_stream_report"]
 
 LEVEL = 0.8
 """The faithfulness the drawn circuit keeps (the size of the smallest one that does)."""
@@ -52,9 +52,16 @@ class StreamCard:
     contexts: str | None
 
 
-def _sizes(total: int) -> list[int]:
-    """About 14 sizes from 1 edge to all, denser where circuits are small."""
-    return sorted({max(1, round(total * f)) for f in np.geomspace(0.01, 1.0, 14)} | {total})
+def curve_sizes(total: int, points: int = 14) -> list[int]:
+    """About ``points`` sizes from one edge to all, denser where circuits are small.
+
+    Examples
+    --------
+    >>> curve_sizes(110, 5)
+    [1, 3, 10, 34, 110]
+    """
+    fractions = np.geomspace(1 / total, 1.0, max(points, 2))
+    return sorted({max(1, round(total * f)) for f in fractions} | {total})
 
 
 def drawn_circuit(circuit: Circuit, curve: FaithfulnessCurve) -> Circuit:
@@ -146,7 +153,7 @@ def write_stream_report(
     n_random: int = 20,
     decode: Callable[[int], str] = str,
     command: str | None = None,
-    sizes: Sequence[int] | None = None,
+    points: int = 14,
 ) -> tuple[Path, Path]:
     """Evaluate, draw and write the report of a circuit built by
     :func:`~captum_groups.circuits.build_stream_circuit`.
@@ -171,8 +178,8 @@ def write_stream_report(
         Token id -> text, for the contexts of a language model's nodes.
     command : str, optional
         The command line that made the report, shown on the page.
-    sizes : sequence of int, optional
-        The faithfulness curve's sizes (about 14 from one edge to all by default).
+    points : int
+        About how many sizes the faithfulness curve has (:func:`curve_sizes`).
 
     Returns
     -------
@@ -188,7 +195,7 @@ def write_stream_report(
     >>> circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
     ...                                n_steps=5, progress=False)
     >>> html, saved = write_stream_report(model, circuit, clean, tempfile.mkdtemp(), corrupted,
-    ...                                   positions=copyable, n_random=3)
+    ...                                   positions=copyable, n_random=3, points=4)
     >>> html.name, Circuit.from_json(saved.read_text()) == circuit
     ('report.html', True)
     """
@@ -205,7 +212,7 @@ def write_stream_report(
     )
     total = sum(1 for e in circuit.edges if not e[0].endswith((".q", ".k", ".v")))
     seed = circuit.settings.random_state if circuit.settings else None
-    sizes = sizes or _sizes(total)
+    sizes = curve_sizes(total, points)
     curve = faithfulness_curve(model, circuit, clean, corrupted, positions, sizes, n_random, seed)
     drawn = drawn_circuit(circuit, curve)
     page = (

@@ -1,0 +1,91 @@
+"""``captum-groups circuit --corrupt``: a transformer's circuit through the stream from the
+command line, for the tiny GPT (token ids, next token) and the tiny ViT (a digit class)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from captum_groups import Circuit
+from captum_groups.cli import main
+from captum_groups.induction import induction_prompts
+
+FAST = ["--n-steps", "4", "--n-draws", "3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokens")
+    clean, corrupted, _ = induction_prompts(24, random_state=7)
+    torch.save(clean, folder / "tokens.pt")
+    torch.save(corrupted, folder / "corrupted.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gpt_report(token_files):
+    out = token_files / "gpt"
+    argv = ["circuit", "--model", "captum_groups.induction:tiny_gpt", "--data",
+            str(token_files / "tokens.pt"), "--target", "next_token", "--corrupt",
+            str(token_files / "corrupted.pt"), "--out", str(out), *FAST]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def vit_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("vit") / "report"
+    argv = ["circuit", "--model", "captum_groups.digits_vit:digits_vit", "--target", "3",
+            "--corrupt", "resample", "--out", str(out), *FAST]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def test_the_tiny_gpt_circuit_is_built_reported_and_saved(gpt_report, token_files):
+    circuit = Circuit.from_json((gpt_report / "circuit.json").read_text())
+    assert circuit.target == "next_token" and circuit.params["procedure"] == "EAP-IG"
+    assert circuit.settings.corrupt == str(token_files / "corrupted.pt")
+    page = (gpt_report / "report.html").read_text()
+    assert "each position&#39;s next token" in page or "each position's next token" in page
+    assert 'alt="a1.h0 attention pattern"' in page  # a card per head, its pattern drawn
+    assert "Where it is most active" in page  # token contexts, shaded
+    curve = json.loads((gpt_report / "faithfulness.json").read_text())
+    assert curve["total_edges"] == 110 and curve["recovered"][-1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_tiny_vit_circuit_of_a_class_is_built_and_reported(vit_report):
+    circuit = Circuit.from_json((vit_report / "circuit.json").read_text())
+    assert circuit.target == 3 and circuit.settings.corrupt == "resample"
+    page = (vit_report / "report.html").read_text()
+    assert "class 3" in page and "Where it is most active" not in page  # images: no text
+    curve = json.loads((vit_report / "faithfulness.json").read_text())
+    middle = len(curve["sizes"]) // 2 + 2
+    assert curve["recovered"][middle] > curve["random_ci"][middle][1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--target", "3", "--corrupt", "nowhere.pt"], "--corrupt: 'nowhere.pt' is not a file"),
+        (["--target", "three"], "neither a class index nor 'next_token'"),
+        (["--target", "3", "--corrupt", "shuffle"], "--corrupt: corrupt='shuffle' reorders"),
+    ],
+)
+def test_bad_options_are_refused_by_name(options, message, tmp_path, capsys):
+    argv = ["circuit", "--model", "captum_groups.digits_vit:digits_vit", *options,
+            "--out", str(tmp_path / "out"), *FAST]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_corrupted_inputs_of_another_shape_are_refused(token_files, tmp_path, capsys):
+    torch.save(torch.zeros(3, 20, dtype=torch.long), tmp_path / "short.pt")
+    argv = ["circuit", "--model", "captum_groups.induction:tiny_gpt", "--data",
+            str(token_files / "tokens.pt"), "--target", "next_token", "--corrupt",
+            str(tmp_path / "short.pt"), "--out", str(tmp_path / "out"), *FAST]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "one corrupted input per example of --data" in capsys.readouterr().err
