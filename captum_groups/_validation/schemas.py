@@ -167,9 +167,24 @@ FIDELITY_ROW: dict[str, Any] = {
     },
 }
 
+FAITHFUL_ROW: dict[str, Any] = {
+    "type": "object",
+    "required": ["edges_kept", "share", "recovered", "random", "random_ci"],
+    "properties": {
+        "edges_kept": INDEX,
+        "share": NUMBER,
+        "recovered": NUMBER,
+        "random": NUMBER,
+        "random_ci": {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2},
+    },
+}
+
 ATLAS_ROW: dict[str, Any] = {
     "type": "object",
-    "required": ["target", "images", "groups", "edges", "masked", "retained", "provenance"],
+    "required": ["target", "images", "groups", "edges", "provenance"],
+    # a NeurFlow circuit's fidelity (masked, retained), or a circuit through the stream's
+    # faithfulness (the smallest circuit keeping 80%, against random ones)
+    "oneOf": [{"required": ["masked", "retained"]}, {"required": ["faithful"]}],
     "properties": {
         "target": INDEX,
         "images": INDEX,
@@ -177,6 +192,7 @@ ATLAS_ROW: dict[str, Any] = {
         "edges": INDEX,
         "masked": FIDELITY_ROW,
         "retained": FIDELITY_ROW,
+        "faithful": FAITHFUL_ROW,
         "report": {"type": "boolean"},
         "provenance": {"type": "object"},
     },

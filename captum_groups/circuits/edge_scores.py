@@ -42,7 +42,8 @@ def metric_of(target: int | str, inputs: Tensor, positions: Tensor | None = None
         The clean inputs (token ids for ``"next_token"``).
     positions : Tensor, optional
         Boolean (N, T): where a model with outputs per position is read; by default
-        every position but the last for ``"next_token"``, the last one for a class.
+        every position but the last for ``"next_token"``; for a class, the positions
+        whose next input token is that class (token ids), else the last one.
 
     Examples
     --------
@@ -75,7 +76,17 @@ def metric_of(target: int | str, inputs: Tensor, positions: Tensor | None = None
         above = outputs[..., target] - outputs.mean(-1)
         if above.ndim == 2:
             return above.mean(1)
-        chosen = _positions(positions, above.shape[1:], last=True)
+        if positions is None and not inputs.is_floating_point() and inputs.ndim == 2:
+            # a language model's class is a next token: read where the input's next one is it
+            following = torch.zeros(inputs.shape, dtype=torch.bool, device=inputs.device)
+            following[:, :-1] = inputs[:, 1:] == target
+            if not following.any():
+                raise ParameterError(
+                    "target", f"no position of the inputs is followed by token {target}"
+                )
+            chosen = following.float()
+        else:
+            chosen = _positions(positions, above.shape[1:], last=True)
         return (above * chosen).sum((1, 2)) / chosen.sum()
 
     return class_logit

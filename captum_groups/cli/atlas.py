@@ -37,7 +37,8 @@ def _add_atlas_command(commands: argparse._SubParsersAction) -> None:
         "write OUT/classes/<class>/circuit.json (and report.html with --reports) and the index "
         "OUT/atlas.html. One process by default; under torchrun the ranks share the classes "
         "(torchrun --standalone --nproc_per_node=N -m captum_groups atlas ...); --backend ray "
-        "runs on a Ray cluster.",
+        "runs on a Ray cluster. With --corrupt, each class's circuit is a transformer's circuit "
+        "through the residual stream (no --layers).",
         epilog="Examples: captum-groups atlas --out atlas | torchrun --standalone "
         "--nproc_per_node=2 -m captum_groups atlas --out atlas | captum-groups atlas "
         "--backend ray --address auto --model torchvision:resnet50 --weights r50.pt --data "
@@ -85,7 +86,9 @@ def _run_atlas(args: argparse.Namespace, command: str, started: float) -> int:
     settings = settings_from_args(CircuitSettings, args, CIRCUIT_FIELDS)
     own = [name for name in REPORT_FIELDS if name not in REPORT_FIELDS_OF_CIRCUIT]
     report = settings_from_args(ReportSettings, args, own)
-    if args.layers is None:
+    if args.layers is None and settings.corrupt is not None:
+        args.layers = []  # a circuit through the stream has no layers to choose
+    elif args.layers is None:
         if source.model is not None:
             raise OptionError("--layers", "is required with --model (dotted names, lowest first)")
         args.layers = list(DIGITS_LAYERS)

@@ -40,14 +40,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from .._model.guards import guarded_call
 from .._validation.checks import Count, validate
 from .._validation.errors import ParameterError
 from .._validation.schemas import ATLAS_ROW, check, read_json
-from ..circuits import TARGET, Circuit, CircuitSettings, ClassRouting, build_circuit
+from ..circuits import (
+    TARGET,
+    Circuit,
+    CircuitSettings,
+    ClassRouting,
+    build_circuit,
+    build_stream_circuit,
+    faithfulness_curve,
+    stream_inputs,
+)
 from ..circuits._passes import model_device_dtype
 from ..circuits.fidelity import masking_fidelity
 from ..circuits.requests import check_precision
@@ -59,6 +68,7 @@ from .atlas_index import OVERLAP, class_folder, shared_groups, write_index
 from .atlas_state import FolderLock, provenance
 from .images import array_uri
 from .settings import ReportSettings
+from .stream_report import LEVEL, curve_sizes, write_stream_report
 from .write import write_report
 
 __all__ = ["OVERLAP", "AtlasResult", "build_atlas", "shared_groups"]
@@ -135,7 +145,9 @@ def _finished(folder: Path, expected: dict) -> tuple[dict, Circuit] | None:
     same = (
         row.get("provenance") == expected
         and row["target"] == circuit.target == expected["target"]
-        and list(circuit.layers) == expected["layers"]
+        # a circuit through the stream chose its layers itself (the hook points)
+        and (list(circuit.layers) == expected["layers"] or not expected["layers"])
+        and circuit.settings is not None
         and circuit.settings.to_dict() == expected["settings"]
     )
     return (row, circuit) if same else None
@@ -196,22 +208,52 @@ def _provenance(model: nn.Module, data: Data, job: ClassJob) -> dict:
     )
 
 
+def _stream_class(model: nn.Module, data: Data, job: ClassJob) -> tuple[dict, Circuit, Tensor]:
+    """A class's circuit through the stream (on every example: the build keeps those
+    predicted as the class and resamples the others as corrupted inputs), and the smallest
+    of its circuits that keeps 80% of the clean - corrupted difference, against random ones."""
+    inputs = examples_at(data, list(range(n_examples(data) or 0)))
+    circuit = build_stream_circuit(model, inputs, job.target, settings=job.settings, progress=False)
+    clean, corrupted, positions, _ = stream_inputs(
+        model, inputs, job.target, None, None, job.settings
+    )
+    total = sum(1 for e in circuit.edges if not e[0].endswith((".q", ".k", ".v")))
+    curve = faithfulness_curve(
+        model, circuit, clean, corrupted, positions, curve_sizes(total), job.report.n_draws,
+        job.settings.random_state,
+    )  # fmt: skip
+    size = curve.smallest(LEVEL) or total
+    point = curve.sizes.index(size)
+    faithful = {
+        "edges_kept": size,
+        "share": size / total,
+        "recovered": curve.recovered[point],
+        "random": curve.random_mean[point],
+        "random_ci": list(curve.random_ci[point]),
+    }
+    return {"images": len(clean), "faithful": faithful}, circuit, inputs
+
+
 def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, origin: dict) -> dict:
     started = time.perf_counter()
-    routing = None
-    if job.images:
-        routing = ClassRouting()
-        routing.update(torch.tensor(job.images), torch.full((len(job.images),), job.target))
-    circuit = build_circuit(
-        model, job.layers, job.target, data, settings=job.settings, routing=routing, progress=False
-    )
-    images = examples_at(data, _evaluation_ids(job, data))
+    if job.settings.corrupt is not None:
+        found, circuit, inputs = _stream_class(model, data, job)
+    else:
+        routing = None
+        if job.images:
+            routing = ClassRouting()
+            routing.update(torch.tensor(job.images), torch.full((len(job.images),), job.target))
+        circuit = build_circuit(
+            model, job.layers, job.target, data, settings=job.settings, routing=routing,
+            progress=False,
+        )  # fmt: skip
+        images = examples_at(data, _evaluation_ids(job, data))
+        found = {"images": circuit.params.get("images"), **_fidelity(model, circuit, images, job)}
     row = {
         "target": job.target,
-        "images": circuit.params.get("images"),
+        **found,
         "groups": {layer: len(circuit.node_ids(layer)) for layer in circuit.layers},
         "edges": len(circuit.edges),
-        **_fidelity(model, circuit, images, job),
         "thumbnail": _thumbnail(circuit, data, job),
         "report": job.reports,
         "seconds": time.perf_counter() - started,
@@ -221,10 +263,20 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, orig
     }
     write_atomic(folder / "summary.json", json.dumps(row, indent=1))
     if job.reports:
-        write_report(model, circuit, data, folder, settings=job.report, progress=False)
+        _write_class_report(model, data, job, folder, circuit)
     else:
         write_atomic(folder / "circuit.json", circuit.to_json())
     return row
+
+
+def _write_class_report(
+    model: nn.Module, data: Data, job: ClassJob, folder: Path, circuit: Circuit
+) -> None:
+    if job.settings.corrupt is None:
+        write_report(model, circuit, data, folder, settings=job.report, progress=False)
+        return
+    inputs = examples_at(data, list(range(n_examples(data) or 0)))
+    write_stream_report(model, circuit, inputs, folder, n_random=job.report.n_draws)
 
 
 def _add_report(
@@ -233,7 +285,7 @@ def _add_report(
     """A kept class's report, written now that ``reports`` asks for it (its row says so)."""
     row = {**row, "report": True}
     write_atomic(folder / "summary.json", json.dumps(row, indent=1))
-    write_report(model, circuit, data, folder, settings=job.report, progress=False)
+    _write_class_report(model, data, job, folder, circuit)
     return row
 
 
@@ -280,12 +332,15 @@ def _count_done(out: Path, targets: Sequence[int]) -> Callable[[], int]:
 
 
 def _check_request(
-    workload: Workload, layers: Sequence[str], targets: Sequence[int] | None
-) -> None:
+    workload: Workload, layers: Sequence[str], targets: Sequence[int] | None, stream: bool
+) -> int:
     """What the atlas is asked for, checked before any work (the routing pass, a worker,
-    Ray): layers that exist, targets that are distinct outputs of the model, and a
-    precision the circuits can be built in."""
-    if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence) or not layers:
+    Ray): layers that exist (none for circuits through the stream), targets that are
+    distinct outputs of the model, and a precision the circuits can be built in. Returns
+    the model's number of outputs."""
+    if stream:
+        layers = ()
+    elif isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence) or not layers:
         raise ParameterError(
             "layers",
             f"layers must be a non-empty sequence of layer names, lowest first, got {layers!r}"
@@ -311,6 +366,7 @@ def _check_request(
                 f"class {target} is out of range: the model has {n_outputs} outputs "
                 f"(0 to {n_outputs - 1})",
             )
+    return n_outputs
 
 
 def _jobs(
@@ -367,7 +423,10 @@ def build_atlas(
         The classifier. With ``backend="ray"``, a function that builds it
         (each worker builds its own; the model is never pickled).
     layers : sequence of str
-        Circuit layers, lowest first (as :func:`~captum_groups.build_circuit`).
+        Circuit layers, lowest first (as :func:`~captum_groups.build_circuit`); ignored
+        with ``corrupt`` set: each class's circuit is then one through the residual
+        stream (:func:`~captum_groups.circuits.build_stream_circuit`), of every class
+        (every output) by default.
     data : Tensor, Dataset or DataLoader over a map-style Dataset, or callable
         The images, read by data-set index (a function that returns them
         with ``backend="ray"``).
@@ -419,7 +478,9 @@ def build_atlas(
     folder = check_folder_path(out)
     workload = Workload(model, data, device)
     check_workload(backend, workload)
-    _check_request(workload, layers, targets)
+    n_outputs = _check_request(workload, layers, targets, settings.corrupt is not None)
+    if settings.corrupt is not None and targets is None:  # every output is a class
+        targets = list(range(n_outputs))
     folder.mkdir(parents=True, exist_ok=True)
     main_process = int(os.environ.get("RANK", "0")) == 0
     with FolderLock(folder) if main_process else contextlib.nullcontext():
@@ -459,7 +520,12 @@ def _run_atlas(
     try:
         if runner.is_main and not resume:
             _clear(folder)
-        routing = runner.route(settings.batch_size, progress and runner.is_main)
+        # a circuit through the stream reads every example (its build keeps the class's own)
+        routing = (
+            ClassRouting()
+            if settings.corrupt is not None
+            else runner.route(settings.batch_size, progress and runner.is_main)
+        )
         jobs = _jobs(routing, targets, layers, settings, report, reports, folder, resume)
         with tqdm(
             total=len(jobs), desc="atlas", unit="class", disable=not (progress and runner.is_main)

@@ -21,6 +21,7 @@ from ..circuits import Circuit, CircuitSettings
 from ..files import write_atomic
 from .html import environment
 from .settings import ReportSettings
+from .stream_report import drawn_circuit
 
 __all__ = ["OVERLAP", "class_folder", "shared_groups", "write_index"]
 
@@ -102,12 +103,16 @@ def shared_groups(circuits: Mapping[int, Circuit], overlap: float = OVERLAP) -> 
 
 
 def _circuits(out: Path, rows: Sequence[dict]) -> dict[int, Circuit]:
-    return {
-        row["target"]: Circuit.from_json(
-            (class_folder(out, row["target"]) / "circuit.json").read_text(encoding="utf-8")
-        )
-        for row in rows
-    }
+    """Each class's circuit; through the stream, its faithful part (every such circuit holds
+    every head and MLP: what classes share is in the edges that keep 80%)."""
+    found = {}
+    for row in rows:
+        text = (class_folder(out, row["target"]) / "circuit.json").read_text(encoding="utf-8")
+        circuit = Circuit.from_json(text)
+        if "faithful" in row:
+            circuit = drawn_circuit(circuit, row["faithful"]["edges_kept"])
+        found[row["target"]] = circuit
+    return found
 
 
 def write_index(

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from .._model.capture import layer_activations
-from ..circuits import Circuit, FaithfulnessCurve, faithfulness_curve, stream_inputs
+from ..circuits import Circuit, faithfulness_curve, stream_inputs
 from ..files import check_folder_path, write_atomic
 from ..transformers import hooked, token_exemplars, token_exemplars_html
 from .html import environment
@@ -64,23 +64,21 @@ def curve_sizes(total: int, points: int = 14) -> list[int]:
     return sorted({max(1, round(total * f)) for f in fractions} | {total})
 
 
-def drawn_circuit(circuit: Circuit, curve: FaithfulnessCurve) -> Circuit:
-    """The circuit's strongest edges through the stream, as many as keep :data:`LEVEL`
-    (all of them when no size does), the heads' inputs they reach, and what connects to
-    the target.
+def drawn_circuit(circuit: Circuit, size: int) -> Circuit:
+    """The circuit's ``size`` strongest edges through the stream (as many as keep
+    :data:`LEVEL`, in the report), the heads' inputs they reach, and what connects to the
+    target.
 
     Examples
     --------
     >>> from captum_groups import NeuronGroup
     >>> nodes = {"a": NeuronGroup("x", [0]), "b": NeuronGroup("y", [0])}
     >>> full = Circuit(0, ["x", "y"], nodes, {("a", "b"): 0.1, ("b", "target"): 2.0})
-    >>> curve = FaithfulnessCurve((1, 2), 2, (0.9, 1.0), np.zeros((2, 1)))
-    >>> drawn_circuit(full, curve).edges
+    >>> drawn_circuit(full, 1).edges
     mappingproxy({('b', 'target'): 2.0})
     """
     inputs = {n for n, g in circuit.nodes.items() if str(g.layer).endswith(_INPUT_POINTS)}
     stream = [edge for edge in circuit.edges if edge[0] not in inputs]
-    size = curve.smallest(LEVEL) or len(stream)
     kept = dict(sorted(((e, circuit.edges[e]) for e in stream), key=lambda i: -abs(i[1]))[:size])
     reached = {upper for _, upper in kept}
     kept.update({e: w for e, w in circuit.edges.items() if e[0] in inputs and e[0] in reached})
@@ -214,7 +212,7 @@ def write_stream_report(
     seed = circuit.settings.random_state if circuit.settings else None
     sizes = curve_sizes(total, points)
     curve = faithfulness_curve(model, circuit, clean, corrupted, positions, sizes, n_random, seed)
-    drawn = drawn_circuit(circuit, curve)
+    drawn = drawn_circuit(circuit, curve.smallest(LEVEL) or total)
     page = (
         environment()
         .get_template("stream_report.html.j2")

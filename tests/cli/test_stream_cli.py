@@ -89,3 +89,31 @@ def test_corrupted_inputs_of_another_shape_are_refused(token_files, tmp_path, ca
     with pytest.raises(SystemExit):
         main(argv)
     assert "one corrupted input per example of --data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["gpt", "vit"])
+def test_the_atlas_of_a_transformer_holds_a_circuit_through_the_stream_per_class(
+    model, token_files, tmp_path
+):
+    out = tmp_path / "atlas"
+    source = (
+        ["--model", "captum_groups.induction:tiny_gpt", "--data", str(token_files / "tokens.pt"),
+         "--corrupt", "shuffle"]
+        if model == "gpt"
+        else ["--model", "captum_groups.digits_vit:digits_vit", "--corrupt", "resample"]
+    )  # fmt: skip
+    argv = ["atlas", *source, "--targets", "3", "5", "--reports", "--out", str(out), *FAST]
+    assert main(argv) == 0
+    index = json.loads((out / "atlas.json").read_text())
+    assert [row["target"] for row in index["classes"]] == [3, 5] and not index["failures"]
+    for row in index["classes"]:
+        faithful = row["faithful"]
+        assert 0 < faithful["edges_kept"] <= 110 and faithful["recovered"] >= 0.8 - 1e-6
+        circuit = Circuit.from_json((out / "classes" / str(row["target"]) / "circuit.json")
+                                    .read_text())  # fmt: skip
+        assert circuit.target == row["target"] and circuit.params["procedure"] == "EAP-IG"
+        assert (out / "classes" / str(row["target"]) / "report.html").exists()
+    built = (out / "classes" / "3" / "circuit.json").stat().st_mtime_ns
+    assert main([*argv, "--resume"]) == 0  # kept, not rebuilt
+    assert (out / "classes" / "3" / "circuit.json").stat().st_mtime_ns == built
+    assert "Circuits through the residual stream" in (out / "atlas.html").read_text()

@@ -46,3 +46,22 @@ def test_the_stream_report_opens_with_no_console_error(browser, make, tmp_path):
     assert len(rows) >= 5
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_the_atlas_of_circuits_through_the_stream_opens_with_no_console_error(
+    browser,  # noqa: F811
+    tmp_path,
+):
+    from selenium.webdriver.common.by import By
+
+    from captum_groups.report import build_atlas
+
+    images, _ = load_digits("test")
+    atlas = build_atlas(digits_vit(), [], images, tmp_path, targets=[3], corrupt="resample",
+                        n_steps=4, n_draws=3, reports=True, progress=False)  # fmt: skip
+    browser.get_log("browser")
+    for page in (atlas.html, tmp_path / "classes" / "3" / "report.html"):
+        browser.get(page.resolve().as_uri())
+        assert browser.find_elements(By.TAG_NAME, "table")
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == [], page
