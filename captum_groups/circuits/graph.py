@@ -238,6 +238,38 @@ class Circuit:
         """The settings the circuit was built with (None for a circuit made by hand)."""
         return self._settings
 
+    @property
+    def through_stream(self) -> bool:
+        """Whether this is a transformer's circuit through the residual stream
+        (:func:`~captum_groups.circuits.build_stream_circuit`), not NeurFlow's.
+
+        Examples
+        --------
+        >>> Circuit(0, ["fc"], {}, {}, params={"procedure": "EAP-IG"}).through_stream
+        True
+        """
+        return self._params.get("procedure") == "EAP-IG"
+
+    def check_neurflow(self, caller: str) -> None:
+        """Refuse, by ``circuit``, a circuit through the stream where only NeurFlow's
+        circuits of crops and groups apply.
+
+        Examples
+        --------
+        >>> Circuit(0, ["fc"], {}, {}, params={"procedure": "EAP-IG"}).check_neurflow(
+        ...     "debug_image")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        captum_groups.ParameterError: debug_image reads NeurFlow's circuits ...
+        """
+        if self.through_stream:
+            raise ParameterError(
+                "circuit",
+                f"{caller} reads NeurFlow's circuits (groups of layers that cut the network, "
+                f"their exemplar crops); this circuit runs through the residual stream: "
+                f"evaluate it with faithfulness_curve and report it with write_stream_report",
+            )
+
     def replace(self, **changes: Any) -> Circuit:
         """A copy with some fields changed (checked as a new circuit); the rest is shared.
 

@@ -25,6 +25,7 @@ from .options import (
     OptionError,
     settings_from_args,
 )
+from .stream_circuit import report_stream_circuit
 
 
 def _add_report_command(commands: argparse._SubParsersAction) -> None:
@@ -52,6 +53,9 @@ def _run_report(args: argparse.Namespace, command: str, started: float) -> None:
     model, data, _ = _prepare(source, report.random_state)
     out = args.out if args.out is not None else str(Path(args.circuit).parent)
     _check_out(out)
+    if circuit.through_stream:
+        report_stream_circuit(model, circuit, data, out, report, command)
+        return
     try:
         # write_report checks first that the circuit fits the model and data (one forward
         # pass); its refusals are told by option, with the same messages as from Python

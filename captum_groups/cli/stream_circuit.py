@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ParameterError
-from ..circuits import CircuitSettings, build_stream_circuit
+from ..circuits import Circuit, CircuitSettings, build_stream_circuit
 from ..circuits.corruption import CORRUPTIONS
 from ..data import batch_inputs
 from ..report import ReportSettings
@@ -19,7 +19,7 @@ from ..report.stream_report import write_stream_report
 from .common import _option_of
 from .options import OptionError
 
-__all__ = ["corrupted_file", "parse_target", "run_stream_circuit"]
+__all__ = ["corrupted_file", "parse_target", "report_stream_circuit", "run_stream_circuit"]
 
 
 def parse_target(text: str) -> int | str:
@@ -98,3 +98,32 @@ def run_stream_circuit(
         f"{time.perf_counter() - build_start - build_seconds:.1f} s "
         f"({time.perf_counter() - started:.1f} s in all)"
     )
+
+
+def report_stream_circuit(
+    model: nn.Module,
+    circuit: Circuit,
+    data: object,
+    out: str,
+    report: ReportSettings,
+    command: str,
+) -> None:
+    """``captum-groups report`` of a circuit through the stream: its corrupted inputs made
+    again as its settings say (a generator, seeded; or the file it names)."""
+    corrupt = circuit.settings.corrupt if circuit.settings is not None else None
+    if corrupt is None or corrupt == "given":
+        raise OptionError(
+            "circuit",
+            "was built from corrupted inputs given in Python, which it does not hold; write "
+            "its report with write_stream_report(model, circuit, data, out, corrupted)",
+        )
+    if not isinstance(data, Tensor):
+        raise OptionError("--data", "a circuit through the stream reads a tensor file of inputs")
+    try:
+        html, saved = write_stream_report(
+            model, circuit, data, out, corrupted_file(corrupt, data), n_random=report.n_draws,
+            command=command, points=max(report.n_points, 8),
+        )  # fmt: skip
+    except ParameterError as error:
+        raise OptionError(_option_of(error.parameter), str(error)) from None
+    print(f"wrote {html} and {saved}")

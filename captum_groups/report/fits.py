@@ -42,6 +42,7 @@ def check_circuit_fits(model: nn.Module, circuit: Circuit, data: Data) -> None:
     ...
     captum_groups.ParameterError: node 'g' does not fit the model: ...
     """
+    circuit.check_neurflow("write_report")
     try:
         circuit.check_model(model)
     except ParameterError as error:

@@ -117,3 +117,27 @@ def test_the_atlas_of_a_transformer_holds_a_circuit_through_the_stream_per_class
     assert main([*argv, "--resume"]) == 0  # kept, not rebuilt
     assert (out / "classes" / "3" / "circuit.json").stat().st_mtime_ns == built
     assert "Circuits through the residual stream" in (out / "atlas.html").read_text()
+
+
+def test_the_report_command_redraws_a_circuit_through_the_stream(vit_report, tmp_path):
+    argv = ["report", str(vit_report / "circuit.json"), "--model",
+            "captum_groups.digits_vit:digits_vit", "--out", str(tmp_path), "--n-draws", "3",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "faithfulness.json").read_text())
+    before = json.loads((vit_report / "faithfulness.json").read_text())
+    assert again["recovered"] == pytest.approx(before["recovered"], abs=1e-5)  # same inputs
+
+
+def test_neurflow_tools_refuse_a_circuit_through_the_stream_by_name(vit_report, tmp_path):
+    from captum_groups import ParameterError, debug_image
+    from captum_groups.datasets import load_digits
+    from captum_groups.digits_vit import digits_vit
+    from captum_groups.report import write_report
+
+    circuit = Circuit.from_json((vit_report / "circuit.json").read_text())
+    images, _ = load_digits("test")
+    with pytest.raises(ParameterError, match="debug_image reads NeurFlow's circuits"):
+        debug_image(digits_vit(), circuit, images[0])
+    with pytest.raises(ParameterError, match="write_stream_report"):
+        write_report(digits_vit(), circuit, images, tmp_path, progress=False)

@@ -163,6 +163,7 @@ def debug_image(
         _warn_former_order("debug_image", "circuit, model, image", "model, circuit, image")
         model, circuit = circuit, model
     _check_arguments(model, circuit, threshold, n_steps, versus)
+    circuit.check_neurflow("debug_image")
     image = _check_image(image)
     warn_if_training(model, "debug_image")
     scales = tuple(scales if scales is not None else circuit.params.get("scales", NEURFLOW_SCALES))
