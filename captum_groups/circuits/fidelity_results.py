@@ -4,6 +4,7 @@ numbers, their confidence intervals, and a ``plot()`` each."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -13,6 +14,7 @@ from .._io.plain_text import plain_text
 __all__ = [
     "BOOTSTRAP",
     "EdgeFidelityResult",
+    "FaithfulnessCurve",
     "FidelityReport",
     "FidelityResult",
     "mean_interval",
@@ -184,5 +186,90 @@ class EdgeFidelityResult:
         axis.set_xlabel("summed importance of the ablated neurons")
         axis.set_ylabel(f"change of {self.node}")
         axis.set_title(f"edge-weight fidelity: r = {self.pearson:.3f}", fontsize=9)
+        figure.tight_layout()
+        return figure
+
+
+@dataclass(frozen=True)
+class FaithfulnessCurve:
+    """The fraction of the clean - corrupted metric difference that the circuit's
+    strongest edges keep, at each size, and that random circuits of the size keep.
+
+    Attributes
+    ----------
+    sizes : tuple of int
+        Edges (or groups) kept at each point.
+    total : int
+        Edges of the whole graph (groups of the whole circuit).
+    recovered : tuple of float
+        The circuit's faithfulness at each size (1: the clean model, 0: the corrupted).
+    random : ndarray
+        (sizes, draws): the faithfulness of random circuits of each size.
+    unit : str
+        What a size counts: ``"edges"`` (a circuit through the stream) or ``"groups"``
+        (NeurFlow's).
+
+    Examples
+    --------
+    >>> curve = FaithfulnessCurve((1, 2), 10, (0.4, 0.9), np.array([[0.0, 0.1], [0.1, 0.2]]))
+    >>> curve.smallest(0.8), curve.random_mean
+    (2, (0.05, 0.15))
+    """
+
+    sizes: tuple[int, ...]
+    total: int
+    recovered: tuple[float, ...]
+    random: np.ndarray = field(repr=False)
+    unit: str = "edges"
+
+    @property
+    def fractions(self) -> tuple[float, ...]:
+        """Each size as a fraction of the whole."""
+        return tuple(size / self.total for size in self.sizes)
+
+    @property
+    def random_mean(self) -> tuple[float, ...]:
+        """The random circuits' mean faithfulness at each size."""
+        return tuple(round(float(row.mean()), 12) for row in self.random)
+
+    @property
+    def random_ci(self) -> tuple[tuple[float, float], ...]:
+        """95% bootstrap interval of the random mean at each size."""
+        return tuple(mean_interval(row) for row in self.random)
+
+    def smallest(self, level: float = 0.8) -> int | None:
+        """The fewest edges whose circuit keeps at least ``level`` (None: no size does)."""
+        reached = (s for s, r in zip(self.sizes, self.recovered, strict=True) if r >= level)
+        return next(reached, None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values: sizes, fractions, faithfulness, random mean and interval."""
+        return {
+            "unit": self.unit,
+            "sizes": list(self.sizes),
+            "total": self.total,
+            "recovered": list(self.recovered),
+            "random_mean": list(self.random_mean),
+            "random_ci": [list(ci) for ci in self.random_ci],
+            "draws": int(self.random.shape[1]),
+        }
+
+    def plot(self, title: str | None = None) -> Figure:
+        """The circuit's curve over the share of edges, and the random circuits' band."""
+        figure = Figure(figsize=(5.5, 3.6))
+        axes = figure.subplots()
+        shares = 100 * np.array(self.fractions)
+        low, high = np.array(self.random_ci).T
+        axes.plot(
+            shares, self.recovered, "o-", color="#1f5fa8", label=f"circuit (strongest {self.unit})"
+        )
+        axes.plot(shares, self.random_mean, "s--", color="#888888", label="random circuits")
+        axes.fill_between(shares, low, high, color="#bbbbbb", alpha=0.5, label="random 95% CI")
+        axes.axhline(1.0, color="#444444", linewidth=0.8)
+        axes.axhline(0.0, color="#444444", linewidth=0.8)
+        axes.set_xlabel(f"{self.unit} kept (% of all)")
+        axes.set_ylabel("logit difference recovered")
+        axes.set_title(title or f"faithfulness: {self.unit} outside the circuit patched")
+        axes.legend(loc="lower right", fontsize=8)
         figure.tight_layout()
         return figure

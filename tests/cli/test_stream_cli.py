@@ -52,7 +52,7 @@ def test_the_tiny_gpt_circuit_is_built_reported_and_saved(gpt_report, token_file
     assert 'alt="a1.h0 attention pattern"' in page  # a card per head, its pattern drawn
     assert "Where it is most active" in page  # token contexts, shaded
     curve = json.loads((gpt_report / "faithfulness.json").read_text())
-    assert curve["total_edges"] == 110 and curve["recovered"][-1] == pytest.approx(1.0, abs=1e-4)
+    assert curve["total"] == 110 and curve["recovered"][-1] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_the_tiny_vit_circuit_of_a_class_is_built_and_reported(vit_report):
