@@ -33,6 +33,12 @@ def prompts():
     return clean, corrupted
 
 
+_LAST = torch.zeros(5, 7, dtype=torch.bool)
+_LAST[:, -1] = True
+"""Read the logits at the last position (a class's default for token ids is elsewhere: the
+positions followed by that token)."""
+
+
 def _edges(graph, keep):
     return torch.tensor([[1.0 if keep(u, v) else 0.0 for u, v in graph.edges]])
 
@@ -130,7 +136,7 @@ def _hand_written_eap(model: TinyGPT, clean, corrupted, target):
 def test_eap_equals_a_hand_written_eap_on_a_two_layer_model(gpt, prompts):
     clean, corrupted = prompts
     graph = StreamGraph(gpt, clean)
-    metric = metric_of(4, clean)
+    metric = metric_of(4, clean, _LAST)
     scores = eap_scores(graph, clean, graph.reference(corrupted), metric, n_steps=1)
     expected = _hand_written_eap(gpt, clean, corrupted, target=4)
     assert set(expected) == set(graph.edges)
@@ -145,7 +151,7 @@ def test_integrated_gradients_of_the_edges_sum_to_the_metric_difference(gpt, pro
     clean, corrupted = prompts
     graph = StreamGraph(gpt, clean)
     reference = graph.reference(corrupted)
-    metric = metric_of(4, clean)
+    metric = metric_of(4, clean, _LAST)
     scores = eap_scores(graph, clean, reference, metric, n_steps=256, method="riemann_trapezoid")
     first = [i for i, (u, _) in enumerate(graph.edges) if u == "embed"]
     ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
@@ -158,7 +164,7 @@ def test_exact_scores_are_the_drop_when_one_edge_is_patched(gpt, prompts):
     clean, corrupted = prompts
     graph = StreamGraph(gpt, clean)
     reference = graph.reference(corrupted)
-    metric = metric_of(4, clean)
+    metric = metric_of(4, clean, _LAST)
     exact = exact_scores(graph, clean, reference, metric)
     index = graph.edge_index[("a0.h1", "m0")]
     with torch.no_grad():
@@ -189,7 +195,9 @@ def test_recovered_is_one_for_the_whole_graph_and_zero_for_none(gpt, prompts):
     clean, corrupted = prompts
     graph = StreamGraph(gpt, clean)
     keep = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
-    fractions = recovered(graph, clean, graph.reference(corrupted), metric_of(4, clean), keep)
+    fractions = recovered(
+        graph, clean, graph.reference(corrupted), metric_of(4, clean, _LAST), keep
+    )
     torch.testing.assert_close(fractions, torch.tensor([1.0, 0.0]), atol=1e-4, rtol=0)
 
 
@@ -197,7 +205,7 @@ def test_the_model_is_left_as_it_was(gpt, prompts):
     clean, corrupted = prompts
     before = model_state(gpt)
     graph = StreamGraph(gpt, clean)
-    eap_scores(graph, clean, graph.reference(corrupted), metric_of(4, clean), n_steps=2)
+    eap_scores(graph, clean, graph.reference(corrupted), metric_of(4, clean, _LAST), n_steps=2)
     assert_same_state(before, model_state(gpt))
     assert all(p.grad is None for p in gpt.parameters())
 
@@ -252,3 +260,13 @@ def test_bad_metrics_are_refused_by_name(prompts):
         metric_of("next_token", clean, positions=torch.ones(5, 7))
     with pytest.raises(ParameterError, match="positions selects no position"):
         metric_of("next_token", clean, positions=torch.zeros(5, 7, dtype=torch.bool))
+
+
+def test_a_class_of_a_language_model_is_read_where_the_next_token_is_it(prompts):
+    clean, _ = prompts
+    logits = torch.randn(1, 5, 7, 11)
+    followed = torch.zeros(5, 7, dtype=torch.bool)
+    followed[:, :-1] = clean[:, 1:] == 4
+    above = logits[0, ..., 4] - logits[0].mean(-1)
+    expected = above[followed].mean()
+    torch.testing.assert_close(metric_of(4, clean)(logits)[0], expected)
