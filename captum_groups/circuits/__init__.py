@@ -46,6 +46,7 @@ from .routing import ClassRouting, route_classes
 from .settings import DEFAULT_STEPS, CircuitSettings
 from .stream import CorruptedRun, StreamGraph
 from .stream_build import build_stream_circuit, stream_inputs
+from .stream_groups import mlp_groups
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -77,6 +78,7 @@ __all__ = [
     "masking_curves",
     "masking_fidelity",
     "metric_of",
+    "mlp_groups",
     "plot_circuit",
     "read_groups",
     "route_classes",

@@ -86,7 +86,8 @@ class FidelityResult:
 
     @property
     def random_ci(self) -> tuple[float, float]:
-        """95% confidence interval of the random mean (:func:`mean_interval`)."""
+        """95% confidence interval of the random mean (a bootstrap percentile interval of
+        the draws, seeded: it lies within them)."""
         return mean_interval(self.random)
 
     def plot(self) -> Figure:

@@ -3,7 +3,7 @@ residual-stream paths between them, scored by EAP-IG between clean and corrupted
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from .edge_scores import eap_scores, metric_of
 from .graph import Circuit
 from .settings import CircuitSettings
 from .stream import ROLES, StreamGraph, logits_of
+from .stream_groups import mlp_groups
 
 __all__ = ["build_stream_circuit", "stream_inputs"]
 
@@ -29,7 +30,7 @@ def build_stream_circuit(
     corrupted: Tensor | None = None,
     *,
     positions: Tensor | None = None,
-    groups: Sequence[NeuronGroup] = (),
+    groups: Sequence[NeuronGroup] | str = (),
     settings: CircuitSettings | None = None,
     progress: bool = True,
     **options: Any,
@@ -59,8 +60,11 @@ def build_stream_circuit(
         another class.
     positions : Tensor, optional
         Boolean (N, T): where a model with outputs per position is read.
-    groups : sequence of NeuronGroup, optional
-        Groups of heads or MLP neurons as nodes (see :class:`StreamGraph`).
+    groups : sequence of NeuronGroup or "neurflow", optional
+        Groups of heads or MLP neurons as nodes (see :class:`StreamGraph`); or
+        ``"neurflow"``: each MLP's core neurons grouped NeurFlow's way
+        (:func:`~captum_groups.circuits.stream_groups.mlp_groups`, with the settings'
+        ``tau``, ``k`` and ``n_groups``), its other neurons one node.
     settings : CircuitSettings, optional
         ``n_steps`` and ``method`` (the integration; ``n_steps=1``: EAP),
         ``predicted_only`` (a class's circuit reads only the examples predicted as
@@ -91,9 +95,9 @@ def build_stream_circuit(
         clean, corrupted, positions, how = stream_inputs(
             model, data, target, corrupted, positions, settings
         )
-        graph = StreamGraph(model, clean, groups)
-        reference = graph.reference(corrupted)
         metric = metric_of(target, clean, positions)
+        graph = _graph(model, clean, corrupted, metric, groups, settings)
+        reference = graph.reference(corrupted)
         scores = eap_scores(graph, clean, reference, metric, settings.n_steps, settings.method)
         ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
         with torch.no_grad():
@@ -115,6 +119,26 @@ def build_stream_circuit(
         params=params,
         settings=settings.replace(corrupt=how),
     )
+
+
+def _graph(
+    model: nn.Module,
+    clean: Tensor,
+    corrupted: Tensor,
+    metric: Callable[[Tensor], Tensor],
+    groups: Sequence[NeuronGroup] | str,
+    settings: CircuitSettings,
+) -> StreamGraph:
+    """The stream graph of the build: with the groups given, or found NeurFlow's way."""
+    if isinstance(groups, str):
+        if groups != "neurflow":
+            raise ParameterError(
+                "groups", f"groups must be NeuronGroups or 'neurflow', got {groups!r}"
+            )
+        whole = StreamGraph(model, clean)
+        groups = mlp_groups(whole, clean, whole.reference(corrupted), metric, settings.tau,
+                            settings.k, settings.groups_for)  # fmt: skip
+    return StreamGraph(model, clean, groups)
 
 
 def _graph_of(

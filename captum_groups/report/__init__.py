@@ -9,6 +9,8 @@ command line (:mod:`captum_groups.cli`).
   :class:`ReportSettings`.
 - :func:`~captum_groups.report.assemble.assemble`: the report's content.
 - :func:`~captum_groups.report.layout.layered_layout`: where nodes and edges go.
+- :func:`write_stream_report`: the report of a transformer's circuit through the
+  residual stream.
 - :func:`build_atlas`: the circuits of every class, across processes and
   machines (:mod:`captum_groups.distributed`), with an index page.
 """
@@ -17,6 +19,7 @@ from .assemble import ReportContent, assemble, target_shares
 from .atlas import AtlasResult, build_atlas
 from .layout import GraphLayout, layered_layout
 from .settings import ReportSettings
+from .stream_report import write_stream_report
 from .write import ReportFiles, write_report
 
 __all__ = [
@@ -30,4 +33,5 @@ __all__ = [
     "layered_layout",
     "target_shares",
     "write_report",
+    "write_stream_report",
 ]

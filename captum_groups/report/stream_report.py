@@ -177,7 +177,8 @@ def write_stream_report(
     command : str, optional
         The command line that made the report, shown on the page.
     points : int
-        About how many sizes the faithfulness curve has (:func:`curve_sizes`).
+        About how many sizes the faithfulness curve has, from one edge to all, denser
+        where circuits are small.
 
     Returns
     -------
