@@ -48,6 +48,7 @@ def _check_arguments(
     check_callable_model(model, "debug_image", needs_grad=True)
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be a Circuit, got {type(circuit).__name__}")
+    circuit.check_neurflow("debug_image")
     if not circuit.nodes:
         raise ValueError("the circuit has no groups to debug")
     validate({"threshold": Number(0, open=True), "n_steps": Count(1)}, locals())
@@ -163,7 +164,6 @@ def debug_image(
         _warn_former_order("debug_image", "circuit, model, image", "model, circuit, image")
         model, circuit = circuit, model
     _check_arguments(model, circuit, threshold, n_steps, versus)
-    circuit.check_neurflow("debug_image")
     image = _check_image(image)
     warn_if_training(model, "debug_image")
     scales = tuple(scales if scales is not None else circuit.params.get("scales", NEURFLOW_SCALES))
