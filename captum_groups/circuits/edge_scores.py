@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._model.captum import approximation_parameters
+from .._model.guards import guarded_call
 from .._validation.checks import ParameterError
 from ._ids import NEXT_TOKEN
 from .stream import INPUT, CorruptedRun, StreamGraph
@@ -60,8 +61,10 @@ def metric_of(target: int | str, inputs: Tensor, positions: Tensor | None = None
         def next_token(outputs: Tensor) -> Tensor:
             _check_per_position(outputs, inputs)
             logits = outputs[:, :, :-1]
-            right = logits.gather(-1, following.expand(len(logits), -1, -1)[..., None])[..., 0]
-            return ((right - logits.mean(-1)) * chosen[:, :-1]).sum((1, 2)) / chosen[:, :-1].sum()
+            ahead = following.to(outputs.device).expand(len(logits), -1, -1)[..., None]
+            right = logits.gather(-1, ahead)[..., 0]
+            where = chosen[:, :-1].to(outputs.device)
+            return ((right - logits.mean(-1)) * where).sum((1, 2)) / where.sum()
 
         return next_token
     if isinstance(target, bool) or not isinstance(target, int) or target < 0:
@@ -87,6 +90,7 @@ def metric_of(target: int | str, inputs: Tensor, positions: Tensor | None = None
             chosen = following.float()
         else:
             chosen = _positions(positions, above.shape[1:], last=True)
+        chosen = chosen.to(outputs.device)
         return (above * chosen).sum((1, 2)) / chosen.sum()
 
     return class_logit
@@ -145,6 +149,19 @@ def eap_scores(
     >>> eap_scores(graph, clean, graph.reference(corrupted), metric).shape
     torch.Size([110])
     """
+    with guarded_call(graph.model, "eap_scores", needs_grad=True):
+        return _eap(graph, clean, reference, metric, n_steps, method, steps_per_pass)
+
+
+def _eap(
+    graph: StreamGraph,
+    clean: Tensor,
+    reference: CorruptedRun,
+    metric: Metric,
+    n_steps: int,
+    method: str,
+    steps_per_pass: int,
+) -> Tensor:
     everything = torch.ones(1, len(graph.edges))
     with torch.no_grad():
         _, clean_outputs, _ = graph.run(clean, everything, reference)
@@ -223,7 +240,7 @@ def exact_scores(
     count = len(graph.edges)
     keep = torch.ones(count + 1, count)
     keep[torch.arange(count), torch.arange(count)] = 0
-    with torch.no_grad():
+    with guarded_call(graph.model, "exact_scores"), torch.no_grad():
         values = torch.cat(
             [metric(graph.run(clean, keep[part], reference)[0])
              for part in _chunks(count + 1, masks_per_pass)]
