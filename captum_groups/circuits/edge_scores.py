@@ -23,7 +23,7 @@ from .._model.captum import approximation_parameters
 from .._model.guards import guarded_call
 from .._validation.checks import ParameterError
 from ._ids import NEXT_TOKEN
-from .stream import INPUT, CorruptedRun, StreamGraph
+from .stream import INPUT, CorruptedRun, StreamGraph, chunks
 
 __all__ = ["NEXT_TOKEN", "eap_scores", "exact_scores", "metric_of", "recovered"]
 
@@ -124,10 +124,6 @@ def _check_per_position(outputs: Tensor, inputs: Tensor) -> None:
         )
 
 
-def _chunks(total: int, size: int) -> list[slice]:
-    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
-
-
 def eap_scores(
     graph: StreamGraph,
     clean: Tensor,
@@ -163,8 +159,7 @@ def _eap(
     steps_per_pass: int,
 ) -> Tensor:
     everything = torch.ones(1, len(graph.edges))
-    with torch.no_grad():
-        _, clean_outputs, _ = graph.run(clean, everything, reference)
+    _, clean_outputs = graph.run_all(clean, everything, reference)
     assert reference.outputs is not None
     start, end = reference.outputs[INPUT], clean_outputs[INPUT][0]
     if n_steps == 1:  # EAP: the gradient at the clean run
@@ -172,26 +167,47 @@ def _eap(
     else:
         step_sizes, alphas = approximation_parameters(method)
         weights, points = step_sizes(n_steps), alphas(n_steps)
-    gradients: dict[str, Tensor] = {}
-    for part in _chunks(n_steps, steps_per_pass):
+    scores = torch.zeros(len(graph.edges), dtype=torch.float64)
+    for part in chunks(n_steps, steps_per_pass):
         alpha = torch.tensor(points[part], dtype=start.dtype, device=start.device)
-        shape = (-1,) + (1,) * start.ndim
-        values = (start + alpha.view(shape) * (end - start)).requires_grad_(True)
+        values = start + alpha.view((-1,) + (1,) * start.ndim) * (end - start)
         keep = everything.expand(len(alpha), -1)
-        outputs, _, inputs = graph.run(clean, keep, reference, input_values=values)
-        weight = torch.tensor(weights[part], dtype=outputs.dtype, device=outputs.device)
-        receivers = list(inputs)
-        found = torch.autograd.grad(
-            (metric(outputs) * weight).sum(), [inputs[r] for r in receivers]
-        )
-        for receiver, gradient in zip(receivers, found, strict=True):
-            total = gradient.sum(0)
-            gradients[receiver] = gradients[receiver] + total if receiver in gradients else total
-    scores = torch.empty(len(graph.edges))
-    for index, (sender, receiver) in enumerate(graph.edges):
-        change = clean_outputs[sender][0] - reference.outputs[sender]
-        scores[index] = (change * gradients[receiver]).sum().item()
-    return scores
+        # the metric reads every example (a mean over them): each chunk's gradients are
+        # taken with the other examples' outputs held at their values
+        whole, _ = graph.run_all(clean, keep, reference, values)
+        weight = torch.tensor(weights[part], dtype=whole.dtype, device=whole.device)
+        for rows in chunks(len(clean), graph.examples_per_pass):
+            scores += _chunk_scores(graph, clean, reference, metric, clean_outputs, rows,
+                                    values[:, rows], keep, whole, weight)  # fmt: skip
+    return scores.float()
+
+
+def _chunk_scores(
+    graph: StreamGraph,
+    clean: Tensor,
+    reference: CorruptedRun,
+    metric: Metric,
+    clean_outputs: dict[str, Tensor],
+    rows: slice,
+    values: Tensor,
+    keep: Tensor,
+    whole: Tensor,
+    weight: Tensor,
+) -> Tensor:
+    """One chunk of examples' share of every edge's score, for some integration steps."""
+    assert reference.outputs is not None
+    part = reference.rows(rows)
+    outputs, _, inputs = graph.run(clean[rows], keep, part, values.clone().requires_grad_(True))
+    joined = whole.clone()
+    joined[:, rows] = outputs
+    receivers = list(inputs)
+    found = torch.autograd.grad((metric(joined) * weight).sum(), [inputs[r] for r in receivers])
+    gradients = {r: g.sum(0) for r, g in zip(receivers, found, strict=True)}
+    assert part.outputs is not None
+    return torch.tensor([
+        ((clean_outputs[u][0][rows] - part.outputs[u]) * gradients[v]).sum().item()
+        for u, v in graph.edges
+    ], dtype=torch.float64)  # fmt: skip
 
 
 def recovered(
@@ -206,10 +222,10 @@ def recovered(
     patched), as the fraction of the clean - corrupted difference it keeps."""
     ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
     with torch.no_grad():
-        clean_value, corrupted_value = metric(graph.run(clean, ends, reference)[0]).tolist()
+        clean_value, corrupted_value = metric(graph.run_all(clean, ends, reference)[0]).tolist()
         values = torch.cat(
-            [metric(graph.run(clean, keep[part], reference)[0])
-             for part in _chunks(len(keep), masks_per_pass)]
+            [metric(graph.run_all(clean, keep[part], reference)[0])
+             for part in chunks(len(keep), masks_per_pass)]
         )  # fmt: skip
     if abs(clean_value - corrupted_value) < 1e-12:
         raise ParameterError(
@@ -242,7 +258,7 @@ def exact_scores(
     keep[torch.arange(count), torch.arange(count)] = 0
     with guarded_call(graph.model, "exact_scores"), torch.no_grad():
         values = torch.cat(
-            [metric(graph.run(clean, keep[part], reference)[0])
-             for part in _chunks(count + 1, masks_per_pass)]
+            [metric(graph.run_all(clean, keep[part], reference)[0])
+             for part in chunks(count + 1, masks_per_pass)]
         )  # fmt: skip
     return values[-1] - values[:-1]

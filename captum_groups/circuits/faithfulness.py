@@ -39,7 +39,8 @@ def stream_graph_of(model: nn.Module, circuit: Circuit, probe: Tensor) -> Stream
         )
     groups = [g for g in circuit.nodes.values()
               if str(g.layer).endswith((".attn.hook_z", ".mlp.hook_post"))]  # fmt: skip
-    graph = StreamGraph(model, probe, groups)
+    per_pass = circuit.settings.batch_size if circuit.settings is not None else 256
+    graph = StreamGraph(model, probe, groups, per_pass)
     known = {n.id for n in graph.nodes} | set(graph.receivers)
     missing = [node for node in circuit.nodes if node not in known]
     if missing:

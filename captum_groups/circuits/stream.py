@@ -32,12 +32,12 @@ import torch
 from torch import Tensor, nn
 
 from .._model.capture import on_this_thread
-from .._validation.checks import ParameterError
+from .._validation.checks import Count, ParameterError
 from ..groups import NeuronGroup
 from ..transformers.adapters import MultiheadAttentionAdapter, TorchEncoderAdapter
 from ..transformers.hooked import HookedModel, hooked
 
-__all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "logits_of"]
+__all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "chunks", "logits_of"]
 
 INPUT = "embed"
 """The node id of the embedding: the stream entering the first block."""
@@ -47,6 +47,17 @@ ROLES = ("q", "k", "v")
 (receivers ``aL.hH.q``, ``.k``, ``.v``), as in ACDC and EAP-IG."""
 
 _ROLE_ENDS = tuple(f".{role}" for role in ROLES)
+
+
+def chunks(total: int, size: int) -> list[slice]:
+    """``range(total)`` in slices of ``size``.
+
+    Examples
+    --------
+    >>> chunks(5, 2)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +95,11 @@ class CorruptedRun:
     streams: dict[str, Tensor]
     outputs: dict[str, Tensor] | None = None
 
+    def rows(self, part: slice) -> CorruptedRun:
+        """The run of some examples only."""
+        outputs = None if self.outputs is None else {k: v[part] for k, v in self.outputs.items()}
+        return CorruptedRun({k: v[part] for k, v in self.streams.items()}, outputs)
+
 
 class StreamGraph:
     """The components of a pre-norm transformer and the residual-stream edges between
@@ -103,6 +119,9 @@ class StreamGraph:
         (``blocks.L.mlp.hook_post``, ``dim=-1``); the groups of one layer must not
         overlap. A head in no group is a node of its own; an MLP's neurons in no
         group form one node (the whole MLP when it has no group).
+    examples_per_pass : int
+        Examples per forward pass (each repeated once per input of the busiest
+        sublayer, and per mask); the results do not depend on it.
 
     Examples
     --------
@@ -114,7 +133,15 @@ class StreamGraph:
     ['a0.h0.q', 'a0.h0.k', 'a0.h0.v', 'a0.h1.q']
     """
 
-    def __init__(self, model: nn.Module, probe: Tensor, groups: Sequence[NeuronGroup] = ()) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        probe: Tensor,
+        groups: Sequence[NeuronGroup] = (),
+        examples_per_pass: int = 256,
+    ) -> None:
+        Count(1).check(examples_per_pass, "examples_per_pass")
+        self.examples_per_pass = examples_per_pass
         self.model = _stream_model(model)
         self.nodes = _nodes(self.model, _unit_counts(self.model, probe), list(groups))
         self.receivers: list[str] = []
@@ -185,15 +212,45 @@ class StreamGraph:
         >>> StreamGraph(tiny_gpt(), clean).reference(corrupted).streams["target"].shape
         torch.Size([2, 20, 32])
         """
-        streams: dict[str, Tensor] = {}
-        with self._hooks(_Recorder(self, streams)), torch.no_grad():
-            self.model(inputs)
-        reference = CorruptedRun(streams)
-        keep = torch.zeros(1, len(self.edges))
-        with torch.no_grad():
-            _, outputs, _ = self.run(inputs, keep, reference)
+        parts: list[dict[str, Tensor]] = []
+        for rows in chunks(len(inputs), self.examples_per_pass):
+            parts.append({})
+            with self._hooks(_Recorder(self, parts[-1])), torch.no_grad():
+                self.model(inputs[rows])
+        reference = CorruptedRun({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+        _, outputs = self.run_all(inputs, torch.zeros(1, len(self.edges)), reference)
         reference.outputs = {node: value[0] for node, value in outputs.items()}
         return reference
+
+    def run_all(
+        self,
+        inputs: Tensor,
+        keep: Tensor,
+        reference: CorruptedRun,
+        input_values: Tensor | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`run` without gradients, ``examples_per_pass`` examples at a time: the
+        outputs (K, N, ...) and each node's output (K, N, ...) of every example.
+
+        Examples
+        --------
+        >>> from captum_groups.induction import tiny_gpt, induction_prompts
+        >>> clean, corrupted, _ = induction_prompts(5)
+        >>> graph = StreamGraph(tiny_gpt(), clean, examples_per_pass=2)
+        >>> outputs, _ = graph.run_all(clean, torch.ones(1, 110), graph.reference(corrupted))
+        >>> torch.allclose(outputs[0], tiny_gpt()(clean), atol=1e-5)
+        True
+        """
+        found: list[Tensor] = []
+        nodes: dict[str, list[Tensor]] = {}
+        with torch.no_grad():
+            for rows in chunks(len(inputs), self.examples_per_pass):
+                values = None if input_values is None else input_values[:, rows]
+                output, outputs, _ = self.run(inputs[rows], keep, reference.rows(rows), values)
+                found.append(output)
+                for node, value in outputs.items():
+                    nodes.setdefault(node, []).append(value)
+        return torch.cat(found, 1), {node: torch.cat(v, 1) for node, v in nodes.items()}
 
     def run(
         self,

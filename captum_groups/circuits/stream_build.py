@@ -68,7 +68,9 @@ def build_stream_circuit(
     settings : CircuitSettings, optional
         ``n_steps`` and ``method`` (the integration; ``n_steps=1``: EAP),
         ``predicted_only`` (a class's circuit reads only the examples predicted as
-        it), ``corrupt`` and ``random_state`` (the corrupted input), ``batch_size``.
+        it), ``corrupt`` and ``random_state`` (the corrupted input), ``batch_size``
+        (examples per pass), ``tau``, ``k`` and ``n_groups`` (with
+        ``groups="neurflow"``).
     progress : bool
         Accepted for symmetry with :func:`build_circuit`; the build is a few passes.
     **options
@@ -101,7 +103,7 @@ def build_stream_circuit(
         scores = eap_scores(graph, clean, reference, metric, settings.n_steps, settings.method)
         ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
         with torch.no_grad():
-            clean_value, corrupted_value = metric(graph.run(clean, ends, reference)[0]).tolist()
+            clean_value, corrupted_value = metric(graph.run_all(clean, ends, reference)[0]).tolist()
     params = {
         "procedure": "EAP-IG",
         "examples": len(clean),
@@ -135,10 +137,10 @@ def _graph(
             raise ParameterError(
                 "groups", f"groups must be NeuronGroups or 'neurflow', got {groups!r}"
             )
-        whole = StreamGraph(model, clean)
+        whole = StreamGraph(model, clean, examples_per_pass=settings.batch_size)
         groups = mlp_groups(whole, clean, whole.reference(corrupted), metric, settings.tau,
                             settings.k, settings.groups_for)  # fmt: skip
-    return StreamGraph(model, clean, groups)
+    return StreamGraph(model, clean, groups, settings.batch_size)
 
 
 def _graph_of(

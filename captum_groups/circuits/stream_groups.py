@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..discovery import ConceptClustering
 from ..groups import NeuronGroup
-from .stream import INPUT, CorruptedRun, StreamGraph
+from .stream import INPUT, CorruptedRun, StreamGraph, chunks
 
 __all__ = ["mlp_groups", "neuron_scores"]
 
@@ -50,39 +50,57 @@ def neuron_scores(
     """
     assert reference.outputs is not None
     blocks = range(len(graph.model.blocks))
-    points = [graph.model.blocks[b].mlp.hook_post for b in blocks]
     start = reference.outputs[INPUT]
     keep = torch.ones(1, len(graph.edges))
+    end = graph.run_all(clean, keep, reference)[1][INPUT][0]
+    scores = {b: torch.zeros(()) for b in blocks}
+    clean_post: dict[int, list[Tensor]] = {b: [] for b in blocks}
+    for step in range(1, n_steps + 1):
+        values = (start + step / n_steps * (end - start))[None]
+        whole = graph.run_all(clean, keep, reference, values)[0]
+        for rows in chunks(len(clean), graph.examples_per_pass):
+            posts, gradients = _posts(graph, clean, reference, metric, rows, values, whole)
+            corrupted = _posts(graph, clean, reference, None, rows, start[None], whole)[0]
+            for b in blocks:
+                change = (posts[b] - corrupted[b]) * gradients[b] / n_steps
+                scores[b] = scores[b] + change.flatten(0, -2).sum(0)
+                if step == n_steps:  # the last step is the clean run
+                    clean_post[b].append(posts[b])
+    return scores, {b: torch.cat(clean_post[b]) for b in blocks}
+
+
+def _posts(
+    graph: StreamGraph,
+    clean: Tensor,
+    reference: CorruptedRun,
+    metric: Callable[[Tensor], Tensor] | None,
+    rows: slice,
+    values: Tensor,
+    whole: Tensor,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Each MLP's activations (N, T, d_mlp) on some examples, with the embedding node's
+    output ``values``; and, given a metric, its gradient there (the other examples' outputs
+    held at ``whole``)."""
     captured: list[Tensor] = []
+    points = [block.mlp.hook_post for block in graph.model.blocks]
     handles = [p.register_forward_hook(lambda _m, _a, out: captured.append(out)) for p in points]
+    keep = torch.ones(1, len(graph.edges))
     try:
-        with torch.no_grad():
-            _, clean_outputs, _ = graph.run(clean, keep, reference)
-            end = clean_outputs[INPUT][0]
-            captured.clear()
-            graph.run(clean, keep, reference, input_values=start[None])
-            corrupted_post = [c.view(1, graph.copies, len(clean), *c.shape[1:])[0, 0]
-                              for c in captured]  # fmt: skip
-        gradients = [torch.zeros_like(p) for p in corrupted_post]
-        clean_post: list[Tensor] = []
-        for step in range(1, n_steps + 1):
-            captured.clear()
-            values = (start + step / n_steps * (end - start))[None].requires_grad_(True)
-            outputs, _, _ = graph.run(clean, keep, reference, input_values=values)
-            found = torch.autograd.grad(metric(outputs).sum() / n_steps, captured)
-            for block, gradient in enumerate(found):
-                split = gradient.view(1, graph.copies, len(clean), *gradient.shape[1:])
-                gradients[block] += split[0].sum(0)  # each neuron's gradient, from its copy
-            clean_post = [c.detach().view(1, graph.copies, len(clean), *c.shape[1:])[0, 0]
-                          for c in captured]  # fmt: skip
+        with torch.set_grad_enabled(metric is not None):
+            given = values[:, rows].clone().requires_grad_(metric is not None)
+            outputs = graph.run(clean[rows], keep, reference.rows(rows), given)[0]
+            found: list[Tensor] = []
+            if metric is not None:
+                joined = whole.clone()
+                joined[:, rows] = outputs
+                found = list(torch.autograd.grad(metric(joined).sum(), captured))
     finally:
         for handle in handles:
             handle.remove()
-    scores = {
-        b: ((clean_post[b] - corrupted_post[b]) * gradients[b]).flatten(0, -2).sum(0)
-        for b in blocks
-    }
-    return scores, dict(enumerate(clean_post))
+    size = rows.stop - rows.start
+    # copy 0 holds a whole MLP's input; a neuron's gradient sits in its node's copy
+    posts = [c.detach().view(1, graph.copies, size, *c.shape[1:])[0, 0] for c in captured]
+    return posts, [g.view(1, graph.copies, size, *g.shape[1:])[0].sum(0) for g in found]
 
 
 def mlp_groups(

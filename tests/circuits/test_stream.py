@@ -270,3 +270,23 @@ def test_a_class_of_a_language_model_is_read_where_the_next_token_is_it(prompts)
     above = logits[0, ..., 4] - logits[0].mean(-1)
     expected = above[followed].mean()
     torch.testing.assert_close(metric_of(4, clean)(logits)[0], expected)
+
+
+def test_scores_and_faithfulness_do_not_depend_on_the_examples_per_pass(gpt, prompts):
+    from captum_groups.circuits.stream_groups import neuron_scores
+
+    clean, corrupted = prompts
+    found = []
+    half = (torch.rand(110, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    for per_pass in (2, 5):
+        graph = StreamGraph(gpt, clean, examples_per_pass=per_pass)
+        reference = graph.reference(corrupted)
+        metric = metric_of(4, clean, _LAST)
+        found.append((
+            eap_scores(graph, clean, reference, metric, n_steps=3),
+            exact_scores(graph, clean, reference, metric),
+            recovered(graph, clean, reference, metric, half[None]),
+            neuron_scores(graph, clean, reference, metric, n_steps=2)[0][1],
+        ))  # fmt: skip
+    for one, other in zip(*found, strict=True):
+        torch.testing.assert_close(one, other, atol=1e-5, rtol=1e-4)
