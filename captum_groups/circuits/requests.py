@@ -79,8 +79,9 @@ def _check_forward_order(
                 "layers",
                 f"layer {name!r} outputs {shape}, a sequence of tokens; build_circuit builds "
                 f"circuits of (N, C, H, W) or (N, F) layers. In a transformer no head or MLP "
-                f"layer cuts the network (the residual stream passes around it); circuits "
-                f"through the residual stream are not built yet (see the Transformers guide)",
+                f"layer cuts the network (the residual stream passes around it): build its "
+                f"circuit through the stream with build_stream_circuit (captum-groups circuit "
+                f"--corrupt)",
             )
     names = {id(model.get_submodule(name)): name for name in watched}
     ran = [names[id(module)] for module in order]
