@@ -45,6 +45,7 @@ __all__ = [
     "runs_text",
     "layer_activations",
     "layer_outputs",
+    "logits_of",
     "model_outputs",
     "model_of",
     "on_this_thread",
@@ -459,14 +460,33 @@ def layer_outputs(
     )
 
 
+def logits_of(output: Any) -> Tensor:
+    """A model's output as a tensor: itself, or a HuggingFace output's ``logits``.
+
+    Examples
+    --------
+    >>> logits_of((torch.ones(2), "cache")).shape
+    torch.Size([2])
+    """
+    if isinstance(output, Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise ParameterError("model", f"the model returned {type(output).__name__}, not logits")
+
+
 def model_outputs(
     model: nn.Module, inputs: Data, batch_size: int = 256, parameter: str = "inputs"
 ) -> Tensor:
-    """The model's output on all inputs, in batches, without gradients or buffer updates.
+    """The model's output on all inputs, in batches, without gradients or buffer updates
+    (a HuggingFace model's ``logits``, see :func:`logits_of`).
 
     ``inputs`` is read by the package's one data rule (:mod:`captum_groups.data`).
     """
-    return _batched(model, model, inputs, batch_size, parameter)
+    return _batched(lambda batch: logits_of(model(batch)), model, inputs, batch_size, parameter)
 
 
 def layer_activations(

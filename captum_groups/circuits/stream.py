@@ -31,13 +31,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._model.capture import on_this_thread
+from .._model.capture import logits_of, on_this_thread
 from .._validation.checks import Count, ParameterError
 from ..groups import NeuronGroup
 from ..transformers.adapters import MultiheadAttentionAdapter, TorchEncoderAdapter
 from ..transformers.hooked import HookedModel, hooked
 
-__all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "chunks", "logits_of"]
+__all__ = ["INPUT", "CorruptedRun", "StreamGraph", "StreamNode", "chunks"]
 
 INPUT = "embed"
 """The node id of the embedding: the stream entering the first block."""
@@ -549,21 +549,3 @@ def _unit_counts(model: HookedModel, probe: Tensor) -> dict[str, int]:
         )
     return {"d_model": shapes["d_model"][-1], "heads": shapes["heads"][2],
             "d_mlp": shapes["d_mlp"][-1]}  # fmt: skip
-
-
-def logits_of(output: Any) -> Tensor:
-    """A model's output as a tensor: itself, or a HuggingFace output's ``logits``.
-
-    Examples
-    --------
-    >>> logits_of((torch.ones(2), "cache")).shape
-    torch.Size([2])
-    """
-    if isinstance(output, Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, Tensor):
-        return logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    raise ParameterError("model", f"the model returned {type(output).__name__}, not logits")

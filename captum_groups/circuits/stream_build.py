@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._model.capture import model_outputs
 from .._model.guards import frozen_parameters, guarded_call
 from .._validation.checks import ParameterError
 from ..groups import NeuronGroup
@@ -17,7 +18,7 @@ from .corruption import corrupt
 from .edge_scores import eap_scores, metric_of
 from .graph import Circuit
 from .settings import CircuitSettings
-from .stream import ROLES, StreamGraph, logits_of
+from .stream import ROLES, StreamGraph
 from .stream_groups import mlp_groups
 
 __all__ = ["build_stream_circuit", "stream_inputs"]
@@ -203,8 +204,7 @@ def stream_inputs(
         )
     keep, pool = None, None
     if target != NEXT_TOKEN and settings.predicted_only:
-        with torch.no_grad():
-            outputs = logits_of(model(data))
+        outputs = model_outputs(model, data, settings.batch_size, "data")
         if outputs.ndim == 2:
             predicted = outputs.argmax(-1)
             keep = predicted == target
