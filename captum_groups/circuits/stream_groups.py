@@ -13,7 +13,8 @@ form one node of their own (``mL.rest``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -50,57 +51,55 @@ def neuron_scores(
     """
     assert reference.outputs is not None
     blocks = range(len(graph.model.blocks))
-    start = reference.outputs[INPUT]
+    start = reference.outputs[INPUT][None]
     keep = torch.ones(1, len(graph.edges))
-    end = graph.run_all(clean, keep, reference)[1][INPUT][0]
+    end = graph.run_all(clean, keep, reference)[1][INPUT]
+    paths = [start + step / n_steps * (end - start) for step in range(1, n_steps + 1)]
     scores = {b: torch.zeros(()) for b in blocks}
     clean_post: dict[int, list[Tensor]] = {b: [] for b in blocks}
-    for step in range(1, n_steps + 1):
-        values = (start + step / n_steps * (end - start))[None]
-        whole = graph.run_all(clean, keep, reference, values)[0]
+    with _capturing_posts(graph) as captured:
+        # every example's outputs at each step: a chunk's gradients hold the others there
+        wholes = [graph.run_all(clean, keep, reference, values)[0] for values in paths]
         for rows in chunks(len(clean), graph.examples_per_pass):
-            posts, gradients = _posts(graph, clean, reference, metric, rows, values, whole)
-            corrupted = _posts(graph, clean, reference, None, rows, start[None], whole)[0]
-            for b in blocks:
-                change = (posts[b] - corrupted[b]) * gradients[b] / n_steps
-                scores[b] = scores[b] + change.flatten(0, -2).sum(0)
-                if step == n_steps:  # the last step is the clean run
-                    clean_post[b].append(posts[b])
+            part = reference.rows(rows)
+            captured.clear()
+            with torch.no_grad():
+                graph.run(clean[rows], keep, part, start[:, rows])
+            corrupted = _first_copy(graph, captured, rows)
+            for values, whole in zip(paths, wholes, strict=True):
+                captured.clear()
+                given = values[:, rows].clone().requires_grad_(True)
+                joined = whole.clone()
+                joined[:, rows] = graph.run(clean[rows], keep, part, given)[0]
+                found = torch.autograd.grad(metric(joined).sum() / n_steps, captured)
+                posts = _first_copy(graph, captured, rows)
+                for b in blocks:
+                    # a neuron's gradient sits in the copy of its node's input
+                    gradient = found[b].view(1, graph.copies, *posts[b].shape)[0].sum(0)
+                    change = (posts[b] - corrupted[b]) * gradient
+                    scores[b] = scores[b] + change.flatten(0, -2).sum(0)
+            for b in blocks:  # the last step is the clean run
+                clean_post[b].append(posts[b])
     return scores, {b: torch.cat(clean_post[b]) for b in blocks}
 
 
-def _posts(
-    graph: StreamGraph,
-    clean: Tensor,
-    reference: CorruptedRun,
-    metric: Callable[[Tensor], Tensor] | None,
-    rows: slice,
-    values: Tensor,
-    whole: Tensor,
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Each MLP's activations (N, T, d_mlp) on some examples, with the embedding node's
-    output ``values``; and, given a metric, its gradient there (the other examples' outputs
-    held at ``whole``)."""
+@contextmanager
+def _capturing_posts(graph: StreamGraph) -> Iterator[list[Tensor]]:
+    """Each run's MLP activations (``hook_post`` of every block, in order), until exit."""
     captured: list[Tensor] = []
     points = [block.mlp.hook_post for block in graph.model.blocks]
     handles = [p.register_forward_hook(lambda _m, _a, out: captured.append(out)) for p in points]
-    keep = torch.ones(1, len(graph.edges))
     try:
-        with torch.set_grad_enabled(metric is not None):
-            given = values[:, rows].clone().requires_grad_(metric is not None)
-            outputs = graph.run(clean[rows], keep, reference.rows(rows), given)[0]
-            found: list[Tensor] = []
-            if metric is not None:
-                joined = whole.clone()
-                joined[:, rows] = outputs
-                found = list(torch.autograd.grad(metric(joined).sum(), captured))
+        yield captured
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _first_copy(graph: StreamGraph, captured: list[Tensor], rows: slice) -> list[Tensor]:
+    """Each MLP's activations (n, T, d_mlp) in copy 0, which holds a whole MLP's input."""
     size = rows.stop - rows.start
-    # copy 0 holds a whole MLP's input; a neuron's gradient sits in its node's copy
-    posts = [c.detach().view(1, graph.copies, size, *c.shape[1:])[0, 0] for c in captured]
-    return posts, [g.view(1, graph.copies, size, *g.shape[1:])[0].sum(0) for g in found]
+    return [c.detach().view(1, graph.copies, size, *c.shape[1:])[0, 0] for c in captured]
 
 
 def mlp_groups(
