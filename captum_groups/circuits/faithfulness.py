@@ -119,8 +119,7 @@ def faithfulness_curve(
                                generator)  # fmt: skip
         graph = stream_graph_of(model, circuit, clean)
         # the edges through the stream (not a head's inputs into it), strongest first
-        stream = [edge for edge in circuit.edges if edge in graph.edge_index]
-        ranked = sorted(stream, key=lambda e: -abs(circuit.edges[e]))
+        ranked = sorted(circuit.stream_edges(), key=lambda e: -abs(circuit.edges[e]))
         index = [graph.edge_index[edge] for edge in ranked]
         sizes = checked_sizes(sizes, len(ranked))
         keep = torch.zeros(len(sizes) * (1 + n_random), len(graph.edges))

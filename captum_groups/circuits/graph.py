@@ -250,6 +250,26 @@ class Circuit:
         """
         return self._params.get("procedure") == "EAP-IG"
 
+    def stream_edges(self) -> list[tuple[str, str]]:
+        """The edges through the residual stream of a circuit through the stream: all but
+        those from a head's query, key and value inputs (``hook_q/k/v`` nodes) into it.
+
+        Examples
+        --------
+        >>> q = NeuronGroup("blocks.0.attn.hook_q", [0], dim=2)
+        >>> head = NeuronGroup("blocks.0.attn.hook_z", [0], dim=2)
+        >>> circuit = Circuit(0, [q.layer, head.layer], {"a0.h0.q": q, "a0.h0": head},
+        ...                   {("a0.h0.q", "a0.h0"): 0.5, ("a0.h0", "target"): 1.0})
+        >>> circuit.stream_edges()
+        [('a0.h0', 'target')]
+        """
+        inputs = (".attn.hook_q", ".attn.hook_k", ".attn.hook_v")
+        return [
+            (lower, upper)
+            for lower, upper in self.edges
+            if not str(self.nodes[lower].layer).endswith(inputs)
+        ]
+
     def check_neurflow(self, caller: str) -> None:
         """Refuse, by ``circuit``, a circuit through the stream where only NeurFlow's
         circuits of crops and groups apply.

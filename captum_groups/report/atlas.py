@@ -52,6 +52,7 @@ from ..circuits import (
     Circuit,
     CircuitSettings,
     ClassRouting,
+    FaithfulnessCurve,
     build_circuit,
     build_stream_circuit,
     faithfulness_curve,
@@ -208,16 +209,28 @@ def _provenance(model: nn.Module, data: Data, job: ClassJob) -> dict:
     )
 
 
-def _stream_class(model: nn.Module, data: Data, job: ClassJob) -> tuple[dict, Circuit, Tensor]:
-    """A class's circuit through the stream (on every example: the build keeps those
-    predicted as the class and resamples the others as corrupted inputs), and the smallest
-    of its circuits that keeps 80% of the clean - corrupted difference, against random ones."""
+@dataclass(frozen=True)
+class _StreamClass:
+    """A class's circuit through the stream, the inputs it was built on and its curve."""
+
+    circuit: Circuit
+    clean: Tensor
+    corrupted: Tensor
+    positions: Tensor | None
+    curve: FaithfulnessCurve
+
+
+def _stream_class(model: nn.Module, data: Data, job: ClassJob) -> tuple[dict, _StreamClass]:
+    """A class's circuit through the stream (on every example: those predicted as the class
+    against the others resampled as corrupted inputs), and the smallest of its circuits that
+    keeps 80% of the clean - corrupted difference, against random ones."""
     inputs = examples_at(data, list(range(n_examples(data) or 0)))
-    circuit = build_stream_circuit(model, inputs, job.target, settings=job.settings, progress=False)
     clean, corrupted, positions, _ = stream_inputs(
         model, inputs, job.target, None, None, job.settings
     )
-    total = sum(1 for e in circuit.edges if not e[0].endswith((".q", ".k", ".v")))
+    circuit = build_stream_circuit(model, clean, job.target, corrupted, positions=positions,
+                                   settings=job.settings, progress=False)  # fmt: skip
+    total = len(circuit.stream_edges())
     curve = faithfulness_curve(
         model, circuit, clean, corrupted, positions, curve_sizes(total), job.report.n_draws,
         job.settings.random_state,
@@ -231,13 +244,16 @@ def _stream_class(model: nn.Module, data: Data, job: ClassJob) -> tuple[dict, Ci
         "random": curve.random_mean[point],
         "random_ci": list(curve.random_ci[point]),
     }
-    return {"images": len(clean), "faithful": faithful}, circuit, inputs
+    built = _StreamClass(circuit, clean, corrupted, positions, curve)
+    return {"images": len(clean), "faithful": faithful}, built
 
 
 def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, origin: dict) -> dict:
     started = time.perf_counter()
+    built = None
     if job.settings.corrupt is not None:
-        found, circuit, inputs = _stream_class(model, data, job)
+        found, built = _stream_class(model, data, job)
+        circuit = built.circuit
     else:
         routing = None
         if job.images:
@@ -263,20 +279,30 @@ def _build_class(model: nn.Module, data: Data, job: ClassJob, folder: Path, orig
     }
     write_atomic(folder / "summary.json", json.dumps(row, indent=1))
     if job.reports:
-        _write_class_report(model, data, job, folder, circuit)
+        _write_class_report(model, data, job, folder, circuit, built)
     else:
         write_atomic(folder / "circuit.json", circuit.to_json())
     return row
 
 
 def _write_class_report(
-    model: nn.Module, data: Data, job: ClassJob, folder: Path, circuit: Circuit
+    model: nn.Module,
+    data: Data,
+    job: ClassJob,
+    folder: Path,
+    circuit: Circuit,
+    built: _StreamClass | None = None,
 ) -> None:
+    """A class's report; a circuit through the stream's from the inputs and curve its row
+    was computed with, when there are (else they are made again)."""
     if job.settings.corrupt is None:
         write_report(model, circuit, data, folder, settings=job.report, progress=False)
-        return
-    inputs = examples_at(data, list(range(n_examples(data) or 0)))
-    write_stream_report(model, circuit, inputs, folder, n_random=job.report.n_draws)
+    elif built is not None:
+        write_stream_report(model, circuit, built.clean, folder, built.corrupted,
+                            positions=built.positions, curve=built.curve)  # fmt: skip
+    else:
+        inputs = examples_at(data, list(range(n_examples(data) or 0)))
+        write_stream_report(model, circuit, inputs, folder, n_random=job.report.n_draws)
 
 
 def _add_report(

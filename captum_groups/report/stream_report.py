@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from .._model.capture import layer_activations
-from ..circuits import Circuit, faithfulness_curve, stream_inputs
+from ..circuits import Circuit, FaithfulnessCurve, faithfulness_curve, stream_inputs
 from ..files import check_folder_path, write_atomic
 from ..transformers import hooked, token_exemplars, token_exemplars_html
 from .html import environment
@@ -77,15 +77,11 @@ def drawn_circuit(circuit: Circuit, size: int) -> Circuit:
     >>> drawn_circuit(full, 1).edges
     mappingproxy({('b', 'target'): 2.0})
     """
-    inputs = {n for n, g in circuit.nodes.items() if str(g.layer).endswith(_INPUT_POINTS)}
-    stream = [edge for edge in circuit.edges if edge[0] not in inputs]
+    stream = set(circuit.stream_edges())
     kept = dict(sorted(((e, circuit.edges[e]) for e in stream), key=lambda i: -abs(i[1]))[:size])
-    reached = {upper for _, upper in kept}
-    kept.update({e: w for e, w in circuit.edges.items() if e[0] in inputs and e[0] in reached})
+    reached = {upper for _, upper in kept}  # the heads' inputs among them lead into their heads
+    kept.update({e: w for e, w in circuit.edges.items() if e not in stream and e[0] in reached})
     return circuit.replace(edges=kept).prune()
-
-
-_INPUT_POINTS = (".attn.hook_q", ".attn.hook_k", ".attn.hook_v")
 
 
 def _pattern_figure(pattern: np.ndarray, images: bool, title: str) -> Figure:
@@ -152,6 +148,7 @@ def write_stream_report(
     decode: Callable[[int], str] = str,
     command: str | None = None,
     points: int = 14,
+    curve: FaithfulnessCurve | None = None,
 ) -> tuple[Path, Path]:
     """Evaluate, draw and write the report of a circuit built by
     :func:`~captum_groups.circuits.build_stream_circuit`.
@@ -179,6 +176,9 @@ def write_stream_report(
     points : int
         About how many sizes the faithfulness curve has, from one edge to all, denser
         where circuits are small.
+    curve : FaithfulnessCurve, optional
+        The circuit's faithfulness curve on these inputs, when it is computed already
+        (then ``points`` and ``n_random`` are not used).
 
     Returns
     -------
@@ -209,10 +209,12 @@ def write_stream_report(
         positions,
         circuit.settings,  # type: ignore[arg-type]
     )
-    total = sum(1 for e in circuit.edges if not e[0].endswith((".q", ".k", ".v")))
-    seed = circuit.settings.random_state if circuit.settings else None
-    sizes = curve_sizes(total, points)
-    curve = faithfulness_curve(model, circuit, clean, corrupted, positions, sizes, n_random, seed)
+    total = len(circuit.stream_edges())
+    if curve is None:
+        seed = circuit.settings.random_state if circuit.settings else None
+        sizes = curve_sizes(total, points)
+        curve = faithfulness_curve(model, circuit, clean, corrupted, positions, sizes, n_random,
+                                   seed)  # fmt: skip
     drawn = drawn_circuit(circuit, curve.smallest(LEVEL) or total)
     page = (
         environment()
