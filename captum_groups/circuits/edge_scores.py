@@ -25,7 +25,7 @@ from .._validation.checks import ParameterError
 from ._ids import NEXT_TOKEN
 from .stream import INPUT, CorruptedRun, StreamGraph, chunks
 
-__all__ = ["NEXT_TOKEN", "eap_scores", "exact_scores", "metric_of", "recovered"]
+__all__ = ["NEXT_TOKEN", "eap_scores", "exact_scores", "metric_ends", "metric_of", "recovered"]
 
 Metric = Callable[[Tensor], Tensor]
 """Outputs (K, N, ...) of K runs -> the metric of each run (K,)."""
@@ -210,6 +210,26 @@ def _chunk_scores(
     ], dtype=torch.float64)  # fmt: skip
 
 
+def metric_ends(
+    graph: StreamGraph, clean: Tensor, reference: CorruptedRun, metric: Metric
+) -> tuple[float, float]:
+    """The metric with every edge kept (the clean model) and with none (the corrupted one).
+
+    Examples
+    --------
+    >>> from captum_groups.induction import tiny_gpt, induction_prompts
+    >>> clean, corrupted, copyable = induction_prompts(8)
+    >>> graph = StreamGraph(tiny_gpt(), clean)
+    >>> high, low = metric_ends(graph, clean, graph.reference(corrupted),
+    ...                         metric_of("next_token", clean, copyable))
+    >>> high > low
+    True
+    """
+    ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
+    high, low = metric(graph.run_all(clean, ends, reference)[0]).tolist()
+    return high, low
+
+
 def recovered(
     graph: StreamGraph,
     clean: Tensor,
@@ -220,9 +240,8 @@ def recovered(
 ) -> Tensor:
     """The metric of runs that keep the edges each row of ``keep`` marks (the others
     patched), as the fraction of the clean - corrupted difference it keeps."""
-    ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
+    clean_value, corrupted_value = metric_ends(graph, clean, reference, metric)
     with torch.no_grad():
-        clean_value, corrupted_value = metric(graph.run_all(clean, ends, reference)[0]).tolist()
         values = torch.cat(
             [metric(graph.run_all(clean, keep[part], reference)[0])
              for part in chunks(len(keep), masks_per_pass)]

@@ -15,7 +15,7 @@ from .._validation.checks import ParameterError
 from ..groups import NeuronGroup
 from ._ids import NEXT_TOKEN
 from .corruption import corrupt
-from .edge_scores import eap_scores, metric_of
+from .edge_scores import eap_scores, metric_ends, metric_of
 from .graph import Circuit
 from .settings import CircuitSettings
 from .stream import ROLES, StreamGraph
@@ -102,9 +102,7 @@ def build_stream_circuit(
         graph = _graph(model, clean, corrupted, metric, groups, settings)
         reference = graph.reference(corrupted)
         scores = eap_scores(graph, clean, reference, metric, settings.n_steps, settings.method)
-        ends = torch.stack([torch.ones(len(graph.edges)), torch.zeros(len(graph.edges))])
-        with torch.no_grad():
-            clean_value, corrupted_value = metric(graph.run_all(clean, ends, reference)[0]).tolist()
+        clean_value, corrupted_value = metric_ends(graph, clean, reference, metric)
     params = {
         "procedure": "EAP-IG",
         "examples": len(clean),
