@@ -16,7 +16,7 @@
   debugging: which groups one image expresses, where, and what they carry.
 """
 
-from ._ids import NEXT_TOKEN, TARGET
+from ._ids import EAP_PATHS, NEXT_TOKEN, TARGET
 from .build import build_circuit, build_circuits
 from .corruption import corrupt
 from .debug import (
@@ -50,6 +50,7 @@ from .stream_groups import mlp_groups
 
 __all__ = [
     "DEFAULT_STEPS",
+    "EAP_PATHS",
     "NEXT_TOKEN",
     "TARGET",
     "Circuit",

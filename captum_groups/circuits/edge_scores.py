@@ -3,10 +3,12 @@
 - :func:`eap_scores`: edge attribution patching (EAP; Syed, Rager and Conmy 2023) and
   its integrated-gradients form (EAP-IG; Hanna, Pezzelle and Belinkov 2024). The score
   of ``u -> v`` is ``(a_u(clean) - a_u(corrupted)) . mean_alpha d metric / d x_v``:
-  the gradient at node ``v``'s input averaged over runs whose embedding goes from
-  the corrupted one to the clean one (one step at the clean run is EAP). It
-  estimates how much the metric drops when the edge is patched, from one batched
-  forward and backward pass per chunk of steps.
+  the gradient at node ``v``'s input averaged over runs between the corrupted and the
+  clean one (one step at the clean run is EAP). ``path="activations"`` (the default)
+  interpolates each node's output on its own, the rest of the model clean, and reads
+  each edge's gradient on its source's own path; ``path="inputs"`` interpolates the
+  embedding, as Hanna et al.'s EAP-IG-inputs. It estimates how much the metric drops
+  when the edge is patched.
 - :func:`exact_scores`: that drop measured, patching one edge at a time (ACDC's
   measurement, Conmy et al. 2023): one run per edge, batched.
 - :func:`metric_of`: the metric circuits keep, the target's logit above the mean logit.
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,10 +25,18 @@ from torch import Tensor
 from .._model.captum import approximation_parameters
 from .._model.guards import guarded_call
 from .._validation.checks import ParameterError
-from ._ids import NEXT_TOKEN
+from ._ids import EAP_PATHS, NEXT_TOKEN
 from .stream import INPUT, CorruptedRun, StreamGraph, chunks
 
-__all__ = ["NEXT_TOKEN", "eap_scores", "exact_scores", "metric_ends", "metric_of", "recovered"]
+__all__ = [
+    "EAP_PATHS",
+    "NEXT_TOKEN",
+    "eap_scores",
+    "exact_scores",
+    "metric_ends",
+    "metric_of",
+    "recovered",
+]
 
 Metric = Callable[[Tensor], Tensor]
 """Outputs (K, N, ...) of K runs -> the metric of each run (K,)."""
@@ -132,9 +143,29 @@ def eap_scores(
     n_steps: int = 5,
     method: str = "riemann_right",
     steps_per_pass: int = 8,
+    path: str = "activations",
 ) -> Tensor:
     """EAP-IG scores of every edge of ``graph``, in ``graph.edges`` order (EAP with
-    ``n_steps=1``: one step, at the clean run, whatever ``method``).
+    ``n_steps=1``: one step, at the clean run, whatever ``method`` and ``path``).
+
+    Parameters
+    ----------
+    graph, clean, reference, metric
+        The graph, its clean inputs, the corrupted run and the metric (:func:`metric_of`).
+    n_steps, method
+        The integration: steps and Captum's approximation method.
+    steps_per_pass : int
+        Integration runs per forward and backward pass (memory).
+    path : {"activations", "inputs"}
+        ``"activations"``: each node's output goes from its corrupted value to its clean
+        one while the rest of the model runs clean (``n_steps`` runs per node), and the
+        edges out of a node read the gradients of that node's own runs. The scores of a
+        node's edges then sum to the metric's drop when the node is patched (the
+        completeness of integrated gradients), and each estimates a patch made from the
+        clean run, as :func:`exact_scores` measures. ``"inputs"``: the embedding goes
+        from corrupted to clean and every node follows (``n_steps`` runs in all; Hanna
+        et al.'s EAP-IG-inputs); cheaper, and what the embedding's edges sum to is the
+        whole clean - corrupted difference.
 
     Examples
     --------
@@ -145,8 +176,42 @@ def eap_scores(
     >>> eap_scores(graph, clean, graph.reference(corrupted), metric).shape
     torch.Size([110])
     """
+    if path not in EAP_PATHS:
+        raise ParameterError("path", f"path must be one of {list(EAP_PATHS)}, got {path!r}")
     with guarded_call(graph.model, "eap_scores", needs_grad=True):
-        return _eap(graph, clean, reference, metric, n_steps, method, steps_per_pass)
+        runs = _runs(graph, n_steps, method, path)
+        return _eap(graph, clean, reference, metric, runs, steps_per_pass)
+
+
+class _Runs(NamedTuple):
+    """The integration runs of :func:`eap_scores`: the edges each keeps (K, edges), where
+    each one's embedding lies between the corrupted (0) and the clean one (1) (K,), each
+    run's weight (K,), and which runs' gradients each edge reads (K, edges)."""
+
+    keep: Tensor
+    embedding: Tensor
+    weights: Tensor
+    reads: Tensor
+
+
+def _runs(graph: StreamGraph, n_steps: int, method: str, path: str) -> _Runs:
+    count = len(graph.edges)
+    if n_steps == 1:  # EAP: the gradient at the clean run
+        weights, points = [1.0], [1.0]
+    else:
+        step_sizes, alphas = approximation_parameters(method)
+        weights, points = step_sizes(n_steps), alphas(n_steps)
+    if path == "inputs" or n_steps == 1:
+        keep = torch.ones(len(points), count)
+        return _Runs(keep, torch.tensor(points), torch.tensor(weights), torch.ones_like(keep))
+    sources = list(dict.fromkeys(u for u, _ in graph.edges))
+    out_of = torch.tensor([[u == source for u, _ in graph.edges] for source in sources])
+    alpha = torch.tensor(points)
+    # run (source, step): the source's edges blend its corrupted and clean outputs
+    reads = out_of.float().repeat_interleave(len(alpha), 0)
+    keep = torch.where(reads.bool(), alpha.repeat(len(sources))[:, None], 1.0)
+    # the clean embedding, as a leaf the gradients flow from
+    return _Runs(keep, torch.ones(len(keep)), torch.tensor(weights).repeat(len(sources)), reads)
 
 
 def _eap(
@@ -154,31 +219,28 @@ def _eap(
     clean: Tensor,
     reference: CorruptedRun,
     metric: Metric,
-    n_steps: int,
-    method: str,
-    steps_per_pass: int,
+    runs: _Runs,
+    runs_per_pass: int,
 ) -> Tensor:
     everything = torch.ones(1, len(graph.edges))
     _, clean_outputs = graph.run_all(clean, everything, reference)
     assert reference.outputs is not None
     start, end = reference.outputs[INPUT], clean_outputs[INPUT][0]
-    if n_steps == 1:  # EAP: the gradient at the clean run
-        weights, points = [1.0], [1.0]
-    else:
-        step_sizes, alphas = approximation_parameters(method)
-        weights, points = step_sizes(n_steps), alphas(n_steps)
     scores = torch.zeros(len(graph.edges), dtype=torch.float64)
-    for part in chunks(n_steps, steps_per_pass):
-        alpha = torch.tensor(points[part], dtype=start.dtype, device=start.device)
+    for part in chunks(len(runs.keep), runs_per_pass):
+        alpha = runs.embedding[part].to(start.dtype).to(start.device)
         values = start + alpha.view((-1,) + (1,) * start.ndim) * (end - start)
-        keep = everything.expand(len(alpha), -1)
-        # the metric reads every example (a mean over them): each chunk's gradients are
-        # taken with the other examples' outputs held at their values
-        whole, _ = graph.run_all(clean, keep, reference, values)
-        weight = torch.tensor(weights[part], dtype=whole.dtype, device=whole.device)
-        for rows in chunks(len(clean), graph.examples_per_pass):
-            scores += _chunk_scores(graph, clean, reference, metric, clean_outputs, rows,
-                                    values[:, rows], keep, whole, weight)  # fmt: skip
+        keep = runs.keep[part]
+        # the metric reads every example (a mean over them): when they take several passes,
+        # each chunk's gradients are taken with the other examples' outputs held
+        parts = chunks(len(clean), graph.examples_per_pass)
+        whole = graph.run_all(clean, keep, reference, values)[0] if len(parts) > 1 else None
+        weight = runs.weights[part].to(start.dtype).to(start.device)
+        for rows in parts:
+            scores += _chunk_scores(
+                graph, clean, reference, metric, clean_outputs, rows,
+                values[:, rows], keep, whole, weight, runs.reads[part],
+            )  # fmt: skip
     return scores.float()
 
 
@@ -191,23 +253,29 @@ def _chunk_scores(
     rows: slice,
     values: Tensor,
     keep: Tensor,
-    whole: Tensor,
+    whole: Tensor | None,
     weight: Tensor,
+    reads: Tensor,
 ) -> Tensor:
-    """One chunk of examples' share of every edge's score, for some integration steps."""
+    """One chunk of examples' share of every edge's score, for some integration runs."""
     assert reference.outputs is not None
     part = reference.rows(rows)
     outputs, _, inputs = graph.run(clean[rows], keep, part, values.clone().requires_grad_(True))
-    joined = whole.clone()
-    joined[:, rows] = outputs
+    if whole is None:
+        joined = outputs
+    else:
+        joined = whole.clone()
+        joined[:, rows] = outputs
     receivers = list(inputs)
     found = torch.autograd.grad((metric(joined) * weight).sum(), [inputs[r] for r in receivers])
-    gradients = {r: g.sum(0) for r, g in zip(receivers, found, strict=True)}
+    gradients = dict(zip(receivers, found, strict=True))
     assert part.outputs is not None
-    return torch.tensor([
-        ((clean_outputs[u][0][rows] - part.outputs[u]) * gradients[v]).sum().item()
-        for u, v in graph.edges
-    ], dtype=torch.float64)  # fmt: skip
+    reads = reads.to(outputs.device, torch.float64)
+    return torch.stack([
+        (reads[:, e] * ((clean_outputs[u][0][rows] - part.outputs[u]) * gradients[v])
+         .flatten(1).sum(1).double()).sum()
+        for e, (u, v) in enumerate(graph.edges)
+    ]).cpu()  # fmt: skip
 
 
 def metric_ends(

@@ -15,9 +15,19 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .._validation.checks import METHOD, SEED, Count, Flag, Number, Satisfies, check_quadrature
+from .._validation.checks import (
+    METHOD,
+    SEED,
+    Choice,
+    Count,
+    Flag,
+    Number,
+    Satisfies,
+    check_quadrature,
+)
 from .._validation.settings import FrozenMapping, Settings, documented, setting
 from ..discovery.crops import NEURFLOW_SCALES
+from ._ids import EAP_PATHS
 
 __all__ = ["DEFAULT_STEPS", "CircuitSettings", "grouping_record", "rebuilt_grouping"]
 
@@ -218,6 +228,23 @@ class CircuitSettings(Settings):
         "for NeurFlow's circuits.",
         type_name="str or None",
         cli={"type": str, "metavar": "resample|shuffle|FILE"},
+    )
+    eap_steps: int = setting(
+        5,
+        Count(1),
+        "Integration steps of EAP-IG, the scores of a circuit through the residual stream "
+        "(Hanna et al.: 5); 1 is EAP, the gradient at the clean run.",
+        type_name="int",
+    )
+    eap_path: str = setting(
+        "activations",
+        Choice(EAP_PATHS),
+        "What EAP-IG interpolates between the corrupted and the clean run: 'activations', "
+        "each node's output on its own (eap_steps runs per node; its edges' scores sum "
+        "to patching it), or 'inputs', the embedding (Hanna et al.'s EAP-IG-inputs; "
+        "eap_steps runs in all).",
+        type_name="str",
+        cli={"choices": EAP_PATHS},
     )
     random_state: int | None = setting(
         None,

@@ -67,7 +67,8 @@ def build_stream_circuit(
         (:func:`~captum_groups.circuits.stream_groups.mlp_groups`, with the settings'
         ``tau``, ``k`` and ``n_groups``), its other neurons one node.
     settings : CircuitSettings, optional
-        ``n_steps`` and ``method`` (the integration; ``n_steps=1``: EAP),
+        ``eap_steps``, ``eap_path`` and ``method`` (the integration; ``eap_steps=1``:
+        EAP; ``eap_path``: each node's output interpolated on its own, or the embedding),
         ``predicted_only`` (a class's circuit reads only the examples predicted as
         it), ``corrupt`` and ``random_state`` (the corrupted input), ``batch_size``
         (examples per pass), ``tau``, ``k`` and ``n_groups`` (with
@@ -101,7 +102,8 @@ def build_stream_circuit(
         metric = metric_of(target, clean, positions)
         graph = _graph(model, clean, corrupted, metric, groups, settings)
         reference = graph.reference(corrupted)
-        scores = eap_scores(graph, clean, reference, metric, settings.n_steps, settings.method)
+        scores = eap_scores(graph, clean, reference, metric, settings.eap_steps,
+                            settings.method, path=settings.eap_path)  # fmt: skip
         clean_value, corrupted_value = metric_ends(graph, clean, reference, metric)
     params = {
         "procedure": "EAP-IG",

@@ -192,7 +192,7 @@ def write_stream_report(
     >>> from captum_groups.induction import tiny_gpt, induction_prompts
     >>> model, (clean, corrupted, copyable) = tiny_gpt(), induction_prompts(20)
     >>> circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
-    ...                                n_steps=5, progress=False)
+    ...                                eap_steps=5, progress=False)
     >>> html, saved = write_stream_report(model, circuit, clean, tempfile.mkdtemp(), corrupted,
     ...                                   positions=copyable, n_random=3, points=4)
     >>> html.name, Circuit.from_json(saved.read_text()) == circuit

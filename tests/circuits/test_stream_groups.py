@@ -65,8 +65,10 @@ def test_groups_are_the_core_neurons_without_overlap(setting):
 
 def test_a_circuit_with_neurflow_groups_computes_the_model(setting):
     model, clean, corrupted, _, _, _ = setting
-    circuit = build_stream_circuit(model, clean, "next_token", corrupted, groups="neurflow",
-                                   tau=8, k=20, n_groups=2, n_steps=3, progress=False)  # fmt: skip
+    circuit = build_stream_circuit(
+        model, clean, "next_token", corrupted, groups="neurflow",
+        tau=8, k=20, n_groups=2, eap_steps=3, progress=False,
+    )  # fmt: skip
     nodes = set(circuit.nodes)
     assert {"m0.g0", "m0.g1", "m0.rest", "m1.g0", "m1.g1", "m1.rest"} <= nodes
     assert len(circuit.nodes["m0.rest"]) == 128 - 8

@@ -17,14 +17,14 @@ from .test_report_browser import browser  # noqa: F401 (the fixture)
 def _gpt(folder):
     model, (clean, corrupted, copyable) = tiny_gpt(), induction_prompts(24, random_state=7)
     circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
-                                   n_steps=4, progress=False)  # fmt: skip
+                                   eap_steps=4, progress=False)  # fmt: skip
     return write_stream_report(model, circuit, clean, folder, corrupted, positions=copyable,
                                n_random=3, points=6)  # fmt: skip
 
 
 def _vit(folder):
     model, (images, _) = digits_vit(), load_digits("test")
-    circuit = build_stream_circuit(model, images, 3, n_steps=4, random_state=0, progress=False)
+    circuit = build_stream_circuit(model, images, 3, eap_steps=4, random_state=0, progress=False)
     return write_stream_report(model, circuit, images, folder, n_random=3, points=6)
 
 
@@ -58,7 +58,7 @@ def test_the_atlas_of_circuits_through_the_stream_opens_with_no_console_error(
 
     images, _ = load_digits("test")
     atlas = build_atlas(digits_vit(), [], images, tmp_path, targets=[3], corrupt="resample",
-                        n_steps=4, n_draws=3, reports=True, progress=False)  # fmt: skip
+                        eap_steps=4, n_draws=3, reports=True, progress=False)  # fmt: skip
     browser.get_log("browser")
     for page in (atlas.html, tmp_path / "classes" / "3" / "report.html"):
         browser.get(page.resolve().as_uri())
