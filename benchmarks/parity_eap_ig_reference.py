@@ -83,7 +83,8 @@ def _ours(prompts: int) -> dict:
         ACTIVATIONS: eap_scores(graph, clean, reference, metric, STEPS, "riemann_right"),
     }
     named = {
-        m: {_name(u, v): float(s) for (u, v), s in zip(graph.edges, scores[m])} for m in scores
+        method: {_name(u, v): float(s) for (u, v), s in zip(graph.edges, found, strict=True)}
+        for method, found in scores.items()
     }
     with torch.no_grad():
         logits = model(clean)
@@ -185,9 +186,11 @@ def _hooked_transformer(state: dict):
         positional_embedding_type="standard", default_prepend_bos=False,
     )  # fmt: skip
     model = HookedTransformer(config)
-    new = {"embed.W_E": state["embed.weight"], "pos_embed.W_pos": state["positions"],
-           "ln_final.w": state["norm.weight"], "ln_final.b": state["norm.bias"],
-           "unembed.W_U": state["unembed.weight"].T, "unembed.b_U": state["unembed.bias"]}  # fmt: skip
+    new = {
+        "embed.W_E": state["embed.weight"], "pos_embed.W_pos": state["positions"],
+        "ln_final.w": state["norm.weight"], "ln_final.b": state["norm.bias"],
+        "unembed.W_U": state["unembed.weight"].T, "unembed.b_U": state["unembed.bias"],
+    }  # fmt: skip
     for layer in range(layers):
         old, block = f"blocks.layers.{layer}.", f"blocks.{layer}."
         projection, bias = (
