@@ -396,8 +396,10 @@ class _RunState:
         for number, node in enumerate(nodes):
             for head in node.group.indices:
                 source[head] = role * len(nodes) + number
-        own = torch.stack([split[:, copy, :, :, head] for head, copy in enumerate(source)], -2)
-        return own[:, None].expand_as(split).flatten(0, 2)
+        heads = torch.arange(len(source), device=value.device)
+        # one gather (its gradient one scatter) rather than a slice per head
+        own = split[:, torch.tensor(source, device=value.device), :, :, heads]  # (H, K, N, T, d)
+        return own.permute(1, 2, 3, 0, 4)[:, None].expand_as(split).flatten(0, 2)
 
     def attn_hook_q(self, block: int, out: Tensor) -> Tensor:
         return self._from_own_copy(out, block, 0)
