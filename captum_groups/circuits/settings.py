@@ -229,6 +229,16 @@ class CircuitSettings(Settings):
         type_name="str or None",
         cli={"type": str, "metavar": "resample|shuffle|FILE"},
     )
+    mlp_groups: str | None = setting(
+        None,
+        Choice((None, "neurflow")),
+        "The MLP nodes of a circuit through the residual stream: None, one node per MLP; "
+        "'neurflow', each MLP's tau core neurons for the target grouped NeurFlow's way "
+        "(ConceptClustering on their top-k (example, position) activations; n_groups per "
+        "layer), its other neurons one node.",
+        type_name="str or None",
+        cli={"type": str, "choices": ("neurflow",)},
+    )
     eap_steps: int = setting(
         5,
         Count(1),

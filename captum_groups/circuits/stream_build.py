@@ -31,7 +31,7 @@ def build_stream_circuit(
     corrupted: Tensor | None = None,
     *,
     positions: Tensor | None = None,
-    groups: Sequence[NeuronGroup] | str = (),
+    groups: Sequence[NeuronGroup] = (),
     settings: CircuitSettings | None = None,
     progress: bool = True,
     **options: Any,
@@ -61,11 +61,12 @@ def build_stream_circuit(
         another class.
     positions : Tensor, optional
         Boolean (N, T): where a model with outputs per position is read.
-    groups : sequence of NeuronGroup or "neurflow", optional
-        Groups of heads or MLP neurons as nodes (see :class:`StreamGraph`); or
-        ``"neurflow"``: each MLP's core neurons grouped NeurFlow's way
+    groups : sequence of NeuronGroup, optional
+        Groups of heads or MLP neurons as nodes (see :class:`StreamGraph`). With
+        ``mlp_groups="neurflow"`` each MLP's core neurons are grouped NeurFlow's way
         (:func:`~captum_groups.circuits.stream_groups.mlp_groups`, with the settings'
-        ``tau``, ``k`` and ``n_groups``), its other neurons one node.
+        ``tau``, ``k`` and ``n_groups``), its other neurons one node; ``groups`` then
+        holds head groups only.
     settings : CircuitSettings, optional
         ``eap_steps``, ``eap_path`` and ``method`` (the integration; ``eap_steps=1``:
         EAP; ``eap_path``: each node's output interpolated on its own, or the embedding),
@@ -129,18 +130,28 @@ def _graph(
     clean: Tensor,
     corrupted: Tensor,
     metric: Callable[[Tensor], Tensor],
-    groups: Sequence[NeuronGroup] | str,
+    groups: Sequence[NeuronGroup],
     settings: CircuitSettings,
 ) -> StreamGraph:
-    """The stream graph of the build: with the groups given, or found NeurFlow's way."""
+    """The stream graph of the build: with the groups given, and the MLPs' found NeurFlow's
+    way when the settings ask."""
     if isinstance(groups, str):
-        if groups != "neurflow":
+        raise ParameterError(
+            "groups",
+            f"groups must be NeuronGroups, got {groups!r} (MLP groups found "
+            "NeurFlow's way: mlp_groups='neurflow')",  # fmt: skip
+        )
+    groups = list(groups)
+    if settings.mlp_groups == "neurflow":
+        if any(".mlp." in str(group.layer) for group in groups):
             raise ParameterError(
-                "groups", f"groups must be NeuronGroups or 'neurflow', got {groups!r}"
+                "groups",
+                "groups holds MLP groups, and mlp_groups='neurflow' finds them; "
+                "give one or the other",  # fmt: skip
             )
-        whole = StreamGraph(model, clean, examples_per_pass=settings.batch_size)
-        groups = mlp_groups(whole, clean, whole.reference(corrupted), metric, settings.tau,
-                            settings.k, settings.groups_for)  # fmt: skip
+        whole = StreamGraph(model, clean, groups, settings.batch_size)
+        groups += mlp_groups(whole, clean, whole.reference(corrupted), metric, settings.tau,
+                             settings.k, settings.groups_for)  # fmt: skip
     return StreamGraph(model, clean, groups, settings.batch_size)
 
 

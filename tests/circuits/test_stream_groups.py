@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from captum_groups import ParameterError, build_stream_circuit
-from captum_groups.circuits import StreamGraph, metric_of
+from captum_groups import NeuronGroup, ParameterError, build_stream_circuit
+from captum_groups.circuits import CircuitSettings, StreamGraph, metric_of
 from captum_groups.circuits.stream_groups import mlp_groups, neuron_scores
 from captum_groups.induction import induction_prompts, tiny_gpt
 from captum_groups.transformers import hooked
@@ -66,12 +66,30 @@ def test_groups_are_the_core_neurons_without_overlap(setting):
 def test_a_circuit_with_neurflow_groups_computes_the_model(setting):
     model, clean, corrupted, _, _, _ = setting
     circuit = build_stream_circuit(
-        model, clean, "next_token", corrupted, groups="neurflow",
+        model, clean, "next_token", corrupted, mlp_groups="neurflow",
         tau=8, k=20, n_groups=2, eap_steps=3, progress=False,
     )  # fmt: skip
     nodes = set(circuit.nodes)
     assert {"m0.g0", "m0.g1", "m0.rest", "m1.g0", "m1.g1", "m1.rest"} <= nodes
     assert len(circuit.nodes["m0.rest"]) == 128 - 8
-    with pytest.raises(ParameterError, match="groups must be NeuronGroups or 'neurflow'"):
-        build_stream_circuit(model, clean, "next_token", corrupted, groups="cluster",
+    assert circuit.settings.mlp_groups == "neurflow"
+    with pytest.raises(ParameterError, match="mlp_groups='neurflow'"):
+        build_stream_circuit(model, clean, "next_token", corrupted, groups="neurflow",
                              progress=False)  # fmt: skip
+    with pytest.raises(ParameterError, match="groups holds MLP groups"):
+        build_stream_circuit(model, clean, "next_token", corrupted, mlp_groups="neurflow",
+                             groups=[NeuronGroup("blocks.0.mlp.hook_post", [0], dim=-1)],
+                             progress=False)  # fmt: skip
+    with pytest.raises(ParameterError, match="mlp_groups"):
+        CircuitSettings(mlp_groups="kmeans")
+
+
+def test_neurflow_mlp_groups_go_with_head_groups(setting):
+    model, clean, corrupted, _, _, _ = setting
+    pair = NeuronGroup("blocks.1.attn.hook_z", [0, 3], dim=2, name="pair")
+    circuit = build_stream_circuit(
+        model, clean, "next_token", corrupted, groups=[pair], mlp_groups="neurflow",
+        tau=4, k=10, n_groups=2, eap_steps=1, progress=False,
+    )  # fmt: skip
+    assert {"pair", "pair.k", "a1.h1", "m0.g1", "m1.rest"} <= set(circuit.nodes)
+    assert "a1.h0" not in circuit.nodes

@@ -85,7 +85,7 @@ def test_with_neurflow_groups_of_mlp_neurons_a_tenth_of_the_edges_keeps_the_indu
     NeurFlow's way (the rest of its neurons one node)."""
     model, clean, corrupted, copyable, _ = induction
     circuit = build_stream_circuit(model, clean, "next_token", corrupted, positions=copyable,
-                                   groups="neurflow", progress=False)  # fmt: skip
+                                   mlp_groups="neurflow", progress=False)  # fmt: skip
     stream = circuit.stream_edges()
     tenth = len(stream) // 10  # measured: 56 of 568 edges keep 0.89
     curve = faithfulness_curve(model, circuit, clean, corrupted, positions=copyable,

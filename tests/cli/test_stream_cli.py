@@ -12,7 +12,7 @@ from captum_groups import Circuit
 from captum_groups.cli import main
 from captum_groups.induction import induction_prompts
 
-FAST = ["--n-steps", "4", "--n-draws", "3", "--no-progress"]
+FAST = ["--n-steps", "4", "--eap-steps", "2", "--n-draws", "3", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,19 @@ def test_the_tiny_gpt_circuit_is_built_reported_and_saved(gpt_report, token_file
     assert "Where it is most active" in page  # token contexts, shaded
     curve = json.loads((gpt_report / "faithfulness.json").read_text())
     assert curve["total"] == 110 and curve["recovered"][-1] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_mlp_neurons_are_grouped_neurflow_s_way_on_request(token_files):
+    out = token_files / "grouped"
+    argv = ["circuit", "--model", "captum_groups.induction:tiny_gpt", "--data",
+            str(token_files / "tokens.pt"), "--target", "next_token", "--corrupt", "shuffle",
+            "--mlp-groups", "neurflow", "--tau", "4", "--k", "10", "--n-groups", "2",
+            "--random-state", "0", "--out", str(out), *FAST]  # fmt: skip
+    assert main(argv) == 0
+    circuit = Circuit.from_json((out / "circuit.json").read_text())
+    assert circuit.settings.mlp_groups == "neurflow" and circuit.settings.eap_steps == 2
+    assert {"m0.g0", "m0.g1", "m0.rest", "m1.g0", "m1.g1", "m1.rest"} <= set(circuit.nodes)
+    assert len(circuit.nodes["m1.rest"]) == 128 - 4
 
 
 def test_the_tiny_vit_circuit_of_a_class_is_built_and_reported(vit_report):
