@@ -72,8 +72,8 @@ def build_stream_circuit(
         EAP; ``eap_path``: each node's output interpolated on its own, or the embedding),
         ``predicted_only`` (a class's circuit reads only the examples predicted as
         it), ``corrupt`` and ``random_state`` (the corrupted input), ``batch_size``
-        (examples per pass), ``tau``, ``k`` and ``n_groups`` (with
-        ``groups="neurflow"``).
+        (examples per pass), ``mlp_groups``, ``tau``, ``k`` and ``n_groups`` (the MLP
+        groups, with ``mlp_groups="neurflow"``).
     progress : bool
         Accepted for symmetry with :func:`build_circuit`; the build is a few passes.
     **options
