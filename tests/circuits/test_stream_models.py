@@ -91,7 +91,7 @@ def test_with_neurflow_groups_of_mlp_neurons_a_tenth_of_the_edges_keeps_the_indu
     curve = faithfulness_curve(model, circuit, clean, corrupted, positions=copyable,
                                sizes=[tenth], n_random=20, random_state=0)  # fmt: skip
     assert curve.recovered[0] >= 0.8  # measured: 0.89
-    assert curve.random_ci[0][1] < 0.2  # measured: mean under 0.001
+    assert curve.random_ci[0][1] < 0.2  # measured: mean 0.002 or less
     kept = sorted(stream, key=lambda e: -abs(circuit.edges[e]))[:tenth]
     assert {(f"a1.h{h}", "target") for h in range(HEADS)} <= set(kept)
     keys = {u for u, v in kept if v.startswith("a1.") and v.endswith(".k")}
