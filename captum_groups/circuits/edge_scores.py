@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .._model.captum import approximation_parameters
 from .._model.guards import guarded_call
-from .._validation.checks import ParameterError
+from .._validation.checks import ParameterError, check_method, check_positive_int
 from ._ids import EAP_PATHS, NEXT_TOKEN
 from .stream import INPUT, CorruptedRun, StreamGraph, chunks
 
@@ -176,6 +176,9 @@ def eap_scores(
     >>> eap_scores(graph, clean, graph.reference(corrupted), metric).shape
     torch.Size([110])
     """
+    check_positive_int(n_steps, "n_steps")
+    check_method(method)
+    check_positive_int(steps_per_pass, "steps_per_pass")
     if path not in EAP_PATHS:
         raise ParameterError("path", f"path must be one of {list(EAP_PATHS)}, got {path!r}")
     with guarded_call(graph.model, "eap_scores", needs_grad=True):

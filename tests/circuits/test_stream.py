@@ -253,6 +253,22 @@ def test_bad_groups_are_refused_by_name(gpt, prompts, groups, message):
         StreamGraph(gpt, prompts[0], groups)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_steps": 0}, "n_steps must be a positive int"),
+        ({"n_steps": 2.5}, "n_steps must be a positive int"),
+        ({"method": "simpson"}, "method must be one of"),
+        ({"steps_per_pass": 0}, "steps_per_pass must be a positive int"),
+    ],
+)
+def test_bad_integration_settings_are_refused_by_name(gpt, prompts, options, message):
+    clean, corrupted = prompts
+    graph = StreamGraph(gpt, clean)
+    with pytest.raises(ParameterError, match=message):
+        eap_scores(graph, clean, graph.reference(corrupted), metric_of(4, clean, _LAST), **options)
+
+
 def test_an_unknown_integration_path_is_refused_by_name(gpt, prompts):
     clean, corrupted = prompts
     graph = StreamGraph(gpt, clean)
