@@ -232,17 +232,16 @@ def _eap(
     scores = torch.zeros(len(graph.edges), dtype=torch.float64)
     for part in chunks(len(runs.keep), runs_per_pass):
         alpha = runs.embedding[part].to(start.dtype).to(start.device)
-        values = start + alpha.view((-1,) + (1,) * start.ndim) * (end - start)
+        # lerp gives the clean embedding itself at alpha = 1
+        values = torch.lerp(start, end, alpha.view((-1,) + (1,) * start.ndim))
         keep = runs.keep[part]
-        # the metric reads every example (a mean over them): when they take several passes,
-        # each chunk's gradients are taken with the other examples' outputs held
-        parts = chunks(len(clean), graph.examples_per_pass)
-        whole = graph.run_all(clean, keep, reference, values)[0] if len(parts) > 1 else None
+        # the metric reads every example (a mean over them)
+        joined = graph.held_outputs(clean, keep, reference, values)
         weight = runs.weights[part].to(start.dtype).to(start.device)
-        for rows in parts:
+        for rows in chunks(len(clean), graph.examples_per_pass):
             scores += _chunk_scores(
                 graph, clean, reference, metric, clean_outputs, rows,
-                values[:, rows], keep, whole, weight, runs.reads[part],
+                values[:, rows], keep, joined, weight, runs.reads[part],
             )  # fmt: skip
     return scores.float()
 
@@ -256,7 +255,7 @@ def _chunk_scores(
     rows: slice,
     values: Tensor,
     keep: Tensor,
-    whole: Tensor | None,
+    joined: Callable[[slice, Tensor], Tensor],
     weight: Tensor,
     reads: Tensor,
 ) -> Tensor:
@@ -264,13 +263,9 @@ def _chunk_scores(
     assert reference.outputs is not None
     part = reference.rows(rows)
     outputs, _, inputs = graph.run(clean[rows], keep, part, values.clone().requires_grad_(True))
-    if whole is None:
-        joined = outputs
-    else:
-        joined = whole.clone()
-        joined[:, rows] = outputs
     receivers = list(inputs)
-    found = torch.autograd.grad((metric(joined) * weight).sum(), [inputs[r] for r in receivers])
+    value = (metric(joined(rows, outputs)) * weight).sum()
+    found = torch.autograd.grad(value, [inputs[r] for r in receivers])
     gradients = dict(zip(receivers, found, strict=True))
     assert part.outputs is not None
     reads = reads.to(outputs.device, torch.float64)

@@ -24,7 +24,7 @@ sublayer output is node ``c``'s output. Many edge masks run in one batch too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -251,6 +251,40 @@ class StreamGraph:
                 for node, value in outputs.items():
                     nodes.setdefault(node, []).append(value)
         return torch.cat(found, 1), {node: torch.cat(v, 1) for node, v in nodes.items()}
+
+    def held_outputs(
+        self,
+        inputs: Tensor,
+        keep: Tensor,
+        reference: CorruptedRun,
+        input_values: Tensor | None = None,
+    ) -> Callable[[slice, Tensor], Tensor]:
+        """For gradients taken ``examples_per_pass`` examples at a time of a metric that
+        reads every example: a function giving the outputs (K, N, ...) of every example,
+        those of the chunk ``rows`` replaced by the chunk's own (with their gradients), the
+        others held at their values. The others are computed once, here, and only when
+        the examples take more than one pass.
+
+        Examples
+        --------
+        >>> from captum_groups.induction import tiny_gpt, induction_prompts
+        >>> clean, corrupted, _ = induction_prompts(5)
+        >>> graph = StreamGraph(tiny_gpt(), clean, examples_per_pass=2)
+        >>> keep, reference = torch.ones(1, 110), graph.reference(corrupted)
+        >>> joined = graph.held_outputs(clean, keep, reference)
+        >>> joined(slice(0, 2), torch.zeros(1, 2, 20, 24)).shape
+        torch.Size([1, 5, 20, 24])
+        """
+        if len(inputs) <= self.examples_per_pass:
+            return lambda _rows, outputs: outputs
+        whole = self.run_all(inputs, keep, reference, input_values)[0]
+
+        def joined(rows: slice, outputs: Tensor) -> Tensor:
+            every = whole.clone()
+            every[:, rows] = outputs
+            return every
+
+        return joined
 
     def run(
         self,

@@ -58,20 +58,19 @@ def neuron_scores(
     scores = {b: torch.zeros(()) for b in blocks}
     clean_post: dict[int, list[Tensor]] = {b: [] for b in blocks}
     with _capturing_posts(graph) as captured:
-        # every example's outputs at each step: a chunk's gradients hold the others there
-        wholes = [graph.run_all(clean, keep, reference, values)[0] for values in paths]
+        # the metric reads every example: a chunk's gradients hold the others' outputs
+        held = [graph.held_outputs(clean, keep, reference, values) for values in paths]
         for rows in chunks(len(clean), graph.examples_per_pass):
             part = reference.rows(rows)
             captured.clear()
             with torch.no_grad():
                 graph.run(clean[rows], keep, part, start[:, rows])
             corrupted = _first_copy(graph, captured, rows)
-            for values, whole in zip(paths, wholes, strict=True):
+            for values, joined in zip(paths, held, strict=True):
                 captured.clear()
                 given = values[:, rows].clone().requires_grad_(True)
-                joined = whole.clone()
-                joined[:, rows] = graph.run(clean[rows], keep, part, given)[0]
-                found = torch.autograd.grad(metric(joined).sum() / n_steps, captured)
+                outputs = joined(rows, graph.run(clean[rows], keep, part, given)[0])
+                found = torch.autograd.grad(metric(outputs).sum() / n_steps, captured)
                 posts = _first_copy(graph, captured, rows)
                 for b in blocks:
                     # a neuron's gradient sits in the copy of its node's input
